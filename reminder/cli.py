@@ -1,0 +1,363 @@
+"""The command line: parse, call the library, turn our errors into messages and exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from datetime import date, datetime
+from pathlib import Path
+
+from . import report
+from .config import config_path
+from .delivery import wakeups
+from .errors import InputError, ReminderError
+from .leads import Lead
+from .ledger import Ledger
+from .logs import setup_logging
+from .plan import DeliveryKey, Slot
+from .registrants import Registrant
+from .sessions import Session, find_session
+from .simulate import simulate
+from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
+from .transport import Envelope, Result
+from .worker import Worker, ledger_path, make_transport, utc_now
+
+log = logging.getLogger("reminder")
+OK, FAILED, USAGE = 0, 1, 2
+
+
+def _day(text: str) -> date:
+    for parse in (date.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y").date()):
+        try:
+            return parse(text)
+        except ValueError:
+            continue
+    raise argparse.ArgumentTypeError(f"{text!r} is not a date: write 2023-03-01 or 01/03/2023")
+
+
+def _instant(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date and time: write 2023-03-01T16:00 (cycle's zone) or "
+            "2023-03-01T16:00+01:00"
+        ) from None
+
+
+def _lead(text: str) -> Lead:
+    try:
+        return Lead.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help="the config file (default: $REMINDER_CONFIG or ./config.toml)",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=["human", "json"],
+        default=argparse.SUPPRESS,
+        help="log lines for people (default) or JSON lines for machines",
+    )
+    common.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default=argparse.SUPPRESS,
+        help="the least severe level shown",
+    )
+    main = argparse.ArgumentParser(
+        prog="reminder",
+        parents=[common],
+        description="E-mail reminders for a recurring event series: sent once, never lost.",
+    )
+    commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=summary, description=summary)
+
+    command("check", "Validate config, registrants and templates; exit 1 on any error.")
+
+    plan = command("plan", "Show the sessions and when each reminder goes out.")
+    plan.add_argument("--from", dest="start", type=_day, help="first day shown (YYYY-MM-DD)")
+    plan.add_argument("--to", dest="end", type=_day, help="last day shown (YYYY-MM-DD)")
+    plan.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
+    plan.add_argument("--format", choices=["table", "json"], default="table")
+
+    people = command("registrants", "Show who attends which session, and every bad row.")
+    people.add_argument("--session", type=_day, help="only those attending this session")
+    people.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    people.add_argument(
+        "--show-addresses", action="store_true", help="print full addresses (masked by default)"
+    )
+
+    preview = command("preview", "Write one reminder as .eml, .html and .ics; print its text.")
+    preview.add_argument("--session", type=_day, required=True, help="the session (YYYY-MM-DD)")
+    preview.add_argument("--lead", type=_lead, help="which reminder (default: the first lead)")
+    preview.add_argument(
+        "--registrant",
+        metavar="EMAIL",
+        help="as this registrant receives it (default: a sample person)",
+    )
+    preview.add_argument("--out", type=Path, help="folder for the files (default: state/preview)")
+
+    send_test = command("send-test", "Send one real reminder to one address; ledger untouched.")
+    send_test.add_argument("--to", metavar="ADDRESS", required=True, help="the only recipient")
+    send_test.add_argument("--session", type=_day, help="default: the next session")
+    send_test.add_argument("--lead", type=_lead, help="default: the first lead")
+
+    history = command("history", "What was sent, failed or superseded; exit 1 if any failed.")
+    history.add_argument("--session", type=_day, help="one session (YYYY-MM-DD)")
+    history.add_argument("--recipient", metavar="EMAIL", help="one address")
+    history.add_argument("--format", choices=["table", "json"], default="table")
+    history.add_argument(
+        "--show-addresses", action="store_true", help="print full addresses (masked by default)"
+    )
+
+    command("run", "Run the service: send every reminder once, on time, until SIGTERM.")
+
+    sim = command("simulate", "Run a whole period under a virtual clock into a folder.")
+    sim.add_argument("--from", dest="start", type=_day, help="first day (default: cycle start)")
+    sim.add_argument("--to", dest="end", type=_day, help="last day (default: cycle end)")
+    sim.add_argument("--out", type=Path, help="folder (default: state/simulation)")
+    sim.add_argument(
+        "--smtp",
+        action="store_true",
+        help="deliver through an embedded SMTP server instead of the outbox",
+    )
+
+    status = command("status", "Next wake-ups, and per session and lead what was sent.")
+    status.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
+    status.add_argument("--format", choices=["table", "json"], default="table")
+    return main
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    setup_logging(getattr(args, "log_format", "human"), getattr(args, "log_level", "info"))
+    path = config_path(getattr(args, "config", None))
+    handler: Callable[[argparse.Namespace, Path], int] = COMMANDS[args.command]
+    try:
+        return handler(args, path)
+    except InputError as exc:
+        print(f"reminder {args.command}: cannot go on:", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return FAILED
+    except ReminderError as exc:
+        print(f"reminder {args.command}: {exc}", file=sys.stderr)
+        return FAILED
+    except KeyboardInterrupt:
+        return FAILED
+
+
+def _now(snapshot: Snapshot, given: datetime | None) -> datetime:
+    if given is None:
+        return utc_now()
+    return given if given.tzinfo else given.replace(tzinfo=snapshot.config.zone)
+
+
+def _session(snapshot: Snapshot, day: date) -> Session:
+    found = find_session(snapshot.sessions, day)
+    if found is None:
+        days = ", ".join(s.id for s in snapshot.sessions)
+        raise ReminderError(f"no session on {day}; the sessions are {days}")
+    return found
+
+
+def do_check(args: argparse.Namespace, path: Path) -> int:
+    snapshot, problems = check(path)
+    for problem in problems:
+        print(problem)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors or snapshot is None:
+        print(
+            f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s): fix the "
+            "errors above; nothing is sent from an invalid configuration"
+        )
+        return FAILED
+    roster = snapshot.roster
+    cancelled = sum(s.cancelled for s in snapshot.sessions)
+    print(
+        f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
+        f"leads {', '.join(snapshot.config.reminders.leads)}; {len(roster.registrants)} "
+        f"registrants served, {len(roster.suppressed)} suppressed; templates OK; "
+        f"{len(problems)} warning(s)"
+    )
+    return OK
+
+
+def do_plan(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    now = _now(snapshot, args.now)
+    sessions = [
+        s
+        for s in snapshot.sessions
+        if (args.start is None or s.start.date() >= args.start)
+        and (args.end is None or s.start.date() <= args.end)
+    ]
+    if args.format == "json":
+        print(
+            json.dumps(
+                report.plan_data(snapshot, sessions, now, snapshot.roster),
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+    else:
+        print(report.plan_text(snapshot, sessions, now, snapshot.roster))
+    return OK
+
+
+def do_registrants(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    people = list(snapshot.roster.registrants)
+    if args.session:
+        people = list(snapshot.roster.attending(_session(snapshot, args.session)))
+    print(report.registrants_output(snapshot, people, args.format, args.show_addresses))
+    return OK
+
+
+def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
+    if day is None:
+        now = utc_now()
+        upcoming = [s for s in snapshot.sessions if not s.cancelled and s.start > now]
+        session = upcoming[0] if upcoming else snapshot.sessions[-1]
+    else:
+        session = _session(snapshot, day)
+    chosen = lead or snapshot.config.reminders.lead_list[0]
+    return Slot(session, chosen, chosen.before(session.start))
+
+
+def do_preview(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    slot = _slot(snapshot, args.session, args.lead)
+    registrant = SAMPLE_REGISTRANT
+    if args.registrant:
+        found = snapshot.roster.find(args.registrant)
+        if found is None:
+            raise ReminderError(
+                f"{args.registrant} is not a registrant served by {snapshot.roster.source}"
+            )
+        registrant = found
+    composed = snapshot.composer.compose(slot, registrant, slot.due_at)
+    out = args.out or snapshot.state_dir / "preview"
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"reminder-{slot.session.id}-{slot.lead}"
+    files = {".eml": composed.data, ".html": composed.html.encode(), ".ics": composed.ics}
+    for suffix, content in files.items():
+        (out / f"{stem}{suffix}").write_bytes(content)
+    print(f"Subject: {composed.subject}\n\n{composed.text}")
+    print(f"--\nwritten: {', '.join(str(out / (stem + s)) for s in files)}", file=sys.stderr)
+    return OK
+
+
+def do_send_test(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    slot = _slot(snapshot, args.session, args.lead)
+    address = args.to.strip()
+    person = Registrant(
+        email=address,
+        first_name=SAMPLE_REGISTRANT.first_name,
+        last_name=SAMPLE_REGISTRANT.last_name,
+    )
+    now = utc_now()
+    # Its own Message-ID, so a test never shares one with a real delivery.
+    key = DeliveryKey(slot.session.key, "test", str(slot.lead), f"{address}#{now.timestamp()}")
+    composed = snapshot.composer.compose(slot, person, now, key)
+    transport = make_transport(snapshot.config)
+    results: list[Result] = []
+
+    async def send() -> None:
+        envelope = Envelope(None, composed.sender, address, composed.message_id, composed.data)
+        try:
+            await transport.deliver(iter([envelope]), results.append)
+        finally:
+            await transport.close()
+
+    asyncio.run(send())
+    print(f"via {transport.description}")
+    for result in results:
+        print(f"{result.verdict}: {result.reply}")
+    return OK if results and results[0].verdict == "sent" else FAILED
+
+
+def do_history(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    prefix = _session(snapshot, args.session).key if args.session else ""
+    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+        rows = ledger.rows(session_prefix=prefix, recipient=args.recipient or "")
+    print(report.history_output(rows, args.format, args.show_addresses, snapshot))
+    return FAILED if any(row.status == "failed" for row in rows) else OK
+
+
+def do_run(args: argparse.Namespace, path: Path) -> int:
+    asyncio.run(Worker(path).run())
+    return OK
+
+
+def do_simulate(args: argparse.Namespace, path: Path) -> int:
+    result = asyncio.run(
+        simulate(path, start=args.start, end=args.end, folder=args.out, smtp=args.smtp)
+    )
+    snapshot = load_snapshot(path)
+    zone = snapshot.config.zone
+    rows = [
+        (
+            f"{step.at.astimezone(zone):%Y-%m-%d %H:%M}",
+            step.session,
+            step.lead,
+            step.recipients,
+            "late" if step.late else "on time",
+        )
+        for step in result.steps
+    ]
+    print(report.table(rows, ["instant", "session", "lead", "recipients", ""]))
+    print(
+        f"\n{result.sent} reminders sent ({result.late} late, to registrants who signed up "
+        f"after a due instant), {result.superseded} superseded, {result.failed} failed, "
+        f"{len(result.steps)} batches.\nmessages: {result.messages}\n"
+        f"ledger: {result.folder / 'ledger.sqlite'}"
+    )
+    return FAILED if result.failed else OK
+
+
+def do_status(args: argparse.Namespace, path: Path) -> int:
+    snapshot = load_snapshot(path)
+    now = _now(snapshot, args.now)
+    file = ledger_path(snapshot.config)
+    if not file.exists():
+        raise ReminderError(f"no ledger at {file} yet: `reminder run` creates it")
+    with Ledger(file, readonly=True) as ledger:
+        data = report.status_data(
+            snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
+        )
+    print(
+        json.dumps(data, ensure_ascii=False, indent=2)
+        if args.format == "json"
+        else report.status_text(data)
+    )
+    return OK
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
+    "check": do_check,
+    "plan": do_plan,
+    "registrants": do_registrants,
+    "preview": do_preview,
+    "send-test": do_send_test,
+    "history": do_history,
+    "run": do_run,
+    "simulate": do_simulate,
+    "status": do_status,
+}

@@ -1,0 +1,458 @@
+"""The config.toml schema, its loading with environment overrides, and every message about it."""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+import os
+import re
+import tomllib
+from datetime import date, time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from dateutil.rrule import rrulestr
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from .errors import ConfigError, Problem
+from .leads import Lead, sort_leads
+from .tomlpos import key_lines, line_of
+
+ENV_PREFIX = "REMINDER_"
+DEFAULT_RULE = "FREQ=MONTHLY;BYDAY=+1WE"
+
+
+def _wall_time(value: Any) -> Any:
+    """Accept "17:00" and the French "17h00" / "17h"."""
+    match = (
+        re.fullmatch(r"\s*(\d{1,2})\s*[hH:]\s*(\d{2})?\s*", value)
+        if isinstance(value, str)
+        else None
+    )
+    if match:
+        return time(int(match.group(1)), int(match.group(2) or 0))
+    return value
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown timezone {value!r}: use an IANA name such as 'Europe/Paris'"
+        ) from None
+    return value
+
+
+def _rule(value: str) -> str:
+    text = value.strip().removeprefix("RRULE:")
+    if re.search(r"(DTSTART|UNTIL|COUNT)", text, re.IGNORECASE):
+        raise ValueError(
+            "the rule must not hold DTSTART, UNTIL or COUNT: semesters give its start and end"
+        )
+    try:
+        rrulestr(f"RRULE:{text}", dtstart=None)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(
+            f"{value!r} is not an RFC 5545 RRULE ({exc}); "
+            f"first Wednesday of the month is {DEFAULT_RULE!r}"
+        ) from None
+    return text
+
+
+def _lead(value: str) -> str:
+    return str(Lead.parse(value))
+
+
+def _duration(value: str) -> str:
+    return str(Lead.parse(value, allow_zero=True))
+
+
+Day = date  # SessionEntry has a field named `date`
+WallTime = Annotated[time, BeforeValidator(_wall_time)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+RuleText = Annotated[str, AfterValidator(_rule)]
+LeadText = Annotated[str, AfterValidator(_lead)]
+DurationText = Annotated[str, AfterValidator(_duration)]
+Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")]
+Url = Annotated[str, Field(pattern=r"^https?://\S+$")]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Organizer(Section):
+    name: str
+    address: str = ""
+    phone: str = ""
+    email: Email | None = None
+    website: Url | None = None
+
+
+class Contact(Section):
+    name: str
+    role: str = ""
+    email: Email | None = None
+    phone: str = ""
+
+
+class Cycle(Section):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]*$")]
+    title: str
+    subtitle: str = ""
+    audience: str = ""
+    description: str = ""
+    agenda: str = ""
+    language: str = "fr"
+    timezone: TimeZoneName = "Europe/Paris"
+    location: str = "Visioconférence"
+    join_url: Url | None = None
+    url: Url | None = None
+    registration_url: Url | None = None
+
+
+class Schedule(Section):
+    rule: RuleText = DEFAULT_RULE
+    start: WallTime = time(17, 0)
+    end: WallTime = time(19, 0)
+    holidays: Literal["warn", "skip", "next-week"] = "warn"
+    holiday_country: str = "FR"
+    holiday_subdivision: str | None = None
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> Schedule:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end:%H:%M}) must be after start ({self.start:%H:%M})")
+        return self
+
+
+class Semester(Section):
+    name: str
+    start: date
+    end: date
+    rule: RuleText | None = None
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Semester:
+        if self.end < self.start:
+            raise ValueError(
+                f"semester {self.name!r} ends ({self.end}) before it starts ({self.start})"
+            )
+        return self
+
+
+class SessionEntry(Section):
+    date: Day
+    topic: str = ""
+    draft: bool = False
+    speakers: list[str] = []
+    partner: str = ""
+    agenda: str = ""
+    join_url: Url | None = None
+    cancelled: bool = False
+    cancelled_reason: str = ""
+    moved_to: Day | None = None
+    start: WallTime | None = None
+    end: WallTime | None = None
+    extra: bool = False
+    sequence: Annotated[int, Field(ge=0)] | None = None
+
+
+class Reminders(Section):
+    leads: Annotated[list[LeadText], Field(min_length=1)] = ["7d", "1d", "1h"]
+    late_cutoff: DurationText = "0s"
+    sweep_interval: DurationText = "5m"
+    calendar_alarm: DurationText | None = "15m"
+    unsubscribe_url: Url | None = None
+    unsubscribe_mailto: Email | None = None
+
+    @property
+    def lead_list(self) -> list[Lead]:
+        return sort_leads([Lead.parse(text) for text in self.leads])
+
+
+class Paths(Section):
+    registrants: Path = Path("registrants.csv")
+    suppression: Path = Path("suppression.txt")
+    templates: Path = Path("templates")
+    state: Path = Path("state")
+
+
+class Columns(Section):
+    email: list[str] = [
+        "Courriel",
+        "E-mail",
+        "Email",
+        "Adresse e-mail",
+        "Adresse électronique",
+        "Adresse mail",
+        "Mail",
+    ]
+    first_name: list[str] = ["Prénom", "First name"]
+    last_name: list[str] = ["Nom", "Nom de famille", "Last name"]
+    role: list[str] = ["Fonction", "Mandat", "Qualité"]
+    organisation: list[str] = [
+        "Collectivité",
+        "Commune",
+        "Structure",
+        "Organisme",
+        "Intercommunalité",
+    ]
+    sessions: list[str] = ["Séances", "Séance", "Dates", "Sessions"]
+    join_url: list[str] = ["Lien Zoom", "Lien personnel", "Lien de connexion", "Join URL"]
+    language: list[str] = ["Langue", "Language"]
+    registered_at: list[str] = [
+        "Horodateur",
+        "Date de soumission",
+        "Date d'inscription",
+        "Timestamp",
+        "Submitted at",
+    ]
+
+
+class RegistrantsFormat(Section):
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
+    delimiter: Literal["auto", ",", ";", "\t"] = "auto"
+    columns: Columns = Columns()
+
+
+class Smtp(Section):
+    host: str | None = None
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    allow_insecure: bool = False
+    username: str | None = None
+    # Environment only (REMINDER_SMTP__PASSWORD); load_config refuses it in the file.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    ca_file: Path | None = None
+    sender: Email = "reminder@localhost.localdomain"
+    sender_name: str | None = None
+    reply_to: Email | None = None
+    timeout: Annotated[float, Field(gt=0)] = 60.0
+    connections: Annotated[int, Field(ge=1, le=64)] = 4
+    max_per_second: Annotated[float, Field(gt=0)] | None = None
+    max_per_minute: Annotated[int, Field(gt=0)] | None = None
+    attempts: Annotated[int, Field(ge=1, le=20)] = 4
+    retry_base: Annotated[float, Field(ge=0)] = 1.0
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
+
+    @property
+    def host_is_loopback(self) -> bool:
+        if self.host in (None, "localhost"):
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @model_validator(mode="after")
+    def _no_plaintext_off_host(self) -> Smtp:
+        trusted = self.host_is_loopback or self.allow_insecure
+        if self.host and self.security == "none" and not trusted:
+            raise ValueError(
+                f"security = 'none' would send mail and password in clear to {self.host}; "
+                "use 'starttls' or 'tls', or set allow_insecure = true if this relay is trusted"
+            )
+        return self
+
+
+class Config(BaseSettings):
+    """Everything staff configure; `load_config` is the way to build one."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    cycle: Cycle
+    organizer: Organizer
+    contact: Contact
+    schedule: Schedule = Schedule()
+    semesters: Annotated[list[Semester], Field(min_length=1)]
+    sessions: list[SessionEntry] = []
+    reminders: Reminders = Reminders()
+    paths: Paths = Paths()
+    registrants: RegistrantsFormat = RegistrantsFormat()
+    smtp: Smtp = Smtp()
+
+    _source: Path = PrivateAttr(default=Path("config.toml"))
+    _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment first: an ops override beats the file staff edit.
+        return (env_settings, init_settings)
+
+    @property
+    def source(self) -> Path:
+        return self._source
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.cycle.timezone)
+
+    def problem(
+        self, message: str, path: tuple[str | int, ...], severity: str = "error"
+    ) -> Problem:
+        """A Problem located at the key `path` of this config's file."""
+        return Problem(
+            str(self._source),
+            message,
+            line=line_of(self._lines, path),
+            key=_dotted(path),
+            severity=severity,
+        )
+
+    def path(self, relative: Path) -> Path:
+        """A configured path, relative to the config file's folder."""
+        return relative if relative.is_absolute() else self._source.parent / relative
+
+
+def config_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
+    """--config beats REMINDER_CONFIG beats ./config.toml."""
+    return Path(cli_value or os.environ.get(f"{ENV_PREFIX}CONFIG") or "config.toml")
+
+
+def load_config(path: Path) -> Config:
+    """Read, validate and return the config at `path`, or raise ConfigError with every problem."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            [Problem(name, f"no such file; pass --config PATH or set {ENV_PREFIX}CONFIG")]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([Problem(name, f"cannot be read: {exc}")]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        found = re.search(r"\(at line (\d+), column (\d+)\)", str(exc))
+        reason = re.sub(r"\s*\(at line.*\)", "", str(exc))
+        raise ConfigError(
+            [
+                Problem(
+                    name,
+                    f"not valid TOML: {reason}",
+                    line=int(found.group(1)) if found else None,
+                    column=int(found.group(2)) if found else None,
+                )
+            ]
+        ) from None
+
+    lines = key_lines(text)
+    problems: list[Problem] = []
+    smtp = data.get("smtp")
+    if isinstance(smtp, dict) and "password" in smtp:
+        del smtp["password"]
+        problems.append(
+            Problem(
+                name,
+                "a password must not be written in config.toml (anyone who reads the file or "
+                "its history would have it): remove the line and set REMINDER_SMTP__PASSWORD, or "
+                "REMINDER_SMTP__PASSWORD_FILE naming a file only the service can read",
+                line=line_of(lines, ("smtp", "password")),
+                key="smtp.password",
+            )
+        )
+    try:
+        config = Config(**data)
+    except ValidationError as exc:
+        problems += [_problem(name, lines, error) for error in exc.errors()]
+        raise ConfigError(problems) from None
+    if problems:
+        raise ConfigError(problems)
+    config._source = path
+    config._lines = lines
+    return _with_password_file(config)
+
+
+def _with_password_file(config: Config) -> Config:
+    file = config.smtp.password_file
+    if file is None or config.smtp.password is not None:
+        return config
+    file = config.path(file)
+    try:
+        secret = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    str(config.source),
+                    f"the SMTP password file {file} cannot be read "
+                    f"({exc.strerror}); check REMINDER_SMTP__PASSWORD_FILE and its permissions",
+                    key="smtp.password_file",
+                )
+            ]
+        ) from None
+    smtp = config.smtp.model_copy(update={"password": SecretStr(secret)})
+    loaded = config.model_copy(update={"smtp": smtp})
+    loaded._source, loaded._lines = config._source, config._lines
+    return loaded
+
+
+def _problem(name: str, lines: dict[Any, int], error: Any) -> Problem:
+    loc = tuple(error["loc"])
+    key = _dotted(loc)
+    env = _env_name(loc)
+    if env in os.environ:
+        return Problem(f"environment variable {env}", _message(error, loc), key=key)
+    return Problem(name, _message(error, loc), line=line_of(lines, loc), key=key)
+
+
+def _message(error: Any, loc: tuple[Any, ...]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        valid = list(_model_at(loc[:-1]).model_fields)
+        near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else f"; valid keys: {', '.join(valid)}"
+        return f"unknown key {loc[-1]!r}{hint}"
+    if kind == "missing":
+        return "this key is required"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if kind.startswith(("value_error", "assertion_error")):
+        return message
+    given = error.get("input")
+    return f"{message} (found {given!r})" if not isinstance(given, dict | list) else message
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
+    model: type[BaseModel] = Config
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = model.model_fields[part].annotation
+        inner = getattr(annotation, "__args__", (annotation,))
+        model = next(arg for arg in inner if isinstance(arg, type) and issubclass(arg, BaseModel))
+    return model
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def _env_name(loc: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if not isinstance(part, int))

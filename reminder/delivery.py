@@ -1,0 +1,209 @@
+"""One pass of delivery: plan at `now`, claim, compose, send, record. Used by run and simulate."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from .errors import ReminderError
+from .ledger import Claim, Ledger, Outcome, Status
+from .messages import message_id
+from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
+from .registrants import masked
+from .snapshot import Snapshot
+from .transport import Envelope, Result, Transport, Verdict
+
+log = logging.getLogger("reminder")
+
+# Between passes a transient failure waits this long (jittered) before the next try.
+RETRY_AFTER = timedelta(minutes=5)
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Tally:
+    """What one pass did, for the one log line it earns."""
+
+    sent: int = 0
+    failed: int = 0
+    retrying: int = 0
+    superseded: int = 0
+    late: int = 0
+    expired: int = 0
+    lines: list[tuple[str, str, int, bool]] = field(default_factory=list)  # session, lead, n, late
+
+    def __bool__(self) -> bool:
+        return bool(self.sent or self.failed or self.retrying or self.superseded or self.expired)
+
+    def __str__(self) -> str:
+        text = (
+            f"sent {self.sent}, failed {self.failed}, retrying {self.retrying}, "
+            f"superseded {self.superseded}"
+        )
+        if self.late:
+            text += f" ({self.late} late)"
+        if self.expired:
+            text += f", expired {self.expired}"
+        return text
+
+
+def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
+    """What the plan and the ledger say is owed at `now`."""
+    active = {
+        slot.session.key
+        for slot in snapshot.slots
+        if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
+    }
+    return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+
+
+def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]:
+    """The future instants when something may be owed: reminders, and retries of claims."""
+    active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
+    return next_wakeups(now, snapshot.slots, ledger.view(active), snapshot.cutoff)
+
+
+class _Recorder:
+    """Collects outcomes and writes them to the ledger in small batches."""
+
+    def __init__(
+        self, ledger: Ledger, clock: Clock, tally: Tally, every: int = 64, after: float = 0.05
+    ) -> None:
+        self.ledger, self.clock, self.tally = ledger, clock, tally
+        self.every, self.after = every, after
+        self.pending: list[Outcome] = []
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, outcome: Outcome) -> None:
+        self.pending.append(outcome)
+        if len(self.pending) >= self.every:
+            self.flush()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.after, self.flush)
+
+    def flush(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self.pending:
+            outcomes, self.pending = self.pending, []
+            self.ledger.record(outcomes, self.clock())
+
+
+class Dispatcher:
+    """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
+
+    def __init__(self, ledger: Ledger, transport: Transport, clock: Clock) -> None:
+        self.ledger = ledger
+        self.transport = transport
+        self.clock = clock
+
+    def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
+        return wakeups(self.ledger, snapshot, now)
+
+    async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
+        """Send everything owed at the clock's now; return what happened."""
+        now = self.clock()
+        tally = Tally(expired=self.ledger.expire(now))
+        batch = owed(self.ledger, snapshot, now)
+        if batch.superseded:
+            self.ledger.supersede(batch.superseded, now)
+            tally.superseded = len(batch.superseded)
+        if not batch.sends:
+            return tally
+        config = snapshot.config
+        claims = {
+            d.key: Claim(
+                d.key,
+                message_id(config, d.key),
+                d.slot.due_at,
+                deadline(d.slot.session, snapshot.cutoff),
+            )
+            for d in batch.sends
+        }
+        won = {claim.key for claim in self.ledger.claim(list(claims.values()), now)}
+        deliveries = [d for d in batch.sends if d.key in won]
+        recorder = _Recorder(self.ledger, self.clock, tally)
+        for delivery in deliveries:
+            tally.late += delivery.late
+        _count_lines(tally, deliveries)
+
+        def envelopes() -> Iterator[Envelope]:
+            for delivery in deliveries:
+                claim = claims[delivery.key]
+                try:
+                    composed = snapshot.composer.compose(
+                        delivery.slot, delivery.registrant, self.clock(), delivery.key
+                    )
+                except ReminderError as exc:
+                    self._report_failure(recorder, tally, delivery, f"cannot compose: {exc}")
+                    continue
+                yield Envelope(
+                    (delivery, claim),
+                    composed.sender,
+                    composed.recipient,
+                    claim.message_id,
+                    composed.data,
+                    claim.not_after,
+                )
+
+        def report(result: Result) -> None:
+            delivery, claim = result.envelope.token
+            self._settle(recorder, tally, delivery, claim, result)
+
+        try:
+            await self.transport.deliver(envelopes(), report, stopping)
+        finally:
+            recorder.flush()
+        return tally
+
+    def _settle(
+        self, recorder: _Recorder, tally: Tally, delivery: Delivery, claim: Claim, result: Result
+    ) -> None:
+        now = self.clock()
+        if result.verdict is Verdict.SENT:
+            tally.sent += 1
+            recorder.add(Outcome(delivery.key, Status.SENT, result.reply, now))
+            return
+        if result.verdict is Verdict.RETRY:
+            retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
+            if retry_at < claim.not_after:
+                tally.retrying += 1
+                log.info(
+                    "will retry %s for %s at %s: %s",
+                    delivery.slot.lead,
+                    masked(delivery.registrant.email),
+                    f"{retry_at:%H:%M:%S}",
+                    result.reply,
+                )
+                recorder.add(Outcome(delivery.key, Status.CLAIMED, result.reply, now, retry_at))
+                return
+            reply = f"not delivered before the session started: {result.reply}"
+        else:
+            reply = result.reply
+        self._report_failure(recorder, tally, delivery, reply)
+
+    def _report_failure(
+        self, recorder: _Recorder, tally: Tally, delivery: Delivery, reply: str
+    ) -> None:
+        tally.failed += 1
+        log.warning(
+            "failed: %s reminder of %s for %s: %s",
+            delivery.slot.lead,
+            delivery.slot.session.id,
+            masked(delivery.registrant.email),
+            reply,
+        )
+        recorder.add(Outcome(delivery.key, Status.FAILED, reply, self.clock()))
+
+
+def _count_lines(tally: Tally, deliveries: list[Delivery]) -> None:
+    counts: dict[tuple[str, str, bool], int] = {}
+    for delivery in deliveries:
+        key = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
+        counts[key] = counts.get(key, 0) + 1
+    tally.lines += [(session, lead, count, late) for (session, lead, late), count in counts.items()]

@@ -1,0 +1,79 @@
+"""The one exception hierarchy: every message is written for the person who must act."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong (or worth a look) in an input file, located as precisely as we can."""
+
+    source: str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    key: str | None = None
+    severity: str = "error"  # "error" | "warning"
+    row: int | None = None  # for spreadsheets: the row as Excel numbers it (header = 1)
+
+    def __str__(self) -> str:
+        where = self.source
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        if self.row is not None:
+            where += f": row {self.row}"
+            if self.key:
+                return f"{where}, column {self.key}: {self.severity}: {self.message}"
+        key = f" {self.key}:" if self.key else ""
+        return f"{where}: {self.severity}:{key} {self.message}"
+
+
+class ReminderError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class InputError(ReminderError):
+    """A file a person edits is wrong; carries every problem found, not just the first."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = [p for p in problems if p.severity == "error"] or problems
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class ConfigError(InputError):
+    """config.toml (or an environment override) cannot be used."""
+
+
+class RegistrantsError(InputError):
+    """The registrant export or the suppression list cannot be used at all."""
+
+
+class TemplateError(InputError):
+    """A message template does not parse, names an unknown variable or fails to render."""
+
+
+class LedgerError(ReminderError):
+    """The delivery ledger cannot be opened or is from a newer release."""
+
+
+class AlreadyRunning(ReminderError):
+    """Another worker holds the state folder."""
+
+
+class DeliveryError(ReminderError):
+    """A delivery could not be made; `permanent` tells whether retrying can help."""
+
+    def __init__(self, message: str, *, reply: str = "", permanent: bool = False) -> None:
+        super().__init__(message)
+        self.reply = reply
+        self.permanent = permanent
+
+
+class TransportConfigError(DeliveryError):
+    """The transport itself is misconfigured (login, TLS, sender): stop, do not hammer."""
+
+    def __init__(self, message: str, *, reply: str = "") -> None:
+        super().__init__(message, reply=reply, permanent=True)

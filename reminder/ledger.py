@@ -1,0 +1,349 @@
+"""The delivery ledger: one row per delivery, claimed before the SMTP transaction, settled after."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+
+from .errors import LedgerError
+from .plan import REMINDER, DeliveryKey, LedgerView
+
+# How long a claim protects a delivery in flight from another worker.
+CLAIM_LEASE = timedelta(minutes=10)
+
+# Forward migrations, applied in order; the ledger's PRAGMA user_version counts them.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        session TEXT NOT NULL,          -- the session's start, local ISO: 2023-03-01T17:00+01:00
+        kind TEXT NOT NULL,             -- reminder (later: update, cancellation)
+        lead TEXT NOT NULL,             -- 7d, 1d, 1h...
+        recipient TEXT NOT NULL,        -- canonical address
+        status TEXT NOT NULL CHECK (status IN ('claimed', 'sent', 'failed', 'superseded')),
+        message_id TEXT,
+        due_at TEXT NOT NULL,           -- UTC instants, fixed width, so text order is time order
+        not_after TEXT NOT NULL,        -- nothing is sent from this instant on
+        attempts INTEGER NOT NULL DEFAULT 0,
+        claimed_by TEXT,
+        next_attempt_at TEXT,
+        sent_at TEXT,
+        last_reply TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL,
+        UNIQUE (session, kind, lead, recipient)
+    );
+    CREATE INDEX deliveries_status ON deliveries (status, not_after);
+    """,
+)
+
+
+class Status(StrEnum):
+    CLAIMED = "claimed"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPERSEDED = "superseded"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A delivery about to be attempted: its Message-ID is fixed at the first claim."""
+
+    key: DeliveryKey
+    message_id: str
+    due_at: datetime
+    not_after: datetime
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt came to. `retry_at` set means transient: the claim stays open."""
+
+    key: DeliveryKey
+    status: Status
+    reply: str = ""
+    at: datetime | None = None
+    retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Row:
+    session: str
+    kind: str
+    lead: str
+    recipient: str
+    status: str
+    message_id: str
+    due_at: datetime
+    attempts: int
+    sent_at: datetime | None
+    updated_at: datetime
+    last_reply: str
+
+
+def stamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def unstamp(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+class Ledger:
+    """A SQLite file in WAL mode; the database itself enforces one row per delivery."""
+
+    def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
+        self.path = path
+        self.worker = worker
+        try:
+            if readonly:
+                self.db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+                # WAL survives a process crash at every commit; NORMAL skips the per-commit
+                # fsync, so only a power cut could lose the last moments (and then a resend
+                # carries the same Message-ID).
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self._migrate()
+            self._check_version()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {path} cannot be opened: {exc}") from None
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def _check_version(self) -> None:
+        if self._version() > len(MIGRATIONS):
+            raise LedgerError(
+                f"the ledger {self.path} was written by a newer release (schema "
+                f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+            )
+
+    def _migrate(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for version in range(self._version(), len(MIGRATIONS)):
+                for statement in MIGRATIONS[version].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:
+        """Run statements in one immediate transaction; return each one's row count."""
+        counts: list[int] = []
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, parameters in statements:
+                counts.append(self.db.execute(sql, parameters).rowcount)
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return counts
+
+    def view(self, sessions: Iterable[str], kind: str = REMINDER) -> LedgerView:
+        """What is recorded for these session keys, for the planner."""
+        settled: dict[tuple[str, str], set[str]] = defaultdict(set)
+        claims: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
+        for session in set(sessions):
+            rows = self.db.execute(
+                "SELECT lead, recipient, status, next_attempt_at FROM deliveries "
+                "WHERE session = ? AND kind = ?",
+                (session, kind),
+            )
+            for lead, recipient, status, retry_at in rows:
+                if status == Status.CLAIMED:
+                    claims[session, lead][recipient] = datetime.fromisoformat(retry_at)
+                else:
+                    settled[session, lead].add(recipient)
+        return LedgerView({k: frozenset(v) for k, v in settled.items()}, dict(claims))
+
+    def adopt_claims(self, now: datetime) -> int:
+        """At start, under the worker lock: every open claim of a dead worker is due again."""
+        return self._write(
+            [
+                (
+                    "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
+                    "WHERE status = 'claimed' AND claimed_by IS NOT ?",
+                    (stamp(now), stamp(now), self.worker),
+                )
+            ]
+        )[0]
+
+    def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
+        """Claim deliveries durably before sending; return those this worker won.
+
+        A new delivery is won by inserting its row; an open claim whose back-off has
+        passed is won by moving its next attempt past the lease, compare-and-set, so two
+        workers on one ledger never both win a delivery.
+        """
+        lease_end, at = stamp(now + CLAIM_LEASE), stamp(now)
+        statements = [
+            (
+                "INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, "
+                "due_at, not_after, claimed_by, next_attempt_at, updated_at) "
+                "VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (
+                    *c.key,
+                    c.message_id,
+                    stamp(c.due_at),
+                    stamp(c.not_after),
+                    self.worker,
+                    lease_end,
+                    at,
+                ),
+            )
+            for c in claims
+        ]
+        won = self._write(statements)
+        retries = [c for c, count in zip(claims, won, strict=True) if not count]
+        taken = (
+            self._write(
+                [
+                    (
+                        "UPDATE deliveries SET claimed_by = ?, next_attempt_at = ?, updated_at = ? "
+                        "WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
+                        "AND status = 'claimed' AND next_attempt_at <= ?",
+                        (self.worker, lease_end, at, *c.key, at),
+                    )
+                    for c in retries
+                ]
+            )
+            if retries
+            else []
+        )
+        retried = {c.key for c, count in zip(retries, taken, strict=True) if count}
+        return [c for c, count in zip(claims, won, strict=True) if count or c.key in retried]
+
+    def supersede(
+        self,
+        items: Sequence[tuple[DeliveryKey, datetime]],
+        now: datetime,
+        not_after: datetime | None = None,
+    ) -> None:
+        """Record older reminders that a more recent one replaces."""
+        at = stamp(now)
+        self._write(
+            (
+                "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
+                "not_after, updated_at) VALUES (?, ?, ?, ?, 'superseded', ?, ?, ?) "
+                "ON CONFLICT DO UPDATE SET status = 'superseded', updated_at = excluded.updated_at "
+                "WHERE status = 'claimed'",
+                (*key, stamp(due_at), stamp(not_after or due_at), at),
+            )
+            for key, due_at in items
+        )
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Settle (or reschedule) attempted deliveries, all in one transaction."""
+        statements: list[tuple[str, tuple[object, ...]]] = []
+        for outcome in outcomes:
+            at = stamp(outcome.at or now)
+            if outcome.retry_at is not None:
+                statements.append(
+                    (
+                        "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, "
+                        "next_attempt_at = ?, updated_at = ? WHERE session = ? AND kind = ? "
+                        "AND lead = ? AND recipient = ? AND status = 'claimed'",
+                        (outcome.reply, stamp(outcome.retry_at), at, *outcome.key),
+                    )
+                )
+            else:
+                statements.append(
+                    (
+                        "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
+                        "last_reply = ?, sent_at = CASE WHEN ? = 'sent' THEN ? END, "
+                        "next_attempt_at = NULL, updated_at = ? WHERE session = ? AND kind = ? "
+                        "AND lead = ? AND recipient = ? AND status = 'claimed'",
+                        (outcome.status, outcome.reply, outcome.status, at, at, *outcome.key),
+                    )
+                )
+        if statements:
+            self._write(statements)
+
+    def expire(self, now: datetime) -> int:
+        """Claims still open at their deadline can no longer be sent: record them failed."""
+        return self._write(
+            [
+                (
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "
+                    "updated_at = ?, last_reply = 'not confirmed before the session started' || "
+                    "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
+                    "WHERE status = 'claimed' AND not_after <= ?",
+                    (stamp(now), stamp(now)),
+                )
+            ]
+        )[0]
+
+    def rows(self, *, session_prefix: str = "", recipient: str = "") -> list[Row]:
+        """The history, oldest first, optionally for one session (by date) or one address."""
+        # Only the constant column list is formatted in; every value is a bound parameter.
+        query = f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE session LIKE ? "  # noqa: S608
+        parameters: list[str] = [f"{session_prefix}%"]
+        if recipient:
+            query += "AND recipient = ? "
+            parameters.append(recipient.strip().casefold())
+        query += "ORDER BY due_at, session, lead, recipient"
+        return [_row(values) for values in self.db.execute(query, parameters)]
+
+    def counts(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """(session, kind, lead) -> status -> number of deliveries."""
+        found: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+        for session, kind, lead, status, number in self.db.execute(
+            "SELECT session, kind, lead, status, count(*) FROM deliveries "
+            "GROUP BY session, kind, lead, status"
+        ):
+            found[session, kind, lead][status] = number
+        return dict(found)
+
+    def last_error(self) -> Row | None:
+        """The most recent delivery that did not go through, with the server's reply."""
+        values = self.db.execute(
+            f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE last_reply != '' "  # noqa: S608
+            "AND status != 'sent' ORDER BY updated_at DESC LIMIT 1"
+        ).fetchone()
+        return _row(values) if values else None
+
+
+_ROW_COLUMNS = (
+    "session, kind, lead, recipient, status, message_id, due_at, attempts, "
+    "sent_at, updated_at, last_reply"
+)
+
+
+def _row(values: tuple[object, ...]) -> Row:
+    session, kind, lead, recipient, status, mid, due, attempts, sent, updated, reply = values
+    return Row(
+        str(session),
+        str(kind),
+        str(lead),
+        str(recipient),
+        str(status),
+        str(mid or ""),
+        datetime.fromisoformat(str(due)),
+        int(str(attempts)),
+        unstamp(str(sent) if sent else None),
+        datetime.fromisoformat(str(updated)),
+        str(reply),
+    )

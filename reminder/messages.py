@@ -1,0 +1,317 @@
+"""The reminder mail: template context, rendering, headers, and the calendar part."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import format_datetime, formataddr
+from functools import lru_cache
+from typing import Any
+from urllib.parse import quote
+
+import css_inline
+
+from .config import Config
+from .ics import session_calendar
+from .plan import DeliveryKey, Slot
+from .registrants import Registrant
+from .sessions import Session
+from .templating import Templates
+from .wording import clock, lead_words, long_date, relative_day, time_range
+
+MAX_DISPLAY_NAME = 64
+_INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
+
+
+@dataclass(frozen=True)
+class Composed:
+    """A message ready for the transport, and its parts for previews."""
+
+    message_id: str
+    sender: str
+    recipient: str
+    data: bytes
+    subject: str
+    text: str
+    html: str
+    ics: bytes
+
+
+def message_id(config: Config, key: DeliveryKey) -> str:
+    """Deterministic per delivery: a resend is recognisably the same mail to receivers."""
+    digest = hashlib.sha256("|".join((config.cycle.id, *key)).encode()).hexdigest()[:20]
+    domain = config.smtp.sender.rpartition("@")[2]
+    day = key.session[:10].replace("-", "")
+    return f"<{config.cycle.id}.{day}.{key.kind}.{key.lead}.{digest}@{domain}>"
+
+
+def display_name(text: str) -> str:
+    """A name safe for a header: no control or line-break characters, bounded length.
+
+    Address() would raise on CR/LF, and Python 3.11.7 predates the fix that refuses
+    them when serialising (CVE-2024-6923), so they are removed here.
+    """
+    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text)
+    cleaned = " ".join(cleaned.split())
+    if len(cleaned) > MAX_DISPLAY_NAME:
+        cleaned = cleaned[: MAX_DISPLAY_NAME - 1].rstrip() + "…"
+    return cleaned
+
+
+class Composer:
+    """Turns (slot, registrant) into a complete message, with the templates of one folder."""
+
+    def __init__(self, config: Config, sessions: Sequence[Session], templates: Templates) -> None:
+        self.config = config
+        self.sessions = [s for s in sessions if not s.cancelled]
+        self.templates = templates
+        self.language = config.cycle.language
+        self._calendars: dict[tuple[Session, str, str], bytes] = {}
+        self._session_context = lru_cache(maxsize=256)(self._session_uncached)
+
+    def compose(
+        self, slot: Slot, registrant: Registrant, now: datetime, key: DeliveryKey | None = None
+    ) -> Composed:
+        key = key or slot.key(registrant.key)
+        language = registrant.language or self.language
+        context = self.context(slot, registrant, now, language)
+        subject = one_line(self.templates.render("subject", str(slot.lead), language, context))
+        text = self.templates.render("text", str(slot.lead), language, context)
+        html = _INLINER.inline(self.templates.render("html", str(slot.lead), language, context))
+        join_url = context["session"]["join_url"]
+        ics = self._calendar(slot.session, join_url, language, now)
+        mid = message_id(self.config, key)
+        data = self._assemble(
+            subject, text, html, ics, registrant, mid, now, slot.session, language
+        )
+        return Composed(
+            mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
+        )
+
+    def context(
+        self, slot: Slot, registrant: Registrant, now: datetime, language: str
+    ) -> dict[str, Any]:
+        config = self.config
+        session = dict(self._session_context(slot.session, language))
+        session["join_url"] = registrant.join_url or session["join_url"]
+        return {
+            "cycle": config.cycle.model_dump(mode="json"),
+            "organizer": config.organizer.model_dump(mode="json"),
+            "contact": config.contact.model_dump(mode="json"),
+            "session": session,
+            "registrant": {
+                "first_name": registrant.first_name,
+                "last_name": registrant.last_name,
+                "name": registrant.name,
+                "role": registrant.role,
+                "organisation": registrant.organisation,
+                "email": registrant.email,
+            },
+            "reminder": {
+                "lead": str(slot.lead),
+                "lead_words": lead_words(slot.lead, language),
+                "when": relative_day(now, slot.session.start, language),
+                "due_at": slot.due_at.isoformat(),
+                "late": now > slot.due_at and str(slot.lead) != "0s",
+            },
+            "upcoming": [
+                self._session_context(s, language)
+                for s in self.sessions
+                if s.start > slot.session.start
+            ][:3],
+            "unsubscribe": self._unsubscribe(registrant),
+        }
+
+    def _session_uncached(self, session: Session, language: str) -> dict[str, Any]:
+        return {
+            "id": session.id,
+            "date": long_date(session.start, language),
+            "day": long_date(session.start, language, year=False),
+            "start_time": clock(session.start, language),
+            "end_time": clock(session.end, language),
+            "time": time_range(session.start, session.end, language),
+            "start": session.start.isoformat(),
+            "semester": session.semester,
+            "topic": session.topic,
+            "draft": session.draft,
+            "speakers": list(session.speakers),
+            "partner": session.partner,
+            "agenda": [line.strip() for line in session.agenda.splitlines() if line.strip()],
+            "join_url": session.join_url or self.config.cycle.join_url or "",
+            "location": self.config.cycle.location,
+            "timezone": self.config.cycle.timezone,
+            "city": self.config.cycle.timezone.rpartition("/")[2].replace("_", " "),
+            "cancelled": session.cancelled,
+            "cancelled_reason": session.cancelled_reason,
+            "moved": session.moved,
+            "moved_from": (
+                f"{long_date(session.moved_from, language)} à {clock(session.moved_from, language)}"
+                if session.moved_from
+                else ""
+            ),
+            "holiday": session.holiday,
+            "extra": session.extra,
+        }
+
+    def _unsubscribe(self, registrant: Registrant) -> dict[str, str]:
+        reminders = self.config.reminders
+        mailto = (
+            reminders.unsubscribe_mailto
+            or self.config.smtp.reply_to
+            or (self.config.contact.email or self.config.smtp.sender)
+        )
+        subject = quote(f"Désinscription : {self.config.cycle.title}")
+        url = (reminders.unsubscribe_url or "").replace("{email}", quote(registrant.email))
+        return {"mailto": f"mailto:{mailto}?subject={subject}", "address": mailto, "url": url}
+
+    def _calendar(self, session: Session, join_url: str, language: str, now: datetime) -> bytes:
+        """One entry per session and link, built once: every attendee gets the same bytes."""
+        key = (session, join_url, language)
+        if key not in self._calendars:
+            lines = [*self._session_context(session, language)["agenda"]]
+            if join_url:
+                lines += [
+                    "",
+                    f"Rejoindre : {join_url}" if language == "fr" else f"Join: {join_url}",
+                ]
+            if len(self._calendars) > 1024:
+                self._calendars.clear()
+            self._calendars[key] = session_calendar(
+                self.config, session, join_url or None, "\n".join(lines), stamp=now
+            )
+        return self._calendars[key]
+
+    def _assemble(
+        self,
+        subject: str,
+        text: str,
+        html: str,
+        ics: bytes,
+        registrant: Registrant,
+        mid: str,
+        now: datetime,
+        session: Session,
+        language: str,
+    ) -> bytes:
+        """The MIME message, serialised directly: its shape never varies, and the email
+        package spends milliseconds re-folding headers that are already encoded here."""
+        config = self.config
+        domain = config.smtp.sender.rpartition("@")[2]
+        unsubscribe = self._unsubscribe(registrant)
+        headers = [
+            ("Subject", _encoded(one_line(subject))),
+            (
+                "From",
+                _address(
+                    display_name(config.smtp.sender_name or config.organizer.name),
+                    config.smtp.sender,
+                ),
+            ),
+            ("To", _address(display_name(registrant.name), registrant.email)),
+        ]
+        if config.smtp.reply_to:
+            headers.append(
+                ("Reply-To", _address(display_name(config.contact.name), config.smtp.reply_to))
+            )
+        headers += [
+            ("Date", format_datetime(now)),
+            ("Message-ID", mid),
+            # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
+            ("Auto-Submitted", "auto-generated"),
+            ("X-Auto-Response-Suppress", "All"),
+            (
+                "List-Id",
+                f"{_encoded(display_name(config.cycle.title))} <{config.cycle.id}.{domain}>",
+            ),
+        ]
+        if unsubscribe["url"]:
+            # RFC 8058 one-click: the https link, with the mailto as fallback.
+            headers.append(
+                ("List-Unsubscribe", f"<{unsubscribe['url']}>, <{unsubscribe['mailto']}>")
+            )
+            headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        else:
+            headers.append(("List-Unsubscribe", f"<{unsubscribe['mailto']}>"))
+        # Boundaries from the Message-ID: unique per mail, and base64 and
+        # quoted-printable bodies can never contain "=_".
+        boundary = hashlib.sha256(mid.encode()).hexdigest()[:24]
+        mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
+        filename = f"seance-{session.start:%Y-%m-%d}.ics"
+        calendar = 'text/calendar; charset="utf-8"; method=PUBLISH'
+        lines = [f"{name}: {value}" for name, value in headers]
+        lines += [
+            "Content-Language: " + language,
+            "MIME-Version: 1.0",
+            f'Content-Type: multipart/mixed; boundary="{mixed}"',
+            "",
+            f"--{mixed}",
+            f'Content-Type: multipart/alternative; boundary="{alternative}"',
+            "",
+            f"--{alternative}",
+            _part('text/plain; charset="utf-8"', text.encode(), quoted=True),
+            f"--{alternative}",
+            _part('text/html; charset="utf-8"', html.encode()),
+            f"--{alternative}",
+            # The part's method= must match the calendar's METHOD.
+            _part(calendar, ics),
+            f"--{alternative}--",
+            f"--{mixed}",
+            # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
+            _part(
+                f'{calendar}; name="{filename}"',
+                ics,
+                disposition=f'attachment; filename="{filename}"',
+            ),
+            f"--{mixed}--",
+            "",
+        ]
+        return "\r\n".join(lines).encode("ascii")
+
+
+def _part(content_type: str, body: bytes, *, quoted: bool = False, disposition: str = "") -> str:
+    head = [f"Content-Type: {content_type}"]
+    if disposition:
+        head.append(f"Content-Disposition: {disposition}")
+    if quoted:
+        head.append("Content-Transfer-Encoding: quoted-printable")
+        encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True).decode("ascii")
+    else:
+        head.append("Content-Transfer-Encoding: base64")
+        encoded = base64.encodebytes(body).decode("ascii")
+    return "\r\n".join([*head, "", *encoded.rstrip("\n").split("\n")])
+
+
+def one_line(text: str) -> str:
+    """A header value on one line, whatever a template or a topic put in it."""
+    return " ".join("".join(c for c in text if unicodedata.category(c) != "Cc").split())
+
+
+def _encoded(value: str) -> str:
+    """RFC 2047 "B" encoded words when the value is not plain ASCII, one per folded line.
+
+    Each word holds at most 45 bytes of UTF-8 cut between characters, so it stays
+    under the 75-character limit of RFC 2047 section 2.
+    """
+    if value.isascii():
+        return value
+    words: list[bytes] = []
+    chunk = b""
+    for character in value:
+        encoded = character.encode()
+        if len(chunk) + len(encoded) > 45:
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
+
+
+def _address(name: str, address: str) -> str:
+    if name.isascii():
+        return formataddr((name, address))
+    return f"{_encoded(name)} <{address}>"

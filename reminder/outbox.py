@@ -1,0 +1,59 @@
+"""The local outbox: each message a file in a Maildir-style folder, nobody mailed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from .transport import Envelope, Report, Result, Verdict
+
+
+class Outbox:
+    """Writes to tmp/ then renames into new/, so a reader never sees half a message.
+
+    A file is named after its Message-ID: a resend replaces it, like a receiver
+    dropping the duplicate would.
+    """
+
+    def __init__(self, folder: Path, *, durable: bool = True) -> None:
+        self.folder = folder
+        self.durable = durable
+        self.description = f"outbox {folder} (nothing is mailed)"
+        for sub in ("tmp", "new", "cur"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+
+    def path_for(self, message_id: str) -> Path:
+        name = re.sub(r"[^A-Za-z0-9._@-]", "_", message_id.strip("<>"))
+        return self.folder / "new" / f"{name}.eml"
+
+    def write(self, envelope: Envelope) -> Path:
+        final = self.path_for(envelope.message_id)
+        temporary = self.folder / "tmp" / final.name
+        with temporary.open("wb") as file:
+            file.write(envelope.data)
+            if self.durable:
+                file.flush()
+                os.fsync(file.fileno())
+        temporary.replace(final)
+        return final
+
+    async def deliver(
+        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+    ) -> None:
+        for count, envelope in enumerate(envelopes):
+            if stopping is not None and stopping.is_set():
+                return
+            try:
+                path = self.write(envelope)
+            except OSError as exc:
+                report(Result(envelope, Verdict.RETRY, f"outbox write failed: {exc.strerror}"))
+            else:
+                report(Result(envelope, Verdict.SENT, f"written to {path.name}"))
+            if count % 64 == 63:
+                await asyncio.sleep(0)  # let signals and timers in during a long batch
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,155 @@
+"""What is due, late, superseded or expired at `now`: pure functions of their inputs."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from .leads import Lead
+from .registrants import Registrant, Roster
+from .sessions import Session
+
+REMINDER = "reminder"
+# A wake-up a little behind its instant (a busy loop, a slow disk) is still on time.
+ON_TIME_TOLERANCE = timedelta(seconds=60)
+
+
+class DeliveryKey(NamedTuple):
+    """What the ledger holds once: one kind of mail, for one session and lead, to one person."""
+
+    session: str
+    kind: str
+    lead: str
+    recipient: str
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One reminder of one session: the instant it falls due for every attendee."""
+
+    session: Session
+    lead: Lead
+    due_at: datetime
+
+    def key(self, recipient: str, kind: str = REMINDER) -> DeliveryKey:
+        return DeliveryKey(self.session.key, kind, str(self.lead), recipient)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A mail to send now."""
+
+    slot: Slot
+    registrant: Registrant
+    late: bool = False
+    retry: bool = False  # an earlier claim, resent with its Message-ID
+
+    @property
+    def key(self) -> DeliveryKey:
+        return self.slot.key(self.registrant.key)
+
+
+@dataclass(frozen=True)
+class LedgerView:
+    """What the ledger already holds for some sessions, shaped for set arithmetic."""
+
+    # (session key, lead) -> recipients whose delivery is settled: sent, failed or superseded
+    settled: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    # (session key, lead) -> recipient -> when its unconfirmed claim may be tried again
+    claims: dict[tuple[str, str], dict[str, datetime]] = field(default_factory=dict)
+
+    def settled_for(self, slot: Slot) -> frozenset[str]:
+        return self.settled.get((slot.session.key, str(slot.lead)), frozenset())
+
+    def claims_for(self, slot: Slot) -> dict[str, datetime]:
+        return self.claims.get((slot.session.key, str(slot.lead)), {})
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The outcome of one look at the plan: what to send, and what to record without sending."""
+
+    sends: tuple[Delivery, ...] = ()
+    superseded: tuple[tuple[DeliveryKey, datetime], ...] = ()  # with each one's due instant
+
+    def __bool__(self) -> bool:
+        return bool(self.sends or self.superseded)
+
+
+def reminder_slots(sessions: Iterable[Session], leads: Sequence[Lead]) -> list[Slot]:
+    """Every reminder of every session that is still to be held, in due order."""
+    slots = [
+        Slot(session, lead, lead.before(session.start))
+        for session in sessions
+        if not session.cancelled
+        for lead in leads
+    ]
+    return sorted(slots, key=lambda slot: (slot.due_at, slot.session.start))
+
+
+def deadline(session: Session, cutoff: timedelta) -> datetime:
+    """After this instant nothing more is sent for `session`, not even late."""
+    return session.start - cutoff
+
+
+def due_batch(
+    now: datetime,
+    slots: Sequence[Slot],
+    roster: Roster,
+    view: LedgerView,
+    cutoff: timedelta = timedelta(0),
+) -> Batch:
+    """What to do at `now`.
+
+    Per session and attendee, only the most recent reminder that has fallen due is owed:
+    when it was never sent, it goes out (late if its instant is past) and older unsettled
+    ones are recorded as superseded; an unconfirmed claim of it is retried once its
+    back-off has passed. Nothing goes out at or after the session's deadline.
+    """
+    sends: list[Delivery] = []
+    superseded: list[tuple[DeliveryKey, datetime]] = []
+    for session, session_slots in _by_session(slots).items():
+        if now >= deadline(session, cutoff):
+            continue
+        fallen = [slot for slot in session_slots if slot.due_at <= now]
+        if not fallen:
+            continue
+        latest, older = fallen[-1], fallen[:-1]
+        settled, claims = view.settled_for(latest), view.claims_for(latest)
+        late = now - latest.due_at > ON_TIME_TOLERANCE
+        older_unsettled = [(slot, view.settled_for(slot)) for slot in older]
+        for registrant in roster.attending(session):
+            who = registrant.key
+            if who in settled:
+                continue
+            if (retry_at := claims.get(who)) is not None:
+                if retry_at <= now:
+                    sends.append(Delivery(latest, registrant, late=late, retry=True))
+                continue
+            sends.append(Delivery(latest, registrant, late=late))
+            superseded += [
+                (slot.key(who), slot.due_at) for slot, done in older_unsettled if who not in done
+            ]
+    return Batch(tuple(sends), tuple(superseded))
+
+
+def next_wakeups(
+    now: datetime, slots: Sequence[Slot], view: LedgerView, cutoff: timedelta = timedelta(0)
+) -> list[datetime]:
+    """The future instants at which something may fall due: reminders and retries."""
+    instants = {slot.due_at for slot in slots if now < slot.due_at < deadline(slot.session, cutoff)}
+    for slot in slots:
+        instants |= {
+            at for at in view.claims_for(slot).values() if now < at < deadline(slot.session, cutoff)
+        }
+    return sorted(instants)
+
+
+def _by_session(slots: Iterable[Slot]) -> dict[Session, list[Slot]]:
+    grouped: dict[Session, list[Slot]] = defaultdict(list)
+    for slot in sorted(slots, key=lambda s: s.due_at):
+        grouped[slot.session].append(slot)
+    return grouped

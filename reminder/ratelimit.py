@@ -1,0 +1,69 @@
+"""A sending rate that is never exceeded as the server counts it."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class _Send:
+    started: float
+    finished: float | None = None
+
+
+class RateLimit:
+    """At most `count` messages in any `window` seconds, for each (count, window) given.
+
+    The server sees a message somewhere between our start and our end of it, so the
+    (i + count)-th send starts only `window` after the i-th one *ended*: then no
+    window of the server's clock can hold count + 1 messages, whatever the latency.
+    """
+
+    def __init__(
+        self, limits: list[tuple[int, float]], clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.limits = [(count, window) for count, window in limits if count > 0]
+        self.clock = clock
+        depth = max((count for count, _ in self.limits), default=0)
+        self._history: deque[_Send] = deque(maxlen=depth or 1)
+        self._turn = asyncio.Lock()  # first come, first served
+        self._changed = asyncio.Condition()
+
+    async def acquire(self) -> _Send:
+        async with self._turn:
+            while True:
+                async with self._changed:
+                    # Checked under the condition's lock, so no release slips in between.
+                    await self._changed.wait_for(lambda: self._wait() != float("inf"))
+                    wait = self._wait()
+                if wait is None:
+                    break
+                await asyncio.sleep(wait)
+            send = _Send(self.clock())
+            if self.limits:
+                self._history.append(send)
+            return send
+
+    async def release(self, send: _Send) -> None:
+        send.finished = self.clock()
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _wait(self) -> float | None:
+        """Seconds to wait before the next send may start (inf: until one ends), or None."""
+        longest: float | None = None
+        now = self.clock()
+        for count, window in self.limits:
+            if len(self._history) < count:
+                continue
+            oldest = self._history[-count]
+            if oldest.finished is None:
+                return float("inf")
+            remaining = oldest.finished + window - now
+            if remaining > 0:
+                longest = max(longest or 0.0, remaining)
+        return longest

@@ -1,0 +1,436 @@
+"""The registration export: reading it, validating every row, and who attends which session."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from .config import Columns, Config
+from .errors import Problem, RegistrantsError
+from .sessions import Session
+
+ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
+_MONTHS = [
+    "janvier",
+    "fevrier",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "aout",
+    "septembre",
+    "octobre",
+    "novembre",
+    "decembre",
+]
+_DATE = re.compile(
+    r"(?P<iso>\d{4}-\d{2}-\d{2})"
+    r"|(?P<d>\d{1,2})/(?P<m>\d{1,2})(?:/(?P<y>\d{2,4}))?"
+    rf"|(?P<fd>\d{{1,2}})(?:er)?\s+(?P<fm>{'|'.join(_MONTHS)})(?:\s+(?P<fy>\d{{4}}))?"
+)
+# The shape nearly every address has; anything else gets email-validator's full verdict.
+_PLAIN_ADDRESS = re.compile(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
+)
+
+
+@dataclass(frozen=True)
+class Registrant:
+    """One person, by their canonical address, and the sessions they signed up for."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    role: str = ""
+    organisation: str = ""
+    join_url: str | None = None
+    sessions: frozenset[str] | None = None  # session ids; None means every session
+    language: str | None = None
+    registered_at: datetime | None = None
+    row: int = 0
+
+    @property
+    def key(self) -> str:
+        """What two rows must share to be the same person (and what the ledger records)."""
+        return self.email.casefold()
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def attends(self, session: Session) -> bool:
+        return self.sessions is None or session.id in self.sessions
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The usable registrants of an export, and what was wrong with the rest."""
+
+    source: str
+    registrants: tuple[Registrant, ...]
+    problems: tuple[Problem, ...] = ()
+    suppressed: tuple[str, ...] = ()
+    _by_session: dict[str, tuple[Registrant, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def attending(self, session: Session) -> tuple[Registrant, ...]:
+        found = self._by_session.get(session.id)
+        if found is None:
+            found = tuple(r for r in self.registrants if r.attends(session))
+            self._by_session[session.id] = found
+        return found
+
+    def find(self, email: str) -> Registrant | None:
+        key = email.strip().casefold()
+        return next((r for r in self.registrants if r.key == key), None)
+
+
+def masked(email: str) -> str:
+    """m***@irev.fr: enough to recognise someone in a log, not enough to harvest."""
+    local, _, domain = email.partition("@")
+    return f"{local[:1]}***@{domain}"
+
+
+def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
+    """Read the export and the suppression list; bad rows become problems, not failures."""
+    path = config.path(config.paths.registrants)
+    text = _decode(path, config.registrants.encoding)
+    suppressed = load_suppression(config.path(config.paths.suppression))
+    delimiter: str = config.registrants.delimiter
+    if delimiter == "auto":
+        delimiter = _sniff_delimiter(text)
+    reader = _Reader(str(path), text, delimiter, config.registrants.columns, sessions)
+    registrants = reader.rows()
+    kept = tuple(r for r in registrants if r.key not in suppressed)
+    gone = tuple(sorted({r.key for r in registrants} & suppressed))
+    return Roster(str(path), kept, tuple(reader.problems), gone)
+
+
+def load_suppression(path: Path) -> frozenset[str]:
+    """One address per line, '#' starts a comment; case does not matter."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise RegistrantsError(
+            [
+                Problem(
+                    str(path),
+                    "the suppression list does not exist: create it (it may be empty) "
+                    "or fix paths.suppression; without it, people who asked to stop would be "
+                    "mailed",
+                )
+            ]
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RegistrantsError([Problem(str(path), f"cannot be read: {exc}")]) from None
+    lines = (line.split("#", 1)[0].strip().casefold() for line in text.splitlines())
+    return frozenset(line for line in lines if line)
+
+
+def _decode(path: Path, encoding: str) -> str:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise RegistrantsError(
+            [
+                Problem(
+                    str(path),
+                    "the registrant export does not exist: export the form's answers "
+                    "there, or fix paths.registrants in the config",
+                )
+            ]
+        ) from None
+    except OSError as exc:
+        raise RegistrantsError([Problem(str(path), f"cannot be read: {exc.strerror}")]) from None
+    if encoding == "auto":
+        if raw.startswith(b"\xef\xbb\xbf"):
+            encoding = "utf-8-sig"
+        else:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # Excel in a French locale saves "CSV (séparateur : point-virgule)" as cp1252.
+                encoding = "cp1252"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise RegistrantsError(
+            [
+                Problem(
+                    str(path),
+                    f"is not {encoding} text (byte {exc.start}): save it as CSV UTF-8, "
+                    "or set registrants.encoding",
+                )
+            ]
+        ) from None
+
+
+def _sniff_delimiter(text: str) -> str:
+    header = text.split("\n", 1)[0]
+    return max((";", ",", "\t"), key=header.count)
+
+
+def _plain(text: str) -> str:
+    """Lowercase, without accents: "Février" -> "fevrier"."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
+
+
+def _fold(text: str) -> str:
+    """Compare headers and keywords without case, accents or punctuation."""
+    return re.sub(r"[^a-z0-9]+", " ", _plain(text)).strip()
+
+
+class _SkipRow(Exception):
+    """The row was reported and must not become a registrant."""
+
+
+class _Reader:
+    """Turns CSV rows into registrants, collecting a Problem for every row it skips."""
+
+    def __init__(
+        self,
+        source: str,
+        text: str,
+        delimiter: str,
+        columns: Columns,
+        sessions: Sequence[Session],
+    ) -> None:
+        self.source = source
+        self.text = text
+        self.delimiter = delimiter
+        self.columns = columns
+        self.problems: list[Problem] = []
+        self.sessions = sessions
+        self.session_days: dict[date, str] = {}
+        for session in sessions:
+            self.session_days[date.fromisoformat(session.id)] = session.id
+            self.session_days.setdefault(session.start.date(), session.id)
+        self.good_domains: set[str] = set()
+        self.header: list[str] = []
+
+    def rows(self) -> list[Registrant]:
+        reader = csv.reader(io.StringIO(self.text, newline=""), delimiter=self.delimiter)
+        header = next(reader, None)
+        if not header:
+            raise RegistrantsError([Problem(self.source, "the export is empty")])
+        self.header = header
+        index = self._columns(header)
+        found: dict[str, Registrant] = {}
+        row = 1
+        while True:
+            row += 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                self._problem(row, None, f"broken row ({exc}); skipped")
+                continue
+            if not any(cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(header):
+                self._problem(
+                    row,
+                    None,
+                    f"has {len(cells)} cells where the header has "
+                    f"{len(header)} (a '{self.delimiter}' inside an unquoted cell?); "
+                    "skipped",
+                )
+                continue
+            registrant = self._registrant(row, cells, index)
+            if registrant is None:
+                continue
+            if (first := found.get(registrant.key)) is not None:
+                self.problems.append(
+                    Problem(
+                        self.source,
+                        f"row {row} repeats the address of row {first.row} "
+                        f"({masked(registrant.email)}): one registrant, sessions merged",
+                        row=row,
+                        severity="warning",
+                    )
+                )
+                found[registrant.key] = _merge(first, registrant)
+            else:
+                found[registrant.key] = registrant
+        return list(found.values())
+
+    def _columns(self, header: list[str]) -> dict[str, int]:
+        folded = [_fold(name) for name in header]
+        index: dict[str, int] = {}
+        for attribute, names in self.columns:
+            for name in names:
+                if _fold(name) in folded:
+                    index[attribute] = folded.index(_fold(name))
+                    break
+        if "email" not in index:
+            raise RegistrantsError(
+                [
+                    Problem(
+                        self.source,
+                        f"no e-mail column: the header has {', '.join(header)}; name one "
+                        "of them in registrants.columns.email (looked for "
+                        f"{', '.join(self.columns.email)})",
+                        row=1,
+                    )
+                ]
+            )
+        return index
+
+    def _registrant(self, row: int, cells: list[str], index: dict[str, int]) -> Registrant | None:
+        def cell(attribute: str) -> str:
+            position = index.get(attribute)
+            if position is None or position >= len(cells):
+                return ""
+            return " ".join(cells[position].split())
+
+        email = self._email(row, cell("email"), self.header[index["email"]])
+        if email is None:
+            return None
+        try:
+            sessions = self._sessions(row, cell("sessions"), self._name(index, "sessions"))
+        except _SkipRow:
+            return None
+        join_url = cell("join_url") or None
+        if join_url and not re.fullmatch(r"https?://\S+", join_url):
+            self._problem(
+                row,
+                self._name(index, "join_url"),
+                f"{join_url!r} is not a web link; the session's link is used instead",
+                severity="warning",
+            )
+            join_url = None
+        return Registrant(
+            email=email,
+            first_name=cell("first_name"),
+            last_name=cell("last_name"),
+            role=cell("role"),
+            organisation=cell("organisation"),
+            join_url=join_url,
+            sessions=sessions,
+            language=(cell("language").lower()[:2] or None),
+            registered_at=self._timestamp(
+                row, cell("registered_at"), self._name(index, "registered_at")
+            ),
+            row=row,
+        )
+
+    def _name(self, index: dict[str, int], attribute: str) -> str:
+        return self.header[index[attribute]] if attribute in index else attribute
+
+    def _email(self, row: int, text: str, column: str) -> str | None:
+        if not text:
+            self._problem(row, column, "no e-mail address; skipped")
+            return None
+        text = text.strip("<>").strip()
+        plain = _PLAIN_ADDRESS.match(text)
+        if plain and plain.group(1).lower() in self.good_domains:
+            local, _, domain = text.rpartition("@")
+            return f"{local}@{domain.lower()}"
+        try:
+            result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
+        except EmailNotValidError as exc:
+            self._problem(row, column, f"{text!r} is not a valid e-mail address ({exc}); skipped")
+            return None
+        if plain:
+            self.good_domains.add(plain.group(1).lower())
+        return str(result.ascii_email or result.normalized)
+
+    def _sessions(self, row: int, text: str, column: str) -> frozenset[str] | None:
+        if _fold(text) in ALL_SESSIONS:
+            return None
+        ids: set[str] = set()
+        unknown: list[str] = []
+        for match in _DATE.finditer(_plain(text)):
+            day = self._date(match)
+            if day is not None and day in self.session_days:
+                ids.add(self.session_days[day])
+            else:
+                unknown.append(match.group(0))
+        if unknown or not ids:
+            listed = ", ".join(f"{date.fromisoformat(s.id):%d/%m/%Y}" for s in self.sessions)
+            what = (
+                f"{', '.join(unknown)} is not a session of the cycle"
+                if unknown
+                else (f"no session date found in {text!r}")
+            )
+            self._problem(
+                row, column, f"{what} (sessions: {listed}; empty or 'toutes' means all); skipped"
+            )
+            raise _SkipRow
+        return frozenset(ids)
+
+    def _date(self, match: re.Match[str]) -> date | None:
+        try:
+            if match.group("iso"):
+                return date.fromisoformat(match.group("iso"))
+            if match.group("d"):
+                day, month, year = int(match.group("d")), int(match.group("m")), match.group("y")
+            else:
+                day, month = int(match.group("fd")), _MONTHS.index(match.group("fm")) + 1
+                year = match.group("fy")
+            if year is None:
+                # "1er mars": the cycle's session on that day and month, whatever the year.
+                return next(
+                    (d for d in self.session_days if (d.day, d.month) == (day, month)), None
+                )
+            full_year = int(year) + 2000 if len(year) == 2 else int(year)
+            return date(full_year, month, day)
+        except ValueError:
+            return None
+
+    def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
+        if not text:
+            return None
+        for pattern in (
+            "%Y-%m-%d %H:%M:%S",
+            "%Y-%m-%dT%H:%M:%S",
+            "%d/%m/%Y %H:%M:%S",
+            "%d/%m/%Y %H:%M",
+            "%Y/%m/%d %H:%M:%S",
+            "%Y-%m-%d %H:%M",
+            "%d/%m/%Y",
+        ):
+            try:
+                return datetime.strptime(text, pattern)
+            except ValueError:
+                continue
+        try:
+            return datetime.fromisoformat(text)
+        except ValueError:
+            self._problem(
+                row, column, f"{text!r} is not a date and time; ignored", severity="warning"
+            )
+            return None
+
+    def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
+        self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))
+
+
+def _merge(first: Registrant, second: Registrant) -> Registrant:
+    sessions = (
+        None
+        if first.sessions is None or second.sessions is None
+        else (first.sessions | second.sessions)
+    )
+    filled = {
+        name: getattr(second, name)
+        for name in ("first_name", "last_name", "role", "organisation", "join_url", "language")
+        if not getattr(first, name)
+    }
+    return replace(first, sessions=sessions, **filled)
+
+
+def session_counts(roster: Roster, sessions: Iterable[Session]) -> dict[str, int]:
+    return {session.id: len(roster.attending(session)) for session in sessions}

@@ -1,0 +1,393 @@
+"""What the CLI prints: tables for people, JSON (and CSV) for scripts."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from .ledger import Row
+from .plan import Slot, deadline
+from .registrants import Registrant, Roster, masked
+from .sessions import Session
+from .snapshot import Snapshot
+from .wording import long_date, time_range
+
+
+def iso(moment: datetime) -> str:
+    """ISO 8601 with its offset: 2023-03-01T17:00:00+01:00."""
+    return moment.isoformat(timespec="seconds")
+
+
+def local(moment: datetime, snapshot: Snapshot) -> str:
+    return f"{moment.astimezone(snapshot.config.zone):%Y-%m-%d %H:%M}"
+
+
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = [
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    ]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def session_flags(session: Session, now: datetime) -> list[str]:
+    flags = []
+    if session.cancelled:
+        flags.append("cancelled")
+    elif session.end <= now:
+        flags.append("past")
+    else:
+        flags.append("upcoming")
+    if session.moved:
+        flags.append("moved")
+    if session.holiday:
+        flags.append("holiday")
+    if session.extra:
+        flags.append("extra")
+    if session.draft:
+        flags.append("draft")
+    return flags
+
+
+def plan_data(
+    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+) -> dict[str, Any]:
+    leads = snapshot.config.reminders.lead_list
+    cutoff = snapshot.cutoff
+    items = []
+    for session in sessions:
+        reminders = []
+        if not session.cancelled:
+            for lead in leads:
+                due = lead.before(session.start)
+                reminders.append(
+                    {
+                        "lead": str(lead),
+                        "due_at": iso(due),
+                        "status": "past" if due <= now else "upcoming",
+                        "late_until": iso(deadline(session, cutoff)),
+                    }
+                )
+        items.append(
+            {
+                "id": session.id,
+                "start": iso(session.start),
+                "end": iso(session.end),
+                "semester": session.semester,
+                "topic": session.topic,
+                "draft": session.draft,
+                "status": session_flags(session, now),
+                "cancelled_reason": session.cancelled_reason,
+                "moved_from": iso(session.moved_from) if session.moved_from else None,
+                "holiday": session.holiday or None,
+                "speakers": list(session.speakers),
+                "partner": session.partner,
+                "join_url": session.join_url,
+                "registrants": len(roster.attending(session)) if roster else None,
+                "reminders": reminders,
+            }
+        )
+    config = snapshot.config
+    return {
+        "cycle": config.cycle.id,
+        "title": config.cycle.title,
+        "timezone": config.cycle.timezone,
+        "now": iso(now.astimezone(config.zone)),
+        "sessions": items,
+    }
+
+
+def plan_text(
+    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+) -> str:
+    config = snapshot.config
+    language = config.cycle.language
+    zone = config.zone
+    lines = [
+        f"{config.cycle.title} ({config.cycle.id}): {len(sessions)} sessions, "
+        f"{config.cycle.timezone}, now {now.astimezone(zone):%Y-%m-%d %H:%M}"
+    ]
+    semester = None
+    for session in sessions:
+        if session.semester != semester:
+            semester = session.semester
+            lines += ["", semester]
+        flags = ", ".join(session_flags(session, now))
+        count = f", {len(roster.attending(session))} registrants" if roster else ""
+        lines.append(
+            f"  {long_date(session.start, language)}, "
+            f"{time_range(session.start, session.end, language)}  [{flags}]{count}"
+        )
+        if session.topic:
+            lines.append(f"    {session.topic}")
+        if session.moved_from:
+            lines.append(
+                f"    moved from {long_date(session.moved_from, language)}, "
+                f"{session.moved_from:%H:%M}"
+            )
+        if session.holiday:
+            lines.append(f"    public holiday: {session.holiday}")
+        if session.cancelled:
+            reason = f": {session.cancelled_reason}" if session.cancelled_reason else ""
+            lines.append(f"    cancelled{reason}")
+            continue
+        for lead in config.reminders.lead_list:
+            due = lead.before(session.start).astimezone(zone)
+            state = "sent or past" if due <= now else "upcoming"
+            lines.append(f"    reminder {lead!s:>4}  {due:%Y-%m-%d %H:%M} {due:%Z}  {state}")
+    return "\n".join(lines)
+
+
+def registrant_dict(registrant: Registrant, show: bool) -> dict[str, Any]:
+    return {
+        "email": registrant.email if show else masked(registrant.email),
+        "first_name": registrant.first_name,
+        "last_name": registrant.last_name,
+        "role": registrant.role,
+        "organisation": registrant.organisation,
+        "sessions": sorted(registrant.sessions) if registrant.sessions is not None else "all",
+        "join_url": registrant.join_url if show else bool(registrant.join_url),
+        "language": registrant.language,
+        "row": registrant.row,
+    }
+
+
+def registrants_output(
+    snapshot: Snapshot, people: Sequence[Registrant], fmt: str, show: bool
+) -> str:
+    roster = snapshot.roster
+    if fmt == "json":
+        return json.dumps(
+            {
+                "source": roster.source,
+                "counts": {s.id: len(roster.attending(s)) for s in snapshot.sessions},
+                "suppressed": len(roster.suppressed),
+                "problems": [str(p) for p in roster.problems],
+                "registrants": [registrant_dict(r, show) for r in people],
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    if fmt == "csv":
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(
+            ["email", "first_name", "last_name", "role", "organisation", "sessions", "row"]
+        )
+        for r in people:
+            d = registrant_dict(r, show)
+            sessions = d["sessions"] if d["sessions"] == "all" else " ".join(d["sessions"])
+            writer.writerow(
+                [d["email"], r.first_name, r.last_name, r.role, r.organisation, sessions, r.row]
+            )
+        return out.getvalue().rstrip("\n")
+    counts = table(
+        [
+            (s.id, f"{s.start:%H:%M}", len(roster.attending(s)), "cancelled" if s.cancelled else "")
+            for s in snapshot.sessions
+        ],
+        ["session", "time", "registrants", ""],
+    )
+    listing = table(
+        [
+            (
+                registrant_dict(r, show)["email"],
+                r.name,
+                r.role,
+                r.organisation,
+                "all" if r.sessions is None else " ".join(sorted(r.sessions)),
+            )
+            for r in people
+        ],
+        ["email", "name", "role", "organisation", "sessions"],
+    )
+    parts = [
+        f"{roster.source}: {len(roster.registrants)} registrants served, "
+        f"{len(roster.suppressed)} suppressed, {len(roster.problems)} problems",
+        "",
+        counts,
+    ]
+    if roster.problems:
+        parts += ["", *[str(p) for p in roster.problems]]
+    parts += ["", listing]
+    return "\n".join(parts)
+
+
+def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot) -> str:
+    def who(row: Row) -> str:
+        return row.recipient if show else masked(row.recipient)
+
+    if fmt == "json":
+        return json.dumps(
+            [
+                {
+                    "session": row.session,
+                    "kind": row.kind,
+                    "lead": row.lead,
+                    "recipient": who(row),
+                    "status": row.status,
+                    "message_id": row.message_id,
+                    "due_at": iso(row.due_at),
+                    "attempts": row.attempts,
+                    "sent_at": iso(row.sent_at) if row.sent_at else None,
+                    "updated_at": iso(row.updated_at),
+                    "reply": row.last_reply,
+                }
+                for row in rows
+            ],
+            ensure_ascii=False,
+            indent=2,
+        )
+    if not rows:
+        return "no delivery recorded yet"
+    body = table(
+        [
+            (
+                local(row.due_at, snapshot),
+                row.session[:16].replace("T", " "),
+                row.lead,
+                who(row),
+                row.status,
+                row.attempts,
+                local(row.sent_at, snapshot) if row.sent_at else "",
+                row.last_reply[:60],
+            )
+            for row in rows
+        ],
+        ["due", "session", "lead", "recipient", "status", "tries", "sent", "reply"],
+    )
+    totals: dict[str, int] = {}
+    for row in rows:
+        totals[row.status] = totals.get(row.status, 0) + 1
+    return body + "\n\n" + ", ".join(f"{n} {status}" for status, n in sorted(totals.items()))
+
+
+def status_data(
+    snapshot: Snapshot,
+    now: datetime,
+    wakeups: Sequence[datetime],
+    counts: dict[tuple[str, str, str], dict[str, int]],
+    last_error: Row | None,
+) -> dict[str, Any]:
+    slots: list[Slot] = list(snapshot.slots)
+    by_instant: dict[datetime, list[Slot]] = {}
+    for slot in slots:
+        by_instant.setdefault(slot.due_at, []).append(slot)
+    upcoming = []
+    for instant in wakeups[:10]:
+        what = by_instant.get(instant, [])
+        upcoming.append(
+            {
+                "at": iso(instant.astimezone(snapshot.config.zone)),
+                "reminders": [
+                    {
+                        "session": s.session.id,
+                        "lead": str(s.lead),
+                        "registrants": len(snapshot.roster.attending(s.session)),
+                    }
+                    for s in what
+                ]
+                or "retries",
+            }
+        )
+    lines = []
+    for slot in sorted(slots, key=lambda s: (s.session.start, -s.lead.delta)):
+        found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
+        attendees = len(snapshot.roster.attending(slot.session))
+        settled = sum(found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed"))
+        closed = now >= deadline(slot.session, snapshot.cutoff)
+        lines.append(
+            {
+                "session": slot.session.id,
+                "lead": str(slot.lead),
+                "due_at": iso(slot.due_at),
+                "registrants": attendees,
+                "sent": found.get("sent", 0),
+                "failed": found.get("failed", 0),
+                "superseded": found.get("superseded", 0),
+                "in_flight": found.get("claimed", 0),
+                "pending": 0 if closed else max(0, attendees - settled),
+                "missed": max(0, attendees - settled) if closed and slot.due_at <= now else 0,
+            }
+        )
+    error = None
+    if last_error is not None:
+        error = {
+            "at": iso(last_error.updated_at),
+            "session": last_error.session,
+            "lead": last_error.lead,
+            "recipient": masked(last_error.recipient),
+            "status": last_error.status,
+            "reply": last_error.last_reply,
+        }
+    return {
+        "now": iso(now.astimezone(snapshot.config.zone)),
+        "next_wakeups": upcoming,
+        "reminders": lines,
+        "last_error": error,
+    }
+
+
+def status_text(data: dict[str, Any]) -> str:
+    lines = [f"now {data['now']}", "", "next wake-ups:"]
+    for wake in data["next_wakeups"]:
+        what = wake["reminders"]
+        text = (
+            "retries"
+            if what == "retries"
+            else ", ".join(
+                f"{r['lead']} reminder of {r['session']} ({r['registrants']} registrants)"
+                for r in what
+            )
+        )
+        lines.append(f"  {wake['at']}  {text}")
+    if not data["next_wakeups"]:
+        lines.append("  none: no reminder left to send")
+    rows = [
+        (
+            r["session"],
+            r["lead"],
+            r["due_at"][:16].replace("T", " "),
+            r["registrants"],
+            r["sent"],
+            r["failed"],
+            r["superseded"],
+            r["in_flight"],
+            r["pending"],
+            r["missed"],
+        )
+        for r in data["reminders"]
+    ]
+    lines += [
+        "",
+        table(
+            rows,
+            [
+                "session",
+                "lead",
+                "due",
+                "registrants",
+                "sent",
+                "failed",
+                "superseded",
+                "in flight",
+                "pending",
+                "missed",
+            ],
+        ),
+    ]
+    error = data["last_error"]
+    lines += [
+        "",
+        f"last error: {error['at']} {error['session']} {error['lead']} "
+        f"{error['recipient']} ({error['status']}): {error['reply']}"
+        if error
+        else "last error: none",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,165 @@
+"""One consistent reading of everything staff edit, validated together before it is served."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from .config import Config, load_config
+from .errors import InputError, Problem, TemplateError
+from .leads import Lead
+from .messages import Composer
+from .plan import Slot, reminder_slots
+from .registrants import Registrant, Roster, load_roster
+from .sessions import Session, build_sessions
+from .templating import Templates
+
+SAMPLE_REGISTRANT = Registrant(
+    email="camille.exemple@example.org",
+    first_name="Camille",
+    last_name="Exemple",
+    role="Adjointe au maire",
+    organisation="Commune d'Exemple",
+)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Config, sessions, registrants and templates as of one reading of the files."""
+
+    config: Config
+    sessions: tuple[Session, ...]
+    roster: Roster
+    templates: Templates
+    composer: Composer
+    slots: tuple[Slot, ...]
+    problems: tuple[Problem, ...]  # warnings, and the registrant rows that were skipped
+    fingerprint: tuple[tuple[str, int, int], ...]
+
+    @property
+    def cutoff(self) -> timedelta:
+        return Lead.parse(self.config.reminders.late_cutoff, allow_zero=True).delta
+
+    @property
+    def state_dir(self) -> Path:
+        return self.config.path(self.config.paths.state)
+
+
+def load_snapshot(path: Path) -> Snapshot:
+    """Read and validate everything; raise InputError naming every problem found."""
+    config = load_config(path)
+    before = fingerprint(watched_paths(config))
+    sessions, problems = build_sessions(config)
+    roster = load_roster(config, sessions)
+    templates = Templates(config.path(config.paths.templates), config.cycle.language)
+    if template_problems := templates.check():
+        raise TemplateError(template_problems)
+    composer = Composer(config, sessions, templates)
+    slots = reminder_slots(sessions, config.reminders.lead_list)
+    _render_samples(composer, slots, roster)
+    problems += _smtp_warnings(config)
+    return Snapshot(
+        config,
+        tuple(sessions),
+        roster,
+        templates,
+        composer,
+        tuple(slots),
+        tuple(problems) + roster.problems,
+        before,
+    )
+
+
+def _render_samples(composer: Composer, slots: list[Slot], roster: Roster) -> None:
+    """Render every (session, lead) once, so a template error shows now, not at send time."""
+    seen: set[tuple[str, str]] = set()
+    for slot in slots:
+        if (slot.session.id, str(slot.lead)) in seen:
+            continue
+        seen.add((slot.session.id, str(slot.lead)))
+        attendees = roster.attending(slot.session)
+        composer.compose(slot, attendees[0] if attendees else SAMPLE_REGISTRANT, slot.due_at)
+
+
+def _smtp_warnings(config: Config) -> list[Problem]:
+    smtp = config.smtp
+    problems: list[Problem] = []
+    if smtp.host and smtp.username and smtp.password is None:
+        problems.append(
+            config.problem(
+                "smtp.username is set but no password is in this environment: set "
+                "REMINDER_SMTP__PASSWORD or REMINDER_SMTP__PASSWORD_FILE for the service",
+                ("smtp", "username"),
+                severity="warning",
+            )
+        )
+    organizer = config.contact.email or config.organizer.email
+    if organizer and organizer.casefold() == smtp.sender.casefold():
+        problems.append(
+            config.problem(
+                "the calendar entry's organizer is the sender's own address; Exchange Online is "
+                "reported to drop such mail: use another smtp.sender or contact.email",
+                ("smtp", "sender"),
+                severity="warning",
+            )
+        )
+    return problems
+
+
+def watched_paths(config: Config) -> list[Path]:
+    """The files whose change means a new snapshot."""
+    templates = config.path(config.paths.templates)
+    paths = [
+        config.source,
+        config.path(config.paths.registrants),
+        config.path(config.paths.suppression),
+        templates,
+    ]
+    if templates.is_dir():
+        paths += sorted(p for p in templates.rglob("*") if p.is_file())
+    return paths
+
+
+def fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
+    """Size and modification time of each path: cheap to take every few seconds."""
+    marks = []
+    for path in paths:
+        try:
+            stat = path.stat()
+            marks.append((str(path), stat.st_mtime_ns, stat.st_size))
+        except OSError:
+            marks.append((str(path), -1, -1))
+    return tuple(marks)
+
+
+def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
+    """Everything `reminder check` reports: as many problems as can be found in one go.
+
+    Unlike load_snapshot, a broken stage does not hide the next one: a config error
+    still lets the templates be checked.
+    """
+    try:
+        config = load_config(path)
+    except InputError as exc:
+        return None, list(exc.problems)
+    problems: list[Problem] = []
+    templates: Templates | None = None
+    try:
+        templates = Templates(config.path(config.paths.templates), config.cycle.language)
+        problems += templates.check()
+    except InputError as exc:
+        problems += exc.problems
+    try:
+        sessions, warnings = build_sessions(config)
+        problems += warnings
+        problems += load_roster(config, sessions).problems
+    except InputError as exc:
+        problems += exc.problems
+    if any(p.severity == "error" for p in problems):
+        return None, problems
+    try:
+        snapshot = load_snapshot(path)
+    except InputError as exc:
+        return None, problems + [p for p in exc.problems if p not in problems]
+    return snapshot, list(snapshot.problems)

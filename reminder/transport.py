@@ -1,0 +1,278 @@
+"""Delivery of composed messages: SMTP with a connection pool, rate limit and retries."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+import aiosmtplib
+
+from .config import Smtp
+from .errors import TransportConfigError
+from .ratelimit import RateLimit
+
+MAX_BACKOFF = 120.0
+
+
+class Verdict(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"  # permanent for this recipient: do not try again
+    RETRY = "retry"  # transient: try again later, with the same Message-ID
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One message for one recipient; `token` is the caller's, handed back in the Result."""
+
+    token: Any
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+    not_after: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    envelope: Envelope
+    verdict: Verdict
+    reply: str
+
+
+Report = Callable[[Result], None]
+
+
+class Transport(Protocol):
+    """What the worker needs of a way to send mail."""
+
+    description: str
+
+    async def deliver(
+        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+    ) -> None:
+        """Send every envelope, calling `report` once per envelope with its final verdict.
+
+        Raises TransportConfigError, leaving the rest unreported, when retrying cannot
+        help (bad login, TLS failure, refused sender). When `stopping` is set, no new
+        message is started; those already in a transaction finish.
+        """
+
+    async def close(self) -> None: ...
+
+
+class SmtpTransport:
+    """A pool of aiosmtplib connections, each sending many messages in turn."""
+
+    def __init__(self, settings: Smtp, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.settings = settings
+        limits: list[tuple[int, float]] = []
+        if settings.max_per_minute:
+            limits.append((settings.max_per_minute, 60.0))
+        if settings.max_per_second:
+            # 2.5 per second is 5 per 2 s: the window grows so the count is whole.
+            window = 1.0 if settings.max_per_second >= 1 else 1 / settings.max_per_second
+            limits.append((max(1, round(settings.max_per_second * window)), window))
+        self.rate = RateLimit(limits, clock)
+        self._clients: list[aiosmtplib.SMTP] = []
+        security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}
+        self.description = (
+            f"SMTP {settings.host}:{settings.effective_port} ({security[settings.security]}"
+            f"{', as ' + settings.username if settings.username else ''}, "
+            f"{settings.connections} connection{'s' if settings.connections > 1 else ''}"
+            f"{', ' + self._rate_text() if limits else ''})"
+        )
+
+    def _rate_text(self) -> str:
+        parts = []
+        if self.settings.max_per_minute:
+            parts.append(f"{self.settings.max_per_minute}/min")
+        if self.settings.max_per_second:
+            parts.append(f"{self.settings.max_per_second:g}/s")
+        return "at most " + " and ".join(parts)
+
+    def _client(self) -> aiosmtplib.SMTP:
+        s = self.settings
+        context = None
+        if s.security != "none":
+            context = ssl.create_default_context(cafile=str(s.ca_file) if s.ca_file else None)
+        return aiosmtplib.SMTP(
+            hostname=s.host,
+            port=s.effective_port,
+            timeout=s.timeout,
+            use_tls=s.security == "tls",
+            # True, never None: None would skip the upgrade when a man in the middle
+            # strips STARTTLS from the server's reply.
+            start_tls=s.security == "starttls",
+            tls_context=context,
+            username=s.username,
+            password=s.password.get_secret_value() if s.password else None,
+            local_hostname="localhost" if s.host_is_loopback else None,
+        )
+
+    async def deliver(
+        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+    ) -> None:
+        retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
+        pending = _Pending(envelopes, retries)
+        workers = [
+            asyncio.create_task(self._work(pending, report, stopping or asyncio.Event()))
+            for _ in range(self.settings.connections)
+        ]
+        try:
+            await asyncio.gather(*workers)
+        except BaseException:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+            raise
+
+    async def _work(self, pending: _Pending, report: Report, stopping: asyncio.Event) -> None:
+        client = self._client()
+        self._clients.append(client)
+        while not stopping.is_set():
+            item = await pending.next(stopping)
+            if item is None:
+                return
+            envelope, attempt = item
+            verdict, reply = await self._attempt(client, envelope)
+            if verdict is Verdict.RETRY and attempt < self.settings.attempts:
+                delay = _backoff(self.settings.retry_base, attempt)
+                if envelope.not_after is None or (
+                    datetime.now(UTC).timestamp() + delay < envelope.not_after.timestamp()
+                ):
+                    pending.retry_later(envelope, attempt + 1, delay)
+                    continue
+            pending.done()
+            report(Result(envelope, verdict, reply))
+
+    async def _attempt(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Verdict, str]:
+        send = await self.rate.acquire()
+        try:
+            if not client.is_connected:
+                await client.connect()
+            _, reply = await client.sendmail(envelope.sender, [envelope.recipient], envelope.data)
+            return Verdict.SENT, f"250 {reply}".strip()
+        except aiosmtplib.SMTPAuthenticationError as exc:
+            client.close()
+            raise TransportConfigError(
+                f"the SMTP server refused the login of {self.settings.username!r} "
+                f"({exc.code} {exc.message}); check smtp.username and the password in "
+                "REMINDER_SMTP__PASSWORD or REMINDER_SMTP__PASSWORD_FILE",
+                reply=f"{exc.code} {exc.message}",
+            ) from None
+        except aiosmtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients[0]
+            return _by_code(refused.code), f"{refused.code} {refused.message}"
+        except aiosmtplib.SMTPSenderRefused as exc:
+            if exc.code >= 500:
+                raise TransportConfigError(
+                    f"the SMTP server refuses the sender {envelope.sender} ({exc.code} "
+                    f"{exc.message}); set smtp.sender to an address this account may send as",
+                    reply=f"{exc.code} {exc.message}",
+                ) from None
+            return Verdict.RETRY, f"{exc.code} {exc.message}"
+        except aiosmtplib.SMTPResponseException as exc:
+            if exc.code in (421, 451) or exc.code < 500:
+                client.close()  # 421: the server is closing; reconnect next time
+            return _by_code(exc.code), f"{exc.code} {exc.message}"
+        except (
+            aiosmtplib.SMTPTimeoutError,
+            aiosmtplib.SMTPServerDisconnected,
+            aiosmtplib.SMTPConnectError,
+            OSError,
+        ) as exc:
+            client.close()
+            self._refuse_tls_failure(exc)
+            # After DATA a timeout is ambiguous: the server may have the message. The
+            # retry carries the same Message-ID, so receivers can drop a duplicate.
+            return Verdict.RETRY, f"{type(exc).__name__}: {exc}"
+        except ValueError as exc:
+            # aiosmtplib refuses an address with control characters before sending it.
+            return Verdict.FAILED, f"address refused before sending: {exc}"
+        except aiosmtplib.SMTPException as exc:
+            client.close()
+            raise TransportConfigError(
+                f"SMTP with {self.settings.host}: {exc}; check smtp.security "
+                f"({self.settings.security}) and smtp.port",
+                reply=str(exc),
+            ) from None
+        finally:
+            await self.rate.release(send)
+
+    def _refuse_tls_failure(self, exc: BaseException) -> None:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError | ssl.SSLError):
+                raise TransportConfigError(
+                    f"TLS with {self.settings.host} failed ({cause}); check smtp.security "
+                    f"({self.settings.security}), smtp.port, and smtp.ca_file if the server's "
+                    "certificate comes from a private authority",
+                    reply=str(cause),
+                ) from None
+            cause = cause.__cause__ or cause.__context__
+        if "SSL" in str(exc) or "certificate" in str(exc).lower():
+            raise TransportConfigError(
+                f"TLS with {self.settings.host} failed ({exc}); check smtp.security, smtp.port "
+                "and smtp.ca_file",
+                reply=str(exc),
+            ) from None
+
+    async def close(self) -> None:
+        for client in self._clients:
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+        self._clients.clear()
+
+
+class _Pending:
+    """Envelopes still to attempt: fresh ones from the iterator, and retries when due."""
+
+    def __init__(self, fresh: Iterator[Envelope], retries: asyncio.Queue[tuple[Envelope, int]]):
+        self.fresh: Iterator[Envelope] | None = fresh
+        self.retries = retries
+        self.waiting = 0  # retries scheduled but not yet due
+
+    async def next(self, stopping: asyncio.Event) -> tuple[Envelope, int] | None:
+        if not self.retries.empty():
+            return self.retries.get_nowait()
+        if self.fresh is not None:
+            envelope = next(self.fresh, None)
+            if envelope is not None:
+                self.waiting += 1
+                return envelope, 1
+            self.fresh = None
+        while self.waiting > 0 and not stopping.is_set():
+            if not self.retries.empty():
+                return self.retries.get_nowait()
+            # Another worker may finish the last message; look again shortly.
+            try:
+                return await asyncio.wait_for(self.retries.get(), timeout=0.05)
+            except TimeoutError:
+                continue
+        return None
+
+    def retry_later(self, envelope: Envelope, attempt: int, delay: float) -> None:
+        asyncio.get_running_loop().call_later(delay, self.retries.put_nowait, (envelope, attempt))
+
+    def done(self) -> None:
+        self.waiting -= 1
+
+
+def _by_code(code: int) -> Verdict:
+    # RFC 5321 4.2.1: 4yz is a transient negative completion, 5yz a permanent one.
+    return Verdict.RETRY if code < 500 else Verdict.FAILED
+
+
+def _backoff(base: float, attempt: int) -> float:
+    """Exponential with full jitter, so a pool of retries does not come back in step."""
+    return min(MAX_BACKOFF, base * 2.0 ** (attempt - 1)) * random.uniform(0.5, 1.5)  # noqa: S311

@@ -1,0 +1,290 @@
+"""The service: wakes at the plan's instants, reloads on change, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.date import DateTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from .config import Config
+from .delivery import Clock, Dispatcher
+from .errors import InputError, ReminderError, TransportConfigError
+from .leads import Lead
+from .ledger import Ledger
+from .lock import StateLock
+from .outbox import Outbox
+from .snapshot import fingerprint, load_snapshot, watched_paths
+from .transport import SmtpTransport, Transport
+
+log = logging.getLogger("reminder")
+
+POLL_SECONDS = 2.0  # config, export, suppression list and templates: seen within 5 s
+DRAIN_SECONDS = 30.0
+WAKEUP_PREFIX = "due:"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def ledger_path(config: Config) -> Path:
+    return config.path(config.paths.state) / "ledger.sqlite"
+
+
+def make_transport(config: Config) -> Transport:
+    """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
+    if config.smtp.host:
+        return SmtpTransport(config.smtp)
+    return Outbox(config.path(config.paths.state) / "outbox")
+
+
+class Worker:
+    """`reminder run`: one process, one state folder, restart-safe."""
+
+    def __init__(
+        self,
+        config_path: Path,
+        *,
+        clock: Clock = utc_now,
+        transport_factory: Callable[[Config], Transport] = make_transport,
+        poll_seconds: float = POLL_SECONDS,
+        drain_seconds: float = DRAIN_SECONDS,
+    ) -> None:
+        self.config_path = config_path
+        self.clock = clock
+        self.transport_factory = transport_factory
+        self.poll_seconds = poll_seconds
+        self.drain_seconds = drain_seconds
+        self.identity = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
+        self.stopping = asyncio.Event()
+        self._stopped = asyncio.Event()
+        self._busy = asyncio.Lock()
+        self._paused: str | None = None  # why deliveries wait for a reload
+        self._seen: tuple[tuple[str, int, int], ...] = ()
+        self.wakeups = 0
+
+    async def run(self) -> None:
+        """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
+        self.snapshot = load_snapshot(self.config_path)
+        self._seen = self.snapshot.fingerprint
+        state = self.snapshot.state_dir
+        self.lock = StateLock(state)
+        self.lock.acquire()
+        try:
+            self.ledger = Ledger(ledger_path(self.snapshot.config), worker=self.identity)
+            adopted = self.ledger.adopt_claims(self.clock())
+            self.transport = self.transport_factory(self.snapshot.config)
+            self.dispatcher = Dispatcher(self.ledger, self.transport, self.clock)
+            try:
+                await self._serve(adopted)
+            finally:
+                await self.transport.close()
+                self.ledger.close()
+        finally:
+            self.lock.release()
+
+    async def _serve(self, adopted: int) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={
+                # Never drop a late run: the ledger, not the timer, decides what is owed.
+                "misfire_grace_time": None,
+                "coalesce": True,
+                "max_instances": 1,
+            },
+        )
+        self.scheduler.start()
+        try:
+            self._banner(adopted)
+            self._schedule_fixed()
+            await self.wake("start")
+            await self.stopping.wait()
+            # In-flight SMTP transactions finish; nothing new starts (stopping is set).
+            try:
+                await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
+                self._busy.release()
+            except TimeoutError:
+                log.warning(
+                    "stopping with deliveries still in flight after %ss; they stay "
+                    "claimed and are resent with the same Message-ID at the next start",
+                    self.drain_seconds,
+                )
+        finally:
+            self.scheduler.shutdown(wait=False)
+            for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                loop.remove_signal_handler(signum)
+        log.info("stopped")
+
+    def stop(self) -> None:
+        if not self.stopping.is_set():
+            log.info("stopping: finishing the messages in flight")
+            self.stopping.set()
+
+    def _banner(self, adopted: int) -> None:
+        snapshot = self.snapshot
+        upcoming = self.dispatcher.wakeups(snapshot, self.clock())
+        log.info("reminder worker %s started", self.identity)
+        log.info(
+            "config %s: cycle %r, %d sessions, %d leads (%s)",
+            self.config_path,
+            snapshot.config.cycle.id,
+            len(snapshot.sessions),
+            len(snapshot.config.reminders.leads),
+            ", ".join(snapshot.config.reminders.leads),
+        )
+        log.info(
+            "registrants %s: %d served, %d suppressed, %d problems",
+            snapshot.roster.source,
+            len(snapshot.roster.registrants),
+            len(snapshot.roster.suppressed),
+            len(snapshot.roster.problems),
+        )
+        log.info("transport: %s", self.transport.description)
+        log.info(
+            "ledger %s%s",
+            self.ledger.path,
+            f"; {adopted} unconfirmed deliveries from a previous run will be resent"
+            if adopted
+            else "",
+        )
+        log.info(
+            "next wake-up: %s",
+            upcoming[0].astimezone(snapshot.config.zone).isoformat()
+            if upcoming
+            else "none (no reminder left to send)",
+        )
+        for problem in snapshot.problems:
+            log.warning("%s", problem)
+
+    def _schedule_fixed(self) -> None:
+        sweep = Lead.parse(self.snapshot.config.reminders.sweep_interval, allow_zero=True)
+        if sweep.delta.total_seconds() > 0:
+            self.scheduler.add_job(
+                self.wake,
+                IntervalTrigger(seconds=sweep.delta.total_seconds()),
+                args=["sweep"],
+                id="sweep",
+                replace_existing=True,
+            )
+        self.scheduler.add_job(
+            self.poll, IntervalTrigger(seconds=self.poll_seconds), id="poll", replace_existing=True
+        )
+
+    def _schedule_wakeups(self) -> None:
+        instants = self.dispatcher.wakeups(self.snapshot, self.clock())
+        wanted = {f"{WAKEUP_PREFIX}{instant.isoformat()}": instant for instant in instants}
+        for job in self.scheduler.get_jobs():
+            if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted:
+                job.remove()
+        for job_id, instant in wanted.items():
+            if self.scheduler.get_job(job_id) is None:
+                self.scheduler.add_job(
+                    self.wake,
+                    DateTrigger(run_date=instant),
+                    args=["due"],
+                    id=job_id,
+                    replace_existing=True,
+                )
+
+    async def wake(self, reason: str) -> None:
+        """Deliver whatever is owed now; safe to call at any time, any number of times."""
+        if self.stopping.is_set():
+            return
+        async with self._busy:
+            if self._paused:
+                log.debug("deliveries paused: %s", self._paused)
+                return
+            self.wakeups += 1
+            try:
+                tally = await self.dispatcher.run(self.snapshot, self.stopping)
+            except TransportConfigError as exc:
+                self._paused = str(exc)
+                log.error(
+                    "deliveries paused until the configuration is fixed and reloaded "
+                    "(save config.toml or send SIGHUP): %s",
+                    exc,
+                )
+                return
+            except (ReminderError, OSError) as exc:
+                log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+                return
+            finally:
+                if not self.stopping.is_set():
+                    self._schedule_wakeups()
+            if tally:
+                log.info(
+                    "wake-up (%s): %s%s",
+                    reason,
+                    tally,
+                    "".join(
+                        f"; {session} {lead}: {count}{' late' if late else ''}"
+                        for session, lead, count, late in tally.lines
+                    ),
+                )
+            else:
+                log.debug("wake-up (%s): nothing due", reason)
+
+    async def poll(self) -> None:
+        """Reload when a watched file changed since the last attempt, good or bad."""
+        current = fingerprint(watched_paths(self.snapshot.config))
+        if current != self._seen:
+            await self.reload("a file changed")
+
+    async def reload(self, reason: str) -> None:
+        self._seen = fingerprint(watched_paths(self.snapshot.config))
+        try:
+            fresh = load_snapshot(self.config_path)
+        except InputError as exc:
+            log.error(
+                "reload (%s) refused; still serving the previous version. Fix this:\n%s",
+                reason,
+                "\n".join(f"  {p}" for p in exc.problems),
+            )
+            return
+        except ReminderError as exc:
+            log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
+            return
+        if fresh.state_dir != self.snapshot.state_dir:
+            log.error(
+                "reload (%s) refused: paths.state cannot change while running; restart "
+                "the service to move the ledger",
+                reason,
+            )
+            return
+        self._seen = fresh.fingerprint
+        async with self._busy:
+            if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
+                await self.transport.close()
+                self.transport = self.transport_factory(fresh.config)
+                self.dispatcher = Dispatcher(self.ledger, self.transport, self.clock)
+                self._paused = None
+            old = self.snapshot
+            self.snapshot = fresh
+        log.info(
+            "reloaded (%s): %d sessions (%+d), %d registrants (%+d)",
+            reason,
+            len(fresh.sessions),
+            len(fresh.sessions) - len(old.sessions),
+            len(fresh.roster.registrants),
+            len(fresh.roster.registrants) - len(old.roster.registrants),
+        )
+        for problem in fresh.problems:
+            log.warning("%s", problem)
+        await self.wake("reload")
+
+
+def run_worker(config_path: Path) -> None:
+    asyncio.run(Worker(config_path).run())
