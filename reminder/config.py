@@ -22,7 +22,8 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
-    model_validator,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -90,6 +91,15 @@ Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")]
 Url = Annotated[str, Field(pattern=r"^https?://\S+$")]
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -132,11 +142,13 @@ class Schedule(Section):
     holiday_country: str = "FR"
     holiday_subdivision: str | None = None
 
-    @model_validator(mode="after")
-    def _end_after_start(self) -> Schedule:
-        if self.end <= self.start:
-            raise ValueError(f"end ({self.end:%H:%M}) must be after start ({self.start:%H:%M})")
-        return self
+    @field_validator("end")
+    @classmethod
+    def _end_after_start(cls, end: time, info: ValidationInfo) -> time:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError(f"end ({end:%H:%M}) must be after start ({start:%H:%M})")
+        return end
 
 
 class Semester(Section):
@@ -145,13 +157,14 @@ class Semester(Section):
     end: date
     rule: RuleText | None = None
 
-    @model_validator(mode="after")
-    def _ends_after_start(self) -> Semester:
-        if self.end < self.start:
-            raise ValueError(
-                f"semester {self.name!r} ends ({self.end}) before it starts ({self.start})"
-            )
-        return self
+    @field_validator("end")
+    @classmethod
+    def _ends_after_start(cls, end: date, info: ValidationInfo) -> date:
+        start = info.data.get("start")
+        if start is not None and end < start:
+            name = info.data.get("name", "")
+            raise ValueError(f"semester {name!r} ends ({end}) before it starts ({start})")
+        return end
 
 
 class SessionEntry(Section):
@@ -232,8 +245,9 @@ class RegistrantsFormat(Section):
 class Smtp(Section):
     host: str | None = None
     port: Annotated[int, Field(gt=0, lt=65536)] | None = None
-    security: Literal["starttls", "tls", "none"] = "starttls"
+    # Before security: the check of security reads it.
     allow_insecure: bool = False
+    security: Literal["starttls", "tls", "none"] = "starttls"
     username: str | None = None
     # Environment only (REMINDER_SMTP__PASSWORD); load_config refuses it in the file.
     password: SecretStr | None = None
@@ -255,22 +269,22 @@ class Smtp(Section):
 
     @property
     def host_is_loopback(self) -> bool:
-        if self.host in (None, "localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return self.host is None or _is_loopback(self.host)
 
-    @model_validator(mode="after")
-    def _no_plaintext_off_host(self) -> Smtp:
-        trusted = self.host_is_loopback or self.allow_insecure
-        if self.host and self.security == "none" and not trusted:
+    @field_validator("security")
+    @classmethod
+    def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
+        host = info.data.get("host")
+        if (
+            host
+            and security == "none"
+            and not (_is_loopback(host) or info.data.get("allow_insecure"))
+        ):
             raise ValueError(
-                f"security = 'none' would send mail and password in clear to {self.host}; "
+                f"security = 'none' would send mail and password in clear to {host}; "
                 "use 'starttls' or 'tls', or set allow_insecure = true if this relay is trusted"
             )
-        return self
+        return security
 
 
 class Config(BaseSettings):

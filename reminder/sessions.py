@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -105,8 +104,10 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             )
             sessions.append(_apply(session, entry, zone))
             continue
-        near = difflib.get_close_matches(day.isoformat(), [s.id for s in planned], n=1, cutoff=0.6)
-        hint = f"; did you mean {near[0]}?" if near else ""
+        hint = ""
+        if planned:
+            near = min(planned, key=lambda s: abs((s.start.date() - day).days))
+            hint = f"; did you mean {near.id}?"
         problems.append(
             config.problem(
                 f"{day} is not a session date of any semester{hint} To add a one-off session "
