@@ -31,7 +31,10 @@ OK, FAILED, USAGE = 0, 1, 2
 
 
 def _day(text: str) -> date:
-    for parse in (date.fromisoformat, lambda t: datetime.strptime(t, "%d/%m/%Y").date()):
+    for parse in (
+        date.fromisoformat,
+        lambda t: datetime.strptime(t, "%d/%m/%Y").date(),  # noqa: DTZ007 - a date, no time
+    ):
         try:
             return parse(text)
         except ValueError:

@@ -59,7 +59,7 @@ class LedgerError(ReminderError):
     """The delivery ledger cannot be opened or is from a newer release."""
 
 
-class AlreadyRunning(ReminderError):
+class AlreadyRunning(ReminderError):  # noqa: N818 - reads as a sentence where raised
     """Another worker holds the state folder."""
 
 

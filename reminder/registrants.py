@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 
@@ -110,7 +111,7 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     delimiter: str = config.registrants.delimiter
     if delimiter == "auto":
         delimiter = _sniff_delimiter(text)
-    reader = _Reader(str(path), text, delimiter, config.registrants.columns, sessions)
+    reader = _Reader(str(path), text, delimiter, config.registrants.columns, sessions, config.zone)
     registrants = reader.rows()
     kept = tuple(r for r in registrants if r.key not in suppressed)
     gone = tuple(sorted({r.key for r in registrants} & suppressed))
@@ -191,7 +192,7 @@ def _fold(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", " ", _plain(text)).strip()
 
 
-class _SkipRow(Exception):
+class _SkipRow(Exception):  # noqa: N818 - control flow that never leaves _Reader
     """The row was reported and must not become a registrant."""
 
 
@@ -205,8 +206,10 @@ class _Reader:
         delimiter: str,
         columns: Columns,
         sessions: Sequence[Session],
+        zone: ZoneInfo,
     ) -> None:
         self.source = source
+        self.zone = zone
         self.text = text
         self.delimiter = delimiter
         self.columns = columns
@@ -403,11 +406,13 @@ class _Reader:
             "%d/%m/%Y",
         ):
             try:
-                return datetime.strptime(text, pattern)
+                # Form tools write the local time of the cycle, without an offset.
+                return datetime.strptime(text, pattern).replace(tzinfo=self.zone)
             except ValueError:
                 continue
         try:
-            return datetime.fromisoformat(text)
+            written = datetime.fromisoformat(text)
+            return written if written.tzinfo else written.replace(tzinfo=self.zone)
         except ValueError:
             self._problem(
                 row, column, f"{text!r} is not a date and time; ignored", severity="warning"

@@ -70,11 +70,7 @@ async def simulate(
     first = datetime.combine(start, time.min, zone) if start else None
     last = datetime.combine(end, time.max, zone) if end else None
     instants = {slot.due_at for slot in snapshot.slots}
-    arrivals = {
-        r.registered_at.replace(tzinfo=zone)
-        for r in snapshot.roster.registrants
-        if r.registered_at is not None
-    }
+    arrivals = {r.registered_at for r in snapshot.roster.registrants if r.registered_at is not None}
     window = sorted(
         t
         for t in instants | arrivals
@@ -103,11 +99,10 @@ async def simulate(
 
 def _as_of(snapshot: Snapshot, instant: datetime) -> Snapshot:
     """The export as it stood at `instant`: only those who had registered by then."""
-    zone = snapshot.config.zone
     present = tuple(
         r
         for r in snapshot.roster.registrants
-        if r.registered_at is None or r.registered_at.replace(tzinfo=zone) <= instant
+        if r.registered_at is None or r.registered_at <= instant
     )
     roster = Roster(
         snapshot.roster.source, present, snapshot.roster.problems, snapshot.roster.suppressed

@@ -100,12 +100,12 @@ class FaultyRecorder:
     messages: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    async def handle_RCPT(
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self,
         server: Any,
         session: Any,
         envelope: Any,
-        address: str,  # noqa: N802
+        address: str,
         options: list[str],
     ) -> str:
         with self.lock:
@@ -225,9 +225,9 @@ class Clock:
         return self.now
 
 
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    """Wait for a condition (not for a wall-clock instant), failing after `timeout`."""
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
+    """Wait for a condition (not for a wall-clock instant), failing after `within` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")

@@ -29,7 +29,7 @@ def test_lead_parses_every_unit(text: str, expected: timedelta) -> None:
 
 @pytest.mark.parametrize("text", ["", "7", "d", "1y", "-1d", "1.5h", "0d", "une heure"])
 def test_a_bad_lead_says_how_to_write_one(text: str) -> None:
-    with pytest.raises(ValueError, match="(whole number and a unit|more than zero)"):
+    with pytest.raises(ValueError, match=r"(whole number and a unit|more than zero)"):
         Lead.parse(text)
 
 
