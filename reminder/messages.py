@@ -25,6 +25,7 @@ from .templating import Templates
 from .wording import clock, lead_words, long_date, relative_day, time_range
 
 MAX_DISPLAY_NAME = 64
+LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -165,7 +166,7 @@ class Composer:
             or self.config.smtp.reply_to
             or (self.config.contact.email or self.config.smtp.sender)
         )
-        subject = quote(f"Désinscription : {self.config.cycle.title}")
+        subject = quote("Désinscription")
         url = (reminders.unsubscribe_url or "").replace("{email}", quote(registrant.email))
         return {"mailto": f"mailto:{mailto}?subject={subject}", "address": mailto, "url": url}
 
@@ -204,19 +205,25 @@ class Composer:
         domain = config.smtp.sender.rpartition("@")[2]
         unsubscribe = self._unsubscribe(registrant)
         headers = [
-            ("Subject", _encoded(one_line(subject))),
+            ("Subject", _encoded(one_line(subject), len("Subject: "))),
             (
                 "From",
                 _address(
                     display_name(config.smtp.sender_name or config.organizer.name),
                     config.smtp.sender,
+                    len("From: "),
                 ),
             ),
-            ("To", _address(display_name(registrant.name), registrant.email)),
+            ("To", _address(display_name(registrant.name), registrant.email, len("To: "))),
         ]
         if config.smtp.reply_to:
             headers.append(
-                ("Reply-To", _address(display_name(config.contact.name), config.smtp.reply_to))
+                (
+                    "Reply-To",
+                    _address(
+                        display_name(config.contact.name), config.smtp.reply_to, len("Reply-To: ")
+                    ),
+                )
             )
         headers += [
             ("Date", format_datetime(now)),
@@ -226,13 +233,17 @@ class Composer:
             ("X-Auto-Response-Suppress", "All"),
             (
                 "List-Id",
-                f"{_encoded(display_name(config.cycle.title))} <{config.cycle.id}.{domain}>",
+                _address(
+                    display_name(config.cycle.title),
+                    f"{config.cycle.id}.{domain}",
+                    len("List-Id: "),
+                ),
             ),
         ]
         if unsubscribe["url"]:
             # RFC 8058 one-click: the https link, with the mailto as fallback.
             headers.append(
-                ("List-Unsubscribe", f"<{unsubscribe['url']}>, <{unsubscribe['mailto']}>")
+                ("List-Unsubscribe", f"<{unsubscribe['url']}>,\r\n <{unsubscribe['mailto']}>")
             )
             headers.append(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         else:
@@ -291,27 +302,50 @@ def one_line(text: str) -> str:
     return " ".join("".join(c for c in text if unicodedata.category(c) != "Cc").split())
 
 
-def _encoded(value: str) -> str:
-    """RFC 2047 "B" encoded words when the value is not plain ASCII, one per folded line.
+def _encoded(value: str, used: int = 0) -> str:
+    """A header value folded to 78 columns, as RFC 2047 "B" encoded words if not ASCII.
 
-    Each word holds at most 45 bytes of UTF-8 cut between characters, so it stays
-    under the 75-character limit of RFC 2047 section 2.
+    `used` is what already stands on the first line ("Subject: "). An encoded word
+    takes 12 + 4 * ceil(bytes / 3) characters; words are cut between characters.
     """
     if value.isascii():
-        return value
+        return _fold_words(value.split(" "), used)
     words: list[bytes] = []
     chunk = b""
+    room = 3 * ((LINE - 1 - 12 - used) // 4)
     for character in value:
         encoded = character.encode()
-        if len(chunk) + len(encoded) > 45:
+        if len(chunk) + len(encoded) > room:
             words.append(chunk)
-            chunk = b""
+            chunk, room = b"", 3 * ((LINE - 1 - 12) // 4)
         chunk += encoded
     words.append(chunk)
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
 
 
-def _address(name: str, address: str) -> str:
-    if name.isascii():
-        return formataddr((name, address))
-    return f"{_encoded(name)} <{address}>"
+def _fold_words(words: list[str], used: int) -> str:
+    """Join words with spaces, folding before a word that would pass 78 columns."""
+    lines = [""]
+    width = used
+    for word in words:
+        if lines[-1] and width + 1 + len(word) > LINE:
+            lines.append(word)
+            width = 1 + len(word)
+        else:
+            lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
+            width += len(word) + (1 if width > used else 0)
+    return "\r\n ".join(lines)
+
+
+def _address(name: str, address: str, used: int) -> str:
+    phrase = (
+        formataddr((name, address)).rpartition(" <")[0]
+        if name.isascii()
+        else (_encoded(name, used))
+    )
+    if not name:
+        return address
+    last = phrase.rpartition("\n")[2]
+    width = len(last) + (used if "\n" not in phrase else 0)
+    joint = "\r\n " if width + 2 + len(address) + 1 > LINE else " "
+    return f"{phrase}{joint}<{address}>"

@@ -1,0 +1,173 @@
+"""The registration export: real-world encodings and layouts, and every bad-row kind."""
+
+import shutil
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from reminder.config import load_config
+from reminder.errors import RegistrantsError
+from reminder.registrants import Roster, load_roster, masked
+from reminder.sessions import build_sessions
+
+from .conftest import DATA, Project
+
+
+def load(project: Project, fixture: str | None = None) -> Roster:
+    if fixture:
+        shutil.copy(DATA / fixture, project.root / "registrants.csv")
+    config = load_config(project.config)
+    sessions, _ = build_sessions(config)
+    return load_roster(config, sessions)
+
+
+def by_email(roster: Roster) -> dict[str, object]:
+    return {r.email: r for r in roster.registrants}
+
+
+def test_excel_french_export_in_windows_1252(project: Project) -> None:
+    roster = load(project, "excel-fr.csv")
+    assert roster.problems == ()
+    people = {r.last_name: r for r in roster.registrants}
+    assert people["Dubois"].first_name == "Évelyne"
+    assert people["Dubois"].organisation == "Commune de Hénin-Beaumont"
+    assert people["Dubois"].sessions is None  # "toutes"
+    assert people["Noyé"].email == "G.Noye@example.fr"  # domain lower-cased, local part kept
+    assert people["Noyé"].sessions == {"2023-03-01", "2023-04-05"}
+    assert people["Lefèvre"].sessions is None  # empty cell: every session
+    assert people["Cœur"].sessions == {"2023-03-01"}  # "1er mars 2023"
+
+
+def test_utf8_with_bom_and_personal_join_link(project: Project) -> None:
+    roster = load(project, "utf8-bom.csv")
+    assert roster.problems == ()
+    awa = roster.find("AWA.MBAYE@example.org")
+    assert awa is not None and awa.join_url == "https://zoom.us/w/123?tk=awa"
+    assert awa.organisation == "Commune d'Avion"
+    eric = roster.find("eric.durand@example.org")
+    assert eric is not None and eric.first_name == "Éric" and eric.sessions == {"2023-06-07"}
+
+
+def test_online_form_export_with_timestamps_and_labelled_choices(project: Project) -> None:
+    roster = load(project, "online-form.csv")
+    assert roster.problems == ()
+    marie = roster.find("marie.leroy@example.org")
+    assert marie is not None and marie.sessions == {"2023-03-01", "2023-04-05"}
+    assert marie.registered_at == datetime(2023, 2, 3, 9, 12, 44, tzinfo=ZoneInfo("Europe/Paris"))
+    paul = roster.find("paul.henry@example.fr")
+    assert paul is not None and paul.sessions is None  # "Toutes les séances"
+    ines = roster.find("ines.roux@example.org")
+    assert ines is not None and ines.sessions == {"2023-06-07"}  # year from the cycle
+
+
+def test_who_attends_which_session(project: Project) -> None:
+    roster = load(project, "excel-fr.csv")
+    sessions, _ = build_sessions(load_config(project.config))
+    march, april, may = sessions[:3]
+    assert len(roster.attending(march)) == 4
+    assert len(roster.attending(april)) == 3
+    assert {r.last_name for r in roster.attending(may)} == {"Dubois", "Lefèvre"}
+
+
+@pytest.mark.parametrize(
+    ("fixture", "message", "row", "column"),
+    [
+        ("bad-missing-address.csv", "no e-mail address; skipped", 2, "Courriel"),
+        (
+            "bad-invalid-address.csv",
+            "'anne.petit@@example.org' is not a valid e-mail address",
+            2,
+            "Courriel",
+        ),
+        (
+            "bad-invalid-address.csv",
+            "'lea.roy@example' is not a valid e-mail address",
+            3,
+            "Courriel",
+        ),
+        (
+            "bad-unknown-session.csv",
+            "05/04/2032 is not a session of the cycle (sessions: 01/03/2023",
+            2,
+            "Séances",
+        ),
+        ("bad-broken-row.csv", "has 8 cells where the header has 6", 2, None),
+    ],
+)
+def test_each_bad_row_kind_is_reported_and_the_good_rows_survive(
+    project: Project, fixture: str, message: str, row: int, column: str | None
+) -> None:
+    roster = load(project, fixture)
+    matching = [p for p in roster.problems if message in p.message]
+    assert matching, [str(p) for p in roster.problems]
+    problem = matching[0]
+    assert (problem.row, problem.key, problem.severity) == (row, column, "error")
+    assert str(problem).startswith(f"{project.root / 'registrants.csv'}: row {row}")
+    assert roster.find("luc.grand@example.org") is not None
+
+
+def test_duplicates_are_merged_with_a_warning_naming_both_rows(project: Project) -> None:
+    roster = load(project, "bad-duplicate.csv")
+    assert len(roster.registrants) == 2
+    anne = roster.find("anne.petit@example.org")
+    assert anne is not None and anne.sessions == {"2023-03-01", "2023-04-05"}
+    [warning] = roster.problems
+    assert warning.severity == "warning"
+    assert "row 4 repeats the address of row 2 (a***@example.org)" in warning.message
+
+
+@pytest.mark.parametrize(
+    ("fixture", "message"),
+    [
+        ("bad-no-email-column.csv", "no e-mail column: the header has Nom, Prénom, Téléphone"),
+        ("bad-empty.csv", "the export is empty"),
+    ],
+)
+def test_an_unusable_export_is_an_error(project: Project, fixture: str, message: str) -> None:
+    with pytest.raises(RegistrantsError, match=message):
+        load(project, fixture)
+
+
+def test_a_missing_export_says_where_it_was_looked_for(project: Project) -> None:
+    (project.root / "registrants.csv").unlink()
+    with pytest.raises(RegistrantsError) as caught:
+        load(project)
+    assert "registrants.csv" in str(caught.value) and "paths.registrants" in str(caught.value)
+
+
+def test_the_suppression_list_removes_people(project: Project) -> None:
+    (project.root / "suppression.txt").write_text(
+        "# asked to stop on 2023-03-02\nEvelyne.Dubois@Example.org\n\n"
+        "  k.lefebvre@example.org # by phone\n"
+    )
+    roster = load(project)
+    assert roster.find("evelyne.dubois@example.org") is None
+    assert roster.find("k.lefebvre@example.org") is None
+    assert roster.suppressed == ("evelyne.dubois@example.org", "k.lefebvre@example.org")
+
+
+def test_a_missing_suppression_list_is_an_error(project: Project) -> None:
+    (project.root / "suppression.txt").unlink()
+    with pytest.raises(RegistrantsError, match="people who asked to stop would be"):
+        load(project)
+
+
+def test_the_sample_export_is_clean(project: Project) -> None:
+    roster = load(project)
+    assert roster.problems == ()
+    assert len(roster.registrants) == 22
+    assert all(r.email.endswith(("@example.org", "@example.fr")) for r in roster.registrants)
+
+
+def test_addresses_are_masked_in_summaries() -> None:
+    assert masked("m.petit@irev.fr") == "m***@irev.fr"
+    assert masked("x@example.org") == "x***@example.org"
+
+
+def test_columns_can_be_renamed_in_the_config(project: Project, tmp_path: Path) -> None:
+    (project.root / "registrants.csv").write_text("Mél\tNom\nanne@example.org\tPetit\n")
+    project.edit('email = ["Courriel"', 'email = ["Mél", "Courriel"')
+    roster = load(project)
+    assert [r.email for r in roster.registrants] == ["anne@example.org"]
