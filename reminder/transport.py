@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any, Protocol
 
 import aiosmtplib
@@ -76,11 +77,12 @@ class SmtpTransport:
         if settings.max_per_minute:
             limits.append((settings.max_per_minute, 60.0))
         if settings.max_per_second:
-            # 2.5 per second is 5 per 2 s: the window grows so the count is whole.
-            window = 1.0 if settings.max_per_second >= 1 else 1 / settings.max_per_second
-            limits.append((max(1, round(settings.max_per_second * window)), window))
+            # 2.5 a second is 5 every 2 seconds: a whole count over a window.
+            rate = Fraction(settings.max_per_second).limit_denominator(100)
+            limits.append((rate.numerator, float(rate.denominator)))
         self.rate = RateLimit(limits, clock)
         self._clients: list[aiosmtplib.SMTP] = []
+        self.failed_attempts = 0  # transient failures so far, for logs and tests
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}
         self.description = (
             f"SMTP {settings.host}:{settings.effective_port} ({security[settings.security]}"
@@ -119,29 +121,30 @@ class SmtpTransport:
     async def deliver(
         self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
     ) -> None:
-        retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
-        pending = _Pending(envelopes, retries)
+        pending = _Pending(envelopes, stopping or asyncio.Event())
         workers = [
-            asyncio.create_task(self._work(pending, report, stopping or asyncio.Event()))
+            asyncio.create_task(self._work(pending, report))
             for _ in range(self.settings.connections)
         ]
-        try:
-            await asyncio.gather(*workers)
-        except BaseException:
-            for worker in workers:
-                worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
-            raise
+        # A fatal error in one connection halts the others between messages rather than
+        # cancelling them mid-transaction: nothing is left half-sent or half-open.
+        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
-    async def _work(self, pending: _Pending, report: Report, stopping: asyncio.Event) -> None:
+    async def _work(self, pending: _Pending, report: Report) -> None:
         client = self._client()
         self._clients.append(client)
-        while not stopping.is_set():
-            item = await pending.next(stopping)
-            if item is None:
-                return
+        while (item := await pending.next()) is not None:
             envelope, attempt = item
-            verdict, reply = await self._attempt(client, envelope)
+            try:
+                verdict, reply = await self._attempt(client, envelope)
+            except BaseException:
+                pending.halt()
+                raise
+            if verdict is not Verdict.SENT:
+                self.failed_attempts += 1
             if verdict is Verdict.RETRY and attempt < self.settings.attempts:
                 delay = _backoff(self.settings.retry_base, attempt)
                 if envelope.not_after is None or (
@@ -225,36 +228,51 @@ class SmtpTransport:
             ) from None
 
     async def close(self) -> None:
+        """QUIT politely where a connection is up; drop whatever a failed attempt left."""
         for client in self._clients:
             if client.is_connected:
                 try:
-                    await client.quit()
-                except (aiosmtplib.SMTPException, OSError):
+                    await asyncio.wait_for(client.quit(), timeout=5)
+                except (aiosmtplib.SMTPException, OSError, TimeoutError):
                     client.close()
+            else:
+                client.close()
+        if self._clients:
+            # A TLS connection closed after a failure shuts down asynchronously (its
+            # close_notify); give it a moment before the caller's event loop may end.
+            await asyncio.sleep(0.05)
         self._clients.clear()
 
 
 class _Pending:
-    """Envelopes still to attempt: fresh ones from the iterator, and retries when due."""
+    """Envelopes still to attempt: fresh ones from the iterator, and retries once due."""
 
-    def __init__(self, fresh: Iterator[Envelope], retries: asyncio.Queue[tuple[Envelope, int]]):
+    def __init__(self, fresh: Iterator[Envelope], stopping: asyncio.Event) -> None:
         self.fresh: Iterator[Envelope] | None = fresh
-        self.retries = retries
-        self.waiting = 0  # retries scheduled but not yet due
+        self.stopping = stopping
+        self.retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
+        self.open = 0  # taken and not yet reported: in a transaction or waiting to retry
+        self.halted = False
 
-    async def next(self, stopping: asyncio.Event) -> tuple[Envelope, int] | None:
-        if not self.retries.empty():
-            return self.retries.get_nowait()
-        if self.fresh is not None:
-            envelope = next(self.fresh, None)
-            if envelope is not None:
-                self.waiting += 1
-                return envelope, 1
-            self.fresh = None
-        while self.waiting > 0 and not stopping.is_set():
+    def halt(self) -> None:
+        self.halted = True
+
+    def _closed(self) -> bool:
+        return self.halted or self.stopping.is_set()
+
+    async def next(self) -> tuple[Envelope, int] | None:
+        while not self._closed():
             if not self.retries.empty():
                 return self.retries.get_nowait()
-            # Another worker may finish the last message; look again shortly.
+            if self.fresh is not None:
+                envelope = next(self.fresh, None)
+                if envelope is not None:
+                    self.open += 1
+                    return envelope, 1
+                self.fresh = None
+            if self.open == 0:
+                return None
+            # Others still hold messages that may come back as retries: look again soon.
             try:
                 return await asyncio.wait_for(self.retries.get(), timeout=0.05)
             except TimeoutError:
@@ -265,7 +283,7 @@ class _Pending:
         asyncio.get_running_loop().call_later(delay, self.retries.put_nowait, (envelope, attempt))
 
     def done(self) -> None:
-        self.waiting -= 1
+        self.open -= 1
 
 
 def _by_code(code: int) -> Verdict:

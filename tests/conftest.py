@@ -98,6 +98,8 @@ class FaultyRecorder:
     data_delay: float = 0.0
     stall_first_data: float = 0.0
     messages: list[Received] = field(default_factory=list)
+    peers: set[object] = field(default_factory=set)  # one per connection
+    tls: list[bool] = field(default_factory=list)  # per message: did it come over TLS?
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
@@ -127,6 +129,9 @@ class FaultyRecorder:
             bytes(envelope.original_content or envelope.content),
             time.time(),
         )
+        with self.lock:
+            self.peers.add(session.peer)
+            self.tls.append(session.ssl is not None)
         if stall:
             # The server has the message, then goes silent: the client times out after DATA.
             with self.lock:

@@ -1,0 +1,165 @@
+"""The delivery ledger on a real SQLite file: claims, outcomes, races, migrations."""
+
+import multiprocessing
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from reminder.errors import LedgerError
+from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status
+from reminder.plan import DeliveryKey
+
+NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
+START = datetime(2023, 3, 1, 16, tzinfo=UTC)
+
+
+def claim(n: int, lead: str = "1d") -> Claim:
+    key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", lead, f"p{n}@example.org")
+    return Claim(key, f"<m{n}.{lead}@irev.fr>", NOW, START)
+
+
+def test_a_delivery_is_claimed_once(ledger: Ledger) -> None:
+    assert ledger.claim([claim(1), claim(2)], NOW) == [claim(1), claim(2)]
+    assert ledger.claim([claim(1), claim(3)], NOW) == [claim(3)]
+
+
+def test_the_database_itself_refuses_a_second_row(ledger: Ledger) -> None:
+    ledger.claim([claim(1)], NOW)
+    with pytest.raises(sqlite3.IntegrityError):
+        ledger.db.execute(
+            "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, not_after, "
+            "updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
+            claim(1).key,
+        )
+
+
+def test_sent_is_settled_and_never_claimed_again(ledger: Ledger) -> None:
+    ledger.claim([claim(1)], NOW)
+    ledger.record([Outcome(claim(1).key, Status.SENT, "250 ok", NOW)], NOW)
+    view = ledger.view([claim(1).key.session])
+    assert view.settled == {(claim(1).key.session, "1d"): {"p1@example.org"}}
+    later = NOW + timedelta(hours=1)
+    ledger.adopt_claims(later)
+    assert ledger.claim([claim(1)], later) == []
+    [row] = ledger.rows()
+    assert (row.status, row.attempts, row.message_id, row.sent_at) == (
+        "sent",
+        1,
+        "<m1.1d@irev.fr>",
+        NOW,
+    )
+
+
+def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -> None:
+    ledger.claim([claim(1)], NOW)
+    retry_at = NOW + timedelta(minutes=5)
+    ledger.record([Outcome(claim(1).key, Status.CLAIMED, "451 try later", NOW, retry_at)], NOW)
+    view = ledger.view([claim(1).key.session])
+    assert view.claims == {(claim(1).key.session, "1d"): {"p1@example.org": retry_at}}
+    assert ledger.claim([claim(1)], NOW + timedelta(minutes=4)) == []
+    assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [claim(1)]
+
+
+def test_claims_of_a_dead_worker_are_adopted_at_start(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path, worker="old") as old:
+        old.claim([claim(1)], NOW)
+    with Ledger(path, worker="new") as new:
+        assert new.claim([claim(1)], NOW) == []  # still under the old worker's lease
+        assert new.adopt_claims(NOW) == 1
+        assert new.claim([claim(1)], NOW) == [claim(1)]
+        [row] = new.rows()
+        assert row.message_id == "<m1.1d@irev.fr>"
+
+
+def test_supersede_records_older_reminders_and_closes_their_claims(ledger: Ledger) -> None:
+    ledger.claim([claim(1, "7d")], NOW)
+    ledger.supersede([(claim(1, "7d").key, NOW), (claim(2, "7d").key, NOW)], NOW)
+    assert {(r.recipient, r.status) for r in ledger.rows()} == {
+        ("p1@example.org", "superseded"),
+        ("p2@example.org", "superseded"),
+    }
+
+
+def test_supersede_never_overwrites_a_sent_delivery(ledger: Ledger) -> None:
+    ledger.claim([claim(1, "7d")], NOW)
+    ledger.record([Outcome(claim(1, "7d").key, Status.SENT, "250", NOW)], NOW)
+    ledger.supersede([(claim(1, "7d").key, NOW)], NOW)
+    assert ledger.rows()[0].status == "sent"
+
+
+def test_claims_left_open_at_the_session_start_expire_as_failed(ledger: Ledger) -> None:
+    ledger.claim([claim(1)], NOW)
+    ledger.record([Outcome(claim(1).key, Status.CLAIMED, "421 busy", NOW, NOW)], NOW)
+    assert ledger.expire(START - timedelta(seconds=1)) == 0
+    assert ledger.expire(START) == 1
+    [row] = ledger.rows()
+    assert row.status == "failed"
+    assert row.last_reply == "not confirmed before the session started: 421 busy"
+    assert ledger.last_error() == row
+
+
+def test_counts_per_session_and_lead(ledger: Ledger) -> None:
+    ledger.claim([claim(1), claim(2), claim(3)], NOW)
+    ledger.record(
+        [
+            Outcome(claim(1).key, Status.SENT, "250", NOW),
+            Outcome(claim(2).key, Status.FAILED, "550 no such user", NOW),
+        ],
+        NOW,
+    )
+    assert ledger.counts() == {
+        ("2023-03-01T17:00+01:00", "reminder", "1d"): {"sent": 1, "failed": 1, "claimed": 1}
+    }
+    assert [r.recipient for r in ledger.rows(recipient="P2@Example.org")] == ["p2@example.org"]
+
+
+def test_schema_version_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path) as ledger:
+        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        ledger.claim([claim(1)], NOW)
+    with Ledger(path) as again:  # reopening migrates nothing and keeps the rows
+        assert len(again.rows()) == 1
+        again.db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    with pytest.raises(LedgerError, match="newer release"):
+        Ledger(path)
+
+
+def _race(
+    path: str,
+    worker: str,
+    start: "multiprocessing.synchronize.Event",
+    results: "multiprocessing.Queue[list[str]]",
+) -> None:
+    with Ledger(Path(path), worker=worker) as ledger:
+        start.wait()
+        won: list[str] = []
+        for offset in range(0, 400, 20):  # many small transactions interleave
+            won += [
+                c.key.recipient
+                for c in ledger.claim([claim(n) for n in range(offset, offset + 20)], NOW)
+            ]
+        results.put(won)
+
+
+def test_two_claimers_racing_on_one_ledger_never_both_win(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    Ledger(path).close()
+    context = multiprocessing.get_context("spawn")
+    start = context.Event()
+    results: multiprocessing.Queue[list[str]] = context.Queue()
+    workers = [
+        context.Process(target=_race, args=(str(path), name, start, results)) for name in ("a", "b")
+    ]
+    for process in workers:
+        process.start()
+    start.set()
+    first, second = results.get(timeout=30), results.get(timeout=30)
+    for process in workers:
+        process.join(timeout=30)
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == 400
