@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
-from apscheduler.triggers.interval import IntervalTrigger
 
 from .config import Config
 from .delivery import Clock, Dispatcher
@@ -69,6 +70,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._busy = asyncio.Lock()
         self._paused: str | None = None  # why deliveries wait for a reload
+        self._again = False  # a wake-up came while another ran
+        self._tasks: set[asyncio.Task[None]] = set()
         self._seen: tuple[tuple[str, int, int], ...] = ()
         self.wakeups = 0
 
@@ -96,7 +99,7 @@ class Worker:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload("SIGHUP")))
+        loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
             job_defaults={
@@ -109,9 +112,10 @@ class Worker:
         self.scheduler.start()
         try:
             self._banner(adopted)
-            self._schedule_fixed()
+            watcher = asyncio.create_task(self._watch())
             await self.wake("start")
             await self.stopping.wait()
+            await watcher
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -169,73 +173,108 @@ class Worker:
         for problem in snapshot.problems:
             log.warning("%s", problem)
 
-    def _schedule_fixed(self) -> None:
-        sweep = Lead.parse(self.snapshot.config.reminders.sweep_interval, allow_zero=True)
-        if sweep.delta.total_seconds() > 0:
-            self.scheduler.add_job(
-                self.wake,
-                IntervalTrigger(seconds=sweep.delta.total_seconds()),
-                args=["sweep"],
-                id="sweep",
-                replace_existing=True,
-            )
-        self.scheduler.add_job(
-            self.poll, IntervalTrigger(seconds=self.poll_seconds), id="poll", replace_existing=True
-        )
+    async def _watch(self) -> None:
+        """Poll the watched files and sweep at intervals of elapsed time.
+
+        These run on the event loop's monotonic clock, not as scheduler jobs: a clock
+        that jumps (a suspended VM, NTP) must not make them run thousands of times.
+        """
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=self.poll_seconds)
+            try:
+                await self.poll()
+            except Exception:  # a watcher that dies would silently stop reloads
+                log.exception("watching the input files failed; trying again")
+            sweep = Lead.parse(self.snapshot.config.reminders.sweep_interval, allow_zero=True)
+            if sweep.delta and loop.time() >= next_sweep + sweep.delta.total_seconds():
+                next_sweep = loop.time()
+                await self._trigger("sweep")
 
     def _schedule_wakeups(self) -> None:
-        instants = self.dispatcher.wakeups(self.snapshot, self.clock())
-        wanted = {f"{WAKEUP_PREFIX}{instant.isoformat()}": instant for instant in instants}
+        """One in-memory job per future instant of the plan; rebuilt, never persisted."""
+        now = self.clock()
+        wanted = {
+            f"{WAKEUP_PREFIX}{instant.isoformat()}": instant
+            for instant in self.dispatcher.wakeups(self.snapshot, now)
+        }
         for job in self.scheduler.get_jobs():
-            if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted:
+            # A job whose instant has come is left to fire: removing it could race the
+            # very wake-up it stands for. It finds nothing owed twice.
+            stale = job.next_run_time is not None and job.next_run_time > now
+            if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted and stale:
                 job.remove()
         for job_id, instant in wanted.items():
             if self.scheduler.get_job(job_id) is None:
                 self.scheduler.add_job(
-                    self.wake,
+                    self._trigger,
                     DateTrigger(run_date=instant),
                     args=["due"],
                     id=job_id,
                     replace_existing=True,
                 )
 
+    async def _trigger(self, reason: str) -> None:
+        """What the scheduler runs: start a wake-up and return, so a long batch never
+        counts as a job still running (APScheduler would skip the next run, noisily)."""
+        self._spawn(self.wake(reason))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)  # held until done: the loop keeps only weak references
+        task.add_done_callback(self._tasks.discard)
+
     async def wake(self, reason: str) -> None:
-        """Deliver whatever is owed now; safe to call at any time, any number of times."""
+        """Deliver whatever is owed now; safe to call at any time, any number of times.
+
+        A wake-up that comes while another runs (a long batch, a reload) is folded into
+        one more pass when that one ends, so none is lost and none piles up.
+        """
         if self.stopping.is_set():
             return
+        if self._busy.locked():
+            self._again = True
+            return
         async with self._busy:
-            if self._paused:
-                log.debug("deliveries paused: %s", self._paused)
-                return
-            self.wakeups += 1
-            try:
-                tally = await self.dispatcher.run(self.snapshot, self.stopping)
-            except TransportConfigError as exc:
-                self._paused = str(exc)
-                log.error(
-                    "deliveries paused until the configuration is fixed and reloaded "
-                    "(save config.toml or send SIGHUP): %s",
-                    exc,
-                )
-                return
-            except (ReminderError, OSError) as exc:
-                log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
-                return
-            finally:
+            self._again = True
+            while self._again and not self.stopping.is_set():
+                self._again = False
+                await self._deliver(reason)
                 if not self.stopping.is_set():
                     self._schedule_wakeups()
-            if tally:
-                log.info(
-                    "wake-up (%s): %s%s",
-                    reason,
-                    tally,
-                    "".join(
-                        f"; {session} {lead}: {count}{' late' if late else ''}"
-                        for session, lead, count, late in tally.lines
-                    ),
-                )
-            else:
-                log.debug("wake-up (%s): nothing due", reason)
+
+    async def _deliver(self, reason: str) -> None:
+        if self._paused:
+            log.debug("deliveries paused: %s", self._paused)
+            return
+        self.wakeups += 1
+        try:
+            tally = await self.dispatcher.run(self.snapshot, self.stopping)
+        except TransportConfigError as exc:
+            self._paused = str(exc)
+            log.error(
+                "deliveries paused until the configuration is fixed and reloaded "
+                "(save config.toml or send SIGHUP): %s",
+                exc,
+            )
+            return
+        except (ReminderError, OSError) as exc:
+            log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            return
+        if tally:
+            log.info(
+                "wake-up (%s): %s%s",
+                reason,
+                tally,
+                "".join(
+                    f"; {session} {lead}: {count}{' late' if late else ''}"
+                    for session, lead, count, late in tally.lines
+                ),
+            )
+        else:
+            log.debug("wake-up (%s): nothing due", reason)
 
     async def poll(self) -> None:
         """Reload when a watched file changed since the last attempt, good or bad."""
@@ -284,7 +323,3 @@ class Worker:
         for problem in fresh.problems:
             log.warning("%s", problem)
         await self.wake("reload")
-
-
-def run_worker(config_path: Path) -> None:
-    asyncio.run(Worker(config_path).run())

@@ -1,0 +1,393 @@
+"""The service end to end: in-process under a moved clock, and as a process killed and stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from email import message_from_bytes, policy
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+
+from reminder.ledger import Ledger
+from reminder.worker import Worker
+
+from .conftest import Project, Server, person, until
+
+PARIS = ZoneInfo("Europe/Paris")
+pytestmark = pytest.mark.timeout(90)
+
+
+def use_server(project: Project, server: Server, connections: int = 4) -> None:
+    project.edit(
+        "connections = 4\nmax_per_minute = 30",
+        f'host = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nconnections = {connections}',
+    )
+
+
+def two_sessions(project: Project) -> None:
+    """March and April 2023 only: six due instants."""
+    project.edit("end = 2023-07-31", "end = 2023-04-30")
+    project.edit(
+        'name = "Second semestre 2023"\nstart = 2023-09-01\nend = 2023-12-31',
+        'name = "Second semestre 2023"\nstart = 2023-05-01\nend = 2023-05-02',
+    )
+    text = project.config.read_text()
+    head, _, tail = text.partition("[[sessions]]\ndate = 2023-05-03")
+    tail = tail[tail.index("[reminders]") :]
+    project.config.write_text(head + tail)
+
+
+def delivered(server: Server) -> Counter[tuple[str, str]]:
+    """(recipient, Message-ID) -> copies received."""
+    return Counter(
+        (m.recipients[0], str(message_from_bytes(m.data)["Message-ID"]))
+        for m in server.handler.messages
+    )
+
+
+@asynccontextmanager
+async def running(project: Project, poll: float = 0.05) -> AsyncIterator[Worker]:
+    worker = Worker(project.config, poll_seconds=poll)
+    task = asyncio.create_task(worker.run())
+    await until(lambda: (hasattr(worker, "scheduler") and worker.wakeups >= 1) or task.done())
+    if task.done():
+        task.result()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+
+
+async def reach(traveller: time_machine.Coordinates, worker: Worker, instant: datetime) -> None:
+    """Move the clock to just before `instant` and let the scheduler see it."""
+    traveller.move_to(instant - timedelta(milliseconds=30))
+    worker.scheduler.wakeup()
+
+
+def statuses(project: Project) -> Counter[tuple[str, str]]:
+    with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+        return Counter((row.lead, row.status) for row in ledger.rows())
+
+
+async def test_every_registrant_gets_one_message_per_lead_per_session(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(5)])
+    instants = [
+        datetime(*moment, tzinfo=PARIS)
+        for moment in (
+            (2023, 2, 22, 17),
+            (2023, 2, 28, 17),
+            (2023, 3, 1, 16),
+            (2023, 3, 29, 17),
+            (2023, 4, 4, 17),
+            (2023, 4, 5, 16),
+        )
+    ]
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            for number, instant in enumerate(instants, start=1):
+                await reach(traveller, worker, instant)
+                await until(lambda n=number: len(smtp_server.handler.messages) == 5 * n)
+                await worker.wake("sweep")  # an extra wake-up sends nothing twice
+            assert len(smtp_server.handler.messages) == 30
+    copies = delivered(smtp_server)
+    assert set(copies.values()) == {1}
+    assert Counter(recipient for recipient, _ in copies) == {
+        f"alex{n}@example.org": 6 for n in range(5)
+    }
+    assert statuses(project) == {("7d", "sent"): 10, ("1d", "sent"): 10, ("1h", "sent"): 10}
+
+
+async def test_a_worker_started_after_two_due_instants_sends_only_the_latest(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(3)])
+    with time_machine.travel(datetime(2023, 2, 28, 18, tzinfo=PARIS), tick=True):
+        async with running(project):
+            await until(lambda: len(smtp_server.handler.messages) == 3)
+    subjects = {str(message_from_bytes(m.data)["Subject"]) for m in smtp_server.handler.messages}
+    assert len(subjects) == 1
+    assert statuses(project) == {("1d", "sent"): 3, ("7d", "superseded"): 3}
+
+
+async def test_a_late_registrant_gets_only_the_latest_missed_reminder(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(0)])
+    with time_machine.travel(
+        datetime(2023, 2, 22, 16, 59, 59, 900000, tzinfo=PARIS), tick=True
+    ) as traveller:
+        async with running(project) as worker:
+            await until(lambda: len(smtp_server.handler.messages) == 1)  # 7d, on time
+            await reach(traveller, worker, datetime(2023, 2, 28, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 2)  # 1d
+            traveller.move_to(datetime(2023, 3, 1, 9, tzinfo=PARIS))
+            project.registrants([person(0), person(1)])  # signs up the morning of the session
+            await until(lambda: len(smtp_server.handler.messages) == 3)
+            late = smtp_server.handler.messages[-1]
+            assert late.recipients == ["alex1@example.org"]
+            text = (
+                message_from_bytes(late.data)
+                .get_payload(0)
+                .get_payload(0)
+                .get_payload(decode=True)
+                .decode()
+            )
+            assert "a lieu aujourd'hui, mercredi 1er mars 2023" in text
+    rows = statuses(project)
+    assert rows[("7d", "superseded")] == 1 and rows[("1d", "sent")] == 2
+
+
+async def test_a_live_edit_adds_a_session_and_it_is_served(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(0)])
+    with time_machine.travel(datetime(2023, 3, 10, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            assert smtp_server.handler.messages == []
+            project.append(
+                '[[sessions]]\ndate = 2023-03-15\nextra = true\ntopic = "Séance ajoutée"'
+            )
+            # Its 7-day reminder (8 March) is already late: it goes out at the reload.
+            await until(lambda: len(smtp_server.handler.messages) == 1)
+            await until(
+                lambda: any(
+                    job.id == "due:2023-03-14T17:00:00+01:00" for job in worker.scheduler.get_jobs()
+                )
+            )
+            await reach(traveller, worker, datetime(2023, 3, 14, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 2)
+    subjects = [
+        str(message_from_bytes(m.data, policy=policy.default)["Subject"])
+        for m in smtp_server.handler.messages
+    ]
+    assert all("Séance ajoutée" in subject for subject in subjects)
+    assert statuses(project) == {("7d", "sent"): 1, ("1d", "sent"): 1}
+
+
+async def test_an_invalid_edit_keeps_the_last_good_config(
+    project: Project, smtp_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(0)])
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 27, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            good = worker.snapshot
+            project.edit('timezone = "Europe/Paris"', 'timezone = "Europe/Pariss"')
+            await until(lambda: "reload (a file changed) refused" in caplog.text)
+            assert "unknown timezone 'Europe/Pariss'" in caplog.text
+            assert worker.snapshot is good
+            await reach(traveller, worker, datetime(2023, 2, 28, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 1)  # still served
+            project.edit('timezone = "Europe/Pariss"', 'timezone = "Europe/Paris"')
+            await until(lambda: "reloaded (a file changed)" in caplog.text)
+
+
+async def test_a_bad_registrant_row_is_reported_and_the_others_served(
+    project: Project, smtp_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    rows = [person(0), person(1)]
+    rows[1]["Courriel"] = "not-an-address"
+    project.registrants(rows)
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 28, 17, 30, tzinfo=PARIS), tick=True):
+        async with running(project):
+            await until(lambda: len(smtp_server.handler.messages) == 1)
+    assert "row 3, column Courriel: error: 'not-an-address' is not a valid" in caplog.text
+
+
+async def test_a_refused_recipient_is_recorded_and_the_batch_goes_on(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(4)])
+    smtp_server.handler.rcpt_replies["alex2@example.org"] = ["550 5.1.1 Unknown user"]
+    with time_machine.travel(datetime(2023, 2, 28, 17, 30, tzinfo=PARIS), tick=True):
+        async with running(project):
+            await until(lambda: len(smtp_server.handler.messages) == 3)
+    with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+        failed = [row for row in ledger.rows() if row.status == "failed"]
+    assert [(row.recipient, row.last_reply) for row in failed] == [
+        ("alex2@example.org", "550 5.1.1 Unknown user")
+    ]
+
+
+# --- as a real process ---------------------------------------------------------------------
+
+
+def process_config(project: Project, server: Server, people: int, connections: int = 4) -> None:
+    """A session tomorrow at noon whose 2-day reminder is already due: sent at start."""
+    tomorrow = (datetime.now(PARIS) + timedelta(days=1)).date()
+    project.config.write_text(
+        f"""
+[cycle]
+id = "test-cycle"
+title = "Cycle de test"
+join_url = "https://zoom.us/j/1"
+[organizer]
+name = "IREV"
+[contact]
+name = "Morgane Petit"
+email = "m.petit@irev.fr"
+[[semesters]]
+name = "Test"
+start = 2030-01-01
+end = 2030-01-31
+[[sessions]]
+date = {tomorrow.isoformat()}
+extra = true
+start = "12:00"
+end = "13:00"
+topic = "Séance de test"
+[reminders]
+leads = ["2d"]
+sweep_interval = "1h"
+[smtp]
+host = "127.0.0.1"
+port = {server.port}
+security = "none"
+sender = "contact@irev.fr"
+connections = {connections}
+timeout = 10
+""",
+        encoding="utf-8",
+    )
+    project.registrants([person(n) for n in range(people)])
+
+
+def start(project: Project) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDER_")}
+    return subprocess.Popen(
+        [sys.executable, "-m", "reminder", "run", "--config", str(project.config)],
+        cwd=project.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def finish(
+    process: subprocess.Popen[bytes], how: signal.Signals | None = signal.SIGTERM
+) -> tuple[int, str]:
+    """Signal the process (unless `how` is None), wait for it, return its status and log."""
+    if how is not None and process.poll() is None:
+        process.send_signal(how)
+    status = process.wait(30)
+    assert process.stderr is not None
+    with process.stderr:
+        return status, process.stderr.read().decode()
+
+
+def sent_in_ledger(project: Project) -> int:
+    path = project.root / "state" / "ledger.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
+            return int(
+                db.execute("SELECT count(*) FROM deliveries WHERE status='sent'").fetchone()[0]
+            )
+    except sqlite3.OperationalError:
+        return 0
+
+
+async def test_kill_9_mid_batch_then_restart_loses_nothing_and_resends_with_same_ids(
+    project: Project, smtp_server: Server
+) -> None:
+    smtp_server.handler.data_delay = 0.004
+    process_config(project, smtp_server, people=1000)
+    first = start(project)
+    try:
+        await until(lambda: len(smtp_server.handler.messages) >= 300, within=60)
+    finally:
+        finish(first, signal.SIGKILL)
+    at_kill = len(smtp_server.handler.messages)
+    assert at_kill < 1000, "the batch finished before the kill: make the server slower"
+    second = start(project)
+    try:
+        await until(lambda: sent_in_ledger(project) == 1000, within=60)
+    finally:
+        status, log = finish(second)
+    assert status == 0
+    assert "unconfirmed deliveries from a previous run will be resent" in log
+    copies = delivered(smtp_server)
+    by_recipient = Counter(recipient for recipient, _ in copies)
+    assert set(by_recipient) == {f"alex{n}@example.org" for n in range(1000)}
+    assert set(by_recipient.values()) == {1}, "a duplicate carried a new Message-ID"
+    duplicated = [key for key, count in copies.items() if count > 1]
+    # Only what was in flight (4 connections) or received but not yet recorded (one ledger
+    # write batch, at most 64) when the process died may arrive twice.
+    assert len(duplicated) <= 4 + 64, len(duplicated)
+
+
+async def test_sigterm_drains_in_flight_messages_and_exits_0(
+    project: Project, smtp_server: Server
+) -> None:
+    smtp_server.handler.data_delay = 0.3
+    process_config(project, smtp_server, people=20)
+    worker = start(project)
+    await until(lambda: len(smtp_server.handler.messages) >= 2, within=30)
+    status, log = finish(worker)
+    assert status == 0
+    assert "stopping: finishing the messages in flight" in log and "stopped" in log
+    received = len(smtp_server.handler.messages)
+    assert received < 20
+    assert sent_in_ledger(project) == received  # every accepted message was recorded
+    again = start(project)
+    try:
+        await until(lambda: sent_in_ledger(project) == 20, within=30)
+    finally:
+        status, _ = finish(again)
+    assert status == 0
+    assert set(delivered(smtp_server).values()) == {1}
+
+
+async def test_a_second_worker_on_the_same_state_folder_is_refused(
+    project: Project, smtp_server: Server
+) -> None:
+    process_config(project, smtp_server, people=1)
+    first = start(project)
+    try:
+        await until(lambda: sent_in_ledger(project) == 1, within=30)
+        status, error = finish(start(project), how=None)
+        assert status == 1
+        assert "another worker already serves" in error
+        assert f"pid {first.pid} on " in error
+    finally:
+        status, _ = finish(first)
+    assert status == 0
+
+
+def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
+    from reminder.outbox import Outbox
+    from reminder.worker import make_transport
+
+    transport = make_transport(project.snapshot().config)
+    assert isinstance(transport, Outbox)
+    assert transport.folder == project.root / "state" / "outbox"
