@@ -95,11 +95,18 @@ def parser() -> argparse.ArgumentParser:
     plan.add_argument("--from", dest="start", type=_day, help="first day shown (YYYY-MM-DD)")
     plan.add_argument("--to", dest="end", type=_day, help="last day shown (YYYY-MM-DD)")
     plan.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
-    plan.add_argument("--format", choices=["table", "json"], default="table")
+    plan.add_argument(
+        "--format",
+        choices=["table", "json"],
+        default="table",
+        help="a table for people, or JSON (ISO 8601 with offsets) for scripts",
+    )
 
     people = command("registrants", "Show who attends which session, and every bad row.")
     people.add_argument("--session", type=_day, help="only those attending this session")
-    people.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    people.add_argument(
+        "--format", choices=["table", "json", "csv"], default="table", help="a table, JSON, or CSV"
+    )
     people.add_argument(
         "--show-addresses", action="store_true", help="print full addresses (masked by default)"
     )
@@ -122,7 +129,9 @@ def parser() -> argparse.ArgumentParser:
     history = command("history", "What was sent, failed or superseded; exit 1 if any failed.")
     history.add_argument("--session", type=_day, help="one session (YYYY-MM-DD)")
     history.add_argument("--recipient", metavar="EMAIL", help="one address")
-    history.add_argument("--format", choices=["table", "json"], default="table")
+    history.add_argument(
+        "--format", choices=["table", "json"], default="table", help="a table, or JSON"
+    )
     history.add_argument(
         "--show-addresses", action="store_true", help="print full addresses (masked by default)"
     )
@@ -141,7 +150,9 @@ def parser() -> argparse.ArgumentParser:
 
     status = command("status", "Next wake-ups, and per session and lead what was sent.")
     status.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
-    status.add_argument("--format", choices=["table", "json"], default="table")
+    status.add_argument(
+        "--format", choices=["table", "json"], default="table", help="a table, or JSON"
+    )
     return main
 
 

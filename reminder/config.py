@@ -33,6 +33,7 @@ from .tomlpos import key_lines, line_of
 
 ENV_PREFIX = "REMINDER_"
 DEFAULT_RULE = "FREQ=MONTHLY;BYDAY=+1WE"
+DEFAULT_SENDER = "reminder@localhost.localdomain"
 
 
 def _wall_time(value: Any) -> Any:
@@ -101,7 +102,7 @@ def _is_loopback(host: str) -> bool:
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Organizer(Section):
@@ -253,7 +254,7 @@ class Smtp(Section):
     password: SecretStr | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
-    sender: Email = "reminder@localhost.localdomain"
+    sender: Email = DEFAULT_SENDER
     sender_name: str | None = None
     reply_to: Email | None = None
     timeout: Annotated[float, Field(gt=0)] = 60.0
@@ -262,6 +263,13 @@ class Smtp(Section):
     max_per_minute: Annotated[int, Field(gt=0)] | None = None
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
     retry_base: Annotated[float, Field(ge=0)] = 1.0
+
+    @field_validator("sender")
+    @classmethod
+    def _real_sender(cls, sender: str, info: ValidationInfo) -> str:
+        if info.data.get("host") and sender == DEFAULT_SENDER:
+            raise ValueError("set smtp.sender to the address the mails come from")
+        return sender
 
     @property
     def effective_port(self) -> int:

@@ -67,7 +67,7 @@ def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]
     return next_wakeups(now, snapshot.slots, ledger.view(active), snapshot.cutoff)
 
 
-class _Recorder:
+class ResultWriter:
     """Collects outcomes and writes them to the ledger in small batches."""
 
     def __init__(
@@ -127,7 +127,7 @@ class Dispatcher:
         }
         won = {claim.key for claim in self.ledger.claim(list(claims.values()), now)}
         deliveries = [d for d in batch.sends if d.key in won]
-        recorder = _Recorder(self.ledger, self.clock, tally)
+        recorder = ResultWriter(self.ledger, self.clock, tally)
         for delivery in deliveries:
             tally.late += delivery.late
         _count_lines(tally, deliveries)
@@ -162,7 +162,7 @@ class Dispatcher:
         return tally
 
     def _settle(
-        self, recorder: _Recorder, tally: Tally, delivery: Delivery, claim: Claim, result: Result
+        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, claim: Claim, result: Result
     ) -> None:
         now = self.clock()
         if result.verdict is Verdict.SENT:
@@ -188,7 +188,7 @@ class Dispatcher:
         self._report_failure(recorder, tally, delivery, reply)
 
     def _report_failure(
-        self, recorder: _Recorder, tally: Tally, delivery: Delivery, reply: str
+        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, reply: str
     ) -> None:
         tally.failed += 1
         log.warning(

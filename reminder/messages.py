@@ -79,7 +79,11 @@ class Composer:
         self, slot: Slot, registrant: Registrant, now: datetime, key: DeliveryKey | None = None
     ) -> Composed:
         key = key or slot.key(registrant.key)
+        # A registrant's language is used only where templates exist for it: French text
+        # with English dates would be worse than French throughout.
         language = registrant.language or self.language
+        if not self.templates.speaks(language):
+            language = self.language
         context = self.context(slot, registrant, now, language)
         subject = one_line(self.templates.render("subject", str(slot.lead), language, context))
         text = self.templates.render("text", str(slot.lead), language, context)

@@ -220,6 +220,7 @@ class _Reader:
             self.session_days[date.fromisoformat(session.id)] = session.id
             self.session_days.setdefault(session.start.date(), session.id)
         self.good_domains: set[str] = set()
+        self.session_cells: dict[str, frozenset[str] | str | None] = {}
         self.header: list[str] = []
 
     def rows(self) -> list[Registrant]:
@@ -292,20 +293,19 @@ class _Reader:
         return index
 
     def _registrant(self, row: int, cells: list[str], index: dict[str, int]) -> Registrant | None:
-        def cell(attribute: str) -> str:
-            position = index.get(attribute)
-            if position is None or position >= len(cells):
-                return ""
-            return " ".join(cells[position].split())
-
-        email = self._email(row, cell("email"), self.header[index["email"]])
+        # Each cell on one line, runs of spaces collapsed: a name never carries a newline.
+        cell = {
+            attribute: " ".join(cells[position].split()) if position < len(cells) else ""
+            for attribute, position in index.items()
+        }
+        email = self._email(row, cell["email"], self.header[index["email"]])
         if email is None:
             return None
         try:
-            sessions = self._sessions(row, cell("sessions"), self._name(index, "sessions"))
+            sessions = self._sessions(row, cell.get("sessions", ""), self._name(index, "sessions"))
         except _SkipRow:
             return None
-        join_url = cell("join_url") or None
+        join_url = cell.get("join_url") or None
         if join_url and not re.fullmatch(r"https?://\S+", join_url):
             self._problem(
                 row,
@@ -316,15 +316,15 @@ class _Reader:
             join_url = None
         return Registrant(
             email=email,
-            first_name=cell("first_name"),
-            last_name=cell("last_name"),
-            role=cell("role"),
-            organisation=cell("organisation"),
+            first_name=cell.get("first_name", ""),
+            last_name=cell.get("last_name", ""),
+            role=cell.get("role", ""),
+            organisation=cell.get("organisation", ""),
             join_url=join_url,
             sessions=sessions,
-            language=(cell("language").lower()[:2] or None),
+            language=(cell.get("language", "").lower()[:2] or None),
             registered_at=self._timestamp(
-                row, cell("registered_at"), self._name(index, "registered_at")
+                row, cell.get("registered_at", ""), self._name(index, "registered_at")
             ),
             row=row,
         )
@@ -351,6 +351,16 @@ class _Reader:
         return str(result.ascii_email or result.normalized)
 
     def _sessions(self, row: int, text: str, column: str) -> frozenset[str] | None:
+        """The session ids a cell names; exports repeat a handful of cells, so cached."""
+        if text not in self.session_cells:
+            self.session_cells[text] = self._parse_sessions(text)
+        found = self.session_cells[text]
+        if isinstance(found, str):
+            self._problem(row, column, found)
+            raise _SkipRow
+        return found
+
+    def _parse_sessions(self, text: str) -> frozenset[str] | str | None:
         if _fold(text) in ALL_SESSIONS:
             return None
         ids: set[str] = set()
@@ -368,10 +378,7 @@ class _Reader:
                 if unknown
                 else (f"no session date found in {text!r}")
             )
-            self._problem(
-                row, column, f"{what} (sessions: {listed}; empty or 'toutes' means all); skipped"
-            )
-            raise _SkipRow
+            return f"{what} (sessions: {listed}; empty or 'toutes' means all); skipped"
         return frozenset(ids)
 
     def _date(self, match: re.Match[str]) -> date | None:
@@ -396,13 +403,15 @@ class _Reader:
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
         if not text:
             return None
+        try:
+            written = datetime.fromisoformat(text)  # fast, and the commonest form
+            return written if written.tzinfo else written.replace(tzinfo=self.zone)
+        except ValueError:
+            pass
         for pattern in (
-            "%Y-%m-%d %H:%M:%S",
-            "%Y-%m-%dT%H:%M:%S",
             "%d/%m/%Y %H:%M:%S",
             "%d/%m/%Y %H:%M",
             "%Y/%m/%d %H:%M:%S",
-            "%Y-%m-%d %H:%M",
             "%d/%m/%Y",
         ):
             try:
@@ -410,14 +419,8 @@ class _Reader:
                 return datetime.strptime(text, pattern).replace(tzinfo=self.zone)
             except ValueError:
                 continue
-        try:
-            written = datetime.fromisoformat(text)
-            return written if written.tzinfo else written.replace(tzinfo=self.zone)
-        except ValueError:
-            self._problem(
-                row, column, f"{text!r} is not a date and time; ignored", severity="warning"
-            )
-            return None
+        self._problem(row, column, f"{text!r} is not a date and time; ignored", severity="warning")
+        return None
 
     def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
         self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))

@@ -32,7 +32,7 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     lines = [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
-    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.insert(1, "  ".join("-" * w for w in widths).rstrip())
     return "\n".join(lines)
 
 
@@ -139,7 +139,7 @@ def plan_text(
             continue
         for lead in config.reminders.lead_list:
             due = lead.before(session.start).astimezone(zone)
-            state = "sent or past" if due <= now else "upcoming"
+            state = "past" if due <= now else "upcoming"
             lines.append(f"    reminder {lead!s:>4}  {due:%Y-%m-%d %H:%M} {due:%Z}  {state}")
     return "\n".join(lines)
 

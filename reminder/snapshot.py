@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -142,7 +143,7 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
     try:
         config = load_config(path)
     except InputError as exc:
-        return None, list(exc.problems)
+        return None, list(exc.problems) + _templates_beside(path)
     problems: list[Problem] = []
     templates: Templates | None = None
     try:
@@ -163,3 +164,19 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
     except InputError as exc:
         return None, problems + [p for p in exc.problems if p not in problems]
     return snapshot, list(snapshot.problems)
+
+
+def _templates_beside(path: Path) -> list[Problem]:
+    """With the config unusable, still check the templates it names (or the default)."""
+    try:
+        paths = tomllib.loads(path.read_text(encoding="utf-8")).get("paths", {})
+        folder = Path(paths.get("templates", "templates")) if isinstance(paths, dict) else None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, TypeError):
+        folder = Path("templates")
+    if folder is None:
+        return []
+    folder = folder if folder.is_absolute() else path.parent / folder
+    try:
+        return Templates(folder, "fr").check()
+    except InputError as exc:
+        return list(exc.problems)

@@ -73,6 +73,10 @@ class Templates:
                 [Problem(str(folder), "the templates folder does not exist; fix paths.templates")]
             )
 
+    def speaks(self, language: str) -> bool:
+        """True for the cycle's language, and for any with a sub-folder of its own."""
+        return language == self.language or (self.folder / language).is_dir()
+
     def environment(self, language: str) -> Environment:
         if language not in self._environments:
             search = [str(self.folder / language), str(self.folder)]

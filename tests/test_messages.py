@@ -296,3 +296,16 @@ def test_a_draft_topic_is_marked_envisaged(snapshot: Snapshot) -> None:
 
 def test_loaded_sample_snapshot_is_usable(project: Project) -> None:
     assert load_snapshot(project.config).composer is not None
+
+
+def test_a_registrant_language_without_templates_falls_back_to_the_cycle(project: Project) -> None:
+    english = Registrant("en@example.org", "Ann", "Lee", language="en")
+    message, _ = compose(project.snapshot(), english)
+    assert message["Content-Language"] == "fr"
+    assert "mercredi 1er mars 2023" in text_of(message)
+    folder = project.root / "templates" / "en"
+    folder.mkdir()
+    (folder / "reminder.subject.txt").write_text("Reminder: {{ session.date }}\n")
+    message, _ = compose(project.snapshot(), english)
+    assert message["Content-Language"] == "en"
+    assert message["Subject"] == "Reminder: Wednesday, March 1, 2023"

@@ -147,6 +147,10 @@ async def test_a_timeout_after_data_is_retried_with_the_same_message_id(
     smtp_server: Server,
 ) -> None:
     smtp_server.handler.stall_first_data = 2.0
+    results = await deliver(
+        plain(smtp_server, timeout=0.5, connections=1, attempts=1), envelopes(1)
+    )
+    assert (results[0].verdict, results[0].reply) == (Verdict.RETRY, "no reply within 0.5 s")
     results = await deliver(plain(smtp_server, timeout=0.5, connections=1), envelopes(1))
     assert results[0].verdict is Verdict.SENT
     # The server kept the first copy: the receiver sees the same Message-ID twice.

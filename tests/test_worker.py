@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -281,10 +282,10 @@ timeout = 10
     project.registrants([person(n) for n in range(people)])
 
 
-def start(project: Project) -> subprocess.Popen[bytes]:
+def start(project: Project, *options: str) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("REMINDER_")}
     return subprocess.Popen(
-        [sys.executable, "-m", "reminder", "run", "--config", str(project.config)],
+        [sys.executable, "-m", "reminder", "run", "--config", str(project.config), *options],
         cwd=project.root,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -351,11 +352,13 @@ async def test_sigterm_drains_in_flight_messages_and_exits_0(
 ) -> None:
     smtp_server.handler.data_delay = 0.3
     process_config(project, smtp_server, people=20)
-    worker = start(project)
+    worker = start(project, "--log-format", "json")
     await until(lambda: len(smtp_server.handler.messages) >= 2, within=30)
     status, log = finish(worker)
     assert status == 0
-    assert "stopping: finishing the messages in flight" in log and "stopped" in log
+    messages = [json.loads(line)["message"] for line in log.splitlines()]  # JSON lines
+    assert "stopping: finishing the messages in flight" in messages
+    assert messages[-1] == "stopped"
     received = len(smtp_server.handler.messages)
     assert received < 20
     assert sent_in_ledger(project) == received  # every accepted message was recorded

@@ -1,0 +1,288 @@
+"""The command line on the sample project: every command, its output and its exit status."""
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from reminder.cli import main
+from reminder.ledger import Claim, Ledger, Outcome, Status
+from reminder.plan import DeliveryKey
+
+from .conftest import Project, Server
+
+
+def cli(project: Project, *args: str) -> int:
+    return main(["--config", str(project.config), *args])
+
+
+def test_check_on_the_sample_is_ok_with_the_toussaint_warning(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "warning: schedule.holidays: the session of 2023-11-01 falls on a public holiday" in out
+    assert "OK: 9 sessions (0 cancelled), leads 7d, 1d, 1h; 22 registrants served" in out
+
+
+def test_check_reports_every_kind_of_problem_at_once(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.edit('leads = ["7d", "1d", "1h"]', 'leads = ["7d", "1 jour"]')
+    (project.root / "templates" / "reminder.subject.txt").write_text("{{ sesion.topic }}\n")
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    assert "'1 jour' is not a lead time" in out
+    assert "reminder.subject.txt:1: error: unknown variable 'sesion'" in out
+    assert "2 error(s)" in out
+
+
+def test_check_reports_bad_registrant_rows_and_stays_ok(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with (project.root / "registrants.csv").open("a", encoding="utf-8") as export:
+        export.write("2023-02-01 10:00:00;Roy;Léa;lea.roy@;Maire;Lens;toutes;\r\n")
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    assert "registrants.csv: row 24, column Courriel: error: 'lea.roy@' is not a valid" in out
+
+
+def test_plan_prints_the_event_page_calendar(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "plan", "--to", "2023-07-31", "--now", "2023-01-15T09:00") == 0
+    out = capsys.readouterr().out
+    for day in (
+        "mercredi 1er mars 2023",
+        "mercredi 5 avril 2023",
+        "mercredi 3 mai 2023",
+        "mercredi 7 juin 2023",
+        "mercredi 5 juillet 2023",
+    ):
+        assert f"{day}, 17h00 – 19h00  [upcoming" in out
+    assert "septembre" not in out
+    assert "reminder   7d  2023-02-22 17:00 CET  upcoming" in out
+
+
+def test_plan_json_has_offsets_and_both_dst_changes(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "plan", "--format", "json", "--now", "2023-03-10T12:00:00+01:00") == 0
+    data = json.loads(capsys.readouterr().out)
+    sessions = {s["id"]: s for s in data["sessions"]}
+    march = sessions["2023-03-01"]
+    assert march["start"] == "2023-03-01T17:00:00+01:00"
+    assert "past" in march["status"] and march["registrants"] == 19
+    april = {r["lead"]: r["due_at"] for r in sessions["2023-04-05"]["reminders"]}
+    assert april == {
+        "7d": "2023-03-29T17:00:00+02:00",
+        "1d": "2023-04-04T17:00:00+02:00",
+        "1h": "2023-04-05T16:00:00+02:00",
+    }
+    november = {r["lead"]: r["due_at"] for r in sessions["2023-11-01"]["reminders"]}
+    assert november["7d"] == "2023-10-25T17:00:00+02:00"  # before the autumn change
+    assert november["1d"] == "2023-10-31T17:00:00+01:00"  # after it: still 17:00
+    assert sessions["2023-11-01"]["holiday"] == "Toussaint"
+    assert "holiday" in sessions["2023-11-01"]["status"]
+
+
+def test_registrants_masks_addresses_unless_asked(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "registrants") == 0
+    out = capsys.readouterr().out
+    assert "e***@example.org" in out and "evelyne.dubois@example.org" not in out
+    assert "22 registrants served, 0 suppressed, 0 problems" in out
+    assert (
+        cli(
+            project, "registrants", "--show-addresses", "--format", "csv", "--session", "2023-10-04"
+        )
+        == 0
+    )
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("email,first_name")
+    assert any(line.startswith("bruno.lefevre@example.org,Bruno") for line in lines)
+    assert len(lines) == 1 + 17
+
+
+def test_registrants_json(project: Project, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli(project, "registrants", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["counts"]["2023-03-01"] == 19 and len(data["registrants"]) == 22
+
+
+def test_preview_writes_eml_html_ics_and_prints_the_text(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "preview"
+    assert (
+        cli(
+            project,
+            "preview",
+            "--session",
+            "2023-03-01",
+            "--lead",
+            "1h",
+            "--registrant",
+            "S.Hamdani@example.fr",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    printed = capsys.readouterr().out
+    assert printed.startswith("Subject: Dans une heure, à 17h00 : Mixité sociale")
+    assert "Bonjour Samira Hamdani," in printed and "https://zoom.us/w/00000000001" in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "reminder-2023-03-01-1h.eml",
+        "reminder-2023-03-01-1h.html",
+        "reminder-2023-03-01-1h.ics",
+    ]
+
+
+def test_preview_of_an_unknown_session_lists_the_sessions(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "preview", "--session", "2023-03-02") == 1
+    assert "no session on 2023-03-02; the sessions are 2023-03-01, 2023-04-05" in (
+        capsys.readouterr().err
+    )
+
+
+def test_a_bad_argument_says_how_to_write_it(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli(project, "preview", "--session", "1er mars")
+    assert caught.value.code == 2
+    assert "'1er mars' is not a date: write 2023-03-01 or 01/03/2023" in capsys.readouterr().err
+
+
+def test_send_test_mails_one_address_and_leaves_the_ledger_alone(
+    project: Project,
+    smtp_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("REMINDER_SMTP__PORT", str(smtp_server.port))
+    monkeypatch.setenv("REMINDER_SMTP__SECURITY", "none")
+    assert cli(project, "send-test", "--to", "staff@example.org", "--session", "2023-03-01") == 0
+    out = capsys.readouterr().out
+    assert f"via SMTP 127.0.0.1:{smtp_server.port}" in out
+    assert "sent: 250" in out
+    assert smtp_server.handler.recipients() == ["staff@example.org"]
+    assert not (project.root / "state" / "ledger.sqlite").exists()
+
+
+def test_send_test_reports_a_refusal(
+    project: Project,
+    smtp_server: Server,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("REMINDER_SMTP__PORT", str(smtp_server.port))
+    monkeypatch.setenv("REMINDER_SMTP__SECURITY", "none")
+    smtp_server.handler.rcpt_replies["staff@example.org"] = ["550 5.1.1 No such user"]
+    assert cli(project, "send-test", "--to", "staff@example.org") == 1
+    assert "failed: 550 5.1.1 No such user" in capsys.readouterr().out
+
+
+def _ledger_with_a_failure(project: Project) -> None:
+    now = datetime(2023, 2, 28, 16, tzinfo=UTC)
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        keys = [
+            DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", who)
+            for who in ("ok@example.org", "gone@example.org")
+        ]
+        ledger.claim([Claim(k, f"<{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now)
+        ledger.record(
+            [
+                Outcome(keys[0], Status.SENT, "250 ok", now),
+                Outcome(keys[1], Status.FAILED, "550 5.1.1 No such user", now),
+            ],
+            now,
+        )
+
+
+def test_history_shows_failures_and_exits_1(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ledger_with_a_failure(project)
+    assert cli(project, "history", "--session", "2023-03-01") == 1
+    out = capsys.readouterr().out
+    assert "g***@example.org  failed" in out and "550 5.1.1 No such user" in out
+    assert "1 failed, 1 sent" in out
+    assert cli(project, "history", "--recipient", "ok@example.org", "--format", "json") == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["status"], row["recipient"]) == ("sent", "o***@example.org")
+
+
+def test_status_shows_next_wakeups_counts_and_the_last_error(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ledger_with_a_failure(project)
+    assert cli(project, "status", "--now", "2023-02-28T18:00", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["next_wakeups"][0]["at"] == "2023-03-01T16:00:00+01:00"
+    assert data["next_wakeups"][0]["reminders"] == [
+        {"session": "2023-03-01", "lead": "1h", "registrants": 19}
+    ]
+    march_1d = next(
+        r for r in data["reminders"] if (r["session"], r["lead"]) == ("2023-03-01", "1d")
+    )
+    assert (march_1d["sent"], march_1d["failed"], march_1d["pending"]) == (1, 1, 17)
+    assert data["last_error"]["reply"] == "550 5.1.1 No such user"
+    assert cli(project, "status", "--now", "2023-02-28T18:00") == 0
+    assert "last error:" in capsys.readouterr().out
+
+
+def test_status_without_a_ledger_says_what_creates_it(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "status") == 1
+    assert "`reminder run` creates it" in capsys.readouterr().err
+
+
+def test_run_with_an_invalid_config_exits_1_with_the_problem(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.edit('timezone = "Europe/Paris"', 'timezone = "Paris"')
+    assert cli(project, "run") == 1
+    assert "unknown timezone 'Paris'" in capsys.readouterr().err
+
+
+def test_simulate_runs_the_whole_cycle_into_a_folder(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "simulation"
+    assert cli(project, "simulate", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "2023-02-22 17:00  2023-03-01  7d    12          on time" in printed
+    assert "2023-03-01 10:31  2023-03-01  1d    1           late" in printed
+    assert "439 reminders sent (7 late" in printed and "2 superseded, 0 failed" in printed
+    assert len(list((out / "outbox" / "new").iterdir())) == 439
+
+
+def test_simulate_through_the_embedded_smtp_server(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "simulation"
+    assert (
+        cli(
+            project,
+            "simulate",
+            "--smtp",
+            "--from",
+            "2023-02-01",
+            "--to",
+            "2023-03-01",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
+    assert "reminders sent" in capsys.readouterr().out
+    assert len(list((out / "received").iterdir())) == 12 + 3 + 15 + 1 + 16
