@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import unicodedata
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +26,7 @@ from .wording import clock, lead_words, long_date, relative_day, time_range
 
 MAX_DISPLAY_NAME = 64
 LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -57,8 +58,7 @@ def display_name(text: str) -> str:
     Address() would raise on CR/LF, and Python 3.11.7 predates the fix that refuses
     them when serialising (CVE-2024-6923), so they are removed here.
     """
-    cleaned = "".join(" " if unicodedata.category(c)[0] in "CZ" else c for c in text)
-    cleaned = " ".join(cleaned.split())
+    cleaned = one_line(text)
     if len(cleaned) > MAX_DISPLAY_NAME:
         cleaned = cleaned[: MAX_DISPLAY_NAME - 1].rstrip() + "…"
     return cleaned
@@ -92,7 +92,16 @@ class Composer:
         ics = self._calendar(slot.session, join_url, language, now)
         mid = message_id(self.config, key)
         data = self._assemble(
-            subject, text, html, ics, registrant, mid, now, slot.session, language
+            subject,
+            text,
+            html,
+            ics,
+            registrant,
+            mid,
+            now,
+            slot.session,
+            language,
+            context["unsubscribe"],
         )
         return Composed(
             mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
@@ -202,12 +211,12 @@ class Composer:
         now: datetime,
         session: Session,
         language: str,
+        unsubscribe: dict[str, str],
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
         package spends milliseconds re-folding headers that are already encoded here."""
         config = self.config
         domain = config.smtp.sender.rpartition("@")[2]
-        unsubscribe = self._unsubscribe(registrant)
         headers = [
             ("Subject", _encoded(one_line(subject), len("Subject: "))),
             (
@@ -273,11 +282,11 @@ class Composer:
             _part('text/html; charset="utf-8"', html.encode()),
             f"--{alternative}",
             # The part's method= must match the calendar's METHOD.
-            _part(calendar, ics),
+            _calendar_part(calendar, ics),
             f"--{alternative}--",
             f"--{mixed}",
             # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
-            _part(
+            _calendar_part(
                 f'{calendar}; name="{filename}"',
                 ics,
                 disposition=f'attachment; filename="{filename}"',
@@ -301,9 +310,17 @@ def _part(content_type: str, body: bytes, *, quoted: bool = False, disposition: 
     return "\r\n".join([*head, "", *encoded.rstrip("\n").split("\n")])
 
 
+@lru_cache(maxsize=512)
+def _calendar_part(content_type: str, ics: bytes, disposition: str = "") -> str:
+    """Every attendee of a session gets the same calendar bytes: encode them once."""
+    return _part(content_type, ics, disposition=disposition)
+
+
 def one_line(text: str) -> str:
-    """A header value on one line, whatever a template or a topic put in it."""
-    return " ".join("".join(c for c in text if unicodedata.category(c) != "Cc").split())
+    """A header value on one line, whatever a template, a topic or a name put in it:
+    control characters, line and paragraph separators and bidirectional overrides
+    become spaces, and runs of spaces one."""
+    return " ".join(_UNSAFE.sub(" ", text).split())
 
 
 def _encoded(value: str, used: int = 0) -> str:
@@ -314,16 +331,15 @@ def _encoded(value: str, used: int = 0) -> str:
     """
     if value.isascii():
         return _fold_words(value.split(" "), used)
+    data = value.encode()
     words: list[bytes] = []
-    chunk = b""
     room = 3 * ((LINE - 1 - 12 - used) // 4)
-    for character in value:
-        encoded = character.encode()
-        if len(chunk) + len(encoded) > room:
-            words.append(chunk)
-            chunk, room = b"", 3 * ((LINE - 1 - 12) // 4)
-        chunk += encoded
-    words.append(chunk)
+    while data:
+        cut = min(room, len(data))
+        while cut < len(data) and data[cut] & 0xC0 == 0x80:
+            cut -= 1  # never split a character: back off its continuation bytes
+        words.append(data[:cut])
+        data, room = data[cut:], 3 * ((LINE - 1 - 12) // 4)
     return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
 
 

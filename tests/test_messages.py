@@ -26,6 +26,7 @@ HOSTILE = [
     "Dupont, Jean",
     "<script>alert('x')</script>",
     "É" * 200,
+    "Zoé\u202e\u2028Bcc: spoof@example.com",
 ]
 
 
@@ -231,6 +232,7 @@ def test_a_hostile_name_breaks_no_header_and_injects_no_html(snapshot: Snapshot,
     to_line = raw.split("\r\nTo: ")[1].split("\r\nDate:")[0].split("\r\nReply-To:")[0]
     shown = str(make_header(decode_header(to_line.replace("\r\n", ""))))
     assert len(shown.rpartition(" <")[0].strip('"')) <= 64
+    assert "\u202e" not in shown and "\u2028" not in shown  # no bidi spoofing, one line
     assert message["Bcc"] is None and message["Cc"] is None
     assert b"\r\nBcc" not in composed.data.split(b"\r\n\r\n")[0]  # type: ignore[attr-defined]
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
