@@ -64,7 +64,7 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
     ]
     won = ledger.claim(claims, now)  # the durable claim before any SMTP transaction
     tally = Tally()
-    writer = ResultWriter(ledger, lambda: datetime.now(UTC), tally)
+    writer = ResultWriter(ledger, lambda: datetime.now(UTC))
 
     def settle(result: Result) -> None:
         claim: Claim = result.envelope.token

@@ -162,14 +162,17 @@ class Ledger:
             raise
         return counts
 
-    def view(self, sessions: Iterable[str], kind: str = REMINDER) -> LedgerView:
-        """What is recorded for these session keys, for the planner."""
+    def view(
+        self, sessions: Iterable[str], kind: str = REMINDER, *, claims_only: bool = False
+    ) -> LedgerView:
+        """What is recorded for these session keys, for the planner (or only open claims)."""
         settled: dict[tuple[str, str], set[str]] = defaultdict(set)
         claims: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
+        only = " AND status = 'claimed'" if claims_only else ""
         for session in set(sessions):
             rows = self.db.execute(
-                "SELECT lead, recipient, status, next_attempt_at FROM deliveries "
-                "WHERE session = ? AND kind = ?",
+                "SELECT lead, recipient, status, next_attempt_at FROM deliveries "  # noqa: S608
+                f"WHERE session = ? AND kind = ?{only}",
                 (session, kind),
             )
             for lead, recipient, status, retry_at in rows:
