@@ -19,6 +19,16 @@ class Received:
     data: bytes
     at: float  # time.time() when the server accepted it
 
+    @classmethod
+    def of(cls, envelope: Any) -> Received:
+        """What an aiosmtpd envelope holds, as the bytes the client sent."""
+        return cls(
+            envelope.mail_from,
+            list(envelope.rcpt_tos),
+            bytes(envelope.original_content or envelope.content),
+            time.time(),
+        )
+
 
 @dataclass
 class Recorder:
@@ -29,12 +39,7 @@ class Recorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        message = Received(
-            envelope.mail_from,
-            list(envelope.rcpt_tos),
-            bytes(envelope.original_content or envelope.content),
-            time.time(),
-        )
+        message = Received.of(envelope)
         with self.lock:
             self.messages.append(message)
             number = len(self.messages)

@@ -123,12 +123,7 @@ class FaultyRecorder:
             stall, self.stall_first_data = self.stall_first_data, 0.0
         if reply is not None and not reply.startswith("250"):
             return reply
-        received = Received(
-            envelope.mail_from,
-            list(envelope.rcpt_tos),
-            bytes(envelope.original_content or envelope.content),
-            time.time(),
-        )
+        received = Received.of(envelope)
         with self.lock:
             self.peers.add(session.peer)
             self.tls.append(session.ssl is not None)

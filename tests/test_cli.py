@@ -159,15 +159,19 @@ def test_a_bad_argument_says_how_to_write_it(
     assert "'1er mars' is not a date: write 2023-03-01 or 01/03/2023" in capsys.readouterr().err
 
 
-def test_send_test_mails_one_address_and_leaves_the_ledger_alone(
-    project: Project,
-    smtp_server: Server,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
-) -> None:
+@pytest.fixture
+def smtp_env(smtp_server: Server, monkeypatch: pytest.MonkeyPatch) -> Server:
+    """The test server, configured as ops would: through the environment."""
     monkeypatch.setenv("REMINDER_SMTP__HOST", "127.0.0.1")
     monkeypatch.setenv("REMINDER_SMTP__PORT", str(smtp_server.port))
     monkeypatch.setenv("REMINDER_SMTP__SECURITY", "none")
+    return smtp_server
+
+
+def test_send_test_mails_one_address_and_leaves_the_ledger_alone(
+    project: Project, smtp_env: Server, capsys: pytest.CaptureFixture[str]
+) -> None:
+    smtp_server = smtp_env
     assert cli(project, "send-test", "--to", "staff@example.org", "--session", "2023-03-01") == 0
     out = capsys.readouterr().out
     assert f"via SMTP 127.0.0.1:{smtp_server.port}" in out
@@ -177,15 +181,9 @@ def test_send_test_mails_one_address_and_leaves_the_ledger_alone(
 
 
 def test_send_test_reports_a_refusal(
-    project: Project,
-    smtp_server: Server,
-    monkeypatch: pytest.MonkeyPatch,
-    capsys: pytest.CaptureFixture[str],
+    project: Project, smtp_env: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setenv("REMINDER_SMTP__HOST", "127.0.0.1")
-    monkeypatch.setenv("REMINDER_SMTP__PORT", str(smtp_server.port))
-    monkeypatch.setenv("REMINDER_SMTP__SECURITY", "none")
-    smtp_server.handler.rcpt_replies["staff@example.org"] = ["550 5.1.1 No such user"]
+    smtp_env.handler.rcpt_replies["staff@example.org"] = ["550 5.1.1 No such user"]
     assert cli(project, "send-test", "--to", "staff@example.org") == 1
     assert "failed: 550 5.1.1 No such user" in capsys.readouterr().out
 
