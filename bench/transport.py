@@ -28,7 +28,7 @@ from reminder.delivery import ResultWriter, Tally
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.messages import Composed
 from reminder.plan import DeliveryKey
-from reminder.transport import Envelope, Result, SmtpTransport, Verdict
+from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
 
 
 def smtplib_new_each(port: int, messages: list[Composed]) -> None:
@@ -81,11 +81,11 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
             connections=connections,
         )
     )
-    envelopes = (
+    envelopes = [
         Envelope(c, m.sender, m.recipient, m.message_id, m.data)
         for c, m in zip(won, messages, strict=True)
-    )
-    await transport.deliver(envelopes, settle)
+    ]
+    await transport.deliver(each(envelopes), settle)
     writer.flush()
     await transport.close()
     sent = sum(ledger.counts().get(("2023-03-01T17:00+01:00", "reminder", "1d"), {}).values())

@@ -23,7 +23,7 @@ from .registrants import Registrant
 from .sessions import Session, find_session
 from .simulate import simulate
 from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
-from .transport import Envelope, Result
+from .transport import Envelope, Result, each
 from .worker import Worker, ledger_path, make_transport, utc_now
 
 log = logging.getLogger("reminder")
@@ -295,7 +295,7 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
     async def send() -> None:
         envelope = Envelope(None, composed.sender, address, composed.message_id, composed.data)
         try:
-            await transport.deliver(iter([envelope]), results.append)
+            await transport.deliver(each([envelope]), results.append)
         finally:
             await transport.close()
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from .errors import ReminderError
+from .composing import compose_all
 from .ledger import Claim, Ledger, Outcome, Status
 from .messages import message_id
 from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
@@ -97,10 +97,13 @@ class ResultWriter:
 class Dispatcher:
     """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
 
-    def __init__(self, ledger: Ledger, transport: Transport, clock: Clock) -> None:
+    def __init__(
+        self, ledger: Ledger, transport: Transport, clock: Clock, *, helpers: int = 0
+    ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
+        self.helpers = helpers  # processes that help compose a large batch
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         return wakeups(self.ledger, snapshot, now)
@@ -132,22 +135,20 @@ class Dispatcher:
             tally.late += delivery.late
         _count_lines(tally, deliveries)
 
-        def envelopes() -> Iterator[Envelope]:
-            for delivery in deliveries:
-                claim = claims[delivery.key]
-                try:
-                    composed = snapshot.composer.compose(
-                        delivery.slot, delivery.registrant, self.clock(), delivery.key
-                    )
-                except ReminderError as exc:
-                    self._report_failure(recorder, tally, delivery, f"cannot compose: {exc}")
+        async def envelopes() -> AsyncIterator[Envelope]:
+            async for delivery, composed in compose_all(
+                snapshot, deliveries, self.clock, helpers=self.helpers
+            ):
+                if isinstance(composed, str):
+                    self._report_failure(recorder, tally, delivery, composed)
                     continue
+                claim = claims[delivery.key]
                 yield Envelope(
                     (delivery, claim),
-                    composed.sender,
-                    composed.recipient,
+                    config.smtp.sender,
+                    delivery.registrant.email,
                     claim.message_id,
-                    composed.data,
+                    composed,
                     claim.not_after,
                 )
 

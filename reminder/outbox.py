@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .transport import Envelope, Report, Result, Verdict
@@ -41,18 +41,23 @@ class Outbox:
         return final
 
     async def deliver(
-        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+        self,
+        envelopes: AsyncIterator[Envelope],
+        report: Report,
+        stopping: asyncio.Event | None = None,
     ) -> None:
-        for count, envelope in enumerate(envelopes):
+        count = 0
+        async for envelope in envelopes:
             if stopping is not None and stopping.is_set():
                 return
+            count += 1
             try:
                 path = self.write(envelope)
             except OSError as exc:
                 report(Result(envelope, Verdict.RETRY, f"outbox write failed: {exc.strerror}"))
             else:
                 report(Result(envelope, Verdict.SENT, f"written to {path.name}"))
-            if count % 64 == 63:
+            if count % 64 == 0:
                 await asyncio.sleep(0)  # let signals and timers in during a long batch
 
     async def close(self) -> None:

@@ -86,6 +86,8 @@ class Templates:
                 undefined=StrictUndefined,
                 autoescape=select_autoescape(["html", "htm"], default_for_string=False),
                 keep_trailing_newline=True,
+                # A snapshot renders the templates it validated, not a file saved since.
+                auto_reload=False,
                 trim_blocks=True,
                 lstrip_blocks=True,
             )

@@ -7,7 +7,7 @@ import contextlib
 import random
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -51,13 +51,22 @@ class Result:
 Report = Callable[[Result], None]
 
 
+async def each(envelopes: Iterable[Envelope]) -> AsyncIterator[Envelope]:
+    """Envelopes already in hand, as the async iterator a transport takes."""
+    for envelope in envelopes:
+        yield envelope
+
+
 class Transport(Protocol):
     """What the worker needs of a way to send mail."""
 
     description: str
 
     async def deliver(
-        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+        self,
+        envelopes: AsyncIterator[Envelope],
+        report: Report,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         """Send every envelope, calling `report` once per envelope with its final verdict.
 
@@ -122,7 +131,10 @@ class SmtpTransport:
         )
 
     async def deliver(
-        self, envelopes: Iterator[Envelope], report: Report, stopping: asyncio.Event | None = None
+        self,
+        envelopes: AsyncIterator[Envelope],
+        report: Report,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         pending = _Pending(envelopes, stopping or asyncio.Event())
         workers = [
@@ -131,7 +143,10 @@ class SmtpTransport:
         ]
         # A fatal error in one connection halts the others between messages rather than
         # cancelling them mid-transaction: nothing is left half-sent or half-open.
-        outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        try:
+            outcomes = await asyncio.gather(*workers, return_exceptions=True)
+        finally:
+            await pending.close()
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome
@@ -249,8 +264,9 @@ class SmtpTransport:
 class _Pending:
     """Envelopes still to attempt: fresh ones from the iterator, and retries once due."""
 
-    def __init__(self, fresh: Iterator[Envelope], stopping: asyncio.Event) -> None:
-        self.fresh: Iterator[Envelope] | None = fresh
+    def __init__(self, fresh: AsyncIterator[Envelope], stopping: asyncio.Event) -> None:
+        self.fresh: AsyncIterator[Envelope] | None = fresh
+        self._taking = asyncio.Lock()  # an async generator serves one caller at a time
         self.stopping = stopping
         self.retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
         self.open = 0  # taken and not yet reported: in a transaction or waiting to retry
@@ -267,7 +283,8 @@ class _Pending:
             if not self.retries.empty():
                 return self.retries.get_nowait()
             if self.fresh is not None:
-                envelope = next(self.fresh, None)
+                async with self._taking:
+                    envelope = await anext(self.fresh, None) if self.fresh else None
                 if envelope is not None:
                     self.open += 1
                     return envelope, 1
@@ -280,6 +297,11 @@ class _Pending:
             except TimeoutError:
                 continue
         return None
+
+    async def close(self) -> None:
+        """Stop the producer (and any helper processes composing for it)."""
+        if isinstance(self.fresh, AsyncGenerator):
+            await self.fresh.aclose()
 
     def retry_later(self, envelope: Envelope, attempt: int, delay: float) -> None:
         asyncio.get_running_loop().call_later(delay, self.retries.put_nowait, (envelope, attempt))

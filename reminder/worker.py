@@ -16,6 +16,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .composing import helper_count
 from .config import Config
 from .delivery import Clock, Dispatcher
 from .errors import InputError, ReminderError, TransportConfigError
@@ -86,7 +87,7 @@ class Worker:
             self.ledger = Ledger(ledger_path(self.snapshot.config), worker=self.identity)
             adopted = self.ledger.adopt_claims(self.clock())
             self.transport = self.transport_factory(self.snapshot.config)
-            self.dispatcher = Dispatcher(self.ledger, self.transport, self.clock)
+            self.dispatcher = self._dispatcher(self.snapshot.config)
             try:
                 await self._serve(adopted)
             finally:
@@ -131,6 +132,14 @@ class Worker:
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
         log.info("stopped")
+
+    def _dispatcher(self, config: Config) -> Dispatcher:
+        # Helper processes compose large batches when sending is fast enough to wait on
+        # composing: not under a rate limit (they would compose minutes ahead of the
+        # Date they stamp), and only on the real clock, which is all they can read.
+        throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
+        helpers = helper_count() if self.clock is utc_now and not throttled else 0
+        return Dispatcher(self.ledger, self.transport, self.clock, helpers=helpers)
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -308,7 +317,7 @@ class Worker:
             if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
                 await self.transport.close()
                 self.transport = self.transport_factory(fresh.config)
-                self.dispatcher = Dispatcher(self.ledger, self.transport, self.clock)
+                self.dispatcher = self._dispatcher(fresh.config)
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh

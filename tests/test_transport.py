@@ -13,7 +13,7 @@ from reminder.errors import TransportConfigError
 from reminder.outbox import Outbox
 from reminder.ratelimit import RateLimit
 from reminder.smtpsink import free_port
-from reminder.transport import Envelope, Result, SmtpTransport, Verdict
+from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
 
 from .conftest import FaultyRecorder, Server, until
 
@@ -50,7 +50,7 @@ async def deliver(settings: Smtp, items: list[Envelope]) -> dict[object, Result]
     transport = SmtpTransport(settings)
     results: dict[object, Result] = {}
     try:
-        await transport.deliver(iter(items), lambda r: results.__setitem__(r.envelope.token, r))
+        await transport.deliver(each(items), lambda r: results.__setitem__(r.envelope.token, r))
     finally:
         await transport.close()
     return results
@@ -186,7 +186,7 @@ async def test_server_down_at_start_then_back() -> None:
     )
     transport = SmtpTransport(settings)
     results: list[Result] = []
-    task = asyncio.create_task(transport.deliver(iter(envelopes(3)), results.append))
+    task = asyncio.create_task(transport.deliver(each(envelopes(3)), results.append))
     await until(lambda: transport.failed_attempts >= 2)
     from reminder.smtpsink import SmtpSink
 
@@ -204,7 +204,7 @@ async def test_the_rate_limit_holds_at_the_server(smtp_server: Server) -> None:
     transport = SmtpTransport(plain(smtp_server, connections=4))
     transport.rate = RateLimit([(5, 0.25)])  # 20 a second, in a window short enough to test
     results: list[Result] = []
-    await transport.deliver(iter(envelopes(30)), results.append)
+    await transport.deliver(each(envelopes(30)), results.append)
     await transport.close()
     received = sorted(m.at for m in smtp_server.handler.messages)
     assert len(received) == 30
@@ -223,10 +223,10 @@ def test_configured_rates_become_limits() -> None:
 async def test_the_outbox_writes_maildir_files_atomically(tmp_path: Path) -> None:
     outbox = Outbox(tmp_path / "outbox")
     results: list[Result] = []
-    await outbox.deliver(iter(envelopes(3)), results.append)
+    await outbox.deliver(each(envelopes(3)), results.append)
     files = sorted((tmp_path / "outbox" / "new").iterdir())
     assert [f.name for f in files] == ["m0@irev.fr.eml", "m1@irev.fr.eml", "m2@irev.fr.eml"]
     assert list((tmp_path / "outbox" / "tmp").iterdir()) == []
-    await outbox.deliver(iter(envelopes(1)), results.append)  # a resend replaces its file
+    await outbox.deliver(each(envelopes(1)), results.append)  # a resend replaces its file
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 3
     assert all(r.verdict is Verdict.SENT for r in results)

@@ -1,0 +1,64 @@
+"""Large batches composed with helper processes: same messages, and a safe fallback."""
+
+from datetime import UTC, datetime
+from email import message_from_bytes, policy
+
+from reminder.composing import PARALLEL_FROM, compose_all
+from reminder.messages import message_id
+from reminder.plan import Delivery
+from reminder.registrants import Registrant
+from reminder.snapshot import Snapshot
+
+from .conftest import Project
+
+
+def batch(snapshot: Snapshot, size: int) -> list[Delivery]:
+    slot = snapshot.slots[1]
+    return [Delivery(slot, Registrant(f"p{n}@example.org", f"P{n}", "X")) for n in range(size)]
+
+
+async def composed(
+    snapshot: Snapshot, deliveries: list[Delivery], counts: dict[str, int]
+) -> dict[str, bytes | str]:
+    out = {}
+    async for delivery, message in compose_all(
+        snapshot, deliveries, lambda: datetime.now(UTC), helpers=1, counts=counts
+    ):
+        out[delivery.registrant.email] = message
+    return out
+
+
+async def test_helpers_compose_the_same_messages(project: Project) -> None:
+    snapshot = project.snapshot()
+    deliveries = batch(snapshot, PARALLEL_FROM + 200)
+    counts: dict[str, int] = {}
+    out = await composed(snapshot, deliveries, counts)
+    assert len(out) == len(deliveries)
+    assert counts["helpers"] > 0 and counts["here"] > 0, counts  # both worked
+    for delivery in deliveries[:: len(deliveries) // 10]:
+        data = out[delivery.registrant.email]
+        assert isinstance(data, bytes)
+        assert f"Message-ID: {message_id(snapshot.config, delivery.key)}".encode() in data
+        assert f"<{delivery.registrant.email}>".encode() in data
+
+
+async def test_helpers_that_read_changed_files_are_not_used(project: Project) -> None:
+    snapshot = project.snapshot()
+    template = project.root / "templates" / "reminder.subject.txt"
+    template.write_text("Changé : {{ session.topic }}\n")  # after the batch was planned
+    counts: dict[str, int] = {}
+    out = await composed(snapshot, batch(snapshot, PARALLEL_FROM), counts)
+    assert counts == {"here": PARALLEL_FROM, "helpers": 0}
+    subjects = {
+        str(message_from_bytes(m, policy=policy.default)["Subject"])
+        for m in out.values()
+        if isinstance(m, bytes)
+    }
+    assert len(subjects) == 1 and subjects.pop().startswith("Rappel")  # the validated one
+
+
+async def test_a_small_batch_is_composed_here(project: Project) -> None:
+    snapshot = project.snapshot()
+    counts: dict[str, int] = {}
+    out = await composed(snapshot, batch(snapshot, 10), counts)
+    assert len(out) == 10 and counts == {"here": 10, "helpers": 0}
