@@ -40,10 +40,3 @@ class StateLock:
             os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = None
-
-    def __enter__(self) -> StateLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release()

@@ -6,7 +6,7 @@ import csv
 import io
 import re
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -438,7 +438,3 @@ def _merge(first: Registrant, second: Registrant) -> Registrant:
         if not getattr(first, name)
     }
     return replace(first, sessions=sessions, **filled)
-
-
-def session_counts(roster: Roster, sessions: Iterable[Session]) -> dict[str, int]:
-    return {session.id: len(roster.attending(session)) for session in sessions}

@@ -163,9 +163,6 @@ class Templates:
                         pass  # reported when that template itself is checked
         return problems
 
-    def files(self) -> list[Path]:
-        return sorted(p for p in self.folder.rglob("*") if p.is_file())
-
 
 def _syntax_problem(folder: Path, exc: TemplateSyntaxError) -> Problem:
     filename: str = exc.filename or str(folder / (exc.name or "?"))

@@ -68,7 +68,6 @@ class Worker:
         self.drain_seconds = drain_seconds
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
         self.stopping = asyncio.Event()
-        self._stopped = asyncio.Event()
         self._busy = asyncio.Lock()
         self._paused: str | None = None  # why deliveries wait for a reload
         self._again = False  # a wake-up came while another ran
