@@ -349,10 +349,7 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
 def do_status(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
     now = _now(snapshot, args.now)
-    file = ledger_path(snapshot.config)
-    if not file.exists():
-        raise ReminderError(f"no ledger at {file} yet: `reminder run` creates it")
-    with Ledger(file, readonly=True) as ledger:
+    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
         data = report.status_data(
             snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
         )

@@ -99,6 +99,8 @@ class Ledger:
     def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
         self.path = path
         self.worker = worker
+        if readonly and not path.exists():
+            raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
             if readonly:
                 self.db = sqlite3.connect(

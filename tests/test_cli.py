@@ -237,11 +237,12 @@ def test_status_shows_next_wakeups_counts_and_the_last_error(
     assert "last error:" in capsys.readouterr().out
 
 
-def test_status_without_a_ledger_says_what_creates_it(
-    project: Project, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize("command", ["status", "history"])
+def test_without_a_ledger_status_and_history_say_what_creates_it(
+    project: Project, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
-    assert cli(project, "status") == 1
-    assert "`reminder run` creates it" in capsys.readouterr().err
+    assert cli(project, command) == 1
+    assert "no ledger at" in (err := capsys.readouterr().err) and "`reminder run` creates it" in err
 
 
 def test_run_with_an_invalid_config_exits_1_with_the_problem(
