@@ -324,11 +324,9 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
     result = asyncio.run(
         simulate(path, start=args.start, end=args.end, folder=args.out, smtp=args.smtp)
     )
-    snapshot = load_snapshot(path)
-    zone = snapshot.config.zone
     rows = [
         (
-            f"{step.at.astimezone(zone):%Y-%m-%d %H:%M}",
+            f"{step.at:%Y-%m-%d %H:%M}",  # due instants and arrivals, in the cycle's zone
             step.session,
             step.lead,
             step.recipients,

@@ -74,6 +74,11 @@ class Composer:
         self.language = config.cycle.language
         self._calendars: dict[tuple[Session, str, str], bytes] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
+        # The same for every message; the immutable sandbox keeps templates from changing it.
+        self._fixed = {
+            name: getattr(config, name).model_dump(mode="json")
+            for name in ("cycle", "organizer", "contact")
+        }
 
     def compose(
         self, slot: Slot, registrant: Registrant, now: datetime, key: DeliveryKey | None = None
@@ -110,13 +115,10 @@ class Composer:
     def context(
         self, slot: Slot, registrant: Registrant, now: datetime, language: str
     ) -> dict[str, Any]:
-        config = self.config
         session = dict(self._session_context(slot.session, language))
         session["join_url"] = registrant.join_url or session["join_url"]
         return {
-            "cycle": config.cycle.model_dump(mode="json"),
-            "organizer": config.organizer.model_dump(mode="json"),
-            "contact": config.contact.model_dump(mode="json"),
+            **self._fixed,
             "session": session,
             "registrant": {
                 "first_name": registrant.first_name,

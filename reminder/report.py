@@ -55,25 +55,29 @@ def session_flags(session: Session, now: datetime) -> list[str]:
     return flags
 
 
+def slots_by_session(snapshot: Snapshot) -> dict[Session, list[Slot]]:
+    """The reminders the snapshot planned, per session, earliest first."""
+    found: dict[Session, list[Slot]] = {}
+    for slot in snapshot.slots:
+        found.setdefault(slot.session, []).append(slot)
+    return found
+
+
 def plan_data(
     snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
 ) -> dict[str, Any]:
-    leads = snapshot.config.reminders.lead_list
-    cutoff = snapshot.cutoff
+    by_session = slots_by_session(snapshot)
     items = []
     for session in sessions:
-        reminders = []
-        if not session.cancelled:
-            for lead in leads:
-                due = lead.before(session.start)
-                reminders.append(
-                    {
-                        "lead": str(lead),
-                        "due_at": iso(due),
-                        "status": "past" if due <= now else "upcoming",
-                        "late_until": iso(deadline(session, cutoff)),
-                    }
-                )
+        reminders = [
+            {
+                "lead": str(slot.lead),
+                "due_at": iso(slot.due_at),
+                "status": "past" if slot.due_at <= now else "upcoming",
+                "late_until": iso(deadline(session, snapshot.cutoff)),
+            }
+            for slot in by_session.get(session, [])
+        ]
         items.append(
             {
                 "id": session.id,
@@ -109,6 +113,7 @@ def plan_text(
     config = snapshot.config
     language = config.cycle.language
     zone = config.zone
+    by_session = slots_by_session(snapshot)
     lines = [
         f"{config.cycle.title} ({config.cycle.id}): {len(sessions)} sessions, "
         f"{config.cycle.timezone}, now {now.astimezone(zone):%Y-%m-%d %H:%M}"
@@ -137,10 +142,10 @@ def plan_text(
             reason = f": {session.cancelled_reason}" if session.cancelled_reason else ""
             lines.append(f"    cancelled{reason}")
             continue
-        for lead in config.reminders.lead_list:
-            due = lead.before(session.start).astimezone(zone)
+        for slot in by_session.get(session, []):
+            due = slot.due_at.astimezone(zone)
             state = "past" if due <= now else "upcoming"
-            lines.append(f"    reminder {lead!s:>4}  {due:%Y-%m-%d %H:%M} {due:%Z}  {state}")
+            lines.append(f"    reminder {slot.lead!s:>4}  {due:%Y-%m-%d %H:%M} {due:%Z}  {state}")
     return "\n".join(lines)
 
 

@@ -37,7 +37,6 @@ class Simulation:
     failed: int = 0
     superseded: int = 0
     late: int = 0
-    arrivals: int = 0
 
 
 class _VirtualClock:
@@ -89,7 +88,6 @@ async def simulate(
                 result.failed += tally.failed
                 result.superseded += tally.superseded
                 result.late += tally.late
-                result.arrivals += instant in arrivals
                 result.steps += [
                     Step(instant, session, lead, count, late)
                     for session, lead, count, late in tally.lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import tomllib
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 from pathlib import Path
 
 from .config import Config, load_config
@@ -38,7 +39,7 @@ class Snapshot:
     problems: tuple[Problem, ...]  # warnings, and the registrant rows that were skipped
     fingerprint: tuple[tuple[str, int, int], ...]
 
-    @property
+    @cached_property  # read for every slot of every pass: parse it once
     def cutoff(self) -> timedelta:
         return Lead.parse(self.config.reminders.late_cutoff, allow_zero=True).delta
 
@@ -51,15 +52,27 @@ def load_snapshot(path: Path) -> Snapshot:
     """Read and validate everything; raise InputError naming every problem found."""
     config = load_config(path)
     before = fingerprint(watched_paths(config))
-    sessions, problems = build_sessions(config)
+    sessions, warnings = build_sessions(config)
     roster = load_roster(config, sessions)
     templates = Templates(config.path(config.paths.templates), config.cycle.language)
     if template_problems := templates.check():
         raise TemplateError(template_problems)
+    return _assemble(config, sessions, warnings, roster, templates, before)
+
+
+def _assemble(
+    config: Config,
+    sessions: list[Session],
+    warnings: list[Problem],
+    roster: Roster,
+    templates: Templates,
+    before: tuple[tuple[str, int, int], ...],
+) -> Snapshot:
+    """The snapshot of inputs already read and checked; renders every (session, lead) once."""
     composer = Composer(config, sessions, templates)
     slots = reminder_slots(sessions, config.reminders.lead_list)
     _render_samples(composer, slots, roster)
-    problems += _smtp_warnings(config)
+    problems = warnings + _smtp_warnings(config)
     return Snapshot(
         config,
         tuple(sessions),
@@ -144,6 +157,7 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
         config = load_config(path)
     except InputError as exc:
         return None, list(exc.problems) + _templates_beside(path)
+    before = fingerprint(watched_paths(config))
     problems: list[Problem] = []
     templates: Templates | None = None
     try:
@@ -151,18 +165,20 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
         problems += templates.check()
     except InputError as exc:
         problems += exc.problems
+    roster: Roster | None = None
     try:
         sessions, warnings = build_sessions(config)
-        problems += warnings
-        problems += load_roster(config, sessions).problems
+        roster = load_roster(config, sessions)
+        problems += warnings + list(roster.problems)
     except InputError as exc:
         problems += exc.problems
-    if any(p.severity == "error" for p in problems):
+    if templates is None or roster is None or any(p.severity == "error" for p in problems):
         return None, problems
+    # Everything is read once: the snapshot is built from what was just checked.
     try:
-        snapshot = load_snapshot(path)
+        snapshot = _assemble(config, sessions, warnings, roster, templates, before)
     except InputError as exc:
-        return None, problems + [p for p in exc.problems if p not in problems]
+        return None, problems + list(exc.problems)
     return snapshot, list(snapshot.problems)
 
 
