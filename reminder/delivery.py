@@ -128,7 +128,11 @@ class Dispatcher:
 
         async def envelopes() -> AsyncIterator[Envelope]:
             async for delivery, composed in compose_all(
-                snapshot, deliveries, self.clock, helpers=self.helpers
+                snapshot,
+                deliveries,
+                self.clock,
+                helpers=self.helpers,
+                message_ids={key: claim.message_id for key, claim in claims.items()},
             ):
                 if isinstance(composed, str):
                     self._report_failure(unsettled, tally, delivery, composed)

@@ -359,11 +359,13 @@ class Ledger:
         return [_row(values) for values in self.db.execute(query, parameters)]
 
     def counts(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """(session, kind, lead) -> status -> number of deliveries."""
+        """(session, kind, lead) -> status -> number of deliveries; claims that wait on a
+        configuration fault count as "waiting"."""
         found: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
         for session, kind, lead, status, number in self.db.execute(
-            "SELECT session, kind, lead, status, count(*) FROM deliveries "
-            "GROUP BY session, kind, lead, status"
+            "SELECT session, kind, lead, CASE WHEN fault IS NOT NULL AND status = 'claimed' "
+            "THEN 'waiting' ELSE status END AS shown, count(*) FROM deliveries "
+            "GROUP BY session, kind, lead, shown"
         ):
             found[session, kind, lead][status] = number
         return dict(found)

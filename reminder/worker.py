@@ -25,6 +25,7 @@ from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .leads import Lead
 from .ledger import Ledger
 from .lock import StateLock
+from .logs import use_zone
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .transport import SmtpTransport, Transport
@@ -62,12 +63,14 @@ class Worker:
         transport_factory: Callable[[Config], Transport] = make_transport,
         poll_seconds: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
+        utc_logs: bool = False,
     ) -> None:
         self.config_path = config_path
         self.clock = clock
         self.transport_factory = transport_factory
         self.poll_seconds = poll_seconds
         self.drain_seconds = drain_seconds
+        self.utc_logs = utc_logs
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -85,6 +88,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
         self.snapshot = load_snapshot(self.config_path)
+        use_zone(UTC if self.utc_logs else self.snapshot.config.zone)
         self._seen = self.snapshot.fingerprint
         state = self.snapshot.state_dir
         self.lock = StateLock(state)
