@@ -1,16 +1,19 @@
 """The command line on the sample project: every command, its output and its exit status."""
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from reminder import __version__
 from reminder.cli import main
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.plan import DeliveryKey
 
-from .conftest import Project, Server
+from .conftest import Project, Server, person
 
 
 def cli(project: Project, *args: str) -> int:
@@ -326,3 +329,63 @@ def test_simulate_through_the_embedded_smtp_server(
     )
     assert "reminders sent" in capsys.readouterr().out
     assert len(list((out / "received").iterdir())) == 12 + 3 + 15 + 1 + 16
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--version"])
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().out.strip() == f"reminder {__version__}"
+
+
+def test_control_characters_from_an_export_never_reach_the_terminal_raw(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mischief = {**person(0), "Nom": "Martin\x1b[31m\x07\u202eevil", "Fonction": "Maire\x9b2J"}
+    project.registrants([mischief])
+    for fmt in ("table", "json", "csv"):
+        assert cli(project, "registrants", "--format", fmt) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\u202e\x9b"), fmt
+        assert "\\u001b" in out and "\\u202e" in out
+    assert cli(project, "registrants", "--format", "json") == 0
+    [shown] = json.loads(capsys.readouterr().out)["registrants"]
+    assert shown["last_name"] == "Martin\x1b[31m\x07\u202eevil"  # JSON keeps the data
+
+
+def test_a_closed_pipe_ends_quietly(project: Project) -> None:
+    project.registrants([person(n) for n in range(3000)])  # more than a pipe holds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reminder", "registrants", "--config", str(project.config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()  # `| head -1`
+    status = process.wait(30)
+    error = process.stderr.read().decode()
+    process.stderr.close()
+    assert "Traceback" not in error and "BrokenPipeError" not in error
+    assert status == 141
+
+
+def test_send_test_validates_its_address_and_says_when_nothing_was_sent(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "send-test", "--to", "pas une adresse") == 2
+    assert "--to 'pas une adresse' is not an e-mail address" in capsys.readouterr().err
+    assert cli(project, "send-test", "--to", "staff@example.org") == 0
+    out = capsys.readouterr().out
+    assert "written to the outbox, not sent" in out
+    assert "sent:" not in out
+
+
+def test_history_times_are_in_the_cycle_zone_or_utc(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ledger_with_a_failure(project)
+    cli(project, "history", "--format", "json")
+    assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T17:00:00+01:00"
+    cli(project, "history", "--format", "json", "--utc")
+    assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T16:00:00+00:00"

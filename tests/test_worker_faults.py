@@ -4,6 +4,7 @@ an export cut short, a state folder that disappears or fills up."""
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import signal
 from datetime import datetime, timedelta
@@ -204,3 +205,18 @@ def test_an_unusable_state_folder_is_named_at_start(project: Project) -> None:
     assert "blocked/state" in log
     assert "Not a directory" in log
     assert "Traceback" not in log
+
+
+async def test_ctrl_c_drains_and_exits_130_with_times_in_the_cycle_zone(
+    project: Project, smtp_server: Server
+) -> None:
+    process_config(project, smtp_server, people=3)
+    worker = start(project)
+    await until(lambda: sent_in_ledger(project) == 3, within=30)
+    status, log = finish(worker, signal.SIGINT)
+    assert status == 130
+    first = log.splitlines()[0]
+    offset = datetime.now(PARIS).strftime("%z")
+    zone = re.escape(f"{offset[:3]}:{offset[3:]}")
+    assert re.match(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d{zone} INFO ", first), first
+    assert log.splitlines()[-1].endswith("stopped: sent 3 since start; left for the next start: 0")
