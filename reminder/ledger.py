@@ -160,7 +160,12 @@ class Ledger:
     def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:
         """Run statements in one immediate transaction; return each one's row count."""
         counts: list[int] = []
+        statements = list(statements)
         try:
+            if len(statements) == 1:
+                # One statement is its own transaction: the settle after each SMTP
+                # transaction skips the BEGIN and COMMIT round trips.
+                return [self.db.execute(*statements[0]).rowcount]
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 for sql, parameters in statements:
