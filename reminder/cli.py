@@ -221,7 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = config_path(getattr(args, "config", None))
     handler: Callable[[argparse.Namespace, Path], int] = COMMANDS[args.command]
     try:
-        return handler(args, path)
+        status = handler(args, path)
+        sys.stdout.flush()  # a closed pipe shows here, not as a complaint at exit
+        return status
     except InputError as exc:
         err(f"reminder {args.command}: cannot go on:")
         for problem in exc.problems:

@@ -320,7 +320,12 @@ class Worker:
                 await self._deliver(reason)
                 if self.stopping.is_set():
                     break
-                if self._schedule_wakeups(began) and not self._paused:
+                try:
+                    passed = self._schedule_wakeups(began)
+                except (ReminderError, sqlite3.Error) as exc:
+                    log.error("the next wake-ups cannot be read; the sweep stands in: %s", exc)
+                    break
+                if passed and not self._paused:
                     self._again, reason = True, "due during the last pass"
 
     async def _deliver(self, reason: str) -> None:
