@@ -58,7 +58,15 @@ def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
         for slot in snapshot.slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
-    return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+    # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
+    return due_batch(
+        now,
+        snapshot.slots,
+        snapshot.roster,
+        ledger.view(active),
+        snapshot.cutoff,
+        ledger.suppressed_addresses(),
+    )
 
 
 def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]:

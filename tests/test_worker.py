@@ -394,3 +394,28 @@ def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)
     assert transport.folder == project.root / "state" / "outbox"
+
+
+async def test_an_address_suppressed_in_the_ledger_by_another_command_is_not_mailed(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(3)])
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            # Another process (a CLI command, the HTTP endpoint) writes to the same ledger.
+            with Ledger(project.root / "state" / "ledger.sqlite") as other:
+                other.suppress(
+                    "Alex1@example.org",
+                    reason="asked to stop",
+                    source="staff",
+                    at=datetime.now(PARIS),
+                )
+            await reach(traveller, worker, datetime(2023, 2, 22, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 2)
+            await worker.wake("sweep")
+    assert {m.recipients[0] for m in smtp_server.handler.messages} == {
+        "alex0@example.org",
+        "alex2@example.org",
+    }
