@@ -217,13 +217,15 @@ class Columns(Section):
     ]
     first_name: list[str] = ["Prénom", "First name"]
     last_name: list[str] = ["Nom", "Nom de famille", "Last name"]
-    role: list[str] = ["Fonction", "Mandat", "Qualité"]
+    role: list[str] = ["Fonction", "Mandat", "Qualité", "Job title"]
     organisation: list[str] = [
         "Collectivité",
         "Commune",
         "Structure",
         "Organisme",
         "Intercommunalité",
+        "Organisation",
+        "Organization",
     ]
     sessions: list[str] = ["Séances", "Séance", "Dates", "Sessions"]
     join_url: list[str] = ["Lien Zoom", "Lien personnel", "Lien de connexion", "Join URL"]
@@ -231,15 +233,23 @@ class Columns(Section):
     registered_at: list[str] = [
         "Horodateur",
         "Date de soumission",
+        "Heure de soumission",
         "Date d'inscription",
+        "Date de la commande",
         "Timestamp",
         "Submitted at",
+        "Completion time",
+        "Registration time",
+        "Order date",
     ]
 
 
 class RegistrantsFormat(Section):
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
     delimiter: Literal["auto", ",", ";", "\t"] = "auto"
+    sheet: str | None = None
+    header_row: int | None = Field(default=None, ge=1)
+    all_sessions: bool = False
     columns: Columns = Columns()
 
 
