@@ -12,14 +12,14 @@ from datetime import date, datetime
 from pathlib import Path
 
 from . import report
-from .config import config_path
+from .config import Config, config_path, load_config
 from .delivery import wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
-from .ledger import Ledger
+from .ledger import Ledger, Suppression, canonical
 from .logs import setup_logging
 from .plan import DeliveryKey, Slot
-from .registrants import Registrant
+from .registrants import Registrant, load_suppression, masked
 from .sessions import Session, find_session
 from .simulate import simulate
 from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
@@ -50,6 +50,14 @@ def _instant(text: str) -> datetime:
             f"{text!r} is not a date and time: write 2023-03-01T16:00 (cycle's zone) or "
             "2023-03-01T16:00+01:00"
         ) from None
+
+
+def _address(text: str) -> str:
+    address = text.strip()
+    local, at, domain = address.rpartition("@")
+    if not (local and at and "." in domain) or any(c.isspace() or c in "<>," for c in address):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address")
+    return address
 
 
 def _lead(text: str) -> Lead:
@@ -148,6 +156,21 @@ def parser() -> argparse.ArgumentParser:
         help="deliver through an embedded SMTP server instead of the outbox",
     )
 
+    stop = command("suppress", "Never mail this address again (recorded in the ledger).")
+    stop.add_argument("address", type=_address, metavar="ADDRESS", help="the address to stop")
+    stop.add_argument(
+        "--reason", default="asked by staff", help="why, shown by `reminder suppressed`"
+    )
+    resume = command("unsuppress", "Mail this address again (removes it from the ledger).")
+    resume.add_argument("address", type=_address, metavar="ADDRESS", help="the address")
+    listing = command("suppressed", "List who is never mailed, with the reason and date.")
+    listing.add_argument(
+        "--format", choices=["table", "json"], default="table", help="a table, or JSON"
+    )
+    listing.add_argument(
+        "--show-addresses", action="store_true", help="print full addresses (masked by default)"
+    )
+
     status = command("status", "Next wake-ups, and per session and lead what was sent.")
     status.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
     status.add_argument(
@@ -201,14 +224,32 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
         )
         return FAILED
     roster = snapshot.roster
+    suppressions = _suppressions(snapshot.config)
+    stopped = report.among(roster, suppressions)
+    for line in report.mapping_lines(roster):
+        print(line)
+    if stopped:
+        print("suppressed in the ledger (not mailed):")
+        for line in report.suppression_lines(stopped, show=False):
+            print(line)
     cancelled = sum(s.cancelled for s in snapshot.sessions)
     print(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
-        f"leads {', '.join(snapshot.config.reminders.leads)}; {len(roster.registrants)} "
-        f"registrants served, {len(roster.suppressed)} suppressed; templates OK; "
+        f"leads {', '.join(snapshot.config.reminders.leads)}; "
+        f"{len(roster.registrants) - len(stopped)} registrants served, "
+        f"{report.suppressed_summary(roster, suppressions)}; templates OK; "
         f"{len(problems)} warning(s)"
     )
     return OK
+
+
+def _suppressions(config: Config) -> list[Suppression]:
+    """The ledger's suppressions; none before the ledger exists."""
+    path = ledger_path(config)
+    if not path.exists():
+        return []
+    with Ledger(path, readonly=True) as ledger:
+        return ledger.suppressions()
 
 
 def do_plan(args: argparse.Namespace, path: Path) -> int:
@@ -238,7 +279,11 @@ def do_registrants(args: argparse.Namespace, path: Path) -> int:
     people = list(snapshot.roster.registrants)
     if args.session:
         people = list(snapshot.roster.attending(_session(snapshot, args.session)))
-    print(report.registrants_output(snapshot, people, args.format, args.show_addresses))
+    print(
+        report.registrants_output(
+            snapshot, people, args.format, args.show_addresses, _suppressions(snapshot.config)
+        )
+    )
     return OK
 
 
@@ -349,13 +394,60 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
     now = _now(snapshot, args.now)
     with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
         data = report.status_data(
-            snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
+            snapshot,
+            now,
+            wakeups(ledger, snapshot, now),
+            ledger.counts(),
+            ledger.last_error(),
+            ledger.suppressions(),
         )
     print(
         json.dumps(data, ensure_ascii=False, indent=2)
         if args.format == "json"
         else report.status_text(data)
     )
+    return OK
+
+
+def do_suppress(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    with Ledger(ledger_path(config)) as ledger:
+        added = ledger.suppress(args.address, reason=args.reason, source="staff", at=utc_now())
+        known = {s.address: s for s in ledger.suppressions()}[canonical(args.address)]
+    if added:
+        print(f"suppressed {masked(known.address)}: never mailed again ({known.reason})")
+    else:
+        print(
+            f"{masked(known.address)} was already suppressed since "
+            f"{known.created_at:%Y-%m-%d %H:%M} UTC ({known.source}: {known.reason})"
+        )
+    return OK
+
+
+def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    address = canonical(args.address)
+    with Ledger(ledger_path(config)) as ledger:
+        removed = ledger.unsuppress(address)
+    listed = address in load_suppression(config.path(config.paths.suppression))
+    if removed:
+        print(f"{masked(address)} is mailed again from the service's next pass")
+    if listed:
+        print(
+            f"{masked(address)} is still in {config.paths.suppression}: remove its line there "
+            "to mail it again",
+            file=sys.stderr,
+        )
+    if not removed and not listed:
+        print(f"{masked(address)} was not suppressed", file=sys.stderr)
+    return OK if removed and not listed else FAILED
+
+
+def do_suppressed(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    suppressions = _suppressions(config)
+    listed = sorted(load_suppression(config.path(config.paths.suppression)))
+    print(report.suppressed_output(suppressions, listed, args.format, args.show_addresses))
     return OK
 
 
@@ -369,4 +461,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "run": do_run,
     "simulate": do_simulate,
     "status": do_status,
+    "suppress": do_suppress,
+    "unsuppress": do_unsuppress,
+    "suppressed": do_suppressed,
 }
