@@ -12,6 +12,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from . import report
+from .bounces import collect
 from .config import Config, config_path, load_config
 from .delivery import wakeups
 from .errors import InputError, ReminderError
@@ -169,6 +170,10 @@ def parser() -> argparse.ArgumentParser:
     )
     listing.add_argument(
         "--show-addresses", action="store_true", help="print full addresses (masked by default)"
+    )
+
+    command(
+        "bounces", "Read bounce reports (IMAP or Maildir); suppress mailboxes that do not exist."
     )
 
     status = command("status", "Next wake-ups, and per session and lead what was sent.")
@@ -443,6 +448,14 @@ def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
     return OK if removed and not listed else FAILED
 
 
+def do_bounces(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    with Ledger(ledger_path(config)) as ledger:
+        run = collect(config, ledger, utc_now())
+    print("\n".join(run.lines()))
+    return OK
+
+
 def do_suppressed(args: argparse.Namespace, path: Path) -> int:
     config = load_config(path)
     suppressions = _suppressions(config)
@@ -464,4 +477,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "suppress": do_suppress,
     "unsuppress": do_unsuppress,
     "suppressed": do_suppressed,
+    "bounces": do_bounces,
 }

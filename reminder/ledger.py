@@ -48,6 +48,8 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL        -- UTC stamp, as in deliveries
     );
     """,
+    # Bounce reports name our message by its Message-ID: find its delivery without a scan.
+    "CREATE INDEX deliveries_message_id ON deliveries (message_id)",
 )
 
 
@@ -391,6 +393,13 @@ class Ledger:
                 "ORDER BY created_at DESC, address"
             )
         ]
+
+    def recipient_of(self, message_id: str) -> str | None:
+        """The address a message of ours went to, by its Message-ID (as a bounce quotes it)."""
+        found = self.db.execute(
+            "SELECT recipient FROM deliveries WHERE message_id = ? LIMIT 1", (message_id.strip(),)
+        ).fetchone()
+        return str(found[0]) if found else None
 
     def suppressed_addresses(self) -> frozenset[str]:
         return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))

@@ -93,7 +93,9 @@ def test_registrants_masks_addresses_unless_asked(
     assert cli(project, "registrants") == 0
     out = capsys.readouterr().out
     assert "e***@example.org" in out and "evelyne.dubois@example.org" not in out
-    assert "22 registrants served, 0 suppressed by the list file, 0 in the ledger, 0 problems" in out
+    assert (
+        "22 registrants served, 0 suppressed by the list file, 0 in the ledger, 0 problems" in out
+    )
     assert (
         cli(
             project, "registrants", "--show-addresses", "--format", "csv", "--session", "2023-10-04"
