@@ -15,7 +15,7 @@ from .columns import Mapping, assign, describe, find_header, fold, plain
 from .config import Config, RegistrantsFormat
 from .errors import Problem, RegistrantsError
 from .sessions import Session
-from .tables import Table, read_table
+from .tables import Table, collection_paused, read_table
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
 _MONTHS = [
@@ -125,10 +125,13 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     path = config.path(config.paths.registrants)
     options = config.registrants
     suppressed = load_suppression(config.path(config.paths.suppression))
-    found = read_table(
-        path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet
-    )
-    if found is None:
+    with collection_paused():
+        found = read_table(
+            path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet
+        )
+        reader = _Reader(found, options, sessions, config.zone) if found else None
+        registrants = reader.rows() if reader else []
+    if found is None or reader is None:
         return Roster(
             str(path),
             (),
@@ -141,8 +144,6 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
                 ),
             ),
         )
-    reader = _Reader(found, options, sessions, config.zone)
-    registrants = reader.rows()
     kept = tuple(r for r in registrants if r.key not in suppressed)
     gone = tuple(sorted({r.key for r in registrants} & suppressed))
     return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
