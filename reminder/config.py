@@ -253,6 +253,16 @@ class RegistrantsFormat(Section):
     columns: Columns = Columns()
 
 
+def _no_plaintext_off_host(security: str, info: ValidationInfo, what: str, peer: str) -> str:
+    host = info.data.get("host")
+    if host and security == "none" and not (_is_loopback(host) or info.data.get("allow_insecure")):
+        raise ValueError(
+            f"security = 'none' would send {what} in clear to {host}; use 'starttls' or "
+            f"'tls', or set allow_insecure = true if this {peer} is trusted"
+        )
+    return security
+
+
 class Smtp(Section):
     host: str | None = None
     port: Annotated[int, Field(gt=0, lt=65536)] | None = None
@@ -292,17 +302,7 @@ class Smtp(Section):
     @field_validator("security")
     @classmethod
     def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
-        host = info.data.get("host")
-        if (
-            host
-            and security == "none"
-            and not (_is_loopback(host) or info.data.get("allow_insecure"))
-        ):
-            raise ValueError(
-                f"security = 'none' would send mail and password in clear to {host}; "
-                "use 'starttls' or 'tls', or set allow_insecure = true if this relay is trusted"
-            )
-        return security
+        return _no_plaintext_off_host(security, info, "mail and password", "relay")
 
 
 class Bounces(Section):
@@ -333,17 +333,7 @@ class Bounces(Section):
     @field_validator("security")
     @classmethod
     def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
-        host = info.data.get("host")
-        if (
-            host
-            and security == "none"
-            and not (_is_loopback(host) or info.data.get("allow_insecure"))
-        ):
-            raise ValueError(
-                f"security = 'none' would send the IMAP password in clear to {host}; "
-                "use 'tls' or 'starttls', or set allow_insecure = true if this host is trusted"
-            )
-        return security
+        return _no_plaintext_off_host(security, info, "the IMAP password", "host")
 
     @field_validator("maildir")
     @classmethod
