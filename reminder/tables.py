@@ -176,18 +176,21 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
 
 
 def _read_xlsx(path: Path, raw: bytes, sheet: str | None) -> Table:
+    damaged = "looks like an Excel workbook but cannot be read ({}): open it and save again"
     try:
         book = _open_workbook(raw)
     except Exception as exc:  # openpyxl raises a zoo of types for a damaged file
-        raise _unreadable(
-            path, f"looks like an Excel workbook but cannot be read ({exc}): open it and save again"
-        ) from None
+        raise _unreadable(path, damaged.format(exc)) from None
     try:
         name = _pick_sheet(path, book.sheetnames, sheet)
         worksheet = book[name]
         # Some tools write a wrong <dimension>; read-only mode would trust it and cut rows.
         worksheet.reset_dimensions()
         rows = [_texts(row) for row in worksheet.iter_rows(values_only=True)]
+    except RegistrantsError:
+        raise
+    except Exception as exc:  # a damaged sheet shows only as it is streamed
+        raise _unreadable(path, damaged.format(exc)) from None
     finally:
         book.close()
     return Table(str(path), _trimmed(rows), "xlsx", sheet=name)

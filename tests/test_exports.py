@@ -4,6 +4,7 @@ right sessions, and a mapping report staff can read."""
 from __future__ import annotations
 
 import shutil
+import zipfile
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -238,3 +239,16 @@ def test_a_real_xlsx_is_no_longer_refused_as_cp1252(project: Project) -> None:
 
 def test_the_sample_config_lists_the_default_columns(project: Project) -> None:
     assert load_config(project.config).registrants.columns == Columns()
+
+
+def test_a_workbook_with_a_damaged_sheet_is_named_not_a_crash(project: Project) -> None:
+    source = EXPORTS / "microsoft-forms.xlsx"
+    target = use(project, "damaged.xlsx")
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, "w") as damaged:
+        for item in original.infolist():
+            data = original.read(item)
+            if item.filename.startswith("xl/worksheets/"):
+                data = data[: len(data) // 2]  # cut in the middle, as an interrupted download
+            damaged.writestr(item, data)
+    with pytest.raises(RegistrantsError, match="looks like an Excel workbook but cannot be read"):
+        load(project)
