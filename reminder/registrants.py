@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -16,6 +16,7 @@ from .config import Config, RegistrantsFormat
 from .errors import Problem, RegistrantsError
 from .sessions import Session
 from .tables import Table, collection_paused, read_table
+from .timestamps import parse_timestamp
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
 _MONTHS = [
@@ -36,19 +37,6 @@ _DATE = re.compile(
     r"(?P<iso>\d{4}-\d{2}-\d{2})"
     r"|(?P<d>\d{1,2})/(?P<m>\d{1,2})(?:/(?P<y>\d{2,4}))?"
     rf"|(?P<fd>\d{{1,2}})(?:er)?\s+(?P<fm>{'|'.join(_MONTHS)})(?:\s+(?P<fy>\d{{4}}))?"
-)
-_GOOGLE_TIMESTAMP = re.compile(
-    r"(\d{4})/(\d{1,2})/(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2})(?: (?P<half>[AaPp][Mm]))?"
-    r"(?: (?P<utc>UTC|GMT)(?:(?P<sign>[+-])(?P<oh>\d{1,2})(?::?(?P<om>\d{2}))?)?)?"
-)
-_TIMESTAMP_FORMATS = (
-    "%d/%m/%Y %H:%M:%S",
-    "%d/%m/%Y %H:%M",
-    "%Y/%m/%d %H:%M:%S",
-    "%d/%m/%Y",
-    "%b %d, %Y %I:%M:%S %p",  # Zoom reports: Feb 03, 2023 09:12:44 AM
-    "%b %d, %Y %I:%M %p",
-    "%b %d, %Y %H:%M:%S",
 )
 # The shape nearly every address has; anything else gets email-validator's full verdict.
 _PLAIN_ADDRESS = re.compile(
@@ -425,37 +413,12 @@ class _Reader:
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
         if not text:
             return None
-        try:
-            written = datetime.fromisoformat(text)  # fast, and the commonest form
-            return written if written.tzinfo else written.replace(tzinfo=self.zone)
-        except ValueError:
-            pass
-        if (google := _GOOGLE_TIMESTAMP.fullmatch(text.strip())) is not None:
-            return self._google(google)
-        for pattern in _TIMESTAMP_FORMATS:
-            try:
-                # Form tools write the local time of the cycle, without an offset.
-                return datetime.strptime(text, pattern).replace(tzinfo=self.zone)
-            except ValueError:
-                continue
-        self._problem(row, column, f"{text!r} is not a date and time; ignored", severity="warning")
-        return None
-
-    def _google(self, match: re.Match[str]) -> datetime | None:
-        """Google Forms in an English locale: 2023/12/01 9:12:44 AM UTC+1."""
-        year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
-        if (half := match.group("half")) is not None:
-            hour = hour % 12 + (12 if half.upper() == "PM" else 0)
-        zone: tzinfo = self.zone
-        if (sign := match.group("sign")) is not None:
-            offset = timedelta(hours=int(match.group("oh")), minutes=int(match.group("om") or 0))
-            zone = timezone(-offset if sign == "-" else offset)
-        elif match.group("utc"):
-            zone = UTC
-        try:
-            return datetime(year, month, day, hour, minute, second, tzinfo=zone)
-        except ValueError:
-            return None
+        found = parse_timestamp(text, self.zone)
+        if found is None:
+            self._problem(
+                row, column, f"{text!r} is not a date and time; ignored", severity="warning"
+            )
+        return found
 
     def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
         self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))
