@@ -217,13 +217,15 @@ class Columns(Section):
     ]
     first_name: list[str] = ["Prénom", "First name"]
     last_name: list[str] = ["Nom", "Nom de famille", "Last name"]
-    role: list[str] = ["Fonction", "Mandat", "Qualité"]
+    role: list[str] = ["Fonction", "Mandat", "Qualité", "Job title"]
     organisation: list[str] = [
         "Collectivité",
         "Commune",
         "Structure",
         "Organisme",
         "Intercommunalité",
+        "Organisation",
+        "Organization",
     ]
     sessions: list[str] = ["Séances", "Séance", "Dates", "Sessions"]
     join_url: list[str] = ["Lien Zoom", "Lien personnel", "Lien de connexion", "Join URL"]
@@ -231,9 +233,14 @@ class Columns(Section):
     registered_at: list[str] = [
         "Horodateur",
         "Date de soumission",
+        "Heure de soumission",
         "Date d'inscription",
+        "Date de la commande",
         "Timestamp",
         "Submitted at",
+        "Completion time",
+        "Registration time",
+        "Order date",
     ]
 
 
@@ -250,10 +257,23 @@ def _share(value: object) -> object:
 class RegistrantsFormat(Section):
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
     delimiter: Literal["auto", ",", ";", "\t"] = "auto"
+    sheet: str | None = None
+    header_row: int | None = Field(default=None, ge=1)
+    all_sessions: bool = False
     columns: Columns = Columns()
     # A reload that removes more than this share of the registrants is held back:
     # an export cut short (or only its header row) must not silence the service.
     max_drop: Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)] = 0.5
+
+
+def _no_plaintext_off_host(security: str, info: ValidationInfo, what: str, peer: str) -> str:
+    host = info.data.get("host")
+    if host and security == "none" and not (_is_loopback(host) or info.data.get("allow_insecure")):
+        raise ValueError(
+            f"security = 'none' would send {what} in clear to {host}; use 'starttls' or "
+            f"'tls', or set allow_insecure = true if this {peer} is trusted"
+        )
+    return security
 
 
 class Smtp(Section):
@@ -295,17 +315,45 @@ class Smtp(Section):
     @field_validator("security")
     @classmethod
     def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
-        host = info.data.get("host")
-        if (
-            host
-            and security == "none"
-            and not (_is_loopback(host) or info.data.get("allow_insecure"))
-        ):
-            raise ValueError(
-                f"security = 'none' would send mail and password in clear to {host}; "
-                "use 'starttls' or 'tls', or set allow_insecure = true if this relay is trusted"
-            )
-        return security
+        return _no_plaintext_off_host(security, info, "mail and password", "relay")
+
+
+class Bounces(Section):
+    """Where bounce reports arrive: an IMAP folder, or a local Maildir."""
+
+    host: str | None = None
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    allow_insecure: bool = False
+    security: Literal["tls", "starttls", "none"] = "tls"
+    user: str | None = None
+    # Environment only (REMINDER_BOUNCES__PASSWORD); load_config refuses it in the file.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    maildir: Path | None = None
+    ca_file: Path | None = None
+    interval: DurationText = "15m"
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host or self.maildir)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 143, "tls": 993, "none": 143}[self.security]
+
+    @field_validator("security")
+    @classmethod
+    def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
+        return _no_plaintext_off_host(security, info, "the IMAP password", "host")
+
+    @field_validator("maildir")
+    @classmethod
+    def _one_source(cls, maildir: Path | None, info: ValidationInfo) -> Path | None:
+        if maildir is not None and info.data.get("host"):
+            raise ValueError("set either bounces.host (IMAP) or bounces.maildir, not both")
+        return maildir
 
 
 class Config(BaseSettings):
@@ -325,6 +373,7 @@ class Config(BaseSettings):
     paths: Paths = Paths()
     registrants: RegistrantsFormat = RegistrantsFormat()
     smtp: Smtp = Smtp()
+    bounces: Bounces = Bounces()
 
     _source: Path = PrivateAttr(default=Path("config.toml"))
     _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
@@ -400,19 +449,21 @@ def load_config(path: Path) -> Config:
 
     lines = key_lines(text)
     problems: list[Problem] = []
-    smtp = data.get("smtp")
-    if isinstance(smtp, dict) and "password" in smtp:
-        del smtp["password"]
-        problems.append(
-            Problem(
-                name,
-                "a password must not be written in config.toml (anyone who reads the file or "
-                "its history would have it): remove the line and set REMINDER_SMTP__PASSWORD, or "
-                "REMINDER_SMTP__PASSWORD_FILE naming a file only the service can read",
-                line=line_of(lines, ("smtp", "password")),
-                key="smtp.password",
+    for section in ("smtp", "bounces"):
+        table = data.get(section)
+        if isinstance(table, dict) and "password" in table:
+            del table["password"]
+            variable = f"{ENV_PREFIX}{section.upper()}__PASSWORD"
+            problems.append(
+                Problem(
+                    name,
+                    "a password must not be written in config.toml (anyone who reads the file "
+                    f"or its history would have it): remove the line and set {variable}, or "
+                    f"{variable}_FILE naming a file only the service can read",
+                    line=line_of(lines, (section, "password")),
+                    key=f"{section}.password",
+                )
             )
-        )
     try:
         config = Config(**data)
     except ValidationError as exc:
@@ -426,25 +477,32 @@ def load_config(path: Path) -> Config:
 
 
 def _with_password_file(config: Config) -> Config:
-    file = config.smtp.password_file
-    if file is None or config.smtp.password is not None:
+    """Read smtp.password_file and bounces.password_file where no password is in the env."""
+    updates: dict[str, BaseModel] = {}
+    for name in ("smtp", "bounces"):
+        section: Smtp | Bounces = getattr(config, name)
+        file = section.password_file
+        if file is None or section.password is not None:
+            continue
+        file = config.path(file)
+        try:
+            secret = file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            variable = f"{ENV_PREFIX}{name.upper()}__PASSWORD_FILE"
+            raise ConfigError(
+                [
+                    Problem(
+                        str(config.source),
+                        f"the {name} password file {file} cannot be read "
+                        f"({exc.strerror}); check {variable} and its permissions",
+                        key=f"{name}.password_file",
+                    )
+                ]
+            ) from None
+        updates[name] = section.model_copy(update={"password": SecretStr(secret)})
+    if not updates:
         return config
-    file = config.path(file)
-    try:
-        secret = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            [
-                Problem(
-                    str(config.source),
-                    f"the SMTP password file {file} cannot be read "
-                    f"({exc.strerror}); check REMINDER_SMTP__PASSWORD_FILE and its permissions",
-                    key="smtp.password_file",
-                )
-            ]
-        ) from None
-    smtp = config.smtp.model_copy(update={"password": SecretStr(secret)})
-    loaded = config.model_copy(update={"smtp": smtp})
+    loaded = config.model_copy(update=updates)
     loaded._source, loaded._lines = config._source, config._lines
     return loaded
 

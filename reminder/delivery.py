@@ -15,6 +15,7 @@ from .ledger import Claim, Ledger, Outcome, Status
 from .messages import message_id
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
+from .replies import Refusal, classify
 from .snapshot import Snapshot
 from .transport import Envelope, Result, Transport, Verdict
 
@@ -69,7 +70,15 @@ def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
         for slot in snapshot.slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
-    return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+    # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
+    return due_batch(
+        now,
+        snapshot.slots,
+        snapshot.roster,
+        ledger.view(active),
+        snapshot.cutoff,
+        ledger.suppressed_addresses(),
+    )
 
 
 def still_owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> int:
@@ -203,7 +212,33 @@ class Dispatcher:
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
+            self._refused(delivery, reply, now)
         self._report_failure(unsettled, tally, delivery, reply)
+
+    def _refused(self, delivery: Delivery, reply: str, now: datetime) -> None:
+        """A mailbox that does not exist is never mailed again in the cycle; a policy
+        refusal (5.7.x) says nothing about the address, so it is only reported."""
+        refusal = classify(reply)
+        if refusal is Refusal.NO_MAILBOX:
+            self.ledger.suppress(
+                delivery.registrant.email,
+                reason="the mailbox does not exist (refused at sending)",
+                source="bounce",
+                at=now,
+                reply=reply,
+            )
+            log.warning(
+                "suppressed %s: the server says the mailbox does not exist: %s",
+                masked(delivery.registrant.email),
+                reply,
+            )
+        elif refusal is Refusal.POLICY:
+            log.warning(
+                "refused by the receiving server's policy, not suppressed (check the "
+                "sender's SPF/DKIM/DMARC and the content): %s for %s",
+                reply,
+                masked(delivery.registrant.email),
+            )
 
     def _report_failure(
         self, unsettled: set[DeliveryKey], tally: Tally, delivery: Delivery, reply: str

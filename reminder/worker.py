@@ -18,6 +18,7 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .bounces import BounceRun, collect
 from .composing import helper_count
 from .config import Config
 from .delivery import Clock, Dispatcher, owed, still_owed
@@ -151,9 +152,11 @@ class Worker:
         try:
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
+            bounces = asyncio.create_task(self._read_bounces())
             await self.wake("start")
             await self.stopping.wait()
             await watcher
+            await bounces
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -259,6 +262,31 @@ class Worker:
             if sweep.delta and loop.time() >= next_sweep + sweep.delta.total_seconds():
                 next_sweep = loop.time()
                 await self._trigger("sweep")
+
+    async def _read_bounces(self) -> None:
+        """Read the bounce mailbox every bounces.interval, when one is configured.
+
+        In a thread with its own ledger connection: IMAP is blocking, and a slow server
+        must not hold up deliveries. The next pass honours what it suppressed.
+        """
+        while not self.stopping.is_set():
+            settings = self.snapshot.config.bounces
+            wait = Lead.parse(settings.interval).delta.total_seconds()
+            if settings.configured:
+                try:
+                    run = await asyncio.to_thread(self._collect_bounces, self.snapshot.config)
+                    for line in run.lines() if run.reports else ():
+                        log.info("bounces: %s", line)
+                except ReminderError as exc:
+                    log.error("reading bounce reports failed, will try again: %s", exc)
+                except Exception:  # a reader that dies would silently stop reading bounces
+                    log.exception("reading bounce reports failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=wait)
+
+    def _collect_bounces(self, config: Config) -> BounceRun:
+        with Ledger(ledger_path(config), worker=self.identity) as ledger:
+            return collect(config, ledger, self.clock())
 
     def _schedule_wakeups(self, since: datetime) -> bool:
         """One in-memory job per future instant of the plan; rebuilt, never persisted.
