@@ -8,11 +8,12 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .composing import compose_all
 from .ledger import Claim, Ledger, Outcome, Status
 from .messages import message_id
-from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
+from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
 from .snapshot import Snapshot
 from .transport import Envelope, Result, Transport, Verdict
@@ -22,6 +23,22 @@ log = logging.getLogger("reminder")
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
 Clock = Callable[[], datetime]
+
+
+class Observer(Protocol):
+    """Told of messages handed to the transport and of each outcome (metrics, readiness)."""
+
+    def in_flight(self, change: int) -> None: ...
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None: ...
+
+
+class NoObserver:
+    def in_flight(self, change: int) -> None:
+        pass
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
+        pass
 
 
 @dataclass
@@ -106,12 +123,19 @@ class Dispatcher:
     """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
 
     def __init__(
-        self, ledger: Ledger, transport: Transport, clock: Clock, *, helpers: int = 0
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        clock: Clock,
+        *,
+        helpers: int = 0,
+        observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
+        self.observer = observer or NoObserver()
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         return wakeups(self.ledger, snapshot, now)
@@ -124,6 +148,8 @@ class Dispatcher:
         if batch.superseded:
             self.ledger.supersede(batch.superseded, now)
             tally.superseded = len(batch.superseded)
+            for key, _ in batch.superseded:
+                self.observer.settled(key, "superseded")
         if not batch.sends:
             return tally
         config = snapshot.config
@@ -151,6 +177,7 @@ class Dispatcher:
                     self._report_failure(recorder, tally, delivery, composed)
                     continue
                 claim = claims[delivery.key]
+                self.observer.in_flight(1)
                 yield Envelope(
                     (delivery, claim),
                     config.smtp.sender,
@@ -162,6 +189,7 @@ class Dispatcher:
 
         def report(result: Result) -> None:
             delivery, claim = result.envelope.token
+            self.observer.in_flight(-1)
             self._settle(recorder, tally, delivery, claim, result)
 
         try:
@@ -177,6 +205,7 @@ class Dispatcher:
         if result.verdict is Verdict.SENT:
             tally.sent += 1
             recorder.add(Outcome(delivery.key, Status.SENT, result.reply, now))
+            self.observer.settled(delivery.key, "late" if delivery.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -208,6 +237,7 @@ class Dispatcher:
             reply,
         )
         recorder.add(Outcome(delivery.key, Status.FAILED, reply, self.clock()))
+        self.observer.settled(delivery.key, "failed")
 
 
 def _count_lines(tally: Tally, deliveries: list[Delivery]) -> None:

@@ -23,9 +23,11 @@ from .errors import InputError, ReminderError, TransportConfigError
 from .leads import Lead
 from .ledger import Ledger
 from .lock import StateLock
+from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import fingerprint, load_snapshot, watched_paths
 from .transport import SmtpTransport, Transport
+from .web import make_app, start_server
 
 log = logging.getLogger("reminder")
 
@@ -74,6 +76,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen: tuple[tuple[str, int, int], ...] = ()
         self.wakeups = 0
+        self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
@@ -87,6 +90,7 @@ class Worker:
             adopted = self.ledger.adopt_claims(self.clock())
             self.transport = self.transport_factory(self.snapshot.config)
             self.dispatcher = self._dispatcher(self.snapshot.config)
+            self.monitor.serving(self.snapshot, self.ledger)
             try:
                 await self._serve(adopted)
             finally:
@@ -110,12 +114,24 @@ class Worker:
             },
         )
         self.scheduler.start()
+        http = self.snapshot.config.http
+        server = None
         try:
+            if http.enabled:
+                try:
+                    server = await start_server(make_app(self), http)
+                except OSError as exc:
+                    raise ReminderError(
+                        f"cannot listen on {http.listen} ({exc.strerror}): set http.listen "
+                        "to a free address, or http.enabled = false"
+                    ) from None
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
+            alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
             await self.wake("start")
             await self.stopping.wait()
             await watcher
+            await alive
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -127,6 +143,8 @@ class Worker:
                     self.drain_seconds,
                 )
         finally:
+            if server is not None:
+                await server.cleanup()
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
@@ -138,11 +156,14 @@ class Worker:
         # Date they stamp), and only on the real clock, which is all they can read.
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
         helpers = helper_count() if self.clock is utc_now and not throttled else 0
-        return Dispatcher(self.ledger, self.transport, self.clock, helpers=helpers)
+        return Dispatcher(
+            self.ledger, self.transport, self.clock, helpers=helpers, observer=self.monitor
+        )
 
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the messages in flight")
+            self.monitor.stopping()
             self.stopping.set()
 
     def _banner(self, adopted: int) -> None:
@@ -214,6 +235,7 @@ class Worker:
             stale = job.next_run_time is not None and job.next_run_time > now
             if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted and stale:
                 job.remove()
+        self.monitor.scheduled(list(wanted.values()))
         for job_id, instant in wanted.items():
             if self.scheduler.get_job(job_id) is None:
                 self.scheduler.add_job(
@@ -258,10 +280,12 @@ class Worker:
             log.debug("deliveries paused: %s", self._paused)
             return
         self.wakeups += 1
+        self.monitor.pass_started()
         try:
             tally = await self.dispatcher.run(self.snapshot, self.stopping)
         except TransportConfigError as exc:
             self._paused = str(exc)
+            self.monitor.pass_ended(paused=self._paused)
             log.error(
                 "deliveries paused until the configuration is fixed and reloaded "
                 "(save config.toml or send SIGHUP): %s",
@@ -270,7 +294,9 @@ class Worker:
             return
         except (ReminderError, OSError) as exc:
             log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            self.monitor.pass_ended(failure=str(exc))
             return
+        self.monitor.pass_ended()
         if tally:
             log.info(
                 "wake-up (%s): %s%s",
@@ -300,9 +326,11 @@ class Worker:
                 reason,
                 "\n".join(f"  {p}" for p in exc.problems),
             )
+            self.monitor.reloaded(None)
             return
         except ReminderError as exc:
             log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
+            self.monitor.reloaded(None)
             return
         if fresh.state_dir != self.snapshot.state_dir:
             log.error(
@@ -310,6 +338,7 @@ class Worker:
                 "the service to move the ledger",
                 reason,
             )
+            self.monitor.reloaded(None)
             return
         self._seen = fresh.fingerprint
         async with self._busy:
@@ -320,6 +349,8 @@ class Worker:
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh
+            self.monitor.reloaded(fresh)
+            self.monitor.set_paused(self._paused)
         log.info(
             "reloaded (%s): %d sessions (%+d), %d registrants (%+d)",
             reason,
