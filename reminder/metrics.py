@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# The classic text format, which generate_latest writes for names like ours and every
+# Prometheus release reads.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTCOMES = ("sent", "late", "failed", "superseded")
 REGISTRANT_STATES = ("served", "suppressed", "problems")
 # From a prompt send (well under a second) to a reminder sent days late.

@@ -6,6 +6,8 @@ suppression, and formats. Nothing here sends mail.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hmac
 import json
 import logging
@@ -13,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
-from aiohttp import BasicAuth, hdrs, web
+from aiohttp import hdrs, web
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -202,20 +204,28 @@ def _staff(request: web.Request) -> None:
     http = request.app[SERVICE].snapshot.config.http
     if http.staff_user is None or http.staff_password is None:
         raise web.HTTPNotFound()
-    try:
-        given = BasicAuth.decode(request.headers.get(hdrs.AUTHORIZATION, ""))
-    except ValueError:
-        given = None
-    user_ok = given is not None and hmac.compare_digest(
-        given.login.encode(), http.staff_user.encode()
-    )
-    password_ok = given is not None and hmac.compare_digest(
-        given.password.encode(), http.staff_password.get_secret_value().encode()
-    )
+    given = _credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
+    expected = (http.staff_user, http.staff_password.get_secret_value())
+    # Both compared in constant time, whatever the first comparison said.
+    user_ok = hmac.compare_digest(given[0].encode(), expected[0].encode())
+    password_ok = hmac.compare_digest(given[1].encode(), expected[1].encode())
     if not (user_ok and password_ok):
         raise web.HTTPUnauthorized(
             headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="reminder", charset="UTF-8"'}
         )
+
+
+def _credentials(header: str) -> tuple[str, str]:
+    """(user, password) of a Basic Authorization header (RFC 7617, UTF-8), or empty ones."""
+    scheme, _, encoded = header.partition(" ")
+    if scheme.lower() != "basic":
+        return "", ""
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return "", ""
+    user, colon, password = decoded.partition(":")
+    return (user, password) if colon else ("", "")
 
 
 async def status(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -77,6 +78,7 @@ class Worker:
         self._seen: tuple[tuple[str, int, int], ...] = ()
         self.wakeups = 0
         self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
+        self.http: web.AppRunner | None = None
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
@@ -115,11 +117,10 @@ class Worker:
         )
         self.scheduler.start()
         http = self.snapshot.config.http
-        server = None
         try:
             if http.enabled:
                 try:
-                    server = await start_server(make_app(self), http)
+                    self.http = await start_server(make_app(self), http)
                 except OSError as exc:
                     raise ReminderError(
                         f"cannot listen on {http.listen} ({exc.strerror}): set http.listen "
@@ -143,8 +144,8 @@ class Worker:
                     self.drain_seconds,
                 )
         finally:
-            if server is not None:
-                await server.cleanup()
+            if self.http is not None:
+                await self.http.cleanup()
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
