@@ -50,6 +50,7 @@ class Monitor:
         self.paused: str | None = None
         self.wakeups: tuple[datetime, ...] = ()
         self._probe: tuple[float, str | None] = (-PROBE_EVERY, None)
+        self._announced = False  # READY=1 sent
 
     # -- hooks the worker calls -----------------------------------------------------------
 
@@ -76,9 +77,7 @@ class Monitor:
         self.set_paused(paused)
         self.metrics.in_flight.set(0)  # anything not reported was abandoned with the pass
         self.count_registrants()
-        if not self.first_pass_done:
-            self.first_pass_done = True
-            self.notifier.notify(READY="1", STATUS=self.status_line())
+        self.first_pass_done = True
 
     def set_paused(self, reason: str | None) -> None:
         self.paused = reason
@@ -87,7 +86,12 @@ class Monitor:
     def scheduled(self, wakeups: Sequence[datetime]) -> None:
         self.wakeups = tuple(wakeups)
         self.metrics.next_wakeup.set(wakeups[0].timestamp() if wakeups else float("nan"))
-        if self.first_pass_done:
+        if self.first_pass_done and not self._announced:
+            # After the first pass, whatever it came to: a paused transport says so in
+            # STATUS rather than leaving systemd to time the start out and restart.
+            self._announced = True
+            self.notifier.notify(READY="1", STATUS=self.status_line())
+        elif self.first_pass_done:
             self.notifier.notify(STATUS=self.status_line())
 
     def stopping(self) -> None:
