@@ -73,6 +73,12 @@ def french(moment: datetime, snapshot: Snapshot) -> str:
     return f"{long_date(local, 'fr')} à {clock(local, 'fr')}"
 
 
+def short(moment: datetime, snapshot: Snapshot) -> str:
+    """22/02 17h00: fits a table cell on a phone (the session above gives the year)."""
+    local = moment.astimezone(snapshot.config.zone)
+    return f"{local:%d/%m} {clock(local, 'fr')}"
+
+
 def status_page(
     snapshot: Snapshot,
     ledger: Ledger,
@@ -98,7 +104,7 @@ def status_page(
                 LeadLine(
                     lead=str(slot.lead),
                     words=lead_words(slot.lead, "fr"),
-                    due=french(slot.due_at, snapshot),
+                    due=short(slot.due_at, snapshot),
                     sent=found.get("sent", 0),
                     owed=0 if closed else max(0, len(attendees) - settled),
                     failed=found.get("failed", 0),
