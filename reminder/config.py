@@ -331,6 +331,10 @@ class Http(Section):
     def port(self) -> int:
         return int(self.listen.rpartition(":")[2])
 
+    @property
+    def on_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
     @field_validator("public_url")
     @classmethod
     def _https(cls, url: str | None) -> str | None:

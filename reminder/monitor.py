@@ -16,6 +16,7 @@ from .sdnotify import Notifier
 from .snapshot import Snapshot
 
 DEFAULT_SWEEP = timedelta(minutes=5)  # readiness' grace when the sweep is switched off
+STARTING_PING = 10.0  # seconds between start-timeout extensions when there is no watchdog
 PROBE_EVERY = 1.0  # seconds a ledger probe stays valid: /readyz may be hit 200 times a second
 
 
@@ -98,12 +99,22 @@ class Monitor:
         self.notifier.notify(STOPPING="1", STATUS="stopping: finishing the messages in flight")
 
     async def keep_alive(self, stopping: asyncio.Event) -> None:
-        """WATCHDOG=1 from the loop itself: a loop that stops answering stops the pings."""
-        interval = self.notifier.ping_interval
-        if interval is None:
+        """WATCHDOG=1 from the loop itself: a loop that stops answering stops the pings.
+
+        Until READY, each ping also extends systemd's start timeout: a first pass may be
+        a batch of thousands, and must not be killed for it while the loop answers.
+        """
+        if not self.notifier.enabled:
             return
+        interval = self.notifier.ping_interval or STARTING_PING
         while not stopping.is_set():
-            self.notifier.notify(WATCHDOG="1")
+            fields = {"WATCHDOG": "1"} if self.notifier.ping_interval else {}
+            if not self._announced:
+                fields["EXTEND_TIMEOUT_USEC"] = str(int(3 * interval * 1_000_000))
+            if fields:
+                self.notifier.notify(**fields)
+            elif self._announced:
+                return  # ready, and no watchdog: nothing more to say
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval)
 
