@@ -30,7 +30,15 @@ from common import postfix_sink, sample_project, slow_sink
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def write_project(config: Path, port: int, start: datetime, registrants: int) -> None:
+def write_project(
+    config: Path,
+    port: int,
+    start: datetime,
+    registrants: int,
+    *,
+    http_port: int = 0,
+    connections: int = 4,
+) -> None:
     config.write_text(
         f'''
 [cycle]
@@ -58,7 +66,9 @@ host = "127.0.0.1"
 port = {port}
 security = "none"
 sender = "contact@irev.fr"
-connections = 4
+connections = {connections}
+[http]
+listen = "127.0.0.1:{http_port}"
 ''',
         encoding="utf-8",
     )
