@@ -79,7 +79,8 @@ def make_app(service: Service) -> web.Application:
     app.router.add_post(f"/u/{{token:{TOKEN_PATTERN}}}", unsubscribe)
     app.router.add_get("/", status)
     app.router.add_get("/apercu", preview)
-    app.router.add_get("/style.css", style)
+    # Under /u/, relative to the pages: the one public prefix serves the public page's look.
+    app.router.add_get("/u/style.css", style)
     return app
 
 
@@ -171,6 +172,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
         title=service.snapshot.config.cycle.title,
         who=masked(address),
         done=done,
+        css="style.css",
     )
 
 
@@ -193,6 +195,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
         title=service.snapshot.config.cycle.title,
         who=masked(address),
         done=True,
+        css="style.css",
     )
 
 
@@ -239,7 +242,7 @@ async def status(request: web.Request) -> web.Response:
         monitor.wakeups,
         monitor.readiness().reasons,
     )
-    return _page("status.html", page=page)
+    return _page("status.html", page=page, css="u/style.css")
 
 
 async def preview(request: web.Request) -> web.Response:
