@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from common import sample_project, slow_sink, wait_for_port
-from worker import PARIS, run_worker, sent_times, write_project
+from worker import PARIS, run_worker, wait_for_batch, write_project
 
 from reminder.smtpsink import free_port
 
@@ -93,11 +93,7 @@ def batch(registrants: int, rate: float | None) -> tuple[float, dict[str, float]
                     ],
                     stdout=subprocess.PIPE,
                 )
-            deadline = time.monotonic() + 900
-            while len(sent := sent_times(config)) < registrants:
-                if time.monotonic() > deadline or worker.poll() is not None:
-                    sys.exit(f"the batch did not complete ({len(sent)} sent)")
-                time.sleep(0.5)
+            sent = wait_for_batch(config, registrants, worker)
         finally:
             output = b"{}"
             if load is not None:

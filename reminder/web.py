@@ -106,9 +106,9 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
         response.headers["X-Frame-Options"] = "DENY"
 
 
-def _page(name: str, status: int = 200, **context: object) -> web.Response:
+def _page(name: str, **context: object) -> web.Response:
     html = PAGES.get_template(name).render(**context)
-    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+    return web.Response(text=html, content_type="text/html", charset="utf-8")
 
 
 def _json(body: dict[str, object], status: int = 200) -> web.Response:
@@ -166,14 +166,7 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
     """GET only shows a button: mail scanners follow links, and must not unsubscribe anyone."""
     address = _address(request)
     service = request.app[SERVICE]
-    done = address in service.ledger.suppressed_addresses()
-    return _page(
-        "unsubscribe.html",
-        title=service.snapshot.config.cycle.title,
-        who=masked(address),
-        done=done,
-        css="style.css",
-    )
+    return _unsubscribe_page(service, address, address in service.ledger.suppressed_addresses())
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -190,13 +183,13 @@ async def unsubscribe(request: web.Request) -> web.Response:
         service.monitor.metrics.unsubscribes.inc()
         service.monitor.count_registrants()
         log.info("unsubscribed %s through the one-click link", masked(address))
-    return _page(
-        "unsubscribe.html",
-        title=service.snapshot.config.cycle.title,
-        who=masked(address),
-        done=True,
-        css="style.css",
-    )
+    return _unsubscribe_page(service, address, True)
+
+
+def _unsubscribe_page(service: Service, address: str, done: bool) -> web.Response:
+    """The button (not done yet) or the confirmation; the address masked."""
+    title = service.snapshot.config.cycle.title
+    return _page("unsubscribe.html", title=title, who=masked(address), done=done, css="style.css")
 
 
 # -- the staff status page -------------------------------------------------------------------

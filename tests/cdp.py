@@ -14,21 +14,11 @@ from typing import Any
 
 import aiohttp
 
+from tasks import CHROMIUM as HEADLESS
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-# Headless, and without the background traffic a closed network would refuse.
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--hide-scrollbars",
-    "--remote-debugging-port=0",
-    "--remote-allow-origins=*",
-]
+# tasks.py's flags (headless, no background traffic), plus a DevTools port for commands.
+FLAGS = [*HEADLESS, "--remote-debugging-port=0", "--remote-allow-origins=*"]
 
 
 class Page:

@@ -85,6 +85,9 @@ async def test_staff_see_the_counts_and_a_registrant_unsubscribes_with_one_click
             await page.goto(link)
             assert worker.ledger.suppressed_addresses() == frozenset()  # showing is not asking
             save(shots, "unsubscribe-phone.png", await page.screenshot(*PHONE, mobile=True))
+            # Its stylesheet comes from under /u/, the one prefix the proxy publishes.
+            colour = "getComputedStyle(document.querySelector('#unsubscribe')).backgroundColor"
+            assert await page.evaluate(colour) == "rgb(31, 78, 153)"
             await page.click("#unsubscribe")
             text = await page.evaluate("document.body.innerText")
             assert "C’est fait" in text
