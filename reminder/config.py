@@ -515,9 +515,14 @@ def _check_http(config: Config) -> None:
     problems: list[Problem] = []
     secret = http.secret.get_secret_value() if http.secret else ""
     if http.secret is not None and len(secret) < MIN_SECRET:
+        source = (
+            str(config.path(http.secret_file))
+            if http.secret_file
+            else f"environment variable {ENV_PREFIX}HTTP__SECRET"
+        )
         problems.append(
             Problem(
-                str(config.source),
+                source,
                 f"the link-signing secret is {len(secret)} characters long; use at least "
                 f"{MIN_SECRET} random ones (e.g. `openssl rand -hex 32`) in "
                 f"{ENV_PREFIX}HTTP__SECRET",
