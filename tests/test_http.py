@@ -306,3 +306,18 @@ async def test_the_status_page_is_off_without_staff_credentials(project: Project
         status, _, body = await get(f"{base}/", headers=basic("equipe", "x"))
     assert status == 404
     assert "mars" not in body
+
+
+async def test_reloads_are_counted_and_a_refused_one_keeps_the_worker_ready(
+    project: Project,
+) -> None:
+    async with serving(project) as (worker, base):
+        project.edit('title = "Préparer', 'title = 17\ntitre = "Préparer')
+        await worker.reload("test")
+        project.edit("title = 17\ntitre = ", "title = ")
+        await worker.reload("test")
+        status, _, _ = await get(f"{base}/readyz")
+        _, _, metrics = await get(f"{base}/metrics")
+    assert status == 200
+    assert 'reminder_reloads_total{result="refused"} 1.0' in metrics
+    assert 'reminder_reloads_total{result="ok"} 1.0' in metrics
