@@ -356,6 +356,65 @@ class Bounces(Section):
         return maildir
 
 
+def _listen(value: str) -> str:
+    host, colon, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"{value!r} is not HOST:PORT; the default is '127.0.0.1:8025' (port 0: any free port)"
+        )
+    return f"{host}:{int(port)}"
+
+
+ListenText = Annotated[str, AfterValidator(_listen)]
+MIN_SECRET = 32  # characters of the link-signing secret: 128 bits and more of a random string
+
+
+class Http(Section):
+    """The HTTP face: health, metrics, one-click unsubscribe and the staff status page."""
+
+    enabled: bool = True
+    listen: ListenText = "127.0.0.1:8025"
+    public_url: Url | None = None
+    # Environment only (REMINDER_HTTP__SECRET); load_config refuses it in the file.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    staff_user: str | None = None
+    # Environment only (REMINDER_HTTP__STAFF_PASSWORD), like the secret.
+    staff_password: SecretStr | None = None
+    staff_password_file: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def on_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+    @field_validator("public_url")
+    @classmethod
+    def _https(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        host = re.sub(r"^https?://([^/:]+|\[[^\]]+\]).*$", r"\1", url).strip("[]")
+        if not url.startswith("https://") and not _is_loopback(host):
+            raise ValueError(
+                "registrants reach this address from their mail: it must start with https:// "
+                "(RFC 8058 one-click unsubscribe requires HTTPS)"
+            )
+        return url.rstrip("/")
+
+    @property
+    def unsubscribe_base(self) -> str | None:
+        """Where one-click links point, when both the public address and the secret are set."""
+        return f"{self.public_url}/u/" if self.public_url and self.secret else None
+
+
 class Config(BaseSettings):
     """Everything staff configure; `load_config` is the way to build one."""
 
@@ -374,6 +433,7 @@ class Config(BaseSettings):
     registrants: RegistrantsFormat = RegistrantsFormat()
     smtp: Smtp = Smtp()
     bounces: Bounces = Bounces()
+    http: Http = Http()
 
     _source: Path = PrivateAttr(default=Path("config.toml"))
     _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
@@ -449,19 +509,20 @@ def load_config(path: Path) -> Config:
 
     lines = key_lines(text)
     problems: list[Problem] = []
-    for section in ("smtp", "bounces"):
+    for section, key in ENV_ONLY:
         table = data.get(section)
-        if isinstance(table, dict) and "password" in table:
-            del table["password"]
-            variable = f"{ENV_PREFIX}{section.upper()}__PASSWORD"
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
             problems.append(
                 Problem(
                     name,
-                    "a password must not be written in config.toml (anyone who reads the file "
-                    f"or its history would have it): remove the line and set {variable}, or "
-                    f"{variable}_FILE naming a file only the service can read",
-                    line=line_of(lines, (section, "password")),
-                    key=f"{section}.password",
+                    f"a {'password' if 'password' in key else 'secret'} must not be written in "
+                    "config.toml (anyone who reads the file or "
+                    f"its history would have it): remove the line and set {env}, or "
+                    f"{env}_FILE naming a file only the service can read",
+                    line=line_of(lines, (section, key)),
+                    key=f"{section}.{key}",
                 )
             )
     try:
@@ -473,38 +534,88 @@ def load_config(path: Path) -> Config:
         raise ConfigError(problems)
     config._source = path
     config._lines = lines
-    return _with_password_file(config)
+    for section, key in ENV_ONLY:
+        config = _with_secret_file(config, section, key)
+    _check_http(config)
+    return config
 
 
-def _with_password_file(config: Config) -> Config:
-    """Read smtp.password_file and bounces.password_file where no password is in the env."""
-    updates: dict[str, BaseModel] = {}
-    for name in ("smtp", "bounces"):
-        section: Smtp | Bounces = getattr(config, name)
-        file = section.password_file
-        if file is None or section.password is not None:
-            continue
-        file = config.path(file)
-        try:
-            secret = file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            variable = f"{ENV_PREFIX}{name.upper()}__PASSWORD_FILE"
-            raise ConfigError(
-                [
-                    Problem(
-                        str(config.source),
-                        f"the {name} password file {file} cannot be read "
-                        f"({exc.strerror}); check {variable} and its permissions",
-                        key=f"{name}.password_file",
-                    )
-                ]
-            ) from None
-        updates[name] = section.model_copy(update={"password": SecretStr(secret)})
-    if not updates:
+# Secrets read from the environment (or a file it names), never from config.toml.
+ENV_ONLY = (
+    ("smtp", "password"),
+    ("bounces", "password"),
+    ("http", "secret"),
+    ("http", "staff_password"),
+)
+
+
+def _with_secret_file(config: Config, section: str, key: str) -> Config:
+    """Fill `section.key` from the file named by `section.key_file` when it is not set."""
+    table = getattr(config, section)
+    file = getattr(table, f"{key}_file")
+    if file is None or getattr(table, key) is not None:
         return config
-    loaded = config.model_copy(update=updates)
+    file = config.path(file)
+    env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE"
+    try:
+        secret = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(
+            [
+                Problem(
+                    str(config.source),
+                    f"the {section}.{key} file {file} cannot be read "
+                    f"({exc.strerror}); check {env} and its permissions",
+                    key=f"{section}.{key}_file",
+                )
+            ]
+        ) from None
+    updated = table.model_copy(update={key: SecretStr(secret)})
+    loaded = config.model_copy(update={section: updated})
     loaded._source, loaded._lines = config._source, config._lines
     return loaded
+
+
+def _check_http(config: Config) -> None:
+    """What only holds once the secrets are read: a usable secret, complete credentials."""
+    http = config.http
+    problems: list[Problem] = []
+    secret = http.secret.get_secret_value() if http.secret else ""
+    if http.secret is not None and len(secret) < MIN_SECRET:
+        source = (
+            str(config.path(http.secret_file))
+            if http.secret_file
+            else f"environment variable {ENV_PREFIX}HTTP__SECRET"
+        )
+        problems.append(
+            Problem(
+                source,
+                f"the link-signing secret is {len(secret)} characters long; use at least "
+                f"{MIN_SECRET} random ones (e.g. `openssl rand -hex 32`) in "
+                f"{ENV_PREFIX}HTTP__SECRET",
+                key="http.secret",
+            )
+        )
+    if http.public_url and http.secret is None:
+        problems.append(
+            config.problem(
+                "one-click unsubscribe links are signed: set REMINDER_HTTP__SECRET (or "
+                "REMINDER_HTTP__SECRET_FILE) to a random string of at least "
+                f"{MIN_SECRET} characters, or remove http.public_url",
+                ("http", "public_url"),
+            )
+        )
+    if (http.staff_user is None) != (http.staff_password is None):
+        missing = "REMINDER_HTTP__STAFF_PASSWORD" if http.staff_password is None else "staff_user"
+        problems.append(
+            config.problem(
+                f"the status page needs both a staff user and a password: set {missing} "
+                "(or neither, and the page stays off)",
+                ("http", "staff_user"),
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
 
 
 def _problem(name: str, lines: dict[Any, int], error: Any) -> Problem:

@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .composing import compose_all
 from .errors import TransportConfigError
@@ -24,6 +25,22 @@ log = logging.getLogger("reminder")
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
 Clock = Callable[[], datetime]
+
+
+class Observer(Protocol):
+    """Told of messages handed to the transport and of each outcome (metrics, readiness)."""
+
+    def in_flight(self, change: int) -> None: ...
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None: ...
+
+
+class NoObserver:
+    def in_flight(self, change: int) -> None:
+        pass
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
+        pass
 
 
 @dataclass
@@ -99,12 +116,19 @@ class Dispatcher:
     """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
 
     def __init__(
-        self, ledger: Ledger, transport: Transport, clock: Clock, *, helpers: int = 0
+        self,
+        ledger: Ledger,
+        transport: Transport,
+        clock: Clock,
+        *,
+        helpers: int = 0,
+        observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
+        self.observer = observer or NoObserver()
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         return wakeups(self.ledger, snapshot, now)
@@ -117,6 +141,8 @@ class Dispatcher:
         if batch.superseded:
             self.ledger.supersede(batch.superseded, now)
             tally.superseded = len(batch.superseded)
+            for key, _ in batch.superseded:
+                self.observer.settled(key, "superseded")
         if not batch.sends:
             return tally
         config = snapshot.config
@@ -147,6 +173,7 @@ class Dispatcher:
                     self._report_failure(unsettled, tally, delivery, composed)
                     continue
                 claim = claims[delivery.key]
+                self.observer.in_flight(1)
                 yield Envelope(
                     (delivery, claim),
                     config.smtp.sender,
@@ -158,6 +185,7 @@ class Dispatcher:
 
         def report(result: Result) -> None:
             delivery, claim = result.envelope.token
+            self.observer.in_flight(-1)
             self._settle(unsettled, tally, delivery, claim, result)
 
         try:
@@ -193,6 +221,7 @@ class Dispatcher:
             tally.late += delivery.late
             line = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
             tally.lines[line] = tally.lines.get(line, 0) + 1
+            self.observer.settled(delivery.key, "late" if delivery.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -254,3 +283,4 @@ class Dispatcher:
             masked(delivery.registrant.email),
             reply,
         )
+        self.observer.settled(delivery.key, "failed")

@@ -476,6 +476,45 @@ class Ledger:
     def suppressed_addresses(self) -> frozenset[str]:
         return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))
 
+    def write_problem(self) -> str | None:
+        """Why a write could not start now (for readiness), or None when it could.
+
+        Waits 0.2 s at most for another process's lock, not the 30 s a delivery waits.
+        """
+        try:
+            self.db.execute("PRAGMA busy_timeout = 200")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
+
+    def late_counts(self, tolerance: timedelta) -> dict[tuple[str, str, str], int]:
+        """(session, kind, lead) -> deliveries sent more than `tolerance` after their instant."""
+        return {
+            (session, kind, lead): number
+            for session, kind, lead, number in self.db.execute(
+                "SELECT session, kind, lead, count(*) FROM deliveries WHERE status = 'sent' "
+                "AND (julianday(sent_at) - julianday(due_at)) * 86400 > ? "
+                "GROUP BY session, kind, lead",
+                (tolerance.total_seconds(),),
+            )
+        }
+
+    def errors(self, limit: int = 10) -> list[Row]:
+        """The most recent deliveries that did not go through, newest first."""
+        return [
+            _row(values)
+            for values in self.db.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE last_reply != '' "  # noqa: S608
+                "AND status != 'sent' ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
 
 _ROW_COLUMNS = (
     "session, kind, lead, recipient, status, message_id, due_at, attempts, "

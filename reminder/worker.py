@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
@@ -27,9 +28,11 @@ from .leads import Lead
 from .ledger import Ledger
 from .lock import StateLock
 from .logs import use_zone
+from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .transport import SmtpTransport, Transport
+from .web import make_app, start_server
 
 log = logging.getLogger("reminder")
 
@@ -85,6 +88,8 @@ class Worker:
         self.signal: int | None = None  # the signal that stopped it
         self.sent = 0  # since start, for the stop line
         self.wakeups = 0
+        self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
+        self.http: web.AppRunner | None = None
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
@@ -100,6 +105,7 @@ class Worker:
             adopted = self.ledger.adopt_claims(self.clock())
             self.transport = self.transport_factory(self.snapshot.config)
             self.dispatcher = self._dispatcher(self.snapshot.config)
+            self.monitor.serving(self.snapshot, self.ledger)
             try:
                 await self._serve(adopted)
             finally:
@@ -149,14 +155,25 @@ class Worker:
             },
         )
         self.scheduler.start()
+        http = self.snapshot.config.http
         try:
+            if http.enabled:
+                try:
+                    self.http = await start_server(make_app(self), http)
+                except OSError as exc:
+                    raise ReminderError(
+                        f"cannot listen on {http.listen} ({exc.strerror}): set http.listen "
+                        "to a free address, or http.enabled = false"
+                    ) from None
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
             bounces = asyncio.create_task(self._read_bounces())
+            alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
             await self.wake("start")
             await self.stopping.wait()
             await watcher
             await bounces
+            await alive
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -168,6 +185,8 @@ class Worker:
                     self.drain_seconds,
                 )
         finally:
+            if self.http is not None:
+                await self.http.cleanup()
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
@@ -186,7 +205,9 @@ class Worker:
         # Date they stamp), and only on the real clock, which is all they can read.
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
         helpers = helper_count() if self.clock is utc_now and not throttled else 0
-        return Dispatcher(self.ledger, self.transport, self.clock, helpers=helpers)
+        return Dispatcher(
+            self.ledger, self.transport, self.clock, helpers=helpers, observer=self.monitor
+        )
 
     def _on_signal(self, signum: int) -> None:
         self.signal = signum
@@ -195,6 +216,7 @@ class Worker:
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the messages in flight")
+            self.monitor.stopping()
             self.stopping.set()
 
     def _banner(self, adopted: int) -> None:
@@ -308,6 +330,7 @@ class Worker:
             stale = job.next_run_time is not None and job.next_run_time > now
             if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted and stale:
                 job.remove()
+        self.monitor.scheduled(list(wanted.values()))
         for job_id, instant in wanted.items():
             if self.scheduler.get_job(job_id) is None:
                 self.scheduler.add_job(
@@ -364,10 +387,12 @@ class Worker:
         if not self._guard_state():
             return
         self.wakeups += 1
+        self.monitor.pass_started()
         try:
             tally = await self.dispatcher.run(self.snapshot, self.stopping)
         except TransportConfigError as exc:
             self._paused = str(exc)
+            self.monitor.pass_ended(paused=self._paused)
             log.error(
                 "deliveries paused until the configuration is fixed and reloaded "
                 "(save config.toml or send SIGHUP); what is owed waits and is sent at "
@@ -380,7 +405,9 @@ class Worker:
             if str(exc) != self._state_fault:
                 self._state_fault = str(exc)
                 log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            self.monitor.pass_ended(failure=str(exc))
             return
+        self.monitor.pass_ended()
         if self._state_fault:
             log.info("the ledger is writable again")
             self._state_fault = ""
@@ -406,9 +433,11 @@ class Worker:
                 reason,
                 "\n".join(f"  {p}" for p in exc.problems),
             )
+            self.monitor.reloaded(None)
             return
         except ReminderError as exc:
             log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
+            self.monitor.reloaded(None)
             return
         if fresh.state_dir != self.snapshot.state_dir:
             log.error(
@@ -416,6 +445,7 @@ class Worker:
                 "the service to move the ledger",
                 reason,
             )
+            self.monitor.reloaded(None)
             return
         self._seen = fresh.fingerprint
         fresh = self._guard_roster(fresh, reason)
@@ -427,6 +457,8 @@ class Worker:
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh
+            self.monitor.reloaded(fresh)
+            self.monitor.set_paused(self._paused)
         log.info(
             "reloaded (%s): %d sessions (%+d), %d registrants (%+d)",
             reason,

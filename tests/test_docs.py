@@ -89,5 +89,6 @@ def test_the_readme_performance_section_holds_measured_figures() -> None:
         "bench/plan.py",
         "bench/transport.py",
         "bench/worker.py",
+        "bench/http_load.py",
     ):
         assert script in performance
