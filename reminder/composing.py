@@ -33,7 +33,7 @@ log = logging.getLogger("reminder")
 
 PARALLEL_FROM = 1000  # smaller batches are not worth starting processes for
 CHUNK = 64
-Job = tuple[Slot, Registrant, DeliveryKey]
+Job = tuple[Slot, Registrant, DeliveryKey, int]
 Composed = bytes | str  # the message, or why it could not be composed
 
 
@@ -83,7 +83,7 @@ async def compose_all(
         while pending or in_flight:
             while usable and len(in_flight) < 2 * helpers and len(pending) > CHUNK:
                 chunk = [pending.popleft() for _ in range(CHUNK)]
-                jobs = [(d.slot, d.registrant, d.key) for d in chunk]
+                jobs = [(d.slot, d.registrant, d.key, d.sequence) for d in chunk]
                 in_flight.append((chunk, loop.run_in_executor(executor, _compose_chunk, jobs)))
             if in_flight and (in_flight[0][1].done() or not pending):
                 chunk, future = in_flight.popleft()
@@ -110,7 +110,9 @@ def _compose_here(
     composer: Composer, delivery: Delivery, clock: Callable[[], datetime]
 ) -> Composed:
     try:
-        return composer.compose(delivery.slot, delivery.registrant, clock(), delivery.key).data
+        return composer.compose(
+            delivery.slot, delivery.registrant, clock(), delivery.key, delivery.sequence
+        ).data
     except ReminderError as exc:
         return f"cannot compose: {exc}"
 
@@ -139,9 +141,11 @@ def _compose_chunk(jobs: list[Job]) -> list[Composed]:
     if _composer is None:
         raise StaleSnapshotError("the input files changed while the batch was being sent")
     results: list[Composed] = []
-    for slot, registrant, key in jobs:
+    for slot, registrant, key, sequence in jobs:
         try:
-            results.append(_composer.compose(slot, registrant, datetime.now(UTC), key).data)
+            results.append(
+                _composer.compose(slot, registrant, datetime.now(UTC), key, sequence).data
+            )
         except ReminderError as exc:
             results.append(f"cannot compose: {exc}")
     return results

@@ -6,13 +6,25 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from .composing import compose_all
+from .errors import ReminderError
+from .leads import Lead
 from .ledger import Claim, Ledger, Outcome, Status
 from .messages import message_id
-from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
+from .notices import (
+    UPDATE,
+    Notice,
+    NoticePlan,
+    Told,
+    notice_wakeups,
+    plan_notices,
+    since_as_of,
+    version,
+)
+from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
 from .snapshot import Snapshot
 from .transport import Envelope, Result, Transport, Verdict
@@ -34,6 +46,7 @@ class Tally:
     superseded: int = 0
     late: int = 0
     expired: int = 0
+    notices: int = 0  # of those sent or attempted, change notices
     lines: list[tuple[str, str, int, bool]] = field(default_factory=list)  # session, lead, n, late
 
     def __bool__(self) -> bool:
@@ -48,25 +61,68 @@ class Tally:
             text += f" ({self.late} late)"
         if self.expired:
             text += f", expired {self.expired}"
+        if self.notices:
+            text += f"; {self.notices} change notices"
         return text
 
 
-def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
-    """What the plan and the ledger say is owed at `now`."""
+def notice_plan(
+    ledger: Ledger, snapshot: Snapshot, now: datetime, *, observe: bool = False
+) -> NoticePlan:
+    """Change notices owed at `now`. With `observe`, the sessions' current versions are
+    recorded first (the worker); without, the ledger is only read (plan, status, check)."""
+    default = snapshot.config.cycle.join_url or ""
+    live = [
+        s
+        for s in snapshot.sessions
+        if now < s.start or (s.moved_from is not None and now < s.moved_from)
+    ]
+    versions = {s.id: version(s, snapshot.roster, default) for s in live}
+    since = (
+        ledger.observe(versions, now) if observe else since_as_of(ledger.versions(), versions, now)
+    )
+    delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
+    view = ledger.notice_view(versions, since)
+    return plan_notices(now, live, snapshot.roster, view, delay, default)
+
+
+def owed(
+    ledger: Ledger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+) -> Batch:
+    """What the plan and the ledger say is owed at `now`.
+
+    Reminders of a session whose change is still settling wait with its notices; an
+    update owed now stands in for a late reminder of the new date to the same person.
+    """
+    notices = notices or notice_plan(ledger, snapshot, now)
+    slots = [slot for slot in snapshot.slots if slot.session.key not in notices.held]
     active = {
         slot.session.key
-        for slot in snapshot.slots
+        for slot in slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
-    return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+    batch = due_batch(now, slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+    updated = {(n.session.key, n.registrant.key) for n in notices.owed if n.kind == UPDATE}
+    sends: list[Delivery] = []
+    replaced: list[tuple[DeliveryKey, datetime]] = []
+    for delivery in batch.sends:
+        if delivery.late and (delivery.slot.session.key, delivery.registrant.key) in updated:
+            replaced.append((delivery.key, delivery.slot.due_at))
+            continue
+        sequence = notices.sequence(delivery.slot.session, delivery.registrant.key)
+        sends.append(replace(delivery, sequence=sequence))
+    return Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 
 def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]:
-    """The future instants when something may be owed: reminders, and retries of claims."""
+    """The future instants when something may be owed: reminders, notices, retries of claims."""
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
     active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
-    return next_wakeups(now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff)
+    found = next_wakeups(
+        now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
+    )
+    return sorted(set(found) | notice_wakeups(now, notice_plan(ledger, snapshot, now)))
 
 
 class ResultWriter:
@@ -112,39 +168,75 @@ class Dispatcher:
         """Send everything owed at the clock's now; return what happened."""
         now = self.clock()
         tally = Tally(expired=self.ledger.expire(now))
-        batch = owed(self.ledger, snapshot, now)
-        if batch.superseded:
-            self.ledger.supersede(batch.superseded, now)
-            tally.superseded = len(batch.superseded)
-        if not batch.sends:
+        notices = notice_plan(self.ledger, snapshot, now, observe=True)
+        batch = owed(self.ledger, snapshot, now, notices)
+        superseded = batch.superseded + notices.superseded
+        if superseded:
+            self.ledger.supersede(superseded, now)
+            tally.superseded = len(superseded)
+        if not batch.sends and not notices.owed:
             return tally
         config = snapshot.config
+        composer = snapshot.composer
         claims = {
             d.key: Claim(
                 d.key,
                 message_id(config, d.key),
                 d.slot.due_at,
                 deadline(d.slot.session, snapshot.cutoff),
+                d.slot.session.id,
+                Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
             )
             for d in batch.sends
         }
+        claims |= {
+            n.key: Claim(
+                n.key,
+                message_id(config, n.key),
+                n.due_at,
+                n.not_after,
+                n.session.id,
+                Told(n.facts, n.sequence, now),
+            )
+            for n in notices.owed
+        }
         won = {claim.key for claim in self.ledger.claim(list(claims.values()), now)}
         deliveries = [d for d in batch.sends if d.key in won]
+        changes = [n for n in notices.owed if n.key in won]
         recorder = ResultWriter(self.ledger, self.clock)
         for delivery in deliveries:
             tally.late += delivery.late
-        _count_lines(tally, deliveries)
+        tally.notices = len(changes)
+        _count_lines(tally, deliveries, changes)
 
         async def envelopes() -> AsyncIterator[Envelope]:
+            # Notices first: a cancellation must not wait behind a large reminder batch.
+            for notice in changes:
+                claim = claims[notice.key]
+                try:
+                    data = composer.compose_notice(notice, self.clock()).data
+                except ReminderError as exc:
+                    self._report_failure(
+                        recorder, tally, _Sent.of(notice), f"cannot compose: {exc}"
+                    )
+                    continue
+                yield Envelope(
+                    (_Sent.of(notice), claim),
+                    config.smtp.sender,
+                    notice.registrant.email,
+                    claim.message_id,
+                    data,
+                    claim.not_after,
+                )
             async for delivery, composed in compose_all(
                 snapshot, deliveries, self.clock, helpers=self.helpers
             ):
                 if isinstance(composed, str):
-                    self._report_failure(recorder, tally, delivery, composed)
+                    self._report_failure(recorder, tally, _Sent.of(delivery), composed)
                     continue
                 claim = claims[delivery.key]
                 yield Envelope(
-                    (delivery, claim),
+                    (_Sent.of(delivery), claim),
                     config.smtp.sender,
                     delivery.registrant.email,
                     claim.message_id,
@@ -153,8 +245,8 @@ class Dispatcher:
                 )
 
         def report(result: Result) -> None:
-            delivery, claim = result.envelope.token
-            self._settle(recorder, tally, delivery, claim, result)
+            sent, claim = result.envelope.token
+            self._settle(recorder, tally, sent, claim, result)
 
         try:
             await self.transport.deliver(envelopes(), report, stopping)
@@ -163,12 +255,12 @@ class Dispatcher:
         return tally
 
     def _settle(
-        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, claim: Claim, result: Result
+        self, recorder: ResultWriter, tally: Tally, sent: _Sent, claim: Claim, result: Result
     ) -> None:
         now = self.clock()
         if result.verdict is Verdict.SENT:
             tally.sent += 1
-            recorder.add(Outcome(delivery.key, Status.SENT, result.reply, now))
+            recorder.add(Outcome(sent.key, Status.SENT, result.reply, now))
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -176,34 +268,51 @@ class Dispatcher:
                 tally.retrying += 1
                 log.info(
                     "will retry %s for %s at %s: %s",
-                    delivery.slot.lead,
-                    masked(delivery.registrant.email),
+                    sent.what,
+                    masked(sent.email),
                     f"{retry_at:%H:%M:%S}",
                     result.reply,
                 )
-                recorder.add(Outcome(delivery.key, Status.CLAIMED, result.reply, now, retry_at))
+                recorder.add(Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at))
                 return
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
-        self._report_failure(recorder, tally, delivery, reply)
+        self._report_failure(recorder, tally, sent, reply)
 
     def _report_failure(
-        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, reply: str
+        self, recorder: ResultWriter, tally: Tally, sent: _Sent, reply: str
     ) -> None:
         tally.failed += 1
         log.warning(
-            "failed: %s reminder of %s for %s: %s",
-            delivery.slot.lead,
-            delivery.slot.session.id,
-            masked(delivery.registrant.email),
-            reply,
+            "failed: %s of %s for %s: %s", sent.what, sent.session, masked(sent.email), reply
         )
-        recorder.add(Outcome(delivery.key, Status.FAILED, reply, self.clock()))
+        recorder.add(Outcome(sent.key, Status.FAILED, reply, self.clock()))
 
 
-def _count_lines(tally: Tally, deliveries: list[Delivery]) -> None:
+@dataclass(frozen=True)
+class _Sent:
+    """What the outcome of one mail is recorded and logged under: reminder or notice."""
+
+    key: DeliveryKey
+    what: str  # "1d reminder", "cancellation"
+    session: str
+    email: str
+
+    @classmethod
+    def of(cls, item: Delivery | Notice) -> _Sent:
+        if isinstance(item, Notice):
+            return cls(item.key, item.kind, item.session.id, item.registrant.email)
+        return cls(
+            item.key, f"{item.slot.lead} reminder", item.slot.session.id, item.registrant.email
+        )
+
+
+def _count_lines(tally: Tally, deliveries: list[Delivery], notices: list[Notice]) -> None:
     counts: dict[tuple[str, str, bool], int] = {}
+    for notice in notices:
+        key = (notice.session.id, notice.kind, False)
+        counts[key] = counts.get(key, 0) + 1
     for delivery in deliveries:
         key = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
         counts[key] = counts.get(key, 0) + 1
