@@ -32,6 +32,7 @@ _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
 MAX_DISPLAY_NAME = 64
 LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_SPACES = re.compile(r"[ \t\n\r\f\v\x1c-\x1f\x85\u1680\u2000-\u200a\u3000]+")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -426,7 +427,8 @@ def one_line(text: str) -> str:
     """A header value on one line, whatever a template, a topic or a name put in it:
     control characters, line and paragraph separators and bidirectional overrides
     become spaces, and runs of spaces one."""
-    return " ".join(_UNSAFE.sub(" ", text).split())
+    # Only breaking spaces collapse: the non-breaking ones of French typography stay.
+    return _SPACES.sub(" ", _UNSAFE.sub(" ", text)).strip(" ")
 
 
 def _encoded(value: str, used: int = 0) -> str:

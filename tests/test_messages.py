@@ -114,7 +114,7 @@ def test_the_mail_reads_well_in_french(snapshot: Snapshot) -> None:
     text = text_of(message)
     assert text.startswith("Bonjour Anne Martin,\n")
     assert "a lieu demain, mercredi 1er mars 2023, de 17h00 à 19h00." in text
-    assert "Mercredi 1er mars 2023, 17h00 – 19h00 (heure de Paris)" in text
+    assert "Mercredi 1er mars 2023, 17h00 – 19h00 (heure\u00a0de\u00a0Paris)" in text
     assert "https://zoom.us/j/00000000000" in text
     assert "Intervention\u00a0: Christophe Noyé, géographe, Cf. Géo" in text
     assert "En partenariat avec l’École du renouvellement urbain" in text
