@@ -45,6 +45,7 @@ def session_calendar(
     """
     method = calendar_method(facts)
     start, end = (facts.start, facts.end) if facts is not None else (session.start, session.end)
+    start, end = start.astimezone(config.zone), end.astimezone(config.zone)  # TZID, not offset
     french_text = config.cycle.language == "fr"
 
     def text(value: str) -> str:

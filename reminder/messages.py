@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -19,7 +19,7 @@ import css_inline
 from .config import Config
 from .ics import calendar_method, session_calendar
 from .leads import Lead
-from .notices import Facts, Notice, facts_for
+from .notices import CANCELLED, Facts, Notice, facts_for
 from .plan import REMINDER as REMINDER_KIND
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant
@@ -123,7 +123,8 @@ class Composer:
             now,
             notice.sequence,
             notice.facts if notice.kind == "cancellation" else None,
-            notice.told.facts if notice.kind == "cancellation" else None,
+            # The entry withdrawn is the one the registrant holds: at the times they were told.
+            replace(notice.told.facts, status=CANCELLED) if notice.kind == "cancellation" else None,
         )
 
     def notice_context(self, notice: Notice, language: str) -> dict[str, Any]:

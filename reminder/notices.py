@@ -160,7 +160,17 @@ def plan_notices(
         told = view.told.get(session.id, {})
         attending = {r.key for r in roster.attending(session)}
         top = session.sequence
-        for who, last in told.items():
+        for who, stored in told.items():
+            # The ledger keeps offsets, not zones: read the told times in the session's zone.
+            zone = session.start.tzinfo
+            last = replace(
+                stored,
+                facts=replace(
+                    stored.facts,
+                    start=stored.facts.start.astimezone(zone),
+                    end=stored.facts.end.astimezone(zone),
+                ),
+            )
             registrant = people.get(who)
             wanted: DeliveryKey | None = None
             if registrant is not None:
