@@ -13,11 +13,12 @@ from pathlib import Path
 
 from . import report
 from .config import config_path
-from .delivery import wakeups
+from .delivery import notice_plan, notices_in, told, wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
 from .ledger import Ledger
 from .logs import setup_logging
+from .notices import CANCELLATION, NOTICE_KINDS, UPDATE, sample_notice
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant
 from .sessions import Session, find_session
@@ -89,7 +90,10 @@ def parser() -> argparse.ArgumentParser:
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], help=summary, description=summary)
 
-    command("check", "Validate config, registrants and templates; exit 1 on any error.")
+    checking = command("check", "Validate config, registrants and templates; exit 1 on any error.")
+    checking.add_argument(
+        "--now", type=_instant, help="pretend it is this instant, for the notices (ISO 8601)"
+    )
 
     plan = command("plan", "Show the sessions and when each reminder goes out.")
     plan.add_argument("--from", dest="start", type=_day, help="first day shown (YYYY-MM-DD)")
@@ -111,9 +115,15 @@ def parser() -> argparse.ArgumentParser:
         "--show-addresses", action="store_true", help="print full addresses (masked by default)"
     )
 
-    preview = command("preview", "Write one reminder as .eml, .html and .ics; print its text.")
+    preview = command("preview", "Write one mail as .eml, .html and .ics; print its text.")
     preview.add_argument("--session", type=_day, required=True, help="the session (YYYY-MM-DD)")
     preview.add_argument("--lead", type=_lead, help="which reminder (default: the first lead)")
+    preview.add_argument(
+        "--kind",
+        choices=["reminder", *NOTICE_KINDS],
+        default="reminder",
+        help="a reminder (default), or the cancellation or update notice of a change",
+    )
     preview.add_argument(
         "--registrant",
         metavar="EMAIL",
@@ -202,6 +212,13 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
         return FAILED
     roster = snapshot.roster
     cancelled = sum(s.cancelled for s in snapshot.sessions)
+    now = _now(snapshot, args.now)
+    owed = report.notices_data(
+        notices_in(ledger_path(snapshot.config), snapshot, now), snapshot, now
+    )
+    if owed:
+        print("change notices these files would cause, against the ledger:")
+        print("\n".join(report.notices_lines(owed)))
     print(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
         f"leads {', '.join(snapshot.config.reminders.leads)}; {len(roster.registrants)} "
@@ -220,16 +237,17 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
         if (args.start is None or s.start.date() >= args.start)
         and (args.end is None or s.start.date() <= args.end)
     ]
+    notices = notices_in(ledger_path(snapshot.config), snapshot, now)
     if args.format == "json":
         print(
             json.dumps(
-                report.plan_data(snapshot, sessions, now, snapshot.roster),
+                report.plan_data(snapshot, sessions, now, snapshot.roster, notices),
                 ensure_ascii=False,
                 indent=2,
             )
         )
     else:
-        print(report.plan_text(snapshot, sessions, now, snapshot.roster))
+        print(report.plan_text(snapshot, sessions, now, snapshot.roster, notices))
     return OK
 
 
@@ -256,6 +274,12 @@ def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
 def do_preview(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if args.kind == "reminder" and slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it. "
+            f"`reminder preview --session {slot.session.id} --kind cancellation` shows the "
+            "notice its registrants receive"
+        )
     registrant = SAMPLE_REGISTRANT
     if args.registrant:
         found = snapshot.roster.find(args.registrant)
@@ -264,10 +288,31 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
                 f"{args.registrant} is not a registrant served by {snapshot.roster.source}"
             )
         registrant = found
-    composed = snapshot.composer.compose(slot, registrant, slot.due_at)
+    if args.kind == "reminder":
+        composed = snapshot.composer.compose(slot, registrant, slot.due_at)
+        stem = f"reminder-{slot.session.id}-{slot.lead}"
+    else:
+        now = utc_now()
+        before = told(ledger_path(snapshot.config), slot.session.id, registrant.key)
+        notice = sample_notice(
+            slot.session, registrant, args.kind, snapshot.config.cycle.join_url or "", before, now
+        )
+        if args.kind == UPDATE and not notice.changes:
+            print(
+                f"note: nothing differs from what {registrant.email} was told; the mail "
+                "below names no change",
+                file=sys.stderr,
+            )
+        if args.kind == CANCELLATION and not slot.session.cancelled:
+            print(
+                "note: this session is not cancelled; this is the mail its registrants "
+                "would get if it were",
+                file=sys.stderr,
+            )
+        composed = snapshot.composer.compose_notice(notice, now)
+        stem = f"{args.kind}-{slot.session.id}"
     out = args.out or snapshot.state_dir / "preview"
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"reminder-{slot.session.id}-{slot.lead}"
     files = {".eml": composed.data, ".html": composed.html.encode(), ".ics": composed.ics}
     for suffix, content in files.items():
         (out / f"{stem}{suffix}").write_bytes(content)
@@ -349,7 +394,12 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
     now = _now(snapshot, args.now)
     with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
         data = report.status_data(
-            snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
+            snapshot,
+            now,
+            wakeups(ledger, snapshot, now),
+            ledger.counts(),
+            ledger.last_error(),
+            notice_plan(ledger, snapshot, now),
         )
     print(
         json.dumps(data, ensure_ascii=False, indent=2)

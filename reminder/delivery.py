@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from .composing import compose_all
 from .errors import ReminderError
@@ -84,6 +85,23 @@ def notice_plan(
     delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
     view = ledger.notice_view(versions, since)
     return plan_notices(now, live, snapshot.roster, view, delay, default)
+
+
+def notices_in(path: Path, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
+    """The notices the ledger at `path` and these files make owed, without writing anything
+    (None when there is no ledger yet: nobody has been told anything)."""
+    if not path.exists():
+        return None
+    with Ledger(path, readonly=True) as ledger:
+        return notice_plan(ledger, snapshot, now)
+
+
+def told(path: Path, session_id: str, recipient: str) -> Told | None:
+    """What the ledger at `path` says `recipient` was last told about a session."""
+    if not path.exists():
+        return None
+    with Ledger(path, readonly=True) as ledger:
+        return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
 
 
 def owed(

@@ -236,3 +236,30 @@ def since_as_of(
             digest, since = known[session_id]
             found[session_id] = since if digest == current else now
     return found
+
+
+def sample_notice(
+    session: Session,
+    registrant: Registrant,
+    kind: str,
+    default_url: str,
+    told: Told | None,
+    now: datetime,
+) -> Notice:
+    """The notice `registrant` would get, for `reminder preview --kind`.
+
+    Without what the ledger says they were told, the old facts are the session as first
+    planned (before a move) with the cycle's link.
+    """
+    facts = facts_for(session, registrant, default_url, attending=kind != CANCELLATION)
+    if kind == UPDATE and facts.status == CANCELLED:
+        facts = replace(facts, status=CONFIRMED)
+    if told is None:
+        before = session.moved_from or session.start
+        link = registrant.join_url or default_url
+        old = Facts(before, before + (session.end - session.start), link, CONFIRMED, session.topic)
+        told = Told(old, 0, now)
+    found = changes(told.facts, facts, topic=session.notify_topic)
+    return Notice(
+        session, kind, registrant, told, facts, told.sequence + 1, now, session.start, found
+    )

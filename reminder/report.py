@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from .ledger import Row
+from .notices import NoticePlan
 from .plan import Slot, deadline
 from .registrants import Registrant, Roster, masked
 from .sessions import Session
@@ -63,10 +64,59 @@ def slots_by_session(snapshot: Snapshot) -> dict[Session, list[Slot]]:
     return found
 
 
+def notices_data(
+    plan: NoticePlan | None, snapshot: Snapshot, now: datetime
+) -> list[dict[str, Any]]:
+    """Notices owed, per session, kind and instant: how many, what changed, when they go."""
+    if plan is None:
+        return []
+    groups: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
+    for notice in (*plan.owed, *plan.waiting):
+        at = max(notice.due_at, now) if notice in plan.owed else notice.due_at
+        state = "retry" if notice.retry else ("due" if notice in plan.owed else "settling")
+        key = (notice.session.id, notice.kind, state, at)
+        group = groups.setdefault(
+            key,
+            {
+                "session": notice.session.id,
+                "kind": notice.kind,
+                "state": state,
+                "at": iso(at.astimezone(snapshot.config.zone)),
+                "registrants": 0,
+                "changes": [],
+                "sequence": notice.sequence,
+            },
+        )
+        group["registrants"] += 1
+        group["changes"] = sorted(set(group["changes"]) | set(notice.changes))
+    return sorted(groups.values(), key=lambda g: (g["at"], g["session"], g["kind"]))
+
+
+def notices_lines(items: Sequence[dict[str, Any]], indent: str = "  ") -> list[str]:
+    lines = []
+    for n in items:
+        at = n["at"][:16].replace("T", " ")
+        when = (
+            f"goes at {at} once the change has settled"
+            if n["state"] == "settling"
+            else f"{n['state']} now ({at})"
+        )
+        lines.append(
+            f"{indent}{n['session']}  {n['kind']} to {n['registrants']} registrant(s) "
+            f"({', '.join(n['changes'])}; SEQUENCE {n['sequence']})  {when}"
+        )
+    return lines
+
+
 def plan_data(
-    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+    snapshot: Snapshot,
+    sessions: Sequence[Session],
+    now: datetime,
+    roster: Roster | None,
+    notices: NoticePlan | None = None,
 ) -> dict[str, Any]:
     by_session = slots_by_session(snapshot)
+    owed = notices_data(notices, snapshot, now)
     items = []
     for session in sessions:
         reminders = [
@@ -95,6 +145,7 @@ def plan_data(
                 "join_url": session.join_url,
                 "registrants": len(roster.attending(session)) if roster else None,
                 "reminders": reminders,
+                "notices": [n for n in owed if n["session"] == session.id],
             }
         )
     config = snapshot.config
@@ -108,8 +159,13 @@ def plan_data(
 
 
 def plan_text(
-    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+    snapshot: Snapshot,
+    sessions: Sequence[Session],
+    now: datetime,
+    roster: Roster | None,
+    notices: NoticePlan | None = None,
 ) -> str:
+    owed = notices_data(notices, snapshot, now)
     config = snapshot.config
     language = config.cycle.language
     zone = config.zone
@@ -138,6 +194,7 @@ def plan_text(
             )
         if session.holiday:
             lines.append(f"    public holiday: {session.holiday}")
+        lines += notices_lines([n for n in owed if n["session"] == session.id], "    notice ")
         if session.cancelled:
             reason = f": {session.cancelled_reason}" if session.cancelled_reason else ""
             lines.append(f"    cancelled{reason}")
@@ -279,7 +336,9 @@ def status_data(
     wakeups: Sequence[datetime],
     counts: dict[tuple[str, str, str], dict[str, int]],
     last_error: Row | None,
+    notices: NoticePlan | None = None,
 ) -> dict[str, Any]:
+    owed = notices_data(notices, snapshot, now)
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -287,9 +346,10 @@ def status_data(
     upcoming = []
     for instant in wakeups[:10]:
         what = by_instant.get(instant, [])
+        at = iso(instant.astimezone(snapshot.config.zone))
         upcoming.append(
             {
-                "at": iso(instant.astimezone(snapshot.config.zone)),
+                "at": at,
                 "reminders": [
                     {
                         "session": s.session.id,
@@ -298,7 +358,7 @@ def status_data(
                     }
                     for s in what
                 ]
-                or "retries",
+                or ("change notices" if any(n["at"] == at for n in owed) else "retries"),
             }
         )
     lines = []
@@ -335,6 +395,7 @@ def status_data(
         "now": iso(now.astimezone(snapshot.config.zone)),
         "next_wakeups": upcoming,
         "reminders": lines,
+        "notices": owed,
         "last_error": error,
     }
 
@@ -344,8 +405,8 @@ def status_text(data: dict[str, Any]) -> str:
     for wake in data["next_wakeups"]:
         what = wake["reminders"]
         text = (
-            "retries"
-            if what == "retries"
+            what
+            if isinstance(what, str)
             else ", ".join(
                 f"{r['lead']} reminder of {r['session']} ({r['registrants']} registrants)"
                 for r in what
@@ -387,6 +448,8 @@ def status_text(data: dict[str, Any]) -> str:
             ],
         ),
     ]
+    lines += ["", "change notices owed:"]
+    lines += notices_lines(data["notices"]) or ["  none"]
     error = data["last_error"]
     lines += [
         "",

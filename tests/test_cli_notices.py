@@ -1,0 +1,125 @@
+"""What staff see of change notices before and after the service sends them."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from email import message_from_bytes, policy
+from pathlib import Path
+
+import icalendar
+import pytest
+
+from reminder.cli import main
+from reminder.ledger import Claim, Ledger, Outcome, Status
+from reminder.notices import Facts, Told
+from reminder.plan import DeliveryKey
+
+from .conftest import Project
+from .test_notices import DELAY, PARIS, UID, datetime
+
+SENT_AT = datetime(2023, 2, 22, 17, tzinfo=PARIS)
+START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
+
+
+def cli(project: Project, *args: str) -> int:
+    return main(["--config", str(project.config), *args])
+
+
+def told_evelyne(project: Project) -> None:
+    """The ledger as if the 7d reminder of 1 March had reached one registrant."""
+    key = DeliveryKey(
+        START.isoformat(timespec="minutes"), "reminder", "7d", "evelyne.dubois@example.org"
+    )
+    facts = Facts(START, START + timedelta(hours=2), "https://zoom.us/j/00000000000")
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
+        claim = Claim(key, "<m@irev.fr>", SENT_AT, START, "2023-03-01", Told(facts, 0, SENT_AT))
+        assert ledger.claim([claim], SENT_AT)
+        ledger.record([Outcome(key, Status.SENT, "250 OK", SENT_AT)], SENT_AT)
+        ledger.observe({"2023-03-01": "as first seen"}, SENT_AT)
+
+
+def cancel_march(project: Project) -> None:
+    project.edit("date = 2023-03-01\n", "date = 2023-03-01\ncancelled = true\n")
+
+
+def test_check_plan_and_status_show_the_notices_a_cancellation_would_cause(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    told_evelyne(project)
+    cancel_march(project)
+    assert cli(project, "check", "--now", "2023-02-24T10:00") == 0
+    out = capsys.readouterr().out
+    assert "change notices these files would cause, against the ledger:" in out
+    assert "2023-03-01  cancellation to 1 registrant(s) (status; SEQUENCE 1)" in out
+    now = "2023-02-24T10:00"
+    assert cli(project, "plan", "--now", now, "--to", "2023-03-31") == 0
+    out = capsys.readouterr().out
+    assert (
+        "notice 2023-03-01  cancellation to 1 registrant(s) (status; SEQUENCE 1)  goes at "
+        "2023-02-24 10:10 once the change has settled"
+    ) in out
+    assert cli(project, "status", "--now", now, "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["notices"] == [
+        {
+            "session": "2023-03-01",
+            "kind": "cancellation",
+            "state": "settling",
+            "at": "2023-02-24T10:10:00+01:00",
+            "registrants": 1,
+            "changes": ["status"],
+            "sequence": 1,
+        }
+    ]
+    assert data["next_wakeups"][0] == {
+        "at": "2023-02-24T10:10:00+01:00",
+        "reminders": "change notices",
+    }
+    assert cli(project, "status", "--now", now) == 0
+    assert "change notices owed:\n  2023-03-01  cancellation" in capsys.readouterr().out
+
+
+def test_preview_of_a_reminder_for_a_cancelled_session_refuses(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cancel_march(project)
+    assert cli(project, "preview", "--session", "2023-03-01") == 1
+    error = capsys.readouterr().err
+    assert "the session of 2023-03-01 is cancelled: no reminder goes out for it" in error
+    assert "--kind cancellation" in error
+
+
+@pytest.mark.parametrize("kind", ["cancellation", "update"])
+def test_preview_of_a_notice_writes_its_mail_and_calendar(
+    project: Project, tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if kind == "cancellation":
+        cancel_march(project)
+    else:
+        project.edit("date = 2023-03-01\n", "date = 2023-03-01\nmoved_to = 2023-03-08\n")
+    out = tmp_path / "preview"
+    assert (
+        cli(project, "preview", "--session", "2023-03-01", "--kind", kind, "--out", str(out)) == 0
+    )
+    printed = capsys.readouterr().out
+    if kind == "cancellation":
+        assert printed.startswith(
+            "Subject: Annulé – la séance du mercredi 1er mars n’aura pas lieu"
+        )
+        assert "La séance du mercredi 1er mars 2023 est annulée" in printed
+    else:
+        assert "nouvelle date, mercredi 8 mars à 17h00" in printed
+        assert "Séance déplacée du mercredi 1er mars 2023 à 17h00 au mercredi 8 mars 2023" in (
+            printed
+        )
+    calendar = icalendar.Calendar.from_ical((out / f"{kind}-2023-03-01.ics").read_bytes())
+    event = calendar.walk("VEVENT")[0]
+    assert str(event["UID"]) == UID and int(event["SEQUENCE"]) == 1
+    expected = ("CANCEL", "CANCELLED") if kind == "cancellation" else ("PUBLISH", "CONFIRMED")
+    assert (str(calendar["METHOD"]), str(event["STATUS"])) == expected
+    message = message_from_bytes(
+        (out / f"{kind}-2023-03-01.eml").read_bytes(), policy=policy.default
+    )
+    assert message["Subject"]
+    assert DELAY  # the default delay the other tests rely on
