@@ -53,6 +53,18 @@ def _instant(text: str) -> datetime:
         ) from None
 
 
+def _edit(text: str) -> tuple[datetime, Path]:
+    instant, separator, file = text.partition("=")
+    if not separator or not file:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write INSTANT=PATH, for example 2023-05-20T10:00=edited-config.toml"
+        )
+    path = Path(file)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: {file} is not a file")
+    return _instant(instant), path
+
+
 def _lead(text: str) -> Lead:
     try:
         return Lead.parse(text)
@@ -152,6 +164,15 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--from", dest="start", type=_day, help="first day (default: cycle start)")
     sim.add_argument("--to", dest="end", type=_day, help="last day (default: cycle end)")
     sim.add_argument("--out", type=Path, help="folder (default: state/simulation)")
+    sim.add_argument(
+        "--edit",
+        metavar="INSTANT=PATH",
+        type=_edit,
+        action="append",
+        default=[],
+        help="at INSTANT (2023-05-20T10:00, cycle's zone) the config becomes the file PATH; "
+        "repeat for several edits",
+    )
     sim.add_argument(
         "--smtp",
         action="store_true",
@@ -367,23 +388,31 @@ def do_run(args: argparse.Namespace, path: Path) -> int:
 
 def do_simulate(args: argparse.Namespace, path: Path) -> int:
     result = asyncio.run(
-        simulate(path, start=args.start, end=args.end, folder=args.out, smtp=args.smtp)
+        simulate(
+            path,
+            start=args.start,
+            end=args.end,
+            folder=args.out,
+            smtp=args.smtp,
+            edits=args.edit,
+        )
     )
     rows = [
         (
             f"{step.at:%Y-%m-%d %H:%M}",  # due instants and arrivals, in the cycle's zone
             step.session,
             step.lead,
-            step.recipients,
-            "late" if step.late else "on time",
+            step.recipients if step.session else "",
+            ("late" if step.late else "on time") if step.session else "",
         )
         for step in result.steps
     ]
     print(report.table(rows, ["instant", "session", "lead", "recipients", ""]))
+    notices = f" and {result.notices} change notices" if result.notices else ""
     print(
-        f"\n{result.sent} reminders sent ({result.late} late, to registrants who signed up "
-        f"after a due instant), {result.superseded} superseded, {result.failed} failed, "
-        f"{len(result.steps)} batches.\nmessages: {result.messages}\n"
+        f"\n{result.sent - result.notices} reminders{notices} sent ({result.late} late, to "
+        f"registrants who signed up after a due instant), {result.superseded} superseded, "
+        f"{result.failed} failed, {len(result.steps)} batches.\nmessages: {result.messages}\n"
         f"ledger: {result.folder / 'ledger.sqlite'}"
     )
     return FAILED if result.failed else OK

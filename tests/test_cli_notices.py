@@ -123,3 +123,42 @@ def test_preview_of_a_notice_writes_its_mail_and_calendar(
     )
     assert message["Subject"]
     assert DELAY  # the default delay the other tests rely on
+
+
+def test_simulate_with_edits_shows_the_notices_in_its_timeline(
+    project: Project, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = project.config.read_text(encoding="utf-8")
+    cancelled = text.replace("date = 2023-05-03\n", "date = 2023-05-03\ncancelled = true\n", 1)
+    (project.root / "cancelled.toml").write_text(cancelled, encoding="utf-8")
+    moved = cancelled.replace("date = 2023-06-07\n", "date = 2023-06-07\nmoved_to = 2023-06-14\n")
+    (project.root / "moved.toml").write_text(moved, encoding="utf-8")
+    edits = [
+        f"--edit=2023-04-27T10:00={project.root / 'cancelled.toml'}",
+        f"--edit=2023-06-01T10:00={project.root / 'moved.toml'}",
+    ]
+    args = [
+        "simulate",
+        "--from",
+        "2023-04-20",
+        "--to",
+        "2023-06-30",
+        "--out",
+        str(tmp_path / "sim"),
+    ]
+    assert cli(project, *args, *edits) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "2023-04-27 10:00              edit: cancelled.toml" in lines
+    assert any(line.startswith("2023-04-27 10:10  2023-05-03  cancellation") for line in lines)
+    assert any(line.startswith("2023-06-01 10:10  2023-06-07  update") for line in lines)
+    assert not any("2023-05-03  1d" in line for line in lines)  # nothing more for May
+    assert any(line.startswith("2023-06-13 17:00  2023-06-07  1d") for line in lines)
+
+
+def test_simulate_says_what_is_wrong_with_an_edit(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli(project, "simulate", "--edit", "2023-04-27T10:00")
+    assert exit_.value.code == 2
+    assert "write INSTANT=PATH" in capsys.readouterr().err
