@@ -7,7 +7,8 @@
     python3 tasks.py lint         ruff (format and check) and mypy
     python3 tasks.py bench        the benchmarks of README "Performance"
     python3 tasks.py screenshots  render the sample mail to PNG (needs Debian's chromium)
-    python3 tasks.py install      only set up .venv
+    python3 tasks.py install      only set up .venv (editable, with the development tools)
+    python3 tasks.py install --prod   set up .venv for a server: the package only, not editable
 
 Every task creates .venv when it is missing and reinstalls when pyproject.toml changed.
 """
@@ -33,18 +34,23 @@ def run(*command: str | Path) -> None:
         sys.exit(status)
 
 
-def install() -> None:
+def install(prod: bool = False) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before any install
         sys.exit(f"reminder needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp = VENV / ".installed"
-    wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    mode = "prod" if prod else "dev"
+    wanted = mode + ":" + hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted:
         return
     if not (BIN / "python").exists():
         print(f"+ creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
     run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+    if prod:
+        # A copy of the package, not a link to this checkout, and no test or lint tools.
+        run(BIN / "python", "-m", "pip", "install", "--quiet", "--no-cache-dir", ".")
+    else:
+        run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
     stamp.write_text(wanted)
 
 
@@ -143,7 +149,7 @@ def main() -> None:
     if task not in TASKS:
         sys.exit(__doc__)
     os.environ.pop("VIRTUAL_ENV", None)
-    install()
+    install(prod=task == "install" and "--prod" in sys.argv[2:])
     TASKS[task]()
 
 

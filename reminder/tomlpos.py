@@ -1,7 +1,7 @@
 """Where a key sits in a TOML file, so a validation error can name its line.
 
 tomllib gives values, not positions; this scanner knows just enough TOML
-(tables, arrays of tables, multi-line strings) to map a key path such as
+(tables, arrays of tables, the four string forms, comments) to map a key path such as
 ("sessions", 2, "topic") to its line. It never decides validity.
 """
 
@@ -14,7 +14,7 @@ _ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
 _PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
 _KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
 
-Path = tuple[str | int, ...]
+KeyPath = tuple[str | int, ...]
 
 
 def _split_key(dotted: str) -> tuple[str, ...]:
@@ -22,16 +22,15 @@ def _split_key(dotted: str) -> tuple[str, ...]:
     return tuple(part.strip("\"'") for part in parts)
 
 
-def key_lines(text: str) -> dict[Path, int]:
+def key_lines(text: str) -> dict[KeyPath, int]:
     """Map every table and key path in `text` to its 1-based line number."""
-    lines: dict[Path, int] = {}
+    lines: dict[KeyPath, int] = {}
     counters: dict[tuple[str, ...], int] = {}
-    table: Path = ()
+    table: KeyPath = ()
     delimiter: str | None = None  # inside a multi-line string opened by this
     for number, line in enumerate(text.splitlines(), start=1):
         if delimiter is not None:
-            if line.count(delimiter) % 2 == 1:
-                delimiter = None
+            delimiter = _open_string(line, delimiter)
             continue
         if match := _ARRAY_TABLE.match(line):
             name = _split_key(match.group(1))
@@ -47,14 +46,50 @@ def key_lines(text: str) -> dict[Path, int]:
             continue
         if match := _KEY.match(line):
             lines.setdefault((*table, *_split_key(match.group(1))), number)
-            rest = line[match.end() :]
-            for quote in ('"""', "'''"):
-                if rest.count(quote) % 2 == 1:
-                    delimiter = quote
+            delimiter = _open_string(line[match.end() :], None)
     return lines
 
 
-def line_of(lines: dict[Path, int], path: Path) -> int | None:
+def _open_string(text: str, delimiter: str | None) -> str | None:
+    """The multi-line string delimiter still open at the end of `text`, if any.
+
+    `delimiter` is the one open at its start. Follows TOML's four string forms, backslash
+    escapes in basic strings, and comments, so quotes inside a comment or a one-line
+    string never open anything.
+    """
+    i = 0
+    while i < len(text):
+        if delimiter is not None:
+            if delimiter == '"""' and text[i] == "\\":
+                i += 2
+            elif text.startswith(delimiter, i):
+                # Up to two quotes may end the content just before the closing three.
+                while i < len(text) and text[i] == delimiter[0]:
+                    i += 1
+                delimiter = None
+            else:
+                i += 1
+            continue
+        char = text[i]
+        if char == "#":
+            break
+        if text.startswith(('"""', "'''"), i):
+            delimiter = text[i : i + 3]
+            i += 3
+        elif char == '"':
+            i += 1
+            while i < len(text) and text[i] != '"':
+                i += 2 if text[i] == "\\" else 1
+            i += 1
+        elif char == "'":
+            end = text.find("'", i + 1)
+            i = len(text) if end < 0 else end + 1
+        else:
+            i += 1
+    return delimiter
+
+
+def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
     """The line of `path`, or of its nearest enclosing key or table that is in the file."""
     for end in range(len(path), 0, -1):
         if (found := lines.get(tuple(path[:end]))) is not None:
