@@ -74,7 +74,14 @@ def serve() -> None:
 
 
 def bench() -> None:
-    for script in ("registrants.py", "compose.py", "plan.py", "transport.py", "worker.py"):
+    for script in (
+        "registrants.py",
+        "compose.py",
+        "plan.py",
+        "notices.py",
+        "transport.py",
+        "worker.py",
+    ):
         run(BIN / "python", ROOT / "bench" / script)
 
 

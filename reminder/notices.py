@@ -52,13 +52,14 @@ class Notice:
     due_at: datetime
     not_after: datetime
     changes: tuple[str, ...]
+    # One notice per version: a second change after the first notice went out owes
+    # another one; two changes before it did owe one, with the final facts.
+    key: DeliveryKey
     retry: bool = False
 
-    @property
-    def key(self) -> DeliveryKey:
-        # One notice per version: a second change after the first notice went out owes
-        # another one; two changes before it did owe one, with the final facts.
-        return DeliveryKey(self.session.key, self.kind, f"v{self.sequence}", self.registrant.key)
+
+def notice_key(session_key: str, kind: str, sequence: int, recipient: str) -> DeliveryKey:
+    return DeliveryKey(session_key, kind, f"v{sequence}", recipient)
 
 
 @dataclass(frozen=True)
@@ -158,19 +159,12 @@ def plan_notices(
         if since != ALWAYS and now < settles_at:
             held[session.key] = settles_at
         told = view.told.get(session.id, {})
-        attending = {r.key for r in roster.attending(session)}
+        attending = {r.key for r in roster.attending(session)} if told else set()
         top = session.sequence
-        for who, stored in told.items():
-            # The ledger keeps offsets, not zones: read the told times in the session's zone.
-            zone = session.start.tzinfo
-            last = replace(
-                stored,
-                facts=replace(
-                    stored.facts,
-                    start=stored.facts.start.astimezone(zone),
-                    end=stored.facts.end.astimezone(zone),
-                ),
-            )
+        session_key = session.key
+        # Told times carry the offset they were stored with, i.e. the session's wall-clock
+        # time: comparing their dates and times needs no conversion to the zone.
+        for who, last in told.items():
             registrant = people.get(who)
             wanted: DeliveryKey | None = None
             if registrant is not None:
@@ -193,6 +187,7 @@ def plan_notices(
                         max(since, last.at) + delay,
                         last.facts.start if kind == CANCELLATION else facts.start,
                         found,
+                        notice_key(session_key, kind, sequence, who),
                     )
                     wanted = notice.key
                     _place(notice, now, view, owed, waiting)
@@ -260,6 +255,6 @@ def sample_notice(
         old = Facts(before, before + (session.end - session.start), link, CONFIRMED, session.topic)
         told = Told(old, 0, now)
     found = changes(told.facts, facts, topic=session.notify_topic)
-    return Notice(
-        session, kind, registrant, told, facts, told.sequence + 1, now, session.start, found
-    )
+    sequence = told.sequence + 1
+    key = notice_key(session.key, kind, sequence, registrant.key)
+    return Notice(session, kind, registrant, told, facts, sequence, now, session.start, found, key)
