@@ -313,7 +313,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot
             (
                 local(row.due_at, snapshot),
                 row.session[:16].replace("T", " "),
-                row.lead,
+                row.lead if row.kind == "reminder" else f"{row.kind} {row.lead}",
                 who(row),
                 row.status,
                 row.attempts,
@@ -381,6 +381,19 @@ def status_data(
                 "missed": max(0, attendees - settled) if closed and slot.due_at <= now else 0,
             }
         )
+    told = [
+        {
+            "session": session,
+            "kind": kind,
+            "version": lead,
+            "sent": found.get("sent", 0),
+            "failed": found.get("failed", 0),
+            "superseded": found.get("superseded", 0),
+            "in_flight": found.get("claimed", 0),
+        }
+        for (session, kind, lead), found in sorted(counts.items())
+        if kind != "reminder"
+    ]
     error = None
     if last_error is not None:
         error = {
@@ -396,6 +409,7 @@ def status_data(
         "next_wakeups": upcoming,
         "reminders": lines,
         "notices": owed,
+        "notices_recorded": told,
         "last_error": error,
     }
 
@@ -450,6 +464,24 @@ def status_text(data: dict[str, Any]) -> str:
     ]
     lines += ["", "change notices owed:"]
     lines += notices_lines(data["notices"]) or ["  none"]
+    if data["notices_recorded"]:
+        lines += [
+            "",
+            table(
+                [
+                    (
+                        n["session"][:16].replace("T", " "),
+                        f"{n['kind']} {n['version']}",
+                        n["sent"],
+                        n["failed"],
+                        n["superseded"],
+                        n["in_flight"],
+                    )
+                    for n in data["notices_recorded"]
+                ],
+                ["session", "notice", "sent", "failed", "superseded", "in flight"],
+            ),
+        ]
     error = data["last_error"]
     lines += [
         "",

@@ -18,6 +18,7 @@ import pytest
 import time_machine
 import vobject
 
+from reminder.cli import main
 from reminder.ledger import Ledger
 from reminder.notices import ALWAYS
 from reminder.sessions import Session
@@ -103,7 +104,7 @@ def march(worker: Worker) -> Session:
 
 
 async def test_a_cancellation_after_the_7d_reminder_reaches_who_got_it_once_and_ends_it(
-    project: Project, smtp_server: Server
+    project: Project, smtp_server: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     use_server(project, smtp_server)
     two_sessions(project)
@@ -140,6 +141,10 @@ async def test_a_cancellation_after_the_7d_reminder_reaches_who_got_it_once_and_
         assert start == datetime(2023, 3, 1, 17, tzinfo=PARIS)  # the entry they hold
     assert set(delivered(smtp_server).values()) == {1}
     assert kinds(project) == {("reminder", "sent"): 2, ("cancellation", "sent"): 2}
+    assert main(["--config", str(project.config), "status", "--now", "2023-02-24T11:00"]) == 0
+    shown = capsys.readouterr().out
+    assert "change notices owed:\n  none" in shown
+    assert "2023-03-01 17:00  cancellation v1  2     0       0           0" in shown
 
 
 async def test_a_move_after_the_1d_reminder_sends_one_update_then_the_new_date_reminders(
