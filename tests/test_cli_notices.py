@@ -162,3 +162,14 @@ def test_simulate_says_what_is_wrong_with_an_edit(
         cli(project, "simulate", "--edit", "2023-04-27T10:00")
     assert exit_.value.code == 2
     assert "write INSTANT=PATH" in capsys.readouterr().err
+
+
+def test_a_notice_template_that_fails_to_render_is_caught_before_anything_is_sent(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.root / "templates" / "cancellation.txt").write_text(
+        "{{ notice.before.nowhere.at_all }}\n", encoding="utf-8"
+    )
+    assert cli(project, "check") == 1
+    out = capsys.readouterr().out
+    assert "cancellation.txt" in out and "while rendering" in out
