@@ -262,12 +262,12 @@ def test_unknown_variable_is_reported(project: Project) -> None:
 def test_a_failing_sample_render_is_caught_before_sending(project: Project) -> None:
     path = project.root / "templates" / "reminder.html"
     lines = path.read_text().splitlines()
-    lines[40] += "{{ session.topik }}"
+    lines[20] += "{{ session.topik }}"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TemplateError) as caught:
         project.snapshot()
     [problem] = caught.value.problems
-    assert problem.source.endswith("reminder.html") and problem.line == 41
+    assert problem.source.endswith("reminder.html") and problem.line == 21
     assert "topik" in problem.message
 
 
