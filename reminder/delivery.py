@@ -238,6 +238,16 @@ class Dispatcher:
         tally.notices = len(changes)
         _count_lines(tally, deliveries, changes)
 
+        def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
+            return Envelope(
+                (sent, claim),
+                config.smtp.sender,
+                sent.email,
+                claim.message_id,
+                data,
+                claim.not_after,
+            )
+
         async def envelopes() -> AsyncIterator[Envelope]:
             # Notices first: a cancellation must not wait behind a large reminder batch.
             for notice in changes:
@@ -249,29 +259,14 @@ class Dispatcher:
                         recorder, tally, _Sent.of(notice), f"cannot compose: {exc}"
                     )
                     continue
-                yield Envelope(
-                    (_Sent.of(notice), claim),
-                    config.smtp.sender,
-                    notice.registrant.email,
-                    claim.message_id,
-                    data,
-                    claim.not_after,
-                )
+                yield envelope(_Sent.of(notice), claim, data)
             async for delivery, composed in compose_all(
                 snapshot, deliveries, self.clock, helpers=self.helpers
             ):
                 if isinstance(composed, str):
                     self._report_failure(recorder, tally, _Sent.of(delivery), composed)
                     continue
-                claim = claims[delivery.key]
-                yield Envelope(
-                    (_Sent.of(delivery), claim),
-                    config.smtp.sender,
-                    delivery.registrant.email,
-                    claim.message_id,
-                    composed,
-                    claim.not_after,
-                )
+                yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
         def report(result: Result) -> None:
             sent, claim = result.envelope.token

@@ -5,7 +5,8 @@ from __future__ import annotations
 import signal
 import sqlite3
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -97,6 +98,22 @@ async def reloaded(worker: Worker, check: Callable[[Worker], object]) -> datetim
 def kinds(project: Project) -> Counter[tuple[str, str]]:
     with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
         return Counter((row.kind, row.status) for row in ledger.rows())
+
+
+@asynccontextmanager
+async def after_the_7d(
+    project: Project, server: Server, people: int
+) -> AsyncIterator[tuple[time_machine.Coordinates, Worker]]:
+    """A worker that has just sent the 7d reminder of 1 March to `people` registrants."""
+    use_server(project, server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(people)])
+    with time_machine.travel(
+        datetime(2023, 2, 22, 17, 0, 30, tzinfo=PARIS), tick=True
+    ) as traveller:
+        async with running(project) as worker:
+            await until(lambda: len(server.handler.messages) == people)
+            yield traveller, worker
 
 
 def march(worker: Worker) -> Session:
@@ -198,21 +215,14 @@ async def test_a_move_after_the_1d_reminder_sends_one_update_then_the_new_date_r
 async def test_a_new_link_sends_one_update_with_old_and_new(
     project: Project, smtp_server: Server
 ) -> None:
-    use_server(project, smtp_server)
-    two_sessions(project)
-    project.registrants([person(0)])
-    with time_machine.travel(
-        datetime(2023, 2, 22, 17, 0, 30, tzinfo=PARIS), tick=True
-    ) as traveller:
-        async with running(project) as worker:
-            await until(lambda: len(smtp_server.handler.messages) == 1)
-            project.edit(
-                "date = 2023-03-01\n", 'date = 2023-03-01\njoin_url = "https://zoom.us/j/42"\n'
-            )
-            changed = await reloaded(worker, lambda w: march(w).join_url)
-            await reach(traveller, worker, changed + DELAY)
-            await until(lambda: len(smtp_server.handler.messages) == 2)
-            await worker.wake("sweep")
+    async with after_the_7d(project, smtp_server, people=1) as (traveller, worker):
+        project.edit(
+            "date = 2023-03-01\n", 'date = 2023-03-01\njoin_url = "https://zoom.us/j/42"\n'
+        )
+        changed = await reloaded(worker, lambda w: march(w).join_url)
+        await reach(traveller, worker, changed + DELAY)
+        await until(lambda: len(smtp_server.handler.messages) == 2)
+        await worker.wake("sweep")
     update = parsed(smtp_server, 1)[0]
     assert update["Subject"] == (
         "Modification – séance du mercredi 1er mars\u00a0: nouveau lien de connexion"
@@ -227,25 +237,18 @@ async def test_a_new_link_sends_one_update_with_old_and_new(
 async def test_a_change_undone_within_the_notice_delay_sends_nothing(
     project: Project, smtp_server: Server
 ) -> None:
-    use_server(project, smtp_server)
-    two_sessions(project)
-    project.registrants([person(0), person(1)])
-    with time_machine.travel(
-        datetime(2023, 2, 22, 17, 0, 30, tzinfo=PARIS), tick=True
-    ) as traveller:
-        async with running(project) as worker:
-            await until(lambda: len(smtp_server.handler.messages) == 2)
-            original = project.config.read_text(encoding="utf-8")
-            project.edit("date = 2023-03-01\n", "date = 2023-03-01\nmoved_to = 2023-03-02\n")
-            await reloaded(worker, lambda w: march(w).moved)
-            traveller.shift(timedelta(minutes=4))
-            project.config.write_text(original, encoding="utf-8")  # the typo is corrected
-            await reloaded(worker, lambda w: not march(w).moved)
-            await reach(traveller, worker, datetime(2023, 2, 22, 18, tzinfo=PARIS))
-            await worker.wake("sweep")
-            assert len(smtp_server.handler.messages) == 2
-            await reach(traveller, worker, datetime(2023, 2, 28, 17, tzinfo=PARIS))
-            await until(lambda: len(smtp_server.handler.messages) == 4)  # the 1d, as planned
+    async with after_the_7d(project, smtp_server, people=2) as (traveller, worker):
+        original = project.config.read_text(encoding="utf-8")
+        project.edit("date = 2023-03-01\n", "date = 2023-03-01\nmoved_to = 2023-03-02\n")
+        await reloaded(worker, lambda w: march(w).moved)
+        traveller.shift(timedelta(minutes=4))
+        project.config.write_text(original, encoding="utf-8")  # the typo is corrected
+        await reloaded(worker, lambda w: not march(w).moved)
+        await reach(traveller, worker, datetime(2023, 2, 22, 18, tzinfo=PARIS))
+        await worker.wake("sweep")
+        assert len(smtp_server.handler.messages) == 2
+        await reach(traveller, worker, datetime(2023, 2, 28, 17, tzinfo=PARIS))
+        await until(lambda: len(smtp_server.handler.messages) == 4)  # the 1d, as planned
     assert kinds(project) == {("reminder", "sent"): 4}
     for message in parsed(smtp_server):
         assert calendar_of(message)[2] == 0  # nothing changed: the entry keeps SEQUENCE 0
@@ -254,30 +257,21 @@ async def test_a_change_undone_within_the_notice_delay_sends_nothing(
 async def test_two_changes_in_a_row_send_one_notice_with_the_final_facts_then_a_third_one_more(
     project: Project, smtp_server: Server
 ) -> None:
-    use_server(project, smtp_server)
-    two_sessions(project)
-    project.registrants([person(0)])
-    with time_machine.travel(
-        datetime(2023, 2, 22, 17, 0, 30, tzinfo=PARIS), tick=True
-    ) as traveller:
-        async with running(project) as worker:
-            await until(lambda: len(smtp_server.handler.messages) == 1)
-            project.edit("date = 2023-03-01\n", "date = 2023-03-01\nmoved_to = 2023-03-08\n")
-            await reloaded(worker, lambda w: march(w).moved)
-            traveller.shift(timedelta(minutes=3))
-            project.edit("moved_to = 2023-03-08\n", 'moved_to = 2023-03-08\nstart = "18:00"\n')
-            changed = await reloaded(worker, lambda w: march(w).start.hour == 18)
-            await reach(traveller, worker, changed + DELAY)
-            await until(lambda: len(smtp_server.handler.messages) == 2)
-            await worker.wake("sweep")
-            assert len(smtp_server.handler.messages) == 2
-            # After that notice went out, another change owes another notice.
-            project.edit(
-                "date = 2023-03-01\n", 'date = 2023-03-01\njoin_url = "https://zoom.us/j/7"\n'
-            )
-            changed = await reloaded(worker, lambda w: march(w).join_url)
-            await reach(traveller, worker, changed + DELAY)
-            await until(lambda: len(smtp_server.handler.messages) == 3)
+    async with after_the_7d(project, smtp_server, people=1) as (traveller, worker):
+        project.edit("date = 2023-03-01\n", "date = 2023-03-01\nmoved_to = 2023-03-08\n")
+        await reloaded(worker, lambda w: march(w).moved)
+        traveller.shift(timedelta(minutes=3))
+        project.edit("moved_to = 2023-03-08\n", 'moved_to = 2023-03-08\nstart = "18:00"\n')
+        changed = await reloaded(worker, lambda w: march(w).start.hour == 18)
+        await reach(traveller, worker, changed + DELAY)
+        await until(lambda: len(smtp_server.handler.messages) == 2)
+        await worker.wake("sweep")
+        assert len(smtp_server.handler.messages) == 2
+        # After that notice went out, another change owes another notice.
+        project.edit("date = 2023-03-01\n", 'date = 2023-03-01\njoin_url = "https://zoom.us/j/7"\n')
+        changed = await reloaded(worker, lambda w: march(w).join_url)
+        await reach(traveller, worker, changed + DELAY)
+        await until(lambda: len(smtp_server.handler.messages) == 3)
     first, second = parsed(smtp_server, 1)
     assert "mercredi 8 mars à 18h00" in first["Subject"]
     assert "Séance déplacée du mercredi 1er mars 2023 à 17h00 au mercredi 8 mars 2023 à 18h00" in (
