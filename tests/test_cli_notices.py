@@ -10,20 +10,16 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from reminder.cli import main
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.notices import Facts, Told
 from reminder.plan import DeliveryKey
 
 from .conftest import Project
+from .test_cli import cli
 from .test_notices import DELAY, PARIS, UID, datetime
 
 SENT_AT = datetime(2023, 2, 22, 17, tzinfo=PARIS)
 START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
-
-
-def cli(project: Project, *args: str) -> int:
-    return main(["--config", str(project.config), *args])
 
 
 def told_evelyne(project: Project) -> None:
