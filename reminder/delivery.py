@@ -16,6 +16,7 @@ from .leads import Lead
 from .ledger import Claim, Ledger, Outcome, Status
 from .messages import message_id
 from .notices import (
+    NOTICE_KINDS,
     UPDATE,
     Notice,
     NoticePlan,
@@ -189,7 +190,17 @@ class Dispatcher:
             found = next_wakeups(
                 now, snapshot.slots, self.ledger.view(active, claims_only=True), snapshot.cutoff
             )
-            return sorted(set(found) | notice_wakeups(now, self._notices[1]))
+            # Notice claims put back for a retry during that pass are read from the ledger;
+            # a cancelled session has no reminder slots, so its key comes from the sessions.
+            told = {s.key for s in snapshot.sessions if now < s.start}
+            retries = {
+                at
+                for kind in NOTICE_KINDS
+                for claims in self.ledger.view(told, kind, claims_only=True).claims.values()
+                for at in claims.values()
+                if at > now
+            }
+            return sorted(set(found) | retries | notice_wakeups(now, self._notices[1]))
         return wakeups(self.ledger, snapshot, now)
 
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:

@@ -102,10 +102,11 @@ def kinds(project: Project) -> Counter[tuple[str, str]]:
 
 @asynccontextmanager
 async def after_the_7d(
-    project: Project, server: Server, people: int
+    project: Project, server: Server, people: int, attempts: int = 4
 ) -> AsyncIterator[tuple[time_machine.Coordinates, Worker]]:
     """A worker that has just sent the 7d reminder of 1 March to `people` registrants."""
     use_server(project, server)
+    project.edit('security = "none"', f'security = "none"\nattempts = {attempts}')
     two_sessions(project)
     project.registrants([person(n) for n in range(people)])
     with time_machine.travel(
@@ -333,3 +334,26 @@ def _sent(project: Project, kind: str) -> int:
             return sum(1 for row in ledger.rows() if row.kind == kind and row.status == "sent")
     except sqlite3.OperationalError:  # the worker is still creating it
         return 0
+
+
+async def test_a_notice_refused_for_now_is_retried_at_its_own_instant(
+    project: Project, smtp_server: Server
+) -> None:
+    # One try a pass: the retry is the ledger's, at its instant.
+    async with after_the_7d(project, smtp_server, 1, attempts=1) as (traveller, worker):
+        smtp_server.handler.rcpt_replies["alex0@example.org"] = ["451 4.3.0 try again later"]
+        project.edit("date = 2023-03-01\n", "date = 2023-03-01\ncancelled = true\n")
+        changed = await reloaded(worker, lambda w: march(w).cancelled)
+        await reach(traveller, worker, changed + DELAY)
+
+        def attempts() -> int:
+            with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+                rows = [r for r in ledger.rows() if r.kind == "cancellation"]
+                return rows[0].attempts if rows and rows[0].status == "claimed" else 0
+
+        await until(lambda: attempts() == 1)  # refused with 451, kept claimed
+        retry_at = min(job.next_run_time for job in worker.scheduler.get_jobs())
+        assert changed + DELAY + timedelta(minutes=3) < retry_at
+        await reach(traveller, worker, retry_at)
+        await until(lambda: len(smtp_server.handler.messages) == 2)
+    assert kinds(project) == {("reminder", "sent"): 1, ("cancellation", "sent"): 1}
