@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from email_validator import EmailNotValidError, validate_email
-
-from . import __version__, report
-from .bounces import collect
-from .config import Config, config_path, load_config
-from .delivery import notice_plan, notices_in, told, wakeups
+# Only what parsing the command line needs is imported here: `reminder --help` must answer
+# at once. Each command imports what it uses when it runs.
+from . import __version__
 from .errors import InputError, ReminderError
+from .kinds import CANCELLATION, NOTICE_KINDS, UPDATE
 from .leads import Lead
-from .ledger import Ledger, Suppression, canonical
 from .logs import printable, setup_logging, use_zone
-from .notices import CANCELLATION, NOTICE_KINDS, UPDATE, sample_notice
-from .plan import DeliveryKey, Slot
-from .registrants import Registrant, load_suppression, masked
-from .sessions import Session, find_session
-from .simulate import simulate
-from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
-from .transport import Envelope, Result, each
-from .worker import Worker, ledger_path, make_transport, utc_now
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .ledger import Suppression
+    from .plan import Slot
+    from .sessions import Session
+    from .snapshot import Snapshot
 
 log = logging.getLogger("reminder")
 # The exit statuses, as the README's table documents them.
@@ -272,7 +267,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+    args = parser().parse_args(argv)  # --help and usage errors end here, with little imported
+    from .config import config_path
+
     args.utc = getattr(args, "utc", False)
     setup_logging(
         getattr(args, "log_format", "human"), getattr(args, "log_level", "info"), utc=args.utc
@@ -314,12 +311,16 @@ def _window_start(since: Lead | datetime | None, now: datetime, zone: tzinfo) ->
 
 
 def _now(snapshot: Snapshot, given: datetime | None) -> datetime:
+    from .clock import utc_now
+
     if given is None:
         return utc_now()
     return given if given.tzinfo else given.replace(tzinfo=snapshot.config.zone)
 
 
 def _session(snapshot: Snapshot, day: date) -> Session:
+    from .sessions import find_session
+
     found = find_session(snapshot.sessions, day)
     if found is None:
         days = ", ".join(s.id for s in snapshot.sessions)
@@ -328,6 +329,11 @@ def _session(snapshot: Snapshot, day: date) -> Session:
 
 
 def do_check(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .config import ledger_path
+    from .delivery import notices_in
+    from .snapshot import check
+
     snapshot, problems = check(path)
     for problem in problems:
         err(str(problem))
@@ -371,6 +377,9 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
 
 def _suppressions(config: Config) -> list[Suppression]:
     """The ledger's suppressions; none before the ledger exists."""
+    from .config import ledger_path
+    from .ledger import Ledger
+
     path = ledger_path(config)
     if not path.exists():
         return []
@@ -379,6 +388,11 @@ def _suppressions(config: Config) -> list[Suppression]:
 
 
 def do_plan(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .config import ledger_path
+    from .delivery import notices_in
+    from .snapshot import load_snapshot
+
     snapshot = load_snapshot(path)
     now = _now(snapshot, args.now)
     sessions = [
@@ -402,6 +416,9 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_registrants(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .snapshot import load_snapshot
+
     snapshot = load_snapshot(path)
     people = list(snapshot.roster.registrants)
     if args.session:
@@ -415,6 +432,9 @@ def do_registrants(args: argparse.Namespace, path: Path) -> int:
 
 
 def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
+    from .clock import utc_now
+    from .plan import Slot
+
     if day is None:
         now = utc_now()
         upcoming = [s for s in snapshot.sessions if not s.cancelled and s.start > now]
@@ -426,6 +446,12 @@ def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
 
 
 def do_preview(args: argparse.Namespace, path: Path) -> int:
+    from .clock import utc_now
+    from .config import ledger_path
+    from .delivery import told
+    from .notices import sample_notice
+    from .snapshot import SAMPLE_REGISTRANT, load_snapshot
+
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
     if args.kind == "reminder" and slot.session.cancelled:
@@ -474,6 +500,17 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_send_test(args: argparse.Namespace, path: Path) -> int:
+    import asyncio
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from .clock import utc_now
+    from .plan import DeliveryKey
+    from .registrants import Registrant
+    from .snapshot import SAMPLE_REGISTRANT, load_snapshot
+    from .transport import Envelope, Result, each
+    from .worker import make_transport
+
     try:
         checked = validate_email(args.to.strip(), check_deliverability=False)
     except EmailNotValidError as exc:
@@ -512,6 +549,12 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_history(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .clock import utc_now
+    from .config import ledger_path
+    from .ledger import Ledger
+    from .snapshot import load_snapshot
+
     snapshot = load_snapshot(path)
     zone = _zone(snapshot, args)
     prefix = _session(snapshot, args.session).key if args.session else ""
@@ -531,12 +574,22 @@ def do_history(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_run(args: argparse.Namespace, path: Path) -> int:
+    import asyncio
+    import signal
+
+    from .worker import Worker
+
     worker = Worker(path, utc_logs=args.utc)
     asyncio.run(worker.run())
     return INTERRUPTED if worker.signal == signal.SIGINT else OK
 
 
 def do_simulate(args: argparse.Namespace, path: Path) -> int:
+    import asyncio
+
+    from . import report
+    from .simulate import simulate
+
     result = asyncio.run(
         simulate(
             path,
@@ -569,6 +622,12 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_status(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .config import ledger_path
+    from .delivery import notice_plan, wakeups
+    from .ledger import Ledger
+    from .snapshot import load_snapshot
+
     snapshot = load_snapshot(path)
     zone = _zone(snapshot, args)
     now = _now(snapshot, args.now)
@@ -595,6 +654,11 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_suppress(args: argparse.Namespace, path: Path) -> int:
+    from .clock import utc_now
+    from .config import ledger_path, load_config
+    from .ledger import Ledger, canonical
+    from .registrants import masked
+
     config = load_config(path)
     with Ledger(ledger_path(config)) as ledger:
         added = ledger.suppress(args.address, reason=args.reason, source="staff", at=utc_now())
@@ -611,6 +675,10 @@ def do_suppress(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
+    from .config import ledger_path, load_config
+    from .ledger import Ledger, canonical
+    from .registrants import load_suppression, masked
+
     config = load_config(path)
     address = canonical(args.address)
     with Ledger(ledger_path(config)) as ledger:
@@ -629,6 +697,11 @@ def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_bounces(args: argparse.Namespace, path: Path) -> int:
+    from .bounces import collect
+    from .clock import utc_now
+    from .config import ledger_path, load_config
+    from .ledger import Ledger
+
     config = load_config(path)
     with Ledger(ledger_path(config)) as ledger:
         run = collect(config, ledger, utc_now())
@@ -637,6 +710,10 @@ def do_bounces(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_suppressed(args: argparse.Namespace, path: Path) -> int:
+    from . import report
+    from .config import load_config
+    from .registrants import load_suppression
+
     config = load_config(path)
     suppressions = _suppressions(config)
     listed = sorted(load_suppression(config.path(config.paths.suppression)))

@@ -482,6 +482,10 @@ def config_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     return Path(cli_value or os.environ.get(f"{ENV_PREFIX}CONFIG") or "config.toml")
 
 
+def ledger_path(config: Config) -> Path:
+    return config.path(config.paths.state) / "ledger.sqlite"
+
+
 def load_config(path: Path) -> Config:
     """Read, validate and return the config at `path`, or raise ConfigError with every problem."""
     name = str(path)

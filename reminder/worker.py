@@ -20,8 +20,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
 from .bounces import BounceRun, collect
+from .clock import utc_now
 from .composing import helper_count
-from .config import Config
+from .config import Config, ledger_path
 from .delivery import Clock, Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .leads import Lead
@@ -39,14 +40,6 @@ log = logging.getLogger("reminder")
 POLL_SECONDS = 2.0  # config, export, suppression list and templates: seen within 5 s
 DRAIN_SECONDS = 30.0
 WAKEUP_PREFIX = "due:"
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def ledger_path(config: Config) -> Path:
-    return config.path(config.paths.state) / "ledger.sqlite"
 
 
 def make_transport(config: Config) -> Transport:
