@@ -2,14 +2,16 @@
 
 Composing a reminder costs about as much CPU as sending it, and both hold the GIL:
 on a fast relay one process can only go at half the speed of its transport. A large
-batch is therefore composed by helper processes too, each loading the same snapshot
-from the same files, while this process sends; it composes itself whenever the
+batch is therefore composed by helper processes too, each reading the same config,
+sessions and templates (not the roster: each job carries its registrant), while this
+process sends; it composes itself whenever the
 helpers fall behind, so the first messages never wait for them to start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import multiprocessing
 import os
@@ -17,17 +19,21 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sized
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .config import load_config
 from .errors import ReminderError
 from .messages import Composer
 from .plan import Delivery, DeliveryKey, Slot
 from .registrants import Registrant
-from .snapshot import Snapshot, load_snapshot
+from .sessions import build_sessions
+from .snapshot import Snapshot, watched_paths
+from .snapshot import fingerprint as snapshot_fingerprint
+from .templating import Templates
 
 log = logging.getLogger("reminder")
 
@@ -48,31 +54,43 @@ def helper_count() -> int:
 
 async def compose_all(
     snapshot: Snapshot,
-    deliveries: Sequence[Delivery],
+    deliveries: Iterable[Delivery],
     clock: Callable[[], datetime],
     *,
     helpers: int = 0,
+    size: int | None = None,
     counts: dict[str, int] | None = None,
     message_ids: Mapping[DeliveryKey, str] | None = None,
 ) -> AsyncIterator[tuple[Delivery, Composed]]:
     """Each delivery with its message (or the reason it has none), in no promised order.
 
-    With `helpers` > 0 and a batch of PARALLEL_FROM or more, helper processes take
-    chunks from the front while this process composes from the back. Helpers date
-    their messages by the real clock: the caller asks for them only when `clock` is it.
-    `counts`, when given, receives how many were composed "here" and by "helpers".
-    `message_ids` are those recorded at the claims, carried unchanged.
+    `deliveries` is read lazily, only a window ahead of what is composed: the caller
+    may claim them as they are read. With `helpers` > 0 and a batch (`size`, when
+    `deliveries` has no length) of PARALLEL_FROM or more, helper processes take chunks
+    from the front of the window while this process composes from its back. Helpers
+    date their messages by the real clock: the caller asks for them only when `clock`
+    is it. `counts`, when given, receives how many were composed "here" and by
+    "helpers". `message_ids` are those recorded at the claims, carried unchanged.
     """
-    ids = message_ids or {}
+    ids = message_ids if message_ids is not None else {}
     counts = counts if counts is not None else {}
     counts.setdefault("here", 0)
     counts.setdefault("helpers", 0)
-    if helpers <= 0 or len(deliveries) < PARALLEL_FROM:
+    if size is None:
+        size = len(deliveries) if isinstance(deliveries, Sized) else 0
+    if helpers <= 0 or size < PARALLEL_FROM:
         for delivery in deliveries:
             counts["here"] += 1
             yield delivery, _compose_here(snapshot.composer, delivery, clock, ids)
         return
-    pending = deque(deliveries)
+    source = iter(deliveries)
+    pending: deque[Delivery] = deque()
+    window = (2 * helpers + 2) * CHUNK  # what the helpers may hold, and a chunk to spare
+
+    def refill() -> None:
+        pending.extend(itertools.islice(source, max(0, window - len(pending))))
+
+    refill()
     in_flight: deque[tuple[list[Delivery], asyncio.Future[list[Composed]]]] = deque()
     loop = asyncio.get_running_loop()
     executor = ProcessPoolExecutor(
@@ -84,6 +102,7 @@ async def compose_all(
     usable = True
     try:
         while pending or in_flight:
+            refill()
             while usable and len(in_flight) < 2 * helpers and len(pending) > CHUNK:
                 chunk = [pending.popleft() for _ in range(CHUNK)]
                 jobs = [(d.slot, d.registrant, d.key, d.sequence, ids.get(d.key)) for d in chunk]
@@ -137,8 +156,15 @@ def _start(parent: int, config_path: str, fingerprint: tuple[tuple[str, int, int
     # Ctrl-C reaches the whole process group: the parent decides when helpers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    snapshot = load_snapshot(Path(config_path))
-    _composer = snapshot.composer if snapshot.fingerprint == fingerprint else None
+    # Only what composing needs: each job carries its registrant, so the roster (the
+    # bulk of the parent's memory at 1,000,000 registrants) is not read again.
+    config = load_config(Path(config_path))
+    if snapshot_fingerprint(watched_paths(config)) != fingerprint:
+        _composer = None
+        return
+    sessions, _ = build_sessions(config)
+    templates = Templates(config.path(config.paths.templates), config.cycle.language)
+    _composer = Composer(config, sessions, templates)
 
 
 def _exit_with_parent(parent: int) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -37,6 +37,9 @@ log = logging.getLogger("reminder")
 
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
+# Reminders are claimed this many at a time, each chunk just before it is composed and
+# sent: the first message of a batch of 1,000,000 leaves as soon as of a batch of 300.
+CLAIM_CHUNK = 256
 Clock = Callable[[], datetime]
 
 
@@ -247,34 +250,56 @@ class Dispatcher:
             return tally
         config = snapshot.config
         composer = snapshot.composer
-        claims = {
-            d.key: Claim(
-                d.key,
-                message_id(config, d.key),
-                d.slot.due_at,
-                deadline(d.slot.session, snapshot.cutoff),
-                d.slot.session.id,
-                Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
-            )
-            for d in batch.sends
-        }
-        claims |= {
-            n.key: Claim(
-                n.key,
-                message_id(config, n.key),
-                n.due_at,
-                n.not_after,
-                n.session.id,
-                Told(n.facts, n.sequence, now),
-            )
-            for n in owed_notices
-        }
-        # The ledger hands back the Message-ID recorded at the first claim: a resend
-        # carries it whatever changed in the config since.
-        claims = {claim.key: claim for claim in self.ledger.claim(list(claims.values()), now)}
-        deliveries = [d for d in batch.sends if d.key in claims]
-        changes = [n for n in owed_notices if n.key in claims]
-        unsettled = {*(d.key for d in deliveries), *(n.key for n in changes)}
+        cutoff = snapshot.cutoff
+        # The Message-IDs recorded at the claims: the ledger hands back the one of the
+        # first claim, so a resend carries it whatever changed in the config since.
+        claims: dict[DeliveryKey, Claim] = {}
+        unsettled: set[DeliveryKey] = set()
+        unclaimed = len(batch.sends)  # not claimed yet: owed at the next pass if we stop
+
+        def claimed(chunk: list[Claim]) -> set[DeliveryKey]:
+            """Claim one chunk durably, just before it is composed and sent."""
+            won = self.ledger.claim(chunk, self.clock())
+            claims.update((claim.key, claim) for claim in won)
+            unsettled.update(claim.key for claim in won)
+            return {claim.key for claim in won}
+
+        def reminders() -> Iterator[Delivery]:
+            """The batch's reminders, claimed a chunk at a time as composing reaches them:
+            the first leaves after one chunk's claim, not the whole batch's."""
+            nonlocal unclaimed
+            for start in range(0, len(batch.sends), CLAIM_CHUNK):
+                chunk = batch.sends[start : start + CLAIM_CHUNK]
+                won = claimed(
+                    [
+                        Claim(
+                            d.key,
+                            message_id(config, d.key),
+                            d.slot.due_at,
+                            deadline(d.slot.session, cutoff),
+                            d.slot.session.id,
+                            Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
+                        )
+                        for d in chunk
+                    ]
+                )
+                unclaimed -= len(chunk)
+                yield from (d for d in chunk if d.key in won)
+
+        notice_won = claimed(
+            [
+                Claim(
+                    n.key,
+                    message_id(config, n.key),
+                    n.due_at,
+                    n.not_after,
+                    n.session.id,
+                    Told(n.facts, n.sequence, now),
+                )
+                for n in owed_notices
+            ]
+        )
+        changes = [n for n in owed_notices if n.key in notice_won]
 
         def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
             self.observer.in_flight(1)
@@ -301,10 +326,11 @@ class Dispatcher:
                 yield envelope(_Sent.of(notice), claim, data)
             async for delivery, composed in compose_all(
                 snapshot,
-                deliveries,
+                reminders(),
                 self.clock,
                 helpers=self.helpers,
-                message_ids={key: claim.message_id for key, claim in claims.items()},
+                size=len(batch.sends),
+                message_ids=_MessageIds(claims),
             ):
                 if isinstance(composed, str):
                     self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
@@ -323,9 +349,9 @@ class Dispatcher:
             # due again as soon as a fixed configuration is loaded.
             tally.fault = exc.reply or str(exc)
             self.ledger.hold(sorted(unsettled), f"configuration fault: {tally.fault}", self.clock())
-            tally.left = len(unsettled)
+            tally.left = len(unsettled) + unclaimed
             raise
-        tally.left = len(unsettled)
+        tally.left = len(unsettled) + unclaimed
         return tally
 
     def _settle(
@@ -438,3 +464,19 @@ class _Sent:
             lead,
             item.late,
         )
+
+
+class _MessageIds(Mapping[DeliveryKey, str]):
+    """The Message-ID of each claim made so far, read as composing reaches it."""
+
+    def __init__(self, claims: dict[DeliveryKey, Claim]) -> None:
+        self.claims = claims
+
+    def __getitem__(self, key: DeliveryKey) -> str:
+        return self.claims[key].message_id
+
+    def __iter__(self) -> Iterator[DeliveryKey]:
+        return iter(self.claims)
+
+    def __len__(self) -> int:
+        return len(self.claims)

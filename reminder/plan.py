@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 from typing import NamedTuple
 
 from .leads import Lead
@@ -48,7 +49,7 @@ class Delivery:
     retry: bool = False  # an earlier claim, resent with its Message-ID
     sequence: int = 0  # the calendar SEQUENCE it carries (derived from the ledger)
 
-    @property
+    @cached_property  # claimed, composed, settled and counted under it: built once
     def key(self) -> DeliveryKey:
         return self.slot.key(self.registrant.key)
 

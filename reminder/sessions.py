@@ -6,6 +6,7 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
+from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -38,7 +39,7 @@ class Session:
     sequence: int = 0
     notify_topic: bool = False  # a topic change alone owes registrants an update notice
 
-    @property
+    @cached_property  # read for every delivery of a batch: formatted once
     def key(self) -> str:
         """What the ledger records: a moved session is a new appointment, so new reminders."""
         return self.start.isoformat(timespec="minutes")
