@@ -1,0 +1,92 @@
+"""What keeps a large batch and a short command fast: chunked claims, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reminder.delivery import CLAIM_CHUNK, Dispatcher
+from reminder.ledger import Ledger
+from reminder.smtpsink import SmtpSink
+from reminder.transport import SmtpTransport
+
+from .conftest import Clock, FaultyRecorder, Project, Server, person
+from .test_worker import use_server
+
+# What `reminder --help` must not pay for: the service, the mail composer, the SMTP client
+# and server, the configuration's validation library, the simulator.
+HEAVY = [
+    "reminder.worker",
+    "reminder.delivery",
+    "reminder.messages",
+    "reminder.simulate",
+    "reminder.smtpsink",
+    "reminder.config",
+    "aiohttp",
+    "aiosmtplib",
+    "aiosmtpd",
+    "apscheduler",
+    "icalendar",
+    "jinja2",
+    "pydantic",
+    "asyncio",
+]
+
+
+def test_help_imports_none_of_the_service() -> None:
+    probe = (
+        "import json, sys\n"
+        "from reminder.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "usage: reminder" in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+@dataclass
+class Watching(FaultyRecorder):
+    """Records how many deliveries the ledger held when the first message arrived."""
+
+    ledger_file: Path = Path()
+    rows_at_first: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if not self.rows_at_first:
+                with sqlite3.connect(self.ledger_file) as db:
+                    self.rows_at_first.append(
+                        db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+                    )
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project: Project) -> None:
+    people = 3 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Watching(ledger_file=ledger_file)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        due = snapshot.slots[0].due_at
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
+            finally:
+                await transport.close()
+    # The first message left before the batch was claimed in full...
+    assert 0 < handler.rows_at_first[0] < people
+    # ...and everyone still got exactly one.
+    assert tally.sent == people
+    assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
