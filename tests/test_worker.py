@@ -278,6 +278,8 @@ security = "none"
 sender = "contact@irev.fr"
 connections = {connections}
 timeout = 10
+[http]
+listen = "127.0.0.1:0"
 """,
         encoding="utf-8",
     )
