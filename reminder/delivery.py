@@ -164,11 +164,15 @@ def owed(
     sends: list[Delivery] = []
     replaced: list[tuple[DeliveryKey, datetime]] = []
     for delivery in batch.sends:
-        if delivery.late and (delivery.slot.session.key, delivery.registrant.key) in updated:
+        who = delivery.registrant.key
+        if updated and delivery.late and (delivery.slot.session.key, who) in updated:
             replaced.append((delivery.key, delivery.slot.due_at))
             continue
-        sequence = notices.sequence(delivery.slot.session, delivery.registrant.key)
-        sends.append(replace(delivery, sequence=sequence))
+        sequence = notices.sequence(delivery.slot.session, who)
+        # Copied only when it changes: a million copies cost seconds before the first send.
+        sends.append(
+            delivery if sequence == delivery.sequence else replace(delivery, sequence=sequence)
+        )
     return Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -49,6 +50,19 @@ def make_transport(config: Config) -> Transport:
     return Outbox(config.path(config.paths.state) / "outbox")
 
 
+def _out_of_collections() -> None:
+    """Keep the snapshot just loaded out of the cyclic collector's passes.
+
+    It lives until the next reload, yet at 1,000,000 registrants each full collection
+    walked its millions of objects again: seconds lost during the first pass of a
+    batch, and a third of the sending rate. The previous snapshot, unfrozen first, is
+    collected here once.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class Worker:
     """`reminder run`: one process, one state folder, restart-safe."""
 
@@ -87,6 +101,7 @@ class Worker:
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
         self.snapshot = load_snapshot(self.config_path)
+        _out_of_collections()
         use_zone(UTC if self.utc_logs else self.snapshot.config.zone)
         self._seen = self.snapshot.fingerprint
         state = self.snapshot.state_dir
@@ -462,6 +477,8 @@ class Worker:
         )
         for problem in fresh.problems:
             log.warning("%s", problem)
+        del old
+        _out_of_collections()
         await self.wake("reload")
 
     def _guard_roster(self, fresh: Snapshot, reason: str) -> Snapshot:
