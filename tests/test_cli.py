@@ -481,3 +481,26 @@ def test_status_lists_the_ledgers_suppressions(
     assert "suppressed in the ledger: 1" in out
     assert "e***@example.org  2023-02-28 17:00+01:00  bounce: the mailbox does not exist" in out
     assert "(550 5.1.1 No such user)" in out
+
+
+def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Everyone of 1 March got every reminder but one person who unsubscribed first:
+    # nobody was missed, and a monitoring script must not be told otherwise.
+    snapshot = project.snapshot()
+    session = next(s for s in snapshot.sessions if s.id == "2023-03-01")
+    people = [r.key for r in snapshot.roster.attending(session)]
+    now = datetime(2023, 2, 20, 9, tzinfo=UTC)
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.suppress(people[0], reason="asked by phone", source="staff", at=now)
+        for lead in ("7d", "1d", "1h"):
+            keys = [DeliveryKey(session.key, "reminder", lead, who) for who in people[1:]]
+            ledger.claim(
+                [Claim(k, f"<{lead}.{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now
+            )
+            ledger.record([Outcome(k, Status.SENT, "250 ok", now) for k in keys], now)
+    assert cli(project, "status", "--now", "2023-03-01T20:00", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    march = [r for r in data["reminders"] if r["session"] == "2023-03-01"]
+    assert [(r["registrants"], r["sent"], r["missed"]) for r in march] == [(18, 18, 0)] * 3
