@@ -113,7 +113,14 @@ def notice_plan(
     )
     delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
     view = ledger.notice_view(versions, since)
-    return plan_notices(now, live, snapshot.roster, view, delay, default)
+    # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
+    # so status, plan, check and the stop line must not count it as owed either.
+    stopped = ledger.suppressed_addresses()
+    roster = snapshot.roster
+    if stopped:
+        served = tuple(r for r in roster.registrants if r.key not in stopped)
+        roster = replace(roster, registrants=served, _by_session={})
+    return plan_notices(now, live, roster, view, delay, default)
 
 
 def notices_in(path: Path, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
