@@ -482,6 +482,11 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
     address = str(checked.normalized)
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it; "
+            "choose another with --session"
+        )
     person = Registrant(
         email=address,
         first_name=SAMPLE_REGISTRANT.first_name,

@@ -182,3 +182,13 @@ def test_no_notice_is_shown_owed_to_a_registrant_suppressed_in_the_ledger(
     cancel_march(project)
     assert cli(project, "status", "--now", "2023-02-24T10:00", "--format", "json") == 0
     assert json.loads(capsys.readouterr().out)["notices"] == []
+
+
+def test_send_test_of_a_cancelled_session_refuses_like_preview(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A test mail saying "the session takes place" for a cancelled one would mislead staff.
+    cancel_march(project)
+    assert cli(project, "send-test", "--to", "staff@example.org", "--session", "2023-03-01") == 1
+    assert "the session of 2023-03-01 is cancelled" in capsys.readouterr().err
+    assert not (project.root / "state" / "outbox").exists()
