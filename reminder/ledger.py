@@ -169,6 +169,7 @@ class Ledger:
     def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
         self.path = path
         self.worker = worker
+        self.readonly = readonly
         if readonly and not path.exists():
             raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
@@ -206,6 +207,13 @@ class Ledger:
             raise LedgerError(
                 f"the ledger {self.path} was written by a newer release (schema "
                 f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+            )
+        if self.readonly and self._version() < len(MIGRATIONS):
+            # A reader cannot migrate: without this, every query names a missing column.
+            raise LedgerError(
+                f"the ledger {self.path} was written by an older release (schema "
+                f"{self._version()}, this one knows {len(MIGRATIONS)}): restart the service "
+                "(`reminder run` upgrades it), then try again"
             )
 
     def _migrate(self) -> None:
