@@ -15,6 +15,7 @@ from .composing import compose_all
 from .errors import ReminderError, TransportConfigError
 from .leads import Lead
 from .ledger import Claim, Ledger, Outcome, Status
+from .logs import log_time
 from .messages import message_id
 from .notices import (
     NOTICE_KINDS,
@@ -367,7 +368,7 @@ class Dispatcher:
                     "will retry %s for %s at %s: %s",
                     sent.what,
                     masked(sent.email),
-                    f"{retry_at:%H:%M:%S}",
+                    log_time(retry_at),
                     result.reply,
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
