@@ -208,8 +208,9 @@ class Ledger:
                 f"the ledger {self.path} was written by a newer release (schema "
                 f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
             )
-        if self.readonly and self._version() < len(MIGRATIONS):
+        if self.readonly and 0 < self._version() < len(MIGRATIONS):
             # A reader cannot migrate: without this, every query names a missing column.
+            # (Version 0 is a ledger the worker is creating at this moment.)
             raise LedgerError(
                 f"the ledger {self.path} was written by an older release (schema "
                 f"{self._version()}, this one knows {len(MIGRATIONS)}): restart the service "
