@@ -504,3 +504,16 @@ def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
     data = json.loads(capsys.readouterr().out)
     march = [r for r in data["reminders"] if r["session"] == "2023-03-01"]
     assert [(r["registrants"], r["sent"], r["missed"]) for r in march] == [(18, 18, 0)] * 3
+
+
+def test_send_test_takes_an_address_a_registrant_could_have_and_no_other(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A non-ASCII local part cannot be sent without SMTPUTF8, which exports never get
+    # either: a usage error, not a UnicodeEncodeError traceback.
+    assert cli(project, "send-test", "--to", "jéan@example.org") == 2
+    assert "--to 'jéan@example.org' is not an e-mail address" in capsys.readouterr().err
+    # An international domain is written as the ASCII form the registrants' are.
+    assert cli(project, "send-test", "--to", "jean@exämple.org") == 0
+    [mail] = (project.root / "state" / "outbox" / "new").iterdir()
+    assert "<jean@xn--exmple-cua.org>" in mail.read_text()
