@@ -29,7 +29,7 @@ from .notices import (
     version,
 )
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
-from .registrants import masked
+from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
 from .transport import Envelope, Result, Transport, Verdict
@@ -369,7 +369,7 @@ class Dispatcher:
                     sent.what,
                     masked(sent.email),
                     log_time(retry_at),
-                    result.reply,
+                    redacted(result.reply),
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
                 self.ledger.record([outcome], now)
@@ -396,13 +396,13 @@ class Dispatcher:
             log.warning(
                 "suppressed %s: the server says the mailbox does not exist: %s",
                 masked(sent.email),
-                reply,
+                redacted(reply),
             )
         elif refusal is Refusal.POLICY:
             log.warning(
                 "refused by the receiving server's policy, not suppressed (check the "
                 "sender's SPF/DKIM/DMARC and the content): %s for %s",
-                reply,
+                redacted(reply),
                 masked(sent.email),
             )
 
@@ -414,7 +414,11 @@ class Dispatcher:
         unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
-            "failed: %s of %s for %s: %s", sent.what, sent.session, masked(sent.email), reply
+            "failed: %s of %s for %s: %s",
+            sent.what,
+            sent.session,
+            masked(sent.email),
+            redacted(reply),
         )
         self.observer.settled(sent.key, "failed")
 
