@@ -79,11 +79,14 @@ def _since(text: str) -> Lead | datetime:
 
 
 def _address(text: str) -> str:
-    address = text.strip()
-    local, at, domain = address.rpartition("@")
-    if not (local and at and "." in domain) or any(c.isspace() or c in "<>," for c in address):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address")
-    return address
+    """An address in the form registrants are keyed by: an international domain in ASCII."""
+    from email_validator import EmailNotValidError, validate_email  # only when one is given
+
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address ({exc})") from None
+    return str(checked.ascii_email or checked.normalized)
 
 
 def _edit(text: str) -> tuple[datetime, Path]:
@@ -512,13 +515,19 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
     from .worker import make_transport
 
     try:
-        checked = validate_email(args.to.strip(), check_deliverability=False)
+        # As registrants' addresses are read: no SMTPUTF8, international domains in ASCII.
+        checked = validate_email(args.to.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         err(f"reminder send-test: --to {args.to!r} is not an e-mail address ({exc})")
         return USAGE
-    address = str(checked.normalized)
+    address = str(checked.ascii_email or checked.normalized)
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it; "
+            "choose another with --session"
+        )
     person = Registrant(
         email=address,
         first_name=SAMPLE_REGISTRANT.first_name,

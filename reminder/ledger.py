@@ -169,6 +169,7 @@ class Ledger:
     def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
         self.path = path
         self.worker = worker
+        self.readonly = readonly
         if readonly and not path.exists():
             raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
@@ -206,6 +207,14 @@ class Ledger:
             raise LedgerError(
                 f"the ledger {self.path} was written by a newer release (schema "
                 f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+            )
+        if self.readonly and 0 < self._version() < len(MIGRATIONS):
+            # A reader cannot migrate: without this, every query names a missing column.
+            # (Version 0 is a ledger the worker is creating at this moment.)
+            raise LedgerError(
+                f"the ledger {self.path} was written by an older release (schema "
+                f"{self._version()}, this one knows {len(MIGRATIONS)}): restart the service "
+                "(`reminder run` upgrades it), then try again"
             )
 
     def _migrate(self) -> None:
@@ -581,6 +590,11 @@ class Ledger:
 
     def suppressed_addresses(self) -> frozenset[str]:
         return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))
+
+    def recipients(self) -> frozenset[str]:
+        """Everyone the cycle ever mailed: their unsubscribe links must keep working after
+        they leave the export."""
+        return frozenset(a for (a,) in self.db.execute("SELECT DISTINCT recipient FROM deliveries"))
 
     def write_problem(self) -> str | None:
         """Why a write could not start now (for readiness), or None when it could.

@@ -12,7 +12,7 @@ from typing import Any
 from .ledger import Row, Suppression
 from .notices import NoticePlan
 from .plan import Slot, deadline
-from .registrants import Registrant, Roster, masked
+from .registrants import Registrant, Roster, masked, redacted
 from .sessions import Session
 from .snapshot import Snapshot
 from .wording import long_date, time_range
@@ -225,7 +225,7 @@ def suppression_dict(suppression: Suppression, show: bool, zone: tzinfo = UTC) -
         "address": suppression.address if show else masked(suppression.address),
         "source": suppression.source,
         "reason": suppression.reason,
-        "reply": suppression.reply,
+        "reply": suppression.reply if show else redacted(suppression.reply),
         "at": iso(suppression.created_at.astimezone(zone)),
     }
 
@@ -373,7 +373,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                     "attempts": row.attempts,
                     "sent_at": at(row.sent_at) if row.sent_at else None,
                     "updated_at": at(row.updated_at),
-                    "reply": row.last_reply,
+                    "reply": row.last_reply if show else redacted(row.last_reply),
                     "configuration_fault": row.fault or None,
                 }
                 for row in rows
@@ -393,7 +393,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                 "waiting" if row.fault else row.status,
                 row.attempts,
                 local(row.sent_at, zone) if row.sent_at else "",
-                row.last_reply[:60],
+                (row.last_reply if show else redacted(row.last_reply))[:60],
             )
             for row in rows
         ],
@@ -427,6 +427,12 @@ def status_data(
     the window was missed or failed, or claims wait on a configuration fault."""
     zone = zone or snapshot.config.zone
     owed = notices_data(notices, snapshot, now, zone)
+    # Nobody suppressed in the ledger is mailed: not owed, so never "missed" either.
+    stopped = {s.address for s in suppressions}
+
+    def attending(session: Session) -> int:
+        return sum(r.key not in stopped for r in snapshot.roster.attending(session))
+
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -442,7 +448,7 @@ def status_data(
                     {
                         "session": s.session.id,
                         "lead": str(s.lead),
-                        "registrants": len(snapshot.roster.attending(s.session)),
+                        "registrants": attending(s.session),
                     }
                     for s in what
                 ]
@@ -453,7 +459,7 @@ def status_data(
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
         found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
-        attendees = len(snapshot.roster.attending(slot.session))
+        attendees = attending(slot.session)
         settled = sum(
             found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
         )
@@ -494,7 +500,7 @@ def status_data(
             "lead": last_error.lead,
             "recipient": masked(last_error.recipient),
             "status": last_error.status,
-            "reply": last_error.last_reply,
+            "reply": redacted(last_error.last_reply),
         }
     fault = None
     if faults:

@@ -213,3 +213,18 @@ def test_a_ledger_of_the_first_schema_gains_the_suppressions_table(tmp_path: Pat
         assert ledger.suppress("a@example.org", reason="x", source="staff", at=NOW)
     with Ledger(path, readonly=True) as ledger:
         assert ledger.suppressed_addresses() == {"a@example.org"}
+
+
+def test_a_ledger_of_an_older_schema_read_only_says_how_to_upgrade_it(tmp_path: Path) -> None:
+    # After an upgrade of the package and before the service restarts, status, history,
+    # plan and check read the old ledger: a clear message, not "no such column".
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.close()
+    with pytest.raises(LedgerError, match=r"older release.*`reminder run` upgrades it"):
+        Ledger(path, readonly=True)
+    with Ledger(path):  # a writer upgrades it; readers are served again
+        pass
+    with Ledger(path, readonly=True) as ledger:
+        assert ledger.suppressed_addresses() == frozenset()
