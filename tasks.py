@@ -83,6 +83,8 @@ def bench() -> None:
         "worker.py",
         "kill9.py",
         "http_load.py",
+        "startup.py",
+        "scale.py",
     ):
         run(BIN / "python", ROOT / "bench" / script)
 

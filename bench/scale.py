@@ -72,7 +72,11 @@ def fill_ledger(config: Path, registrants: int) -> None:
 
 
 def timed(*command: str) -> tuple[float, float, int]:
-    """Wall seconds, peak RSS in MB and exit status of one whole process."""
+    """Wall seconds, peak RSS in MB and exit status of one whole process.
+
+    The peak is the process's own high-water mark (VmHWM), read while it runs: the
+    rusage of a child counts the parent's size at fork, this script's included.
+    """
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "reminder", *command],
@@ -80,14 +84,17 @@ def timed(*command: str) -> tuple[float, float, int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _, status, usage = os.wait4(process.pid, 0)
-    return time.perf_counter() - started, usage.ru_maxrss / 1024, os.waitstatus_to_exitcode(status)
+    peak = 0.0
+    while process.poll() is None:
+        peak = max(peak, rss_mb(process.pid, "VmHWM:"))
+        time.sleep(0.01)
+    return time.perf_counter() - started, peak, process.returncode
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS:") -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(field):
                 return int(line.split()[1]) / 1024
     except (FileNotFoundError, ProcessLookupError):
         pass
