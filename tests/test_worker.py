@@ -278,6 +278,9 @@ security = "none"
 sender = "contact@irev.fr"
 connections = {connections}
 timeout = 10
+[http]
+# Any free port: other checkouts' workers and benchmarks run on this machine too.
+listen = "127.0.0.1:0"
 """,
         encoding="utf-8",
     )
