@@ -225,7 +225,7 @@ class SmtpTransport:
                 return Verdict.RETRY, f"no reply within {self.settings.timeout:g} s"
             return Verdict.RETRY, f"{type(exc).__name__}: {exc}"
         except ValueError as exc:
-            # aiosmtplib refuses an address with control characters before sending it.
+            # A recipient address that could end the command or smuggle another (_address).
             return Verdict.FAILED, f"address refused before sending: {exc}"
         except aiosmtplib.SMTPException as exc:
             client.close()
@@ -341,7 +341,11 @@ async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
     if transport is None or transport.is_closing():
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
     size = f" SIZE={len(envelope.data)}".encode() if client.supports_extension("size") else b""
-    mail = b"MAIL FROM:<" + _address(envelope.sender) + b">" + size + b"\r\n"
+    try:
+        sender = _address(envelope.sender)
+    except ValueError as exc:
+        raise TransportConfigError(f"{exc}; check smtp.sender", reply=str(exc)) from None
+    mail = b"MAIL FROM:<" + sender + b">" + size + b"\r\n"
     rcpt = b"RCPT TO:<" + _address(envelope.recipient) + b">\r\n"
     message = _wire(envelope.data)
     pipelining = client.supports_extension("pipelining")
@@ -475,6 +479,8 @@ class _Replies(asyncio.Protocol):
         self.error: Exception | None = None
 
     def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return  # after a malformed reply, nothing more pairs with our commands
         self.buffer += data
         while (end := self.buffer.find(b"\n")) != -1:
             line = bytes(self.buffer[: end + 1])

@@ -363,3 +363,12 @@ async def test_an_address_that_could_smuggle_a_command_is_refused_before_sending
     assert results[0].reply.startswith("address refused before sending")
     assert results[1].verdict is Verdict.SENT
     assert pipelining_server.handler.recipients() == ["p1@example.org"]
+
+
+async def test_a_sender_that_could_smuggle_a_command_stops_with_the_setting_to_check(
+    pipelining_server: Server,
+) -> None:
+    item = Envelope(0, "contact@irev.fr\r\nRSET", "p0@example.org", "<m0@irev.fr>", b"x\r\n")
+    with pytest.raises(TransportConfigError, match=r"smtp\.sender"):
+        await deliver(plain(pipelining_server), [item])
+    assert pipelining_server.handler.messages == []
