@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -10,13 +9,18 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
 from .errors import LedgerError
 from .plan import REMINDER, DeliveryKey, LedgerView
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)
+# An advisory lock (PostgreSQL) under which one worker at a time adopts claims.
+_WORKERS_LOCK = 7_432_002
 
-# Forward migrations, applied in order; the ledger's PRAGMA user_version counts them.
+# Forward migrations, applied in order; SQLite's PRAGMA user_version or PostgreSQL's
+# reminder_schema table counts them. Written once for both: `INTEGER PRIMARY KEY` becomes
+# an identity column on PostgreSQL, instants are fixed-width UTC text on both.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE deliveries (
@@ -38,6 +42,26 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (session, kind, lead, recipient)
     );
     CREATE INDEX deliveries_status ON deliveries (status, not_after);
+    """,
+    # Several workers on one PostgreSQL ledger: each holds a lease renewed by its
+    # heartbeat, and one sending budget is shared through rate_sends.
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,            -- host:pid:start, as claimed_by names it
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,            -- UTC instants, like the deliveries'
+        heartbeat_at TEXT NOT NULL,
+        lease_until TEXT NOT NULL,      -- its claims are adopted by others from then on
+        in_flight INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX deliveries_claimed_by ON deliveries (claimed_by) WHERE status = 'claimed';
+    CREATE TABLE rate_sends (
+        id INTEGER PRIMARY KEY,
+        worker TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,   -- the database's clock, seconds
+        finished_at DOUBLE PRECISION
+    );
     """,
 )
 
@@ -94,30 +118,42 @@ def unstamp(text: str | None) -> datetime | None:
 
 
 class Ledger:
-    """A SQLite file in WAL mode; the database itself enforces one row per delivery."""
+    """The ledger's one SQL implementation, over SQLite (a file) or PostgreSQL (a URL).
 
-    def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
-        self.path = path
+    The database itself enforces one row per delivery, so several workers sharing a
+    PostgreSQL ledger never both win one.
+    """
+
+    def __init__(
+        self,
+        target: Path | str,
+        *,
+        worker: str = "",
+        readonly: bool = False,
+        password: str | None = None,
+        patience: float = 30.0,
+        migrate: bool = True,
+    ) -> None:
         self.worker = worker
-        if readonly and not path.exists():
-            raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
+        self.db: Database = (
+            PostgresDatabase(str(target), password=password, patience=patience)
+            if is_postgres(target)
+            else SqliteDatabase(Path(target), readonly=readonly)
+        )
+        self.path = self.db.where
         try:
-            if readonly:
-                self.db = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
-                )
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-                # WAL survives a process crash at every commit; NORMAL skips the per-commit
-                # fsync, so only a power cut could lose the last moments (and then a resend
-                # carries the same Message-ID).
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self._migrate()
+            if migrate and not readonly:
+                self._check_version()
+                self.db.migrate(MIGRATIONS)
             self._check_version()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {path} cannot be opened: {exc}") from None
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def shared(self) -> bool:
+        """Several workers may share this ledger (PostgreSQL)."""
+        return self.db.shared
 
     def close(self) -> None:
         self.db.close()
@@ -128,41 +164,19 @@ class Ledger:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+    def version(self) -> int:
+        return self.db.version()
 
     def _check_version(self) -> None:
-        if self._version() > len(MIGRATIONS):
+        if self.version() > len(MIGRATIONS):
             raise LedgerError(
                 f"the ledger {self.path} was written by a newer release (schema "
-                f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+                f"{self.version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
             )
 
-    def _migrate(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for version in range(self._version(), len(MIGRATIONS)):
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {version + 1}")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-
     def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:
-        """Run statements in one immediate transaction; return each one's row count."""
-        counts: list[int] = []
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for sql, parameters in statements:
-                counts.append(self.db.execute(sql, parameters).rowcount)
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        return counts
+        """Run statements in one transaction; return each one's row count."""
+        return self.db.write(statements)
 
     def view(
         self, sessions: Iterable[str], kind: str = REMINDER, *, claims_only: bool = False
@@ -185,16 +199,25 @@ class Ledger:
         return LedgerView({k: frozenset(v) for k, v in settled.items()}, dict(claims))
 
     def adopt_claims(self, now: datetime) -> int:
-        """At start, under the worker lock: every open claim of a dead worker is due again."""
-        return self._write(
-            [
-                (
-                    "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
-                    "WHERE status = 'claimed' AND claimed_by IS NOT ?",
-                    (stamp(now), stamp(now), self.worker),
-                )
-            ]
-        )[0]
+        """Every open claim of a worker without a live lease is due again, now.
+
+        At start, and at every heartbeat of every worker: a worker that died (kill -9, a
+        machine lost) or froze past its lease leaves its claims to the living; they are
+        sent with the Message-ID recorded at the first claim. A dead worker's row goes.
+        """
+        at = stamp(now)
+
+        def adopt(execute: Execute) -> int:
+            adopted = execute(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "
+                "WHERE status = 'claimed' AND claimed_by IS NOT NULL AND claimed_by != ? "
+                "AND claimed_by NOT IN (SELECT id FROM workers WHERE lease_until > ?)",
+                (at, at, self.worker, at),
+            ).rowcount
+            execute("DELETE FROM workers WHERE lease_until <= ? AND id != ?", (at, self.worker))
+            return adopted
+
+        return self.db.transaction(adopt, lock=_WORKERS_LOCK)
 
     def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
         """Claim deliveries durably before sending; return those this worker won.
@@ -204,6 +227,9 @@ class Ledger:
         workers on one ledger never both win a delivery.
         """
         lease_end, at = stamp(now + CLAIM_LEASE), stamp(now)
+        # One order for every worker: two batches that overlap take their rows' locks in
+        # the same order, so PostgreSQL never has to break a deadlock between them.
+        claims = sorted(claims, key=lambda c: c.key)
         statements = [
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, "
@@ -253,8 +279,8 @@ class Ledger:
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
                 "not_after, updated_at) VALUES (?, ?, ?, ?, 'superseded', ?, ?, ?) "
-                "ON CONFLICT DO UPDATE SET status = 'superseded', updated_at = excluded.updated_at "
-                "WHERE status = 'claimed'",
+                "ON CONFLICT (session, kind, lead, recipient) DO UPDATE SET status = 'superseded', "
+                "updated_at = excluded.updated_at WHERE deliveries.status = 'claimed'",
                 (*key, stamp(due_at), stamp(not_after or due_at), at),
             )
             for key, due_at in items

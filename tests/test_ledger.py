@@ -1,7 +1,7 @@
-"""The delivery ledger on a real SQLite file: claims, outcomes, races, migrations."""
+"""The ledger contract, on a real SQLite file and a real PostgreSQL schema alike:
+claims, outcomes, races, migrations, leases."""
 
 import multiprocessing
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -27,11 +27,15 @@ def test_a_delivery_is_claimed_once(ledger: Ledger) -> None:
 
 def test_the_database_itself_refuses_a_second_row(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
-    with pytest.raises(sqlite3.IntegrityError):
-        ledger.db.execute(
-            "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, not_after, "
-            "updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
-            claim(1).key,
+    with pytest.raises(LedgerError, match=r"(?i)unique"):
+        ledger.db.write(
+            [
+                (
+                    "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
+                    "not_after, updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
+                    claim(1).key,
+                )
+            ]
         )
 
 
@@ -62,11 +66,10 @@ def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -
     assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [claim(1)]
 
 
-def test_claims_of_a_dead_worker_are_adopted_at_start(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with Ledger(path, worker="old") as old:
+def test_claims_of_a_dead_worker_are_adopted_at_start(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="old") as old:
         old.claim([claim(1)], NOW)
-    with Ledger(path, worker="new") as new:
+    with Ledger(ledger_target, worker="new") as new:
         assert new.claim([claim(1)], NOW) == []  # still under the old worker's lease
         assert new.adopt_claims(NOW) == 1
         assert new.claim([claim(1)], NOW) == [claim(1)]
@@ -116,26 +119,30 @@ def test_counts_per_session_and_lead(ledger: Ledger) -> None:
     assert [r.recipient for r in ledger.rows(recipient="P2@Example.org")] == ["p2@example.org"]
 
 
-def test_schema_version_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with Ledger(path) as ledger:
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_schema_version_and_a_newer_ledger_is_refused(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target) as ledger:
+        assert ledger.version() == len(MIGRATIONS)
         ledger.claim([claim(1)], NOW)
-    with Ledger(path) as again:  # reopening migrates nothing and keeps the rows
+    with Ledger(ledger_target) as again:  # reopening migrates nothing and keeps the rows
         assert len(again.rows()) == 1
-        again.db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+        newer = len(MIGRATIONS) + 1
+        if again.shared:
+            again.db.write([("UPDATE reminder_schema SET version = ?", (newer,))])
+        else:
+            assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            again.db.execute(f"PRAGMA user_version = {newer}")
     with pytest.raises(LedgerError, match="newer release"):
-        Ledger(path)
+        Ledger(ledger_target)
 
 
 def _race(
-    path: str,
+    target: str,
     worker: str,
     start: "multiprocessing.synchronize.Event",
     results: "multiprocessing.Queue[list[str]]",
 ) -> None:
-    with Ledger(Path(path), worker=worker) as ledger:
+    where = target if "://" in target else Path(target)
+    with Ledger(where, worker=worker) as ledger:
         start.wait()
         won: list[str] = []
         for offset in range(0, 400, 20):  # many small transactions interleave
@@ -146,14 +153,14 @@ def _race(
         results.put(won)
 
 
-def test_two_claimers_racing_on_one_ledger_never_both_win(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    Ledger(path).close()
+def test_two_claimers_racing_on_one_ledger_never_both_win(ledger_target: str | Path) -> None:
+    Ledger(ledger_target).close()
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     results: multiprocessing.Queue[list[str]] = context.Queue()
     workers = [
-        context.Process(target=_race, args=(str(path), name, start, results)) for name in ("a", "b")
+        context.Process(target=_race, args=(str(ledger_target), name, start, results))
+        for name in ("a", "b")
     ]
     for process in workers:
         process.start()
