@@ -12,19 +12,21 @@ from datetime import date, datetime
 from pathlib import Path
 
 from . import report
-from .config import config_path
+from .cluster import workers
+from .config import config_path, load_config
 from .delivery import wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
-from .ledger import Ledger
+from .ledger import MIGRATIONS, Ledger
 from .logs import setup_logging
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant
 from .sessions import Session, find_session
 from .simulate import simulate
 from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
+from .store import copy_ledger, ledger_target, open_ledger
 from .transport import Envelope, Result, each
-from .worker import Worker, ledger_path, make_transport, utc_now
+from .worker import Worker, make_transport, utc_now
 
 log = logging.getLogger("reminder")
 OK, FAILED, USAGE = 0, 1, 2
@@ -146,6 +148,27 @@ def parser() -> argparse.ArgumentParser:
         "--smtp",
         action="store_true",
         help="deliver through an embedded SMTP server instead of the outbox",
+    )
+
+    ledger = command("ledger", "Migrate the ledger's schema, or copy a SQLite ledger elsewhere.")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the configured ledger's schema up to this release",
+        description="Bring the configured ledger's schema up to this release.",
+    )
+    copy = ledger_commands.add_parser(
+        "copy",
+        parents=[common],
+        help="copy the SQLite ledger into PostgreSQL, checked row for row",
+        description="Copy the SQLite ledger of paths.state into PostgreSQL, checked row for row.",
+    )
+    copy.add_argument(
+        "--to",
+        metavar="URL",
+        required=True,
+        help="postgresql://USER@HOST/DATABASE (password: REMINDER_LEDGER__PASSWORD[_FILE])",
     )
 
     status = command("status", "Next wake-ups, and per session and lead what was sent.")
@@ -309,7 +332,7 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
 def do_history(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
     prefix = _session(snapshot, args.session).key if args.session else ""
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         rows = ledger.rows(session_prefix=prefix, recipient=args.recipient or "")
     print(report.history_output(rows, args.format, args.show_addresses, snapshot))
     return FAILED if any(row.status == "failed" for row in rows) else OK
@@ -347,15 +370,43 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
 def do_status(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
     now = _now(snapshot, args.now)
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         data = report.status_data(
             snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
         )
+        data["workers"] = report.workers_data(workers(ledger), now)
     print(
         json.dumps(data, ensure_ascii=False, indent=2)
         if args.format == "json"
-        else report.status_text(data)
+        else report.status_text(data) + "\n\n" + report.workers_text(data["workers"])
     )
+    return OK
+
+
+def do_ledger(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    if args.ledger_command == "migrate":
+        with open_ledger(config, migrate=False) as ledger:
+            before = ledger.version()
+        with open_ledger(config) as ledger:
+            print(
+                f"{ledger.path}: schema {before} -> {ledger.version()} (this release knows "
+                f"{len(MIGRATIONS)})"
+            )
+        return OK
+    target_config = config.model_copy(
+        update={"ledger": config.ledger.model_copy(update={"url": args.to})}
+    )
+    with (
+        Ledger(ledger_target(config), readonly=True) as source,
+        open_ledger(target_config, worker="copy") as target,
+    ):
+        copied = copy_ledger(source, target)
+    print(
+        f"copied {source.path} into {target.path}, checked row for row: "
+        + ", ".join(f"{table} {count}" for table, count in copied.items())
+    )
+    print(f"now set ledger.url = {target.path!r} (or REMINDER_LEDGER__URL) for every worker")
     return OK
 
 
@@ -369,4 +420,5 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "run": do_run,
     "simulate": do_simulate,
     "status": do_status,
+    "ledger": do_ledger,
 }

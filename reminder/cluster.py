@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -136,3 +140,69 @@ def end_send(ledger: Ledger, send: int) -> None:
     ledger.db.write(
         [(f"UPDATE rate_sends SET finished_at = {ledger.db.clock_sql} WHERE id = ?", (send,))]  # noqa: S608
     )
+
+
+class Presence:
+    """This worker's lease: joined at start, renewed by its heartbeat, left at a clean stop.
+
+    The lease is also checked locally, on the monotonic clock, before every message: a
+    worker frozen (SIGSTOP, a suspended VM) or cut off from the database past the lease
+    sends nothing more until a heartbeat has renewed it, since by then another worker
+    may have adopted its claims.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        clock: Callable[[], datetime],
+        lease: timedelta,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.ledger, self.clock, self.lease = ledger, clock, lease
+        self.membership = Membership(ledger)
+        self.monotonic = monotonic
+        # Trusted a little less long than others wait: clocks of two machines differ.
+        self.trusted = lease.total_seconds() * 5 / 6
+        self.valid_until = 0.0
+        self.in_flight: Callable[[], int] = lambda: 0
+
+    def held(self) -> bool:
+        return self.monotonic() < self.valid_until
+
+    def join(self) -> None:
+        started = self.monotonic()
+        self.membership.join(socket.gethostname(), os.getpid(), self.clock(), self.lease)
+        self.valid_until = started + self.trusted
+
+    def beat(self) -> tuple[bool, bool, int]:
+        """Renew; return (was it still held, was the row still there, claims adopted)."""
+        started, held = self.monotonic(), self.held()
+        kept = self.membership.renew(self.clock(), self.lease, self.in_flight())
+        if not kept:
+            self.membership.join(socket.gethostname(), os.getpid(), self.clock(), self.lease)
+        self.valid_until = started + self.trusted
+        adopted = (
+            self.ledger.adopt_claims(self.clock(), only_expired=True) if self.ledger.shared else 0
+        )
+        return held, kept, adopted
+
+    def leave(self) -> None:
+        self.valid_until = 0.0
+        self.membership.leave(self.clock())
+
+
+class SharedRateLimit:
+    """smtp.max_per_minute / max_per_second for all the workers of a ledger together."""
+
+    def __init__(self, ledger: Ledger, limits: Sequence[tuple[int, float]], hold: float) -> None:
+        self.ledger, self.limits, self.hold = ledger, list(limits), hold
+
+    async def acquire(self) -> int:
+        while True:
+            taken = take_send(self.ledger, self.limits, self.hold)
+            if isinstance(taken, int):
+                return taken
+            await asyncio.sleep(min(taken, 1.0))
+
+    async def release(self, send: int) -> None:
+        end_send(self.ledger, send)

@@ -7,9 +7,10 @@ import ipaddress
 import os
 import re
 import tomllib
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
@@ -295,6 +296,19 @@ class Smtp(Section):
         return security
 
 
+class LedgerSettings(Section):
+    # Empty: the SQLite file state/ledger.sqlite. A postgresql:// URL: a ledger that
+    # several workers share. Its password comes from the environment or a file only.
+    url: Annotated[str, Field(pattern=r"^(postgres(ql)?://\S+)?$")] = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    lease: DurationText = "30s"
+
+    @property
+    def lease_delta(self) -> timedelta:
+        return Lead.parse(self.lease).delta
+
+
 class Config(BaseSettings):
     """Everything staff configure; `load_config` is the way to build one."""
 
@@ -312,6 +326,7 @@ class Config(BaseSettings):
     paths: Paths = Paths()
     registrants: RegistrantsFormat = RegistrantsFormat()
     smtp: Smtp = Smtp()
+    ledger: LedgerSettings = LedgerSettings()
 
     _source: Path = PrivateAttr(default=Path("config.toml"))
     _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
@@ -400,6 +415,32 @@ def load_config(path: Path) -> Config:
                 key="smtp.password",
             )
         )
+    ledger = data.get("ledger")
+    if isinstance(ledger, dict):
+        if "password" in ledger:
+            del ledger["password"]
+            problems.append(
+                Problem(
+                    name,
+                    "a password must not be written in config.toml: remove the line and set "
+                    "REMINDER_LEDGER__PASSWORD, or REMINDER_LEDGER__PASSWORD_FILE naming a file "
+                    "only the service can read",
+                    line=line_of(lines, ("ledger", "password")),
+                    key="ledger.password",
+                )
+            )
+        url = ledger.get("url")
+        if isinstance(url, str) and urlsplit(url).password:
+            ledger["url"] = ""
+            problems.append(
+                Problem(
+                    name,
+                    "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
+                    "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
+                    line=line_of(lines, ("ledger", "url")),
+                    key="ledger.url",
+                )
+            )
     try:
         config = Config(**data)
     except ValidationError as exc:

@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .composing import compose_all
-from .ledger import Claim, Ledger, Outcome, Status
+from .ledger import Claim, Outcome, Status
 from .messages import message_id
-from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
+from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
 from .snapshot import Snapshot
+from .store import DeliveryLedger
 from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
@@ -51,7 +52,7 @@ class Tally:
         return text
 
 
-def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
+def owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> Batch:
     """What the plan and the ledger say is owed at `now`."""
     active = {
         slot.session.key
@@ -61,7 +62,7 @@ def owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> Batch:
     return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
 
 
-def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]:
+def wakeups(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> list[datetime]:
     """The future instants when something may be owed: reminders, and retries of claims."""
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
@@ -72,7 +73,9 @@ def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]
 class ResultWriter:
     """Collects outcomes and writes them to the ledger in small batches."""
 
-    def __init__(self, ledger: Ledger, clock: Clock, every: int = 64, after: float = 0.05) -> None:
+    def __init__(
+        self, ledger: DeliveryLedger, clock: Clock, every: int = 64, after: float = 0.05
+    ) -> None:
         self.ledger, self.clock = ledger, clock
         self.every, self.after = every, after
         self.pending: list[Outcome] = []
@@ -98,12 +101,20 @@ class Dispatcher:
     """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
 
     def __init__(
-        self, ledger: Ledger, transport: Transport, clock: Clock, *, helpers: int = 0
+        self,
+        ledger: DeliveryLedger,
+        transport: Transport,
+        clock: Clock,
+        *,
+        helpers: int = 0,
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
+        self.may_send = may_send  # False while this worker does not hold its lease
+        self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         return wakeups(self.ledger, snapshot, now)
@@ -130,6 +141,7 @@ class Dispatcher:
         }
         won = {claim.key for claim in self.ledger.claim(list(claims.values()), now)}
         deliveries = [d for d in batch.sends if d.key in won]
+        self.unsettled = {d.key for d in deliveries}
         recorder = ResultWriter(self.ledger, self.clock)
         for delivery in deliveries:
             tally.late += delivery.late
@@ -139,6 +151,8 @@ class Dispatcher:
             async for delivery, composed in compose_all(
                 snapshot, deliveries, self.clock, helpers=self.helpers
             ):
+                if not self.may_send():
+                    return  # the lease lapsed: another worker may hold these claims now
                 if isinstance(composed, str):
                     self._report_failure(recorder, tally, delivery, composed)
                     continue
@@ -160,12 +174,18 @@ class Dispatcher:
             await self.transport.deliver(envelopes(), report, stopping)
         finally:
             recorder.flush()
+        if self.unsettled and not self.may_send():
+            # Not attempted: due again at once for whichever worker holds a lease (only
+            # those still claimed by this one; an adopter's claims are left alone).
+            self.ledger.release(sorted(self.unsettled), self.clock())
+        self.unsettled = set()
         return tally
 
     def _settle(
         self, recorder: ResultWriter, tally: Tally, delivery: Delivery, claim: Claim, result: Result
     ) -> None:
         now = self.clock()
+        self.unsettled.discard(delivery.key)
         if result.verdict is Verdict.SENT:
             tally.sent += 1
             recorder.add(Outcome(delivery.key, Status.SENT, result.reply, now))
@@ -191,6 +211,7 @@ class Dispatcher:
     def _report_failure(
         self, recorder: ResultWriter, tally: Tally, delivery: Delivery, reply: str
     ) -> None:
+        self.unsettled.discard(delivery.key)
         tally.failed += 1
         log.warning(
             "failed: %s reminder of %s for %s: %s",

@@ -198,26 +198,43 @@ class Ledger:
                     settled[session, lead].add(recipient)
         return LedgerView({k: frozenset(v) for k, v in settled.items()}, dict(claims))
 
-    def adopt_claims(self, now: datetime) -> int:
+    def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int:
         """Every open claim of a worker without a live lease is due again, now.
 
-        At start, and at every heartbeat of every worker: a worker that died (kill -9, a
-        machine lost) or froze past its lease leaves its claims to the living; they are
-        sent with the Message-ID recorded at the first claim. A dead worker's row goes.
+        At start (under the state folder's lock, a single worker takes every other
+        worker's claims) and, with `only_expired`, at every heartbeat of a shared ledger:
+        a worker that died (kill -9, a machine lost) or froze past its lease leaves its
+        claims to the living, who send them with the Message-ID recorded at the first
+        claim. A dead worker's row goes.
         """
         at = stamp(now)
+        live = " AND claimed_by NOT IN (SELECT id FROM workers WHERE lease_until > ?)"
 
         def adopt(execute: Execute) -> int:
+            # Only the constant clause is formatted in; every value is a bound parameter.
             adopted = execute(
-                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "
-                "WHERE status = 'claimed' AND claimed_by IS NOT NULL AND claimed_by != ? "
-                "AND claimed_by NOT IN (SELECT id FROM workers WHERE lease_until > ?)",
-                (at, at, self.worker, at),
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "  # noqa: S608
+                "WHERE status = 'claimed' AND claimed_by IS NOT NULL AND claimed_by != ?"
+                + (live if only_expired else ""),
+                (at, at, self.worker, at) if only_expired else (at, at, self.worker),
             ).rowcount
             execute("DELETE FROM workers WHERE lease_until <= ? AND id != ?", (at, self.worker))
             return adopted
 
         return self.db.transaction(adopt, lock=_WORKERS_LOCK)
+
+    def release(self, keys: Iterable[DeliveryKey], now: datetime) -> None:
+        """Claims this worker took and will not attempt: due again at once, for anyone."""
+        at = stamp(now)
+        self._write(
+            (
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "
+                "WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
+                "AND status = 'claimed' AND claimed_by = ?",
+                (at, at, *key, self.worker),
+            )
+            for key in keys
+        )
 
     def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
         """Claim deliveries durably before sending; return those this worker won.

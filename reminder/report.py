@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from .cluster import WorkerRow
 from .ledger import Row
 from .plan import Slot, deadline
 from .registrants import Registrant, Roster, masked
@@ -396,3 +397,37 @@ def status_text(data: dict[str, Any]) -> str:
         else "last error: none",
     ]
     return "\n".join(lines)
+
+
+def workers_data(found: Sequence[WorkerRow], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": w.host,
+            "pid": w.pid,
+            "since": iso(w.since),
+            "last_heartbeat": iso(w.heartbeat_at),
+            "lease_until": iso(w.lease_until),
+            "alive": w.lease_until > now,
+            "in_flight": w.in_flight,
+        }
+        for w in found
+    ]
+
+
+def workers_text(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "workers: none running"
+    rows = [
+        (
+            w["host"],
+            w["pid"],
+            w["since"][:19].replace("T", " "),
+            w["last_heartbeat"][:19].replace("T", " "),
+            "yes" if w["alive"] else "expired",
+            w["in_flight"],
+        )
+        for w in found
+    ]
+    return "workers:\n" + table(
+        rows, ["host", "pid", "since (UTC)", "last heartbeat", "lease", "in flight"]
+    )

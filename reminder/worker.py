@@ -16,15 +16,16 @@ from typing import Any
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
 from .delivery import Clock, Dispatcher
 from .errors import InputError, ReminderError, TransportConfigError
 from .leads import Lead
-from .ledger import Ledger
 from .lock import StateLock
 from .outbox import Outbox
 from .snapshot import fingerprint, load_snapshot, watched_paths
+from .store import open_ledger
 from .transport import SmtpTransport, Transport
 
 log = logging.getLogger("reminder")
@@ -83,17 +84,36 @@ class Worker:
         self.lock = StateLock(state)
         self.lock.acquire()
         try:
-            self.ledger = Ledger(ledger_path(self.snapshot.config), worker=self.identity)
-            adopted = self.ledger.adopt_claims(self.clock())
-            self.transport = self.transport_factory(self.snapshot.config)
-            self.dispatcher = self._dispatcher(self.snapshot.config)
+            config = self.snapshot.config
+            self.ledger = open_ledger(config, worker=self.identity)
+            self.presence = Presence(self.ledger, self.clock, config.ledger.lease_delta)
             try:
-                await self._serve(adopted)
+                self.presence.join()
+                # Alone on a SQLite file (the state lock says so), every other claim is a
+                # dead worker's; on a shared ledger, only those whose lease expired.
+                adopted = self.ledger.adopt_claims(self.clock(), only_expired=self.ledger.shared)
+                self.transport = self._transport(config)
+                self.dispatcher = self._dispatcher(config)
+                self.presence.in_flight = lambda: len(self.dispatcher.unsettled)
+                try:
+                    await self._serve(adopted)
+                finally:
+                    await self.transport.close()
+                    with contextlib.suppress(ReminderError):
+                        self.presence.leave()
             finally:
-                await self.transport.close()
                 self.ledger.close()
         finally:
             self.lock.release()
+
+    def _transport(self, config: Config) -> Transport:
+        transport = self.transport_factory(config)
+        if self.ledger.shared and isinstance(transport, SmtpTransport) and transport.rate.limits:
+            # The server counts messages per account, whichever machine sends them.
+            transport.rate = SharedRateLimit(
+                self.ledger, transport.rate.limits, hold=config.smtp.timeout
+            )
+        return transport
 
     async def _serve(self, adopted: int) -> None:
         loop = asyncio.get_running_loop()
@@ -113,9 +133,11 @@ class Worker:
         try:
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
+            heart = asyncio.create_task(self._heartbeat())
             await self.wake("start")
             await self.stopping.wait()
             await watcher
+            await heart
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -138,7 +160,9 @@ class Worker:
         # Date they stamp), and only on the real clock, which is all they can read.
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
         helpers = helper_count() if self.clock is utc_now and not throttled else 0
-        return Dispatcher(self.ledger, self.transport, self.clock, helpers=helpers)
+        return Dispatcher(
+            self.ledger, self.transport, self.clock, helpers=helpers, may_send=self.presence.held
+        )
 
     def stop(self) -> None:
         if not self.stopping.is_set():
@@ -200,6 +224,35 @@ class Worker:
             if sweep.delta and loop.time() >= next_sweep + sweep.delta.total_seconds():
                 next_sweep = loop.time()
                 await self._trigger("sweep")
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease every third of it; adopt the claims of workers whose lease ran out."""
+        interval = self.presence.lease.total_seconds() / 3
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+            if self.stopping.is_set():
+                return
+            try:
+                held, kept, adopted = self.presence.beat()
+            except ReminderError as exc:
+                log.error("heartbeat failed; not sending until it succeeds: %s", exc)
+                continue
+            if not kept:
+                log.warning(
+                    "this worker's lease had expired and other workers adopted its claims; "
+                    "it sends again under a new lease, nothing they took"
+                )
+            elif not held:
+                log.warning("this worker's lease was renewed after it lapsed; sending again")
+            if adopted:
+                log.info(
+                    "adopted %d deliveries of a worker whose lease expired; sending them "
+                    "with their recorded Message-ID",
+                    adopted,
+                )
+            if adopted or not held:
+                await self._trigger("adoption" if adopted else "lease renewed")
 
     def _schedule_wakeups(self) -> None:
         """One in-memory job per future instant of the plan; rebuilt, never persisted."""
@@ -304,6 +357,13 @@ class Worker:
         except ReminderError as exc:
             log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
             return
+        if fresh.config.ledger.url != self.snapshot.config.ledger.url:
+            log.error(
+                "reload (%s) refused: ledger.url cannot change while running; restart "
+                "the service to move the ledger",
+                reason,
+            )
+            return
         if fresh.state_dir != self.snapshot.state_dir:
             log.error(
                 "reload (%s) refused: paths.state cannot change while running; restart "
@@ -315,7 +375,7 @@ class Worker:
         async with self._busy:
             if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
                 await self.transport.close()
-                self.transport = self.transport_factory(fresh.config)
+                self.transport = self._transport(fresh.config)
                 self.dispatcher = self._dispatcher(fresh.config)
                 self._paused = None
             old = self.snapshot

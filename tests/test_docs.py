@@ -50,6 +50,7 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         "run",
         "simulate",
         "status",
+        "ledger",
     }
     for name, command in commands.items():
         assert command.description, f"{name} has no help text"

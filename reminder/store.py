@@ -1,0 +1,147 @@
+"""The ledger as the rest of the service sees it, and the backend the config selects."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from .config import Config
+from .errors import LedgerError
+from .ledger import Claim, Ledger, Outcome, Row
+from .plan import DeliveryKey, LedgerView
+
+
+class DeliveryLedger(Protocol):
+    """What the dispatcher, the plan, `status` and `history` use; SQLite and PostgreSQL
+    both provide it (tests/test_ledger.py is its contract)."""
+
+    worker: str
+    path: str
+
+    @property
+    def shared(self) -> bool: ...
+
+    def view(
+        self, sessions: Iterable[str], kind: str = ..., *, claims_only: bool = False
+    ) -> LedgerView: ...
+
+    def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int: ...
+
+    def release(self, keys: Iterable[DeliveryKey], now: datetime) -> None: ...
+
+    def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]: ...
+
+    def supersede(
+        self,
+        items: Sequence[tuple[DeliveryKey, datetime]],
+        now: datetime,
+        not_after: datetime | None = None,
+    ) -> None: ...
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None: ...
+
+    def expire(self, now: datetime) -> int: ...
+
+    def rows(self, *, session_prefix: str = "", recipient: str = "") -> list[Row]: ...
+
+    def counts(self) -> dict[tuple[str, str, str], dict[str, int]]: ...
+
+    def last_error(self) -> Row | None: ...
+
+    def close(self) -> None: ...
+
+
+def ledger_target(config: Config) -> Path | str:
+    """The PostgreSQL URL of ledger.url, or the SQLite file in the state folder."""
+    return config.ledger.url or config.path(config.paths.state) / "ledger.sqlite"
+
+
+def ledger_password(config: Config) -> str | None:
+    """REMINDER_LEDGER__PASSWORD, or the file REMINDER_LEDGER__PASSWORD_FILE names."""
+    settings = config.ledger
+    if settings.password is not None:
+        return settings.password.get_secret_value()
+    if settings.password_file is None:
+        return None
+    file = config.path(settings.password_file)
+    try:
+        return file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise LedgerError(
+            f"the ledger password file {file} cannot be read ({exc.strerror}); check "
+            "REMINDER_LEDGER__PASSWORD_FILE and its permissions"
+        ) from None
+
+
+def open_ledger(
+    config: Config, *, worker: str = "", readonly: bool = False, migrate: bool = True
+) -> Ledger:
+    """The ledger the config names; a lost PostgreSQL connection is retried for one lease."""
+    return Ledger(
+        ledger_target(config),
+        worker=worker,
+        readonly=readonly,
+        password=ledger_password(config),
+        patience=config.ledger.lease_delta.total_seconds(),
+        migrate=migrate,
+    )
+
+
+# What a copy leaves behind: who was alive and the sending budget belong to one cluster.
+_NOT_COPIED = frozenset({"workers", "rate_sends"})
+
+
+def copy_ledger(source: Ledger, target: Ledger) -> dict[str, int]:
+    """Copy every table of a SQLite ledger into an empty (migrated) one, then compare
+    them row for row; return the rows copied per table."""
+    if source.shared:
+        raise LedgerError("the source of a copy is the SQLite ledger of paths.state")
+    if source.version() != target.version():
+        raise LedgerError(
+            f"the two ledgers have different schemas ({source.version()} and "
+            f"{target.version()}): run this release on both first"
+        )
+    tables = [
+        str(name)
+        for (name,) in source.db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+            "ORDER BY name"
+        )
+        if name not in _NOT_COPIED
+    ]
+    held = target.db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+    if held:
+        raise LedgerError(
+            f"{target.path} already holds {held} deliveries: copy into an empty ledger"
+        )
+    copied: dict[str, int] = {}
+    for table in tables:
+        columns = [str(row[1]) for row in source.db.execute(f"PRAGMA table_info({table})")]
+        listed = ", ".join(columns)
+        # Table and column names come from the ledger's own schema; values are bound.
+        select = f"SELECT {listed} FROM {table} ORDER BY {listed}"  # noqa: S608
+        rows = source.db.execute(select).fetchall()
+        insert = (
+            f"INSERT INTO {table} ({listed}) "  # noqa: S608
+            f"VALUES ({', '.join('?' for _ in columns)})"
+        )
+        target.db.write((insert, tuple(row)) for row in rows)
+        if [tuple(row) for row in target.db.execute(select).fetchall()] != [
+            tuple(row) for row in rows
+        ]:
+            raise LedgerError(f"the copy of {table} into {target.path} differs from its source")
+        copied[table] = len(rows)
+    if target.shared:
+        # Explicit ids were copied: the identity column continues after the largest.
+        target.db.write(
+            [
+                (
+                    "SELECT setval(pg_get_serial_sequence('deliveries', 'id'), "
+                    "(SELECT coalesce(max(id), 0) + 1 FROM deliveries), false)",
+                    (),
+                )
+            ]
+        )
+    return copied
