@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 from .errors import LedgerError
 
 log = logging.getLogger("reminder")
+# The pool logs every failed reconnection; the ledger logs one line per outage instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 Statement = tuple[str, Sequence[object]]
 T = TypeVar("T")
@@ -240,7 +242,7 @@ class PostgresDatabase:
         deadline = time.monotonic() + self.patience
         while True:
             try:
-                with self.pool.connection(timeout=5) as connection, connection.transaction():
+                with self.pool.connection(timeout=1) as connection, connection.transaction():
                     result = work(connection)
             except (
                 psycopg.OperationalError,

@@ -22,6 +22,8 @@ log = logging.getLogger("reminder")
 
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
+# On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
+SHARED_CLAIM_STEP = 32
 Clock = Callable[[], datetime]
 
 
@@ -139,32 +141,47 @@ class Dispatcher:
             )
             for d in batch.sends
         }
-        won = {claim.key for claim in self.ledger.claim(list(claims.values()), now)}
-        deliveries = [d for d in batch.sends if d.key in won]
-        self.unsettled = {d.key for d in deliveries}
-        recorder = ResultWriter(self.ledger, self.clock)
-        for delivery in deliveries:
-            tally.late += delivery.late
-        _count_lines(tally, deliveries)
+        # Shared: each outcome is durable before its connection's next transaction, so a
+        # worker killed at any moment leaves only its in-flight messages to be resent.
+        recorder = ResultWriter(self.ledger, self.clock, every=1 if self.ledger.shared else 64)
+        sends = list(batch.sends)
+        step = len(sends)
+        if self.ledger.shared:
+            # Workers sharing a ledger claim a little at a time, each from its own random
+            # place in the batch, so all of them send a large batch together.
+            step = SHARED_CLAIM_STEP
+            turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
+            sends = sends[turn:] + sends[:turn]
 
         async def envelopes() -> AsyncIterator[Envelope]:
-            async for delivery, composed in compose_all(
-                snapshot, deliveries, self.clock, helpers=self.helpers
-            ):
+            for start in range(0, len(sends), step):
                 if not self.may_send():
                     return  # the lease lapsed: another worker may hold these claims now
-                if isinstance(composed, str):
-                    self._report_failure(recorder, tally, delivery, composed)
-                    continue
-                claim = claims[delivery.key]
-                yield Envelope(
-                    (delivery, claim),
-                    config.smtp.sender,
-                    delivery.registrant.email,
-                    claim.message_id,
-                    composed,
-                    claim.not_after,
-                )
+                part = sends[start : start + step]
+                won = {
+                    c.key for c in self.ledger.claim([claims[d.key] for d in part], self.clock())
+                }
+                deliveries = [d for d in part if d.key in won]
+                self.unsettled |= won
+                tally.late += sum(delivery.late for delivery in deliveries)
+                _count_lines(tally, deliveries)
+                async for delivery, composed in compose_all(
+                    snapshot, deliveries, self.clock, helpers=self.helpers
+                ):
+                    if not self.may_send():
+                        return
+                    if isinstance(composed, str):
+                        self._report_failure(recorder, tally, delivery, composed)
+                        continue
+                    claim = claims[delivery.key]
+                    yield Envelope(
+                        (delivery, claim),
+                        config.smtp.sender,
+                        delivery.registrant.email,
+                        claim.message_id,
+                        composed,
+                        claim.not_after,
+                    )
 
         def report(result: Result) -> None:
             delivery, claim = result.envelope.token
@@ -174,9 +191,9 @@ class Dispatcher:
             await self.transport.deliver(envelopes(), report, stopping)
         finally:
             recorder.flush()
-        if self.unsettled and not self.may_send():
-            # Not attempted: due again at once for whichever worker holds a lease (only
-            # those still claimed by this one; an adopter's claims are left alone).
+        if self.unsettled:
+            # Claimed, never attempted (a stop, or the lease lapsed): due again at once for
+            # whichever worker holds a lease; an adopter's claims are left alone.
             self.ledger.release(sorted(self.unsettled), self.clock())
         self.unsettled = set()
         return tally
@@ -224,8 +241,10 @@ class Dispatcher:
 
 
 def _count_lines(tally: Tally, deliveries: list[Delivery]) -> None:
-    counts: dict[tuple[str, str, bool], int] = {}
+    counts = {(session, lead, late): n for session, lead, n, late in tally.lines}
     for delivery in deliveries:
         key = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
         counts[key] = counts.get(key, 0) + 1
-    tally.lines += [(session, lead, count, late) for (session, lead, late), count in counts.items()]
+    tally.lines[:] = [
+        (session, lead, count, late) for (session, lead, late), count in counts.items()
+    ]

@@ -78,13 +78,14 @@ def ledger_password(config: Config) -> str | None:
 def open_ledger(
     config: Config, *, worker: str = "", readonly: bool = False, migrate: bool = True
 ) -> Ledger:
-    """The ledger the config names; a lost PostgreSQL connection is retried for one lease."""
+    """The ledger the config names. A lost PostgreSQL connection is retried for two leases
+    (at least 30 s): long enough for a restart or a failover, with every outcome kept."""
     return Ledger(
         ledger_target(config),
         worker=worker,
         readonly=readonly,
         password=ledger_password(config),
-        patience=config.ledger.lease_delta.total_seconds(),
+        patience=max(30.0, 2 * config.ledger.lease_delta.total_seconds()),
         migrate=migrate,
     )
 
