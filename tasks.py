@@ -74,7 +74,14 @@ def serve() -> None:
 
 
 def bench() -> None:
-    for script in ("registrants.py", "compose.py", "plan.py", "transport.py", "worker.py"):
+    for script in (
+        "registrants.py",
+        "compose.py",
+        "plan.py",
+        "transport.py",
+        "worker.py",
+        "kill9.py",
+    ):
         run(BIN / "python", ROOT / "bench" / script)
 
 

@@ -2,7 +2,8 @@
 
 (a) smtplib, a new connection per message; (b) smtplib, one reused connection;
 (c) our SmtpTransport with a pool of N connections, each delivery claimed in and
-settled to a real SQLite ledger as the worker does. Against (i) Postfix's smtp-sink,
+settled to a real SQLite ledger as the worker does, one commit per outcome. Against
+(i) Postfix's smtp-sink,
 a fast C sink, and (ii) an aiosmtpd sink that waits 50 ms before answering each
 DATA, like a remote relay (ideal rate: N / 50 ms). Targets: (c) >= 90% of the ideal
 on (ii); (c) >= the best of (a) and (b) on (i).
@@ -24,7 +25,7 @@ from pathlib import Path
 from common import compose_many, postfix_sink, slow_sink
 
 from reminder.config import Smtp
-from reminder.delivery import ResultWriter, Tally
+from reminder.delivery import Tally
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.messages import Composed
 from reminder.plan import DeliveryKey
@@ -64,13 +65,15 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
     ]
     won = ledger.claim(claims, now)  # the durable claim before any SMTP transaction
     tally = Tally()
-    writer = ResultWriter(ledger, lambda: datetime.now(UTC))
 
     def settle(result: Result) -> None:
+        # As the worker does: each outcome committed before the connection's next
+        # transaction starts.
         claim: Claim = result.envelope.token
         status = Status.SENT if result.verdict is Verdict.SENT else Status.FAILED
         tally.sent += result.verdict is Verdict.SENT
-        writer.add(Outcome(claim.key, status, result.reply, datetime.now(UTC)))
+        now = datetime.now(UTC)
+        ledger.record([Outcome(claim.key, status, result.reply, now)], now)
 
     transport = SmtpTransport(
         Smtp(
@@ -86,7 +89,6 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
         for c, m in zip(won, messages, strict=True)
     ]
     await transport.deliver(each(envelopes), settle)
-    writer.flush()
     await transport.close()
     sent = sum(ledger.counts().get(("2023-03-01T17:00+01:00", "reminder", "1d"), {}).values())
     ledger.close()

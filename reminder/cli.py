@@ -6,19 +6,23 @@ import argparse
 import asyncio
 import json
 import logging
+import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
-from . import report
+from email_validator import EmailNotValidError, validate_email
+
+from . import __version__, report
 from .cluster import workers
 from .config import config_path, load_config
 from .delivery import wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
 from .ledger import MIGRATIONS, Ledger
-from .logs import setup_logging
+from .logs import printable, setup_logging, use_zone
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant
 from .sessions import Session, find_session
@@ -29,7 +33,18 @@ from .transport import Envelope, Result, each
 from .worker import Worker, make_transport, utc_now
 
 log = logging.getLogger("reminder")
-OK, FAILED, USAGE = 0, 1, 2
+# The exit statuses, as the README's table documents them.
+OK, FAILED, USAGE, INTERRUPTED, CLOSED_PIPE = 0, 1, 2, 130, 141
+DEFAULT_WINDOW = "24h"  # what status and history judge when no --since is given
+
+
+def out(text: str) -> None:
+    """Print for people: nothing from an export reaches the terminal as a control code."""
+    print(printable(text))
+
+
+def err(text: str) -> None:
+    print(printable(text), file=sys.stderr)
 
 
 def _day(text: str) -> date:
@@ -51,6 +66,20 @@ def _instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date and time: write 2023-03-01T16:00 (cycle's zone) or "
             "2023-03-01T16:00+01:00"
+        ) from None
+
+
+def _since(text: str) -> Lead | datetime:
+    """24h, 7d (before now) or an instant."""
+    try:
+        return Lead.parse(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (24h, 7d) nor a date and time (2023-03-01T16:00)"
         ) from None
 
 
@@ -81,17 +110,29 @@ def parser() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="the least severe level shown",
     )
+    common.add_argument(
+        "--utc",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="times in UTC (default: the cycle's zone, with its offset)",
+    )
     main = argparse.ArgumentParser(
         prog="reminder",
         parents=[common],
         description="E-mail reminders for a recurring event series: sent once, never lost.",
     )
+    main.add_argument("--version", action="version", version=f"reminder {__version__}")
     commands = main.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], help=summary, description=summary)
 
-    command("check", "Validate config, registrants and templates; exit 1 on any error.")
+    checking = command(
+        "check", "Validate config, registrants, templates and the state folder; exit 1 on errors."
+    )
+    checking.add_argument(
+        "--strict", action="store_true", help="exit 1 on warnings too (skipped rows included)"
+    )
 
     plan = command("plan", "Show the sessions and when each reminder goes out.")
     plan.add_argument("--from", dest="start", type=_day, help="first day shown (YYYY-MM-DD)")
@@ -128,7 +169,15 @@ def parser() -> argparse.ArgumentParser:
     send_test.add_argument("--session", type=_day, help="default: the next session")
     send_test.add_argument("--lead", type=_lead, help="default: the first lead")
 
-    history = command("history", "What was sent, failed or superseded; exit 1 if any failed.")
+    history = command(
+        "history", "What was sent, failed or superseded; exit 1 if any failed lately."
+    )
+    history.add_argument(
+        "--since",
+        type=_since,
+        help="only what changed since: a duration (24h, 7d) or an instant; the exit status "
+        f"judges this window (default {DEFAULT_WINDOW})",
+    )
     history.add_argument("--session", type=_day, help="one session (YYYY-MM-DD)")
     history.add_argument("--recipient", metavar="EMAIL", help="one address")
     history.add_argument(
@@ -176,26 +225,56 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument(
         "--format", choices=["table", "json"], default="table", help="a table, or JSON"
     )
+    status.add_argument(
+        "--since",
+        type=_since,
+        default=Lead.parse(DEFAULT_WINDOW),
+        help="exit 1 if a reminder due since then was missed or failed: a duration (24h, 7d) "
+        f"or an instant (default {DEFAULT_WINDOW})",
+    )
     return main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    setup_logging(getattr(args, "log_format", "human"), getattr(args, "log_level", "info"))
+    args.utc = getattr(args, "utc", False)
+    setup_logging(
+        getattr(args, "log_format", "human"), getattr(args, "log_level", "info"), utc=args.utc
+    )
     path = config_path(getattr(args, "config", None))
     handler: Callable[[argparse.Namespace, Path], int] = COMMANDS[args.command]
     try:
-        return handler(args, path)
+        status = handler(args, path)
+        sys.stdout.flush()  # a closed pipe shows here, not as a complaint at exit
+        return status
     except InputError as exc:
-        print(f"reminder {args.command}: cannot go on:", file=sys.stderr)
+        err(f"reminder {args.command}: cannot go on:")
         for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
+            err(f"  {problem}")
         return FAILED
     except ReminderError as exc:
-        print(f"reminder {args.command}: {exc}", file=sys.stderr)
+        err(f"reminder {args.command}: {exc}")
         return FAILED
     except KeyboardInterrupt:
-        return FAILED
+        return INTERRUPTED
+    except BrokenPipeError:
+        # `reminder plan | head`: the reader has what it wanted. Python would complain
+        # again when flushing stdout at exit; point it at nothing first.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return CLOSED_PIPE
+
+
+def _zone(snapshot: Snapshot, args: argparse.Namespace) -> tzinfo:
+    zone: tzinfo = UTC if args.utc else snapshot.config.zone
+    use_zone(zone)
+    return zone
+
+
+def _window_start(since: Lead | datetime | None, now: datetime, zone: tzinfo) -> datetime:
+    since = since or Lead.parse(DEFAULT_WINDOW)
+    if isinstance(since, Lead):
+        return now - since.delta
+    return since if since.tzinfo else since.replace(tzinfo=zone)
 
 
 def _now(snapshot: Snapshot, given: datetime | None) -> datetime:
@@ -215,22 +294,26 @@ def _session(snapshot: Snapshot, day: date) -> Session:
 def do_check(args: argparse.Namespace, path: Path) -> int:
     snapshot, problems = check(path)
     for problem in problems:
-        print(problem)
+        err(str(problem))
     errors = [p for p in problems if p.severity == "error"]
+    warnings = len(problems) - len(errors)
     if errors or snapshot is None:
-        print(
-            f"{len(errors)} error(s), {len(problems) - len(errors)} warning(s): fix the "
-            "errors above; nothing is sent from an invalid configuration"
+        err(
+            f"{len(errors)} error(s), {warnings} warning(s): fix the errors above; "
+            "nothing is sent from an invalid configuration"
         )
         return FAILED
     roster = snapshot.roster
     cancelled = sum(s.cancelled for s in snapshot.sessions)
-    print(
+    out(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
         f"leads {', '.join(snapshot.config.reminders.leads)}; {len(roster.registrants)} "
         f"registrants served, {len(roster.suppressed)} suppressed; templates OK; "
-        f"{len(problems)} warning(s)"
+        f"state folder writable; {warnings} warning(s)"
     )
+    if warnings and args.strict:
+        err(f"{warnings} warning(s) and --strict: exit 1")
+        return FAILED
     return OK
 
 
@@ -244,7 +327,7 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
         and (args.end is None or s.start.date() <= args.end)
     ]
     if args.format == "json":
-        print(
+        out(
             json.dumps(
                 report.plan_data(snapshot, sessions, now, snapshot.roster),
                 ensure_ascii=False,
@@ -252,7 +335,7 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
             )
         )
     else:
-        print(report.plan_text(snapshot, sessions, now, snapshot.roster))
+        out(report.plan_text(snapshot, sessions, now, snapshot.roster))
     return OK
 
 
@@ -261,7 +344,7 @@ def do_registrants(args: argparse.Namespace, path: Path) -> int:
     people = list(snapshot.roster.registrants)
     if args.session:
         people = list(snapshot.roster.attending(_session(snapshot, args.session)))
-    print(report.registrants_output(snapshot, people, args.format, args.show_addresses))
+    out(report.registrants_output(snapshot, people, args.format, args.show_addresses))
     return OK
 
 
@@ -288,21 +371,26 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
             )
         registrant = found
     composed = snapshot.composer.compose(slot, registrant, slot.due_at)
-    out = args.out or snapshot.state_dir / "preview"
-    out.mkdir(parents=True, exist_ok=True)
+    folder = args.out or snapshot.state_dir / "preview"
+    folder.mkdir(parents=True, exist_ok=True)
     stem = f"reminder-{slot.session.id}-{slot.lead}"
     files = {".eml": composed.data, ".html": composed.html.encode(), ".ics": composed.ics}
     for suffix, content in files.items():
-        (out / f"{stem}{suffix}").write_bytes(content)
-    print(f"Subject: {composed.subject}\n\n{composed.text}")
-    print(f"--\nwritten: {', '.join(str(out / (stem + s)) for s in files)}", file=sys.stderr)
+        (folder / f"{stem}{suffix}").write_bytes(content)
+    out(f"Subject: {composed.subject}\n\n{composed.text}")
+    err(f"--\nwritten: {', '.join(str(folder / (stem + s)) for s in files)}")
     return OK
 
 
 def do_send_test(args: argparse.Namespace, path: Path) -> int:
+    try:
+        checked = validate_email(args.to.strip(), check_deliverability=False)
+    except EmailNotValidError as exc:
+        err(f"reminder send-test: --to {args.to!r} is not an e-mail address ({exc})")
+        return USAGE
+    address = str(checked.normalized)
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
-    address = args.to.strip()
     person = Registrant(
         email=address,
         first_name=SAMPLE_REGISTRANT.first_name,
@@ -323,24 +411,38 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
             await transport.close()
 
     asyncio.run(send())
-    print(f"via {transport.description}")
+    out(f"via {transport.description}")
     for result in results:
-        print(f"{result.verdict}: {result.reply}")
+        if result.verdict == "sent" and not snapshot.config.smtp.host:
+            out(f"written to the outbox, not sent ({result.reply}): set smtp.host to send mail")
+        else:
+            out(f"{result.verdict}: {result.reply}")
     return OK if results and results[0].verdict == "sent" else FAILED
 
 
 def do_history(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
+    zone = _zone(snapshot, args)
     prefix = _session(snapshot, args.session).key if args.session else ""
+    window = _window_start(args.since, utc_now(), zone)
     with open_ledger(snapshot.config, readonly=True) as ledger:
-        rows = ledger.rows(session_prefix=prefix, recipient=args.recipient or "")
-    print(report.history_output(rows, args.format, args.show_addresses, snapshot))
-    return FAILED if any(row.status == "failed" for row in rows) else OK
+        rows = ledger.rows(
+            session_prefix=prefix,
+            recipient=args.recipient or "",
+            since=window if args.since else None,
+        )
+    out(report.history_output(rows, args.format, args.show_addresses, zone))
+    # For monitoring: what failed in the window, or waits on a configuration fault now.
+    troubled = any(
+        row.fault or (row.status == "failed" and row.updated_at >= window) for row in rows
+    )
+    return FAILED if troubled else OK
 
 
 def do_run(args: argparse.Namespace, path: Path) -> int:
-    asyncio.run(Worker(path).run())
-    return OK
+    worker = Worker(path, utc_logs=args.utc)
+    asyncio.run(worker.run())
+    return INTERRUPTED if worker.signal == signal.SIGINT else OK
 
 
 def do_simulate(args: argparse.Namespace, path: Path) -> int:
@@ -357,8 +459,8 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
         )
         for step in result.steps
     ]
-    print(report.table(rows, ["instant", "session", "lead", "recipients", ""]))
-    print(
+    out(report.table(rows, ["instant", "session", "lead", "recipients", ""]))
+    out(
         f"\n{result.sent} reminders sent ({result.late} late, to registrants who signed up "
         f"after a due instant), {result.superseded} superseded, {result.failed} failed, "
         f"{len(result.steps)} batches.\nmessages: {result.messages}\n"
@@ -369,18 +471,27 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
 
 def do_status(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
+    zone = _zone(snapshot, args)
     now = _now(snapshot, args.now)
+    window = _window_start(args.since, now, zone)
     with open_ledger(snapshot.config, readonly=True) as ledger:
         data = report.status_data(
-            snapshot, now, wakeups(ledger, snapshot, now), ledger.counts(), ledger.last_error()
+            snapshot,
+            now,
+            wakeups(ledger, snapshot, now),
+            ledger.counts(),
+            ledger.last_error(),
+            ledger.faults(),
+            zone=zone,
+            window=window,
         )
         data["workers"] = report.workers_data(workers(ledger), now)
-    print(
+    out(
         json.dumps(data, ensure_ascii=False, indent=2)
         if args.format == "json"
         else report.status_text(data) + "\n\n" + report.workers_text(data["workers"])
     )
-    return OK
+    return FAILED if data["trouble"] else OK
 
 
 def do_ledger(args: argparse.Namespace, path: Path) -> int:
@@ -389,7 +500,7 @@ def do_ledger(args: argparse.Namespace, path: Path) -> int:
         with open_ledger(config, migrate=False) as ledger:
             before = ledger.version()
         with open_ledger(config) as ledger:
-            print(
+            out(
                 f"{ledger.path}: schema {before} -> {ledger.version()} (this release knows "
                 f"{len(MIGRATIONS)})"
             )
@@ -402,11 +513,11 @@ def do_ledger(args: argparse.Namespace, path: Path) -> int:
         open_ledger(target_config, worker="copy") as target,
     ):
         copied = copy_ledger(source, target)
-    print(
+    out(
         f"copied {source.path} into {target.path}, checked row for row: "
         + ", ".join(f"{table} {count}" for table, count in copied.items())
     )
-    print(f"now set ledger.url = {target.path!r} (or REMINDER_LEDGER__URL) for every worker")
+    out(f"now set ledger.url = {target.path!r} (or REMINDER_LEDGER__URL) for every worker")
     return OK
 
 

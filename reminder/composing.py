@@ -17,7 +17,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
@@ -33,7 +33,7 @@ log = logging.getLogger("reminder")
 
 PARALLEL_FROM = 1000  # smaller batches are not worth starting processes for
 CHUNK = 64
-Job = tuple[Slot, Registrant, DeliveryKey]
+Job = tuple[Slot, Registrant, DeliveryKey, str | None]  # the last: a recorded Message-ID
 Composed = bytes | str  # the message, or why it could not be composed
 
 
@@ -53,6 +53,7 @@ async def compose_all(
     *,
     helpers: int = 0,
     counts: dict[str, int] | None = None,
+    message_ids: Mapping[DeliveryKey, str] | None = None,
 ) -> AsyncIterator[tuple[Delivery, Composed]]:
     """Each delivery with its message (or the reason it has none), in no promised order.
 
@@ -60,14 +61,16 @@ async def compose_all(
     chunks from the front while this process composes from the back. Helpers date
     their messages by the real clock: the caller asks for them only when `clock` is it.
     `counts`, when given, receives how many were composed "here" and by "helpers".
+    `message_ids` are those recorded at the claims, carried unchanged.
     """
+    ids = message_ids or {}
     counts = counts if counts is not None else {}
     counts.setdefault("here", 0)
     counts.setdefault("helpers", 0)
     if helpers <= 0 or len(deliveries) < PARALLEL_FROM:
         for delivery in deliveries:
             counts["here"] += 1
-            yield delivery, _compose_here(snapshot.composer, delivery, clock)
+            yield delivery, _compose_here(snapshot.composer, delivery, clock, ids)
         return
     pending = deque(deliveries)
     in_flight: deque[tuple[list[Delivery], asyncio.Future[list[Composed]]]] = deque()
@@ -83,7 +86,7 @@ async def compose_all(
         while pending or in_flight:
             while usable and len(in_flight) < 2 * helpers and len(pending) > CHUNK:
                 chunk = [pending.popleft() for _ in range(CHUNK)]
-                jobs = [(d.slot, d.registrant, d.key) for d in chunk]
+                jobs = [(d.slot, d.registrant, d.key, ids.get(d.key)) for d in chunk]
                 in_flight.append((chunk, loop.run_in_executor(executor, _compose_chunk, jobs)))
             if in_flight and (in_flight[0][1].done() or not pending):
                 chunk, future = in_flight.popleft()
@@ -94,23 +97,28 @@ async def compose_all(
                     if usable:
                         log.info("composing in this process only (%s)", exc or type(exc).__name__)
                     usable = False
-                    results = [_compose_here(snapshot.composer, d, clock) for d in chunk]
+                    results = [_compose_here(snapshot.composer, d, clock, ids) for d in chunk]
                     counts["here"] += len(results)
                 for delivery, composed in zip(chunk, results, strict=True):
                     yield delivery, composed
             elif pending:
                 delivery = pending.pop()
                 counts["here"] += 1
-                yield delivery, _compose_here(snapshot.composer, delivery, clock)
+                yield delivery, _compose_here(snapshot.composer, delivery, clock, ids)
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _compose_here(
-    composer: Composer, delivery: Delivery, clock: Callable[[], datetime]
+    composer: Composer,
+    delivery: Delivery,
+    clock: Callable[[], datetime],
+    ids: Mapping[DeliveryKey, str],
 ) -> Composed:
     try:
-        return composer.compose(delivery.slot, delivery.registrant, clock(), delivery.key).data
+        return composer.compose(
+            delivery.slot, delivery.registrant, clock(), delivery.key, ids.get(delivery.key)
+        ).data
     except ReminderError as exc:
         return f"cannot compose: {exc}"
 
@@ -139,9 +147,10 @@ def _compose_chunk(jobs: list[Job]) -> list[Composed]:
     if _composer is None:
         raise StaleSnapshotError("the input files changed while the batch was being sent")
     results: list[Composed] = []
-    for slot, registrant, key in jobs:
+    for slot, registrant, key, recorded_id in jobs:
         try:
-            results.append(_composer.compose(slot, registrant, datetime.now(UTC), key).data)
+            composed = _composer.compose(slot, registrant, datetime.now(UTC), key, recorded_id)
+            results.append(composed.data)
         except ReminderError as exc:
             results.append(f"cannot compose: {exc}")
     return results

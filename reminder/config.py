@@ -238,10 +238,23 @@ class Columns(Section):
     ]
 
 
+def _share(value: object) -> object:
+    """50% or 0.5: the same share."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"{value!r} is not a share: write 50% or 0.5") from None
+    return value
+
+
 class RegistrantsFormat(Section):
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
     delimiter: Literal["auto", ",", ";", "\t"] = "auto"
     columns: Columns = Columns()
+    # A reload that removes more than this share of the registrants is held back:
+    # an export cut short (or only its header row) must not silence the service.
+    max_drop: Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)] = 0.5
 
 
 class Smtp(Section):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from .composing import compose_all
+from .errors import TransportConfigError
 from .ledger import Claim, Outcome, Status
 from .messages import message_id
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
@@ -37,10 +38,15 @@ class Tally:
     superseded: int = 0
     late: int = 0
     expired: int = 0
-    lines: list[tuple[str, str, int, bool]] = field(default_factory=list)  # session, lead, n, late
+    left: int = 0  # claimed, not attempted: a stop or a fault came first; owed at the next pass
+    fault: str = ""  # the configuration fault that stopped the pass, as the server put it
+    # (session, lead, late) -> messages sent, as the one log line reports them
+    lines: dict[tuple[str, str, bool], int] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.sent or self.failed or self.retrying or self.superseded or self.expired)
+        return bool(
+            self.sent or self.failed or self.retrying or self.superseded or self.expired
+        ) or bool(self.left)
 
     def __str__(self) -> str:
         text = (
@@ -51,7 +57,12 @@ class Tally:
             text += f" ({self.late} late)"
         if self.expired:
             text += f", expired {self.expired}"
-        return text
+        if self.left:
+            text += f", still owed {self.left}"
+        return text + "".join(
+            f"; {session} {lead}: {count} sent{' late' if late else ''}"
+            for (session, lead, late), count in self.lines.items()
+        )
 
 
 def owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> Batch:
@@ -64,39 +75,18 @@ def owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> Batch:
     return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
 
 
+def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
+    """Deliveries a next start would owe: open claims, and what is due but not claimed."""
+    fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now).sends)
+    return ledger.open_claims(now) + fresh
+
+
 def wakeups(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> list[datetime]:
     """The future instants when something may be owed: reminders, and retries of claims."""
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
     active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
     return next_wakeups(now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff)
-
-
-class ResultWriter:
-    """Collects outcomes and writes them to the ledger in small batches."""
-
-    def __init__(
-        self, ledger: DeliveryLedger, clock: Clock, every: int = 64, after: float = 0.05
-    ) -> None:
-        self.ledger, self.clock = ledger, clock
-        self.every, self.after = every, after
-        self.pending: list[Outcome] = []
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, outcome: Outcome) -> None:
-        self.pending.append(outcome)
-        if len(self.pending) >= self.every:
-            self.flush()
-        elif self._timer is None:
-            self._timer = asyncio.get_running_loop().call_later(self.after, self.flush)
-
-    def flush(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self.pending:
-            outcomes, self.pending = self.pending, []
-            self.ledger.record(outcomes, self.clock())
 
 
 class Dispatcher:
@@ -141,9 +131,8 @@ class Dispatcher:
             )
             for d in batch.sends
         }
-        # Shared: each outcome is durable before its connection's next transaction, so a
-        # worker killed at any moment leaves only its in-flight messages to be resent.
-        recorder = ResultWriter(self.ledger, self.clock, every=1 if self.ledger.shared else 64)
+        unsettled: set[DeliveryKey] = set()
+        self.unsettled = unsettled
         sends = list(batch.sends)
         step = len(sends)
         if self.ledger.shared:
@@ -158,20 +147,25 @@ class Dispatcher:
                 if not self.may_send():
                     return  # the lease lapsed: another worker may hold these claims now
                 part = sends[start : start + step]
+                # The ledger hands back the Message-ID recorded at the first claim: a
+                # resend carries it whatever changed in the config since.
                 won = {
-                    c.key for c in self.ledger.claim([claims[d.key] for d in part], self.clock())
+                    c.key: c for c in self.ledger.claim([claims[d.key] for d in part], self.clock())
                 }
+                claims.update(won)
                 deliveries = [d for d in part if d.key in won]
-                self.unsettled |= won
-                tally.late += sum(delivery.late for delivery in deliveries)
-                _count_lines(tally, deliveries)
+                unsettled.update(won)
                 async for delivery, composed in compose_all(
-                    snapshot, deliveries, self.clock, helpers=self.helpers
+                    snapshot,
+                    deliveries,
+                    self.clock,
+                    helpers=self.helpers,
+                    message_ids={key: claim.message_id for key, claim in won.items()},
                 ):
                     if not self.may_send():
                         return
                     if isinstance(composed, str):
-                        self._report_failure(recorder, tally, delivery, composed)
+                        self._report_failure(unsettled, tally, delivery, composed)
                         continue
                     claim = claims[delivery.key]
                     yield Envelope(
@@ -185,27 +179,45 @@ class Dispatcher:
 
         def report(result: Result) -> None:
             delivery, claim = result.envelope.token
-            self._settle(recorder, tally, delivery, claim, result)
+            self._settle(unsettled, tally, delivery, claim, result)
 
         try:
             await self.transport.deliver(envelopes(), report, stopping)
-        finally:
-            recorder.flush()
-        if self.unsettled:
+        except TransportConfigError as exc:
+            # Nothing is stranded: what the fault stopped waits on it, visibly, and is
+            # due again as soon as a fixed configuration is loaded.
+            tally.fault = exc.reply or str(exc)
+            self.ledger.hold(sorted(unsettled), f"configuration fault: {tally.fault}", self.clock())
+            tally.left = len(unsettled)
+            raise
+        tally.left = len(unsettled)
+        if unsettled:
             # Claimed, never attempted (a stop, or the lease lapsed): due again at once for
             # whichever worker holds a lease; an adopter's claims are left alone.
-            self.ledger.release(sorted(self.unsettled), self.clock())
-        self.unsettled = set()
+            self.ledger.release(sorted(unsettled), self.clock())
         return tally
 
     def _settle(
-        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, claim: Claim, result: Result
+        self,
+        unsettled: set[DeliveryKey],
+        tally: Tally,
+        delivery: Delivery,
+        claim: Claim,
+        result: Result,
     ) -> None:
+        """The one place an attempt's outcome is decided and made durable.
+
+        It is written before the transport starts its connection's next transaction
+        (report() is called in between), so a crash resends at most what was in flight.
+        """
         now = self.clock()
-        self.unsettled.discard(delivery.key)
         if result.verdict is Verdict.SENT:
+            self.ledger.record([Outcome(delivery.key, Status.SENT, result.reply, now)], now)
+            unsettled.discard(delivery.key)
             tally.sent += 1
-            recorder.add(Outcome(delivery.key, Status.SENT, result.reply, now))
+            tally.late += delivery.late
+            line = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
+            tally.lines[line] = tally.lines.get(line, 0) + 1
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -218,17 +230,21 @@ class Dispatcher:
                     f"{retry_at:%H:%M:%S}",
                     result.reply,
                 )
-                recorder.add(Outcome(delivery.key, Status.CLAIMED, result.reply, now, retry_at))
+                outcome = Outcome(delivery.key, Status.CLAIMED, result.reply, now, retry_at)
+                self.ledger.record([outcome], now)
+                unsettled.discard(delivery.key)
                 return
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
-        self._report_failure(recorder, tally, delivery, reply)
+        self._report_failure(unsettled, tally, delivery, reply)
 
     def _report_failure(
-        self, recorder: ResultWriter, tally: Tally, delivery: Delivery, reply: str
+        self, unsettled: set[DeliveryKey], tally: Tally, delivery: Delivery, reply: str
     ) -> None:
-        self.unsettled.discard(delivery.key)
+        now = self.clock()
+        self.ledger.record([Outcome(delivery.key, Status.FAILED, reply, now)], now)
+        unsettled.discard(delivery.key)
         tally.failed += 1
         log.warning(
             "failed: %s reminder of %s for %s: %s",
@@ -237,14 +253,3 @@ class Dispatcher:
             masked(delivery.registrant.email),
             reply,
         )
-        recorder.add(Outcome(delivery.key, Status.FAILED, reply, self.clock()))
-
-
-def _count_lines(tally: Tally, deliveries: list[Delivery]) -> None:
-    counts = {(session, lead, late): n for session, lead, n, late in tally.lines}
-    for delivery in deliveries:
-        key = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
-        counts[key] = counts.get(key, 0) + 1
-    tally.lines[:] = [
-        (session, lead, count, late) for (session, lead, late), count in counts.items()
-    ]

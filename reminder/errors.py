@@ -59,6 +59,10 @@ class LedgerError(ReminderError):
     """The delivery ledger cannot be opened or is from a newer release."""
 
 
+class StateError(ReminderError):
+    """The state folder (ledger, lock, outbox) cannot be used, or changed under the worker."""
+
+
 class AlreadyRunning(ReminderError):  # noqa: N818 - reads as a sentence where raised
     """Another worker holds the state folder."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +42,11 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (session, kind, lead, recipient)
     );
     CREATE INDEX deliveries_status ON deliveries (status, not_after);
+    """,
+    # A claim that a configuration fault (refused login, TLS, refused sender) stopped:
+    # the fault as the server put it, until the fixed configuration takes the claim again.
+    """
+    ALTER TABLE deliveries ADD COLUMN fault TEXT;
     """,
     # Several workers on one PostgreSQL ledger: each holds a lease renewed by its
     # heartbeat, and one sending budget is shared through rate_sends.
@@ -107,6 +112,7 @@ class Row:
     sent_at: datetime | None
     updated_at: datetime
     last_reply: str
+    fault: str = ""  # set while the claim waits on a configuration fault
 
 
 def stamp(moment: datetime) -> str:
@@ -270,9 +276,10 @@ class Ledger:
             self._write(
                 [
                     (
-                        "UPDATE deliveries SET claimed_by = ?, next_attempt_at = ?, updated_at = ? "
-                        "WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
-                        "AND status = 'claimed' AND next_attempt_at <= ?",
+                        "UPDATE deliveries SET claimed_by = ?, next_attempt_at = ?, "
+                        "updated_at = ?, fault = NULL WHERE session = ? AND kind = ? "
+                        "AND lead = ? AND recipient = ? AND status = 'claimed' "
+                        "AND next_attempt_at <= ?",
                         (self.worker, lease_end, at, *c.key, at),
                     )
                     for c in retries
@@ -282,7 +289,20 @@ class Ledger:
             else []
         )
         retried = {c.key for c, count in zip(retries, taken, strict=True) if count}
-        return [c for c, count in zip(claims, won, strict=True) if count or c.key in retried]
+        return [
+            c if count else replace(c, message_id=self._message_id(c.key) or c.message_id)
+            for c, count in zip(claims, won, strict=True)
+            if count or c.key in retried
+        ]
+
+    def _message_id(self, key: DeliveryKey) -> str | None:
+        """The Message-ID recorded at the first claim: a resend must carry it unchanged."""
+        found = self.db.execute(
+            "SELECT message_id FROM deliveries WHERE session = ? AND kind = ? AND lead = ? "
+            "AND recipient = ?",
+            tuple(key),
+        ).fetchone()
+        return str(found[0]) if found and found[0] else None
 
     def supersede(
         self,
@@ -312,8 +332,8 @@ class Ledger:
                 statements.append(
                     (
                         "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, "
-                        "next_attempt_at = ?, updated_at = ? WHERE session = ? AND kind = ? "
-                        "AND lead = ? AND recipient = ? AND status = 'claimed'",
+                        "next_attempt_at = ?, updated_at = ?, fault = NULL WHERE session = ? "
+                        "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
                         (outcome.reply, stamp(outcome.retry_at), at, *outcome.key),
                     )
                 )
@@ -322,13 +342,27 @@ class Ledger:
                     (
                         "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
                         "last_reply = ?, sent_at = CASE WHEN ? = 'sent' THEN ? END, "
-                        "next_attempt_at = NULL, updated_at = ? WHERE session = ? AND kind = ? "
-                        "AND lead = ? AND recipient = ? AND status = 'claimed'",
+                        "next_attempt_at = NULL, updated_at = ?, fault = NULL WHERE session = ? "
+                        "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
                         (outcome.status, outcome.reply, outcome.status, at, at, *outcome.key),
                     )
                 )
         if statements:
             self._write(statements)
+
+    def hold(self, keys: Sequence[DeliveryKey], fault: str, now: datetime) -> None:
+        """Claims a configuration fault stopped: shown as waiting on it, and due again at
+        once, so the reload that fixes the configuration sends them without waiting."""
+        at = stamp(now)
+        self._write(
+            (
+                "UPDATE deliveries SET fault = ?, last_reply = ?, next_attempt_at = ?, "
+                "updated_at = ? WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
+                "AND status = 'claimed'",
+                (fault, fault, at, at, *key),
+            )
+            for key in keys
+        )
 
     def expire(self, now: datetime) -> int:
         """Claims still open at their deadline can no longer be sent: record them failed."""
@@ -344,26 +378,53 @@ class Ledger:
             ]
         )[0]
 
-    def rows(self, *, session_prefix: str = "", recipient: str = "") -> list[Row]:
-        """The history, oldest first, optionally for one session (by date) or one address."""
+    def rows(
+        self, *, session_prefix: str = "", recipient: str = "", since: datetime | None = None
+    ) -> list[Row]:
+        """The history, oldest first, optionally for one session (by date) or one address,
+        or only what changed since an instant."""
         # Only the constant column list is formatted in; every value is a bound parameter.
         query = f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE session LIKE ? "  # noqa: S608
         parameters: list[str] = [f"{session_prefix}%"]
         if recipient:
             query += "AND recipient = ? "
             parameters.append(recipient.strip().casefold())
+        if since is not None:
+            query += "AND updated_at >= ? "
+            parameters.append(stamp(since))
         query += "ORDER BY due_at, session, lead, recipient"
         return [_row(values) for values in self.db.execute(query, parameters)]
 
     def counts(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """(session, kind, lead) -> status -> number of deliveries."""
+        """(session, kind, lead) -> status -> number of deliveries; claims that wait on a
+        configuration fault count as "waiting"."""
         found: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
         for session, kind, lead, status, number in self.db.execute(
-            "SELECT session, kind, lead, status, count(*) FROM deliveries "
-            "GROUP BY session, kind, lead, status"
+            "SELECT session, kind, lead, CASE WHEN fault IS NOT NULL AND status = 'claimed' "
+            "THEN 'waiting' ELSE status END AS shown, count(*) FROM deliveries "
+            "GROUP BY session, kind, lead, shown"
         ):
             found[session, kind, lead][status] = number
         return dict(found)
+
+    def open_claims(self, now: datetime) -> int:
+        """Claims not settled that can still be sent."""
+        return int(
+            self.db.execute(
+                "SELECT count(*) FROM deliveries WHERE status = 'claimed' AND not_after > ?",
+                (stamp(now),),
+            ).fetchone()[0]
+        )
+
+    def faults(self) -> list[Row]:
+        """Claims waiting on a configuration fault, most recent first."""
+        return [
+            _row(values)
+            for values in self.db.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE status = 'claimed' "  # noqa: S608
+                "AND fault IS NOT NULL ORDER BY updated_at DESC"
+            )
+        ]
 
     def last_error(self) -> Row | None:
         """The most recent delivery that did not go through, with the server's reply."""
@@ -376,12 +437,12 @@ class Ledger:
 
 _ROW_COLUMNS = (
     "session, kind, lead, recipient, status, message_id, due_at, attempts, "
-    "sent_at, updated_at, last_reply"
+    "sent_at, updated_at, last_reply, fault"
 )
 
 
 def _row(values: tuple[object, ...]) -> Row:
-    session, kind, lead, recipient, status, mid, due, attempts, sent, updated, reply = values
+    session, kind, lead, recipient, status, mid, due, attempts, sent, updated, reply, fault = values
     return Row(
         str(session),
         str(kind),
@@ -394,4 +455,5 @@ def _row(values: tuple[object, ...]) -> Row:
         unstamp(str(sent) if sent else None),
         datetime.fromisoformat(str(updated)),
         str(reply),
+        str(fault or ""),
     )

@@ -81,8 +81,15 @@ class Composer:
         }
 
     def compose(
-        self, slot: Slot, registrant: Registrant, now: datetime, key: DeliveryKey | None = None
+        self,
+        slot: Slot,
+        registrant: Registrant,
+        now: datetime,
+        key: DeliveryKey | None = None,
+        recorded_id: str | None = None,
     ) -> Composed:
+        """The message; `recorded_id` is the Message-ID the ledger recorded at the claim,
+        which a resend must carry whatever changed in the config since."""
         key = key or slot.key(registrant.key)
         # A registrant's language is used only where templates exist for it: French text
         # with English dates would be worse than French throughout.
@@ -95,7 +102,7 @@ class Composer:
         html = _INLINER.inline(self.templates.render("html", str(slot.lead), language, context))
         join_url = context["session"]["join_url"]
         ics = self._calendar(slot.session, join_url, language, now)
-        mid = message_id(self.config, key)
+        mid = recorded_id or message_id(self.config, key)
         data = self._assemble(
             subject,
             text,

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from .transport import Envelope, Report, Result, Verdict
+
+log = logging.getLogger("reminder")
 
 
 class Outbox:
@@ -22,6 +25,7 @@ class Outbox:
         self.folder = folder
         self.durable = durable
         self.description = f"outbox {folder} (nothing is mailed)"
+        self._fault = ""  # the last write failure logged, so a full disk is logged once
         for sub in ("tmp", "new", "cur"):
             (folder / sub).mkdir(parents=True, exist_ok=True)
 
@@ -54,8 +58,13 @@ class Outbox:
             try:
                 path = self.write(envelope)
             except OSError as exc:
-                report(Result(envelope, Verdict.RETRY, f"outbox write failed: {exc.strerror}"))
+                reason = f"{exc.filename or self.folder}: {exc.strerror}"
+                if reason != self._fault:
+                    self._fault = reason
+                    log.error("the outbox cannot be written: %s", reason)
+                report(Result(envelope, Verdict.RETRY, f"outbox write failed: {reason}"))
             else:
+                self._fault = ""
                 report(Result(envelope, Verdict.SENT, f"written to {path.name}"))
             if count % 64 == 0:
                 await asyncio.sleep(0)  # let signals and timers in during a long batch

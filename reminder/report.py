@@ -6,7 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import Any
 
 from .cluster import WorkerRow
@@ -23,8 +23,8 @@ def iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
-def local(moment: datetime, snapshot: Snapshot) -> str:
-    return f"{moment.astimezone(snapshot.config.zone):%Y-%m-%d %H:%M}"
+def local(moment: datetime, zone: tzinfo) -> str:
+    return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
@@ -225,9 +225,14 @@ def registrants_output(
     return "\n".join(parts)
 
 
-def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot) -> str:
+def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> str:
+    """The history; times in `zone` (the cycle's, or UTC), with their offset in JSON."""
+
     def who(row: Row) -> str:
         return row.recipient if show else masked(row.recipient)
+
+    def at(moment: datetime) -> str:
+        return iso(moment.astimezone(zone))
 
     if fmt == "json":
         return json.dumps(
@@ -237,13 +242,14 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot
                     "kind": row.kind,
                     "lead": row.lead,
                     "recipient": who(row),
-                    "status": row.status,
+                    "status": "waiting" if row.fault else row.status,
                     "message_id": row.message_id,
-                    "due_at": iso(row.due_at),
+                    "due_at": at(row.due_at),
                     "attempts": row.attempts,
-                    "sent_at": iso(row.sent_at) if row.sent_at else None,
-                    "updated_at": iso(row.updated_at),
+                    "sent_at": at(row.sent_at) if row.sent_at else None,
+                    "updated_at": at(row.updated_at),
                     "reply": row.last_reply,
+                    "configuration_fault": row.fault or None,
                 }
                 for row in rows
             ],
@@ -255,13 +261,13 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot
     body = table(
         [
             (
-                local(row.due_at, snapshot),
+                local(row.due_at, zone),
                 row.session[:16].replace("T", " "),
                 row.lead,
                 who(row),
-                row.status,
+                "waiting" if row.fault else row.status,
                 row.attempts,
-                local(row.sent_at, snapshot) if row.sent_at else "",
+                local(row.sent_at, zone) if row.sent_at else "",
                 row.last_reply[:60],
             )
             for row in rows
@@ -270,8 +276,13 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, snapshot: Snapshot
     )
     totals: dict[str, int] = {}
     for row in rows:
-        totals[row.status] = totals.get(row.status, 0) + 1
-    return body + "\n\n" + ", ".join(f"{n} {status}" for status, n in sorted(totals.items()))
+        status = "waiting on a configuration fault" if row.fault else row.status
+        totals[status] = totals.get(status, 0) + 1
+    return (
+        body
+        + f"\n\ntimes in {zone}; "
+        + ", ".join(f"{n} {status}" for status, n in sorted(totals.items()))
+    )
 
 
 def status_data(
@@ -280,7 +291,14 @@ def status_data(
     wakeups: Sequence[datetime],
     counts: dict[tuple[str, str, str], dict[str, int]],
     last_error: Row | None,
+    faults: Sequence[Row] = (),
+    *,
+    zone: tzinfo | None = None,
+    window: datetime | None = None,
 ) -> dict[str, Any]:
+    """What `status` shows; `trouble` (its exit status) says whether a reminder due in
+    the window was missed or failed, or claims wait on a configuration fault."""
+    zone = zone or snapshot.config.zone
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -290,7 +308,7 @@ def status_data(
         what = by_instant.get(instant, [])
         upcoming.append(
             {
-                "at": iso(instant.astimezone(snapshot.config.zone)),
+                "at": iso(instant.astimezone(zone)),
                 "reminders": [
                     {
                         "session": s.session.id,
@@ -303,21 +321,25 @@ def status_data(
             }
         )
     lines = []
-    for slot in sorted(slots, key=lambda s: (s.session.start, -s.lead.delta)):
+    ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
+    for slot in ordered:
         found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
         attendees = len(snapshot.roster.attending(slot.session))
-        settled = sum(found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed"))
+        settled = sum(
+            found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
+        )
         closed = now >= deadline(slot.session, snapshot.cutoff)
         lines.append(
             {
                 "session": slot.session.id,
                 "lead": str(slot.lead),
-                "due_at": iso(slot.due_at),
+                "due_at": iso(slot.due_at.astimezone(zone)),
                 "registrants": attendees,
                 "sent": found.get("sent", 0),
                 "failed": found.get("failed", 0),
                 "superseded": found.get("superseded", 0),
                 "in_flight": found.get("claimed", 0),
+                "waiting_on_fault": found.get("waiting", 0),
                 "pending": 0 if closed else max(0, attendees - settled),
                 "missed": max(0, attendees - settled) if closed and slot.due_at <= now else 0,
             }
@@ -325,18 +347,36 @@ def status_data(
     error = None
     if last_error is not None:
         error = {
-            "at": iso(last_error.updated_at),
+            "at": iso(last_error.updated_at.astimezone(zone)),
             "session": last_error.session,
             "lead": last_error.lead,
             "recipient": masked(last_error.recipient),
             "status": last_error.status,
             "reply": last_error.last_reply,
         }
+    fault = None
+    if faults:
+        fault = {
+            "deliveries": len(faults),
+            "since": iso(faults[-1].updated_at.astimezone(zone)),
+            "reply": faults[0].fault,
+        }
+    since = window or now
+    trouble = bool(faults) or any(
+        # A reminder whose span (due instant to deadline) overlaps the window.
+        (line["missed"] or line["failed"])
+        and slot.due_at <= now
+        and deadline(slot.session, snapshot.cutoff) >= since
+        for line, slot in zip(lines, ordered, strict=True)
+    )
     return {
-        "now": iso(now.astimezone(snapshot.config.zone)),
+        "now": iso(now.astimezone(zone)),
+        "window_start": iso(since.astimezone(zone)),
         "next_wakeups": upcoming,
         "reminders": lines,
+        "configuration_fault": fault,
         "last_error": error,
+        "trouble": trouble,
     }
 
 
@@ -365,6 +405,7 @@ def status_text(data: dict[str, Any]) -> str:
             r["failed"],
             r["superseded"],
             r["in_flight"],
+            r["waiting_on_fault"],
             r["pending"],
             r["missed"],
         )
@@ -383,11 +424,20 @@ def status_text(data: dict[str, Any]) -> str:
                 "failed",
                 "superseded",
                 "in flight",
+                "waiting",
                 "pending",
                 "missed",
             ],
         ),
     ]
+    fault = data["configuration_fault"]
+    if fault:
+        lines += [
+            "",
+            f"CONFIGURATION FAULT: {fault['deliveries']} waiting on a configuration fault "
+            f"since {fault['since']}: {fault['reply']}; fix "
+            "the configuration and reload (SIGHUP): they are sent at once",
+        ]
     error = data["last_error"]
     lines += [
         "",

@@ -90,7 +90,7 @@ async def simulate(
                 result.late += tally.late
                 result.steps += [
                     Step(instant, session, lead, count, late)
-                    for session, lead, count, late in tally.lines
+                    for (session, lead, late), count in tally.lines.items()
                 ]
     return result
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import tomllib
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 
@@ -147,12 +148,14 @@ def fingerprint(paths: list[Path]) -> tuple[tuple[str, int, int], ...]:
     return tuple(marks)
 
 
-def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
+def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, list[Problem]]:
     """Everything `reminder check` reports: as many problems as can be found in one go.
 
     Unlike load_snapshot, a broken stage does not hide the next one: a config error
-    still lets the templates be checked.
+    still lets the templates be checked. Errors are what stops sending; a registrant
+    row that is skipped is a warning, since the other rows are served.
     """
+    now = now or datetime.now(UTC)
     try:
         config = load_config(path)
     except InputError as exc:
@@ -169,9 +172,12 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
     try:
         sessions, warnings = build_sessions(config)
         roster = load_roster(config, sessions)
-        problems += warnings + list(roster.problems)
+        rows = [replace(p, severity="warning") for p in roster.problems]
+        roster = replace(roster, problems=tuple(rows))
+        problems += warnings + rows + _roster_warnings(config, sessions, roster, now)
     except InputError as exc:
         problems += exc.problems
+    problems += _state_problems(config)
     if templates is None or roster is None or any(p.severity == "error" for p in problems):
         return None, problems
     # Everything is read once: the snapshot is built from what was just checked.
@@ -179,7 +185,56 @@ def check(path: Path) -> tuple[Snapshot | None, list[Problem]]:
         snapshot = _assemble(config, sessions, warnings, roster, templates, before)
     except InputError as exc:
         return None, problems + list(exc.problems)
-    return snapshot, list(snapshot.problems)
+    seen = set(snapshot.problems)
+    return snapshot, list(snapshot.problems) + [p for p in problems if p not in seen]
+
+
+def _roster_warnings(
+    config: Config, sessions: list[Session], roster: Roster, now: datetime
+) -> list[Problem]:
+    found: list[Problem] = []
+    if not roster.registrants:
+        found.append(
+            Problem(
+                roster.source,
+                "no registrant would be served: a running worker keeps its last good list "
+                "(registrants.max_drop) until the file is fixed or accepted with SIGHUP",
+                severity="warning",
+            )
+        )
+    for session in sessions:
+        if session.extra and session.start < now:
+            found.append(
+                config.problem(
+                    f"the extra session of {session.id} is in the past: no reminder is sent "
+                    "for it; check its date",
+                    ("sessions",),
+                    severity="warning",
+                )
+            )
+    return found
+
+
+def _state_problems(config: Config) -> list[Problem]:
+    """The state folder must take the ledger, the lock and the outbox."""
+    folder = config.path(config.paths.state)
+    # Where the worker would write first: the folder, or the nearest parent it creates it in.
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
+    probe = existing / f".reminder-check-{os.getpid()}"
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, "Not a directory", str(existing))
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        return [
+            config.problem(
+                f"the state folder {folder} is not writable ({exc.strerror}): the service "
+                "could not record what it sends; give its user write access",
+                ("paths", "state"),
+            )
+        ]
+    return []
 
 
 def _templates_beside(path: Path) -> list[Problem]:
@@ -188,7 +243,9 @@ def _templates_beside(path: Path) -> list[Problem]:
         paths = tomllib.loads(path.read_text(encoding="utf-8")).get("paths", {})
         folder = Path(paths.get("templates", "templates")) if isinstance(paths, dict) else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, TypeError):
-        folder = Path("templates")
+        # The file does not say where its templates are: guessing would report a
+        # folder that was never meant.
+        return []
     if folder is None:
         return []
     folder = folder if folder.is_absolute() else path.parent / folder

@@ -171,7 +171,13 @@ class SmtpTransport:
                     pending.retry_later(envelope, attempt + 1, delay)
                     continue
             pending.done()
-            report(Result(envelope, verdict, reply))
+            try:
+                # The caller makes the outcome durable here, before this connection
+                # starts its next transaction.
+                report(Result(envelope, verdict, reply))
+            except BaseException:
+                pending.halt()  # an outcome that cannot be recorded stops every connection
+                raise
 
     async def _attempt(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Verdict, str]:
         send = await self.rate.acquire()

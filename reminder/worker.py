@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +21,13 @@ from apscheduler.triggers.date import DateTrigger
 from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
-from .delivery import Clock, Dispatcher
-from .errors import InputError, ReminderError, TransportConfigError
+from .delivery import Clock, Dispatcher, owed, still_owed
+from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .leads import Lead
 from .lock import StateLock
+from .logs import use_zone
 from .outbox import Outbox
-from .snapshot import fingerprint, load_snapshot, watched_paths
+from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .store import open_ledger
 from .transport import SmtpTransport, Transport
 
@@ -61,12 +64,14 @@ class Worker:
         transport_factory: Callable[[Config], Transport] = make_transport,
         poll_seconds: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
+        utc_logs: bool = False,
     ) -> None:
         self.config_path = config_path
         self.clock = clock
         self.transport_factory = transport_factory
         self.poll_seconds = poll_seconds
         self.drain_seconds = drain_seconds
+        self.utc_logs = utc_logs
         self.identity = f"{socket.gethostname()}:{os.getpid()}:{clock():%Y%m%dT%H%M%S}"
         self.stopping = asyncio.Event()
         self._busy = asyncio.Lock()
@@ -74,11 +79,17 @@ class Worker:
         self._again = False  # a wake-up came while another ran
         self._tasks: set[asyncio.Task[None]] = set()
         self._seen: tuple[tuple[str, int, int], ...] = ()
+        self._refused_roster: tuple[str, int, int] | None = None  # an export held back
+        self._state_fault = ""  # the last state-folder fault logged, so it is logged once
+        self.failure: ReminderError | None = None  # why the worker stopped on its own
+        self.signal: int | None = None  # the signal that stopped it
+        self.sent = 0  # since start, for the stop line
         self.wakeups = 0
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
         self.snapshot = load_snapshot(self.config_path)
+        use_zone(UTC if self.utc_logs else self.snapshot.config.zone)
         self._seen = self.snapshot.fingerprint
         state = self.snapshot.state_dir
         self.lock = StateLock(state)
@@ -86,6 +97,7 @@ class Worker:
         try:
             config = self.snapshot.config
             self.ledger = open_ledger(config, worker=self.identity)
+            self._ledger_identity = self._ledger_file()
             self.presence = Presence(self.ledger, self.clock, config.ledger.lease_delta)
             try:
                 self.presence.join()
@@ -105,6 +117,8 @@ class Worker:
                 self.ledger.close()
         finally:
             self.lock.release()
+        if self.failure is not None:
+            raise self.failure
 
     def _transport(self, config: Config) -> Transport:
         transport = self.transport_factory(config)
@@ -115,10 +129,38 @@ class Worker:
             )
         return transport
 
+    def _ledger_file(self) -> tuple[int, int] | None:
+        """The SQLite file's identity (a shared database has none to watch)."""
+        return None if self.ledger.shared else _identity(Path(self.ledger.path))
+
+    def _state_lost(self) -> str | None:
+        """Why the state folder no longer is the one this worker locked, if it is not."""
+        if reason := self.lock.lost():
+            return reason
+        if self._ledger_file() != self._ledger_identity:
+            return f"{self.ledger.path} was removed or replaced"
+        return None
+
+    def _guard_state(self) -> bool:
+        """Stop, with a clear error, when the ledger or the lock file is gone or replaced:
+        serving on would send without the lock, beside a worker that took a new one."""
+        reason = self._state_lost()
+        if reason is None:
+            return True
+        if self.failure is None:
+            self.failure = StateError(
+                f"the state folder changed under the running worker: {reason}; stopped so "
+                "that no second worker sends beside this one. Restore the folder (or move "
+                "paths.state) and start the service again"
+            )
+            log.error("%s", self.failure)
+        self.stop()
+        return False
+
     async def _serve(self, adopted: int) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop)
+            loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
@@ -152,7 +194,14 @@ class Worker:
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
-        log.info("stopped")
+        self._stop_line()
+
+    def _stop_line(self) -> None:
+        """Counts that add up: what went out, and what the next start owes."""
+        left = "unknown (the ledger cannot be read)"
+        with contextlib.suppress(ReminderError, sqlite3.Error):
+            left = str(still_owed(self.ledger, self.snapshot, self.clock()))
+        log.info("stopped: sent %d since start; left for the next start: %s", self.sent, left)
 
     def _dispatcher(self, config: Config) -> Dispatcher:
         # Helper processes compose large batches when sending is fast enough to wait on
@@ -164,6 +213,10 @@ class Worker:
             self.ledger, self.transport, self.clock, helpers=helpers, may_send=self.presence.held
         )
 
+    def _on_signal(self, signum: int) -> None:
+        self.signal = signum
+        self.stop()
+
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the messages in flight")
@@ -171,7 +224,9 @@ class Worker:
 
     def _banner(self, adopted: int) -> None:
         snapshot = self.snapshot
-        upcoming = self.dispatcher.wakeups(snapshot, self.clock())
+        now = self.clock()
+        upcoming = self.dispatcher.wakeups(snapshot, now)
+        due = len(owed(self.ledger, snapshot, now).sends)
         log.info("reminder worker %s started", self.identity)
         log.info(
             "config %s: cycle %r, %d sessions, %d leads (%s)",
@@ -192,13 +247,19 @@ class Worker:
         log.info(
             "ledger %s%s",
             self.ledger.path,
-            f"; {adopted} unconfirmed deliveries from a previous run will be resent"
+            f"; {adopted} claimed by a previous run and not confirmed: at most "
+            f"{snapshot.config.smtp.connections} of them (one per connection) can have "
+            "reached the server; all are sent now with their recorded Message-ID"
             if adopted
             else "",
         )
+        if due:
+            log.info("owed now: %d, sent at once", due)
         log.info(
             "next wake-up: %s",
-            upcoming[0].astimezone(snapshot.config.zone).isoformat()
+            "now"
+            if due
+            else upcoming[0].astimezone(snapshot.config.zone).isoformat()
             if upcoming
             else "none (no reminder left to send)",
         )
@@ -216,6 +277,8 @@ class Worker:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.poll_seconds)
+            if not self._guard_state():
+                return
             try:
                 await self.poll()
             except Exception:  # a watcher that dies would silently stop reloads
@@ -254,12 +317,19 @@ class Worker:
             if adopted or not held:
                 await self._trigger("adoption" if adopted else "lease renewed")
 
-    def _schedule_wakeups(self) -> None:
-        """One in-memory job per future instant of the plan; rebuilt, never persisted."""
+    def _schedule_wakeups(self, since: datetime) -> bool:
+        """One in-memory job per future instant of the plan; rebuilt, never persisted.
+
+        Read from `since`, the start of the pass that just ended: an instant that passed
+        during that pass is not left to the sweep; True says one did, and another pass
+        is due at once.
+        """
         now = self.clock()
+        instants = self.dispatcher.wakeups(self.snapshot, since)
         wanted = {
             f"{WAKEUP_PREFIX}{instant.isoformat()}": instant
-            for instant in self.dispatcher.wakeups(self.snapshot, now)
+            for instant in instants
+            if instant > now
         }
         for job in self.scheduler.get_jobs():
             # A job whose instant has come is left to fire: removing it could race the
@@ -276,6 +346,7 @@ class Worker:
                     id=job_id,
                     replace_existing=True,
                 )
+        return any(instant <= now for instant in instants)
 
     async def _trigger(self, reason: str) -> None:
         """What the scheduler runs: start a wake-up and return, so a long batch never
@@ -302,13 +373,24 @@ class Worker:
             self._again = True
             while self._again and not self.stopping.is_set():
                 self._again = False
+                began = self.clock()
                 await self._deliver(reason)
-                if not self.stopping.is_set():
-                    self._schedule_wakeups()
+                if self.stopping.is_set():
+                    break
+                try:
+                    passed = self._schedule_wakeups(began)
+                except (ReminderError, sqlite3.Error) as exc:
+                    log.error("the next wake-ups cannot be read; the sweep stands in: %s", exc)
+                    break
+                if passed and not self._paused:
+                    self._again, reason = True, "due during the last pass"
 
     async def _deliver(self, reason: str) -> None:
+        """One pass: the place where a pass starts and ends."""
         if self._paused:
             log.debug("deliveries paused: %s", self._paused)
+            return
+        if not self._guard_state():
             return
         self.wakeups += 1
         try:
@@ -317,23 +399,23 @@ class Worker:
             self._paused = str(exc)
             log.error(
                 "deliveries paused until the configuration is fixed and reloaded "
-                "(save config.toml or send SIGHUP): %s",
+                "(save config.toml or send SIGHUP); what is owed waits and is sent at "
+                "once after the reload: %s",
                 exc,
             )
             return
         except (ReminderError, OSError) as exc:
-            log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            # One message per distinct cause, not one per pass: a full disk stays full.
+            if str(exc) != self._state_fault:
+                self._state_fault = str(exc)
+                log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
             return
+        if self._state_fault:
+            log.info("the ledger is writable again")
+            self._state_fault = ""
+        self.sent += tally.sent
         if tally:
-            log.info(
-                "wake-up (%s): %s%s",
-                reason,
-                tally,
-                "".join(
-                    f"; {session} {lead}: {count}{' late' if late else ''}"
-                    for session, lead, count, late in tally.lines
-                ),
-            )
+            log.info("wake-up (%s): %s", reason, tally)
         else:
             log.debug("wake-up (%s): nothing due", reason)
 
@@ -372,6 +454,7 @@ class Worker:
             )
             return
         self._seen = fresh.fingerprint
+        fresh = self._guard_roster(fresh, reason)
         async with self._busy:
             if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
                 await self.transport.close()
@@ -391,3 +474,45 @@ class Worker:
         for problem in fresh.problems:
             log.warning("%s", problem)
         await self.wake("reload")
+
+    def _guard_roster(self, fresh: Snapshot, reason: str) -> Snapshot:
+        """Keep the last good registrants when an export drops too many of them at once.
+
+        Sending SIGHUP with the same file accepts it: the staff have seen the error.
+        """
+        before = len(self.snapshot.roster.registrants)
+        after = len(fresh.roster.registrants)
+        limit = fresh.config.registrants.max_drop
+        if not before or (after and before - after <= before * limit):
+            self._refused_roster = None
+            return fresh
+        mark = _roster_mark(fresh)
+        if reason == "SIGHUP" and mark == self._refused_roster:
+            log.warning("registrants: %d of %d removed, accepted by SIGHUP", before - after, before)
+            self._refused_roster = None
+            return fresh
+        self._refused_roster = mark
+        log.error(
+            "registrants %s: %d of %d registrants would be removed (more than "
+            "registrants.max_drop = %g%%); still serving the last good list. If the export "
+            "is right, accept it with SIGHUP (systemctl reload) without changing the file, "
+            "or raise registrants.max_drop",
+            fresh.roster.source,
+            before - after,
+            before,
+            limit * 100,
+        )
+        return replace(fresh, roster=self.snapshot.roster)
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        stat = path.stat()
+    except OSError:
+        return None
+    return (stat.st_dev, stat.st_ino)
+
+
+def _roster_mark(snapshot: Snapshot) -> tuple[str, int, int] | None:
+    path = str(snapshot.config.path(snapshot.config.paths.registrants))
+    return next((mark for mark in snapshot.fingerprint if mark[0] == path), None)

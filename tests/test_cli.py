@@ -1,16 +1,19 @@
 """The command line on the sample project: every command, its output and its exit status."""
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
+from reminder import __version__
 from reminder.cli import main
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.plan import DeliveryKey
 
-from .conftest import Project, Server
+from .conftest import Project, Server, person
 
 
 def cli(project: Project, *args: str) -> int:
@@ -21,9 +24,12 @@ def test_check_on_the_sample_is_ok_with_the_toussaint_warning(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert cli(project, "check") == 0
-    out = capsys.readouterr().out
-    assert "warning: schedule.holidays: the session of 2023-11-01 falls on a public holiday" in out
-    assert "OK: 9 sessions (0 cancelled), leads 7d, 1d, 1h; 22 registrants served" in out
+    printed = capsys.readouterr()
+    warning = "warning: schedule.holidays: the session of 2023-11-01 falls on a public holiday"
+    assert warning in printed.err  # problems on stderr, the verdict on stdout
+    assert "OK: 9 sessions (0 cancelled), leads 7d, 1d, 1h; 22 registrants served" in printed.out
+    assert "state folder writable; 1 warning(s)" in printed.out
+    assert cli(project, "check", "--strict") == 1
 
 
 def test_check_reports_every_kind_of_problem_at_once(
@@ -32,20 +38,53 @@ def test_check_reports_every_kind_of_problem_at_once(
     project.edit('leads = ["7d", "1d", "1h"]', 'leads = ["7d", "1 jour"]')
     (project.root / "templates" / "reminder.subject.txt").write_text("{{ sesion.topic }}\n")
     assert cli(project, "check") == 1
-    out = capsys.readouterr().out
+    out = capsys.readouterr().err
     assert "'1 jour' is not a lead time" in out
     assert "reminder.subject.txt:1: error: unknown variable 'sesion'" in out
     assert "2 error(s)" in out
 
 
-def test_check_reports_bad_registrant_rows_and_stays_ok(
+def test_check_reports_bad_registrant_rows_as_warnings_since_the_others_are_served(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with (project.root / "registrants.csv").open("a", encoding="utf-8") as export:
         export.write("2023-02-01 10:00:00;Roy;Léa;lea.roy@;Maire;Lens;toutes;\r\n")
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().err
+    assert "registrants.csv: row 24, column Courriel: warning: 'lea.roy@' is not a valid" in out
+    assert cli(project, "check", "--strict") == 1
+
+
+def test_check_fails_on_a_state_folder_it_cannot_write(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.root / "blocked").write_text("a file where the state folder should be")
+    project.edit('state = "state"', 'state = "blocked/state"')
     assert cli(project, "check") == 1
-    out = capsys.readouterr().out
-    assert "registrants.csv: row 24, column Courriel: error: 'lea.roy@' is not a valid" in out
+    assert "blocked: error: paths.state: the state folder" not in (err := capsys.readouterr().err)
+    assert "the state folder" in err and "blocked/state is not writable (Not a directory)" in err
+
+
+def test_check_warns_of_an_export_with_nobody_and_a_past_extra_session(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.registrants([])
+    project.append('[[sessions]]\ndate = 2023-06-14\nextra = true\ntopic = "Rattrapage"')
+    assert cli(project, "check") == 0
+    err = capsys.readouterr().err
+    assert "registrants.csv: warning: no registrant would be served" in err
+    assert "the extra session of 2023-06-14 is in the past" in err
+
+
+def test_a_toml_error_does_not_invent_a_templates_error(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.root / "templates").rename(project.root / "modeles")
+    project.edit('templates = "templates"', 'templates = "modeles"\n[[[broken')
+    assert cli(project, "check") == 1
+    err = capsys.readouterr().err
+    assert "not valid TOML" in err
+    assert "templates" not in err.split("not valid TOML", 1)[1]
 
 
 def test_plan_prints_the_event_page_calendar(
@@ -209,7 +248,10 @@ def test_history_shows_failures_and_exits_1(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _ledger_with_a_failure(project)
-    assert cli(project, "history", "--session", "2023-03-01") == 1
+    # A bounce of 2023 is not news today: exit 0, and 1 for a window that holds it.
+    assert cli(project, "history", "--session", "2023-03-01") == 0
+    capsys.readouterr()
+    assert cli(project, "history", "--session", "2023-03-01", "--since", "2023-02-28") == 1
     out = capsys.readouterr().out
     assert "g***@example.org  failed" in out and "550 5.1.1 No such user" in out
     assert "1 failed, 1 sent" in out
@@ -222,7 +264,8 @@ def test_status_shows_next_wakeups_counts_and_the_last_error(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _ledger_with_a_failure(project)
-    assert cli(project, "status", "--now", "2023-02-28T18:00", "--format", "json") == 0
+    # A reminder failed for someone within the last 24 hours: monitoring hears of it.
+    assert cli(project, "status", "--now", "2023-02-28T18:00", "--format", "json") == 1
     data = json.loads(capsys.readouterr().out)
     assert data["next_wakeups"][0]["at"] == "2023-03-01T16:00:00+01:00"
     assert data["next_wakeups"][0]["reminders"] == [
@@ -233,8 +276,9 @@ def test_status_shows_next_wakeups_counts_and_the_last_error(
     )
     assert (march_1d["sent"], march_1d["failed"], march_1d["pending"]) == (1, 1, 17)
     assert data["last_error"]["reply"] == "550 5.1.1 No such user"
-    assert cli(project, "status", "--now", "2023-02-28T18:00") == 0
+    assert cli(project, "status", "--now", "2023-02-28T18:00") == 1
     assert "last error:" in capsys.readouterr().out
+    assert cli(project, "status", "--now", "2023-03-03T18:00", "--format", "json") == 0
 
 
 @pytest.mark.parametrize("command", ["status", "history"])
@@ -285,3 +329,63 @@ def test_simulate_through_the_embedded_smtp_server(
     )
     assert "reminders sent" in capsys.readouterr().out
     assert len(list((out / "received").iterdir())) == 12 + 3 + 15 + 1 + 16
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_status:
+        main(["--version"])
+    assert exit_status.value.code == 0
+    assert capsys.readouterr().out.strip() == f"reminder {__version__}"
+
+
+def test_control_characters_from_an_export_never_reach_the_terminal_raw(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    mischief = {**person(0), "Nom": "Martin\x1b[31m\x07\u202eevil", "Fonction": "Maire\x9b2J"}
+    project.registrants([mischief])
+    for fmt in ("table", "json", "csv"):
+        assert cli(project, "registrants", "--format", fmt) == 0
+        out = capsys.readouterr().out
+        assert not any(c in out for c in "\x1b\x07\u202e\x9b"), fmt
+        assert "\\u001b" in out and "\\u202e" in out
+    assert cli(project, "registrants", "--format", "json") == 0
+    [shown] = json.loads(capsys.readouterr().out)["registrants"]
+    assert shown["last_name"] == "Martin\x1b[31m\x07\u202eevil"  # JSON keeps the data
+
+
+def test_a_closed_pipe_ends_quietly(project: Project) -> None:
+    project.registrants([person(n) for n in range(3000)])  # more than a pipe holds
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reminder", "registrants", "--config", str(project.config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stderr is not None
+    process.stdout.readline()
+    process.stdout.close()  # `| head -1`
+    status = process.wait(30)
+    error = process.stderr.read().decode()
+    process.stderr.close()
+    assert "Traceback" not in error and "BrokenPipeError" not in error
+    assert status == 141
+
+
+def test_send_test_validates_its_address_and_says_when_nothing_was_sent(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "send-test", "--to", "pas une adresse") == 2
+    assert "--to 'pas une adresse' is not an e-mail address" in capsys.readouterr().err
+    assert cli(project, "send-test", "--to", "staff@example.org") == 0
+    out = capsys.readouterr().out
+    assert "written to the outbox, not sent" in out
+    assert "sent:" not in out
+
+
+def test_history_times_are_in_the_cycle_zone_or_utc(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ledger_with_a_failure(project)
+    cli(project, "history", "--format", "json")
+    assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T17:00:00+01:00"
+    cli(project, "history", "--format", "json", "--utc")
+    assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T16:00:00+00:00"
