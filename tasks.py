@@ -81,6 +81,7 @@ def bench() -> None:
         "transport.py",
         "worker.py",
         "kill9.py",
+        "http_load.py",
     ):
         run(BIN / "python", ROOT / "bench" / script)
 

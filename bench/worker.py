@@ -30,7 +30,15 @@ from common import postfix_sink, sample_project, slow_sink
 PARIS = ZoneInfo("Europe/Paris")
 
 
-def write_project(config: Path, port: int, start: datetime, registrants: int) -> None:
+def write_project(
+    config: Path,
+    port: int,
+    start: datetime,
+    registrants: int,
+    *,
+    http_port: int = 0,
+    connections: int = 4,
+) -> None:
     config.write_text(
         f'''
 [cycle]
@@ -58,7 +66,9 @@ host = "127.0.0.1"
 port = {port}
 security = "none"
 sender = "contact@irev.fr"
-connections = 4
+connections = {connections}
+[http]
+listen = "127.0.0.1:{http_port}"
 ''',
         encoding="utf-8",
     )
@@ -89,6 +99,18 @@ def sent_times(config: Path) -> list[datetime]:
     return sorted(datetime.fromisoformat(r[0]) for r in rows)
 
 
+def wait_for_batch(
+    config: Path, registrants: int, worker: subprocess.Popen[bytes], within: float = 900
+) -> list[datetime]:
+    """The sent_at of every message, once the whole batch is in the ledger."""
+    deadline = time.monotonic() + within
+    while len(sent := sent_times(config)) < registrants:
+        if time.monotonic() > deadline or worker.poll() is not None:
+            sys.exit(f"the batch did not complete ({len(sent)} sent)")
+        time.sleep(0.5)
+    return sent
+
+
 def load(registrants: int, relay: bool = False) -> None:
     config = sample_project()
     with slow_sink(0.05) if relay else postfix_sink() as sink:
@@ -98,11 +120,7 @@ def load(registrants: int, relay: bool = False) -> None:
         write_project(config, port, start, registrants)
         worker = run_worker(config)
         try:
-            deadline = time.monotonic() + 600
-            while len(sent := sent_times(config)) < registrants:
-                if time.monotonic() > deadline or worker.poll() is not None:
-                    sys.exit(f"the batch did not complete ({len(sent)} sent)")
-                time.sleep(0.5)
+            sent = wait_for_batch(config, registrants, worker)
         finally:
             worker.send_signal(signal.SIGTERM)
             worker.wait(60)

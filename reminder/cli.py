@@ -16,15 +16,16 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 
 from . import __version__, report
+from .bounces import collect
 from .cluster import workers
-from .config import config_path, load_config
+from .config import Config, config_path, load_config
 from .delivery import wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
-from .ledger import MIGRATIONS, Ledger
+from .ledger import MIGRATIONS, Ledger, Suppression, canonical
 from .logs import printable, setup_logging, use_zone
 from .plan import DeliveryKey, Slot
-from .registrants import Registrant
+from .registrants import Registrant, load_suppression, masked
 from .sessions import Session, find_session
 from .simulate import simulate
 from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
@@ -81,6 +82,14 @@ def _since(text: str) -> Lead | datetime:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither a duration (24h, 7d) nor a date and time (2023-03-01T16:00)"
         ) from None
+
+
+def _address(text: str) -> str:
+    address = text.strip()
+    local, at, domain = address.rpartition("@")
+    if not (local and at and "." in domain) or any(c.isspace() or c in "<>," for c in address):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address")
+    return address
 
 
 def _lead(text: str) -> Lead:
@@ -220,6 +229,25 @@ def parser() -> argparse.ArgumentParser:
         help="postgresql://USER@HOST/DATABASE (password: REMINDER_LEDGER__PASSWORD[_FILE])",
     )
 
+    stop = command("suppress", "Never mail this address again (recorded in the ledger).")
+    stop.add_argument("address", type=_address, metavar="ADDRESS", help="the address to stop")
+    stop.add_argument(
+        "--reason", default="asked by staff", help="why, shown by `reminder suppressed`"
+    )
+    resume = command("unsuppress", "Mail this address again (removes it from the ledger).")
+    resume.add_argument("address", type=_address, metavar="ADDRESS", help="the address")
+    listing = command("suppressed", "List who is never mailed, with the reason and date.")
+    listing.add_argument(
+        "--format", choices=["table", "json"], default="table", help="a table, or JSON"
+    )
+    listing.add_argument(
+        "--show-addresses", action="store_true", help="print full addresses (masked by default)"
+    )
+
+    command(
+        "bounces", "Read bounce reports (IMAP or Maildir); suppress mailboxes that do not exist."
+    )
+
     status = command("status", "Next wake-ups, and per session and lead what was sent.")
     status.add_argument("--now", type=_instant, help="pretend it is this instant (ISO 8601)")
     status.add_argument(
@@ -304,17 +332,35 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
         )
         return FAILED
     roster = snapshot.roster
+    suppressions = _suppressions(snapshot.config)
+    stopped = report.among(roster, suppressions)
+    for line in report.mapping_lines(roster):
+        out(line)
+    if stopped:
+        out("suppressed in the ledger (not mailed):")
+        for line in report.suppression_lines(stopped, False, snapshot.config.zone):
+            out(line)
     cancelled = sum(s.cancelled for s in snapshot.sessions)
     out(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
-        f"leads {', '.join(snapshot.config.reminders.leads)}; {len(roster.registrants)} "
-        f"registrants served, {len(roster.suppressed)} suppressed; templates OK; "
+        f"leads {', '.join(snapshot.config.reminders.leads)}; "
+        f"{len(roster.registrants) - len(stopped)} registrants served, "
+        f"{report.suppressed_summary(roster, suppressions)}; templates OK; "
         f"state folder writable; {warnings} warning(s)"
     )
     if warnings and args.strict:
         err(f"{warnings} warning(s) and --strict: exit 1")
         return FAILED
     return OK
+
+
+def _suppressions(config: Config) -> list[Suppression]:
+    """The ledger's suppressions; none before the ledger exists."""
+    target = ledger_target(config)
+    if isinstance(target, Path) and not target.exists():
+        return []
+    with open_ledger(config, readonly=True) as ledger:
+        return ledger.suppressions()
 
 
 def do_plan(args: argparse.Namespace, path: Path) -> int:
@@ -344,7 +390,11 @@ def do_registrants(args: argparse.Namespace, path: Path) -> int:
     people = list(snapshot.roster.registrants)
     if args.session:
         people = list(snapshot.roster.attending(_session(snapshot, args.session)))
-    out(report.registrants_output(snapshot, people, args.format, args.show_addresses))
+    out(
+        report.registrants_output(
+            snapshot, people, args.format, args.show_addresses, _suppressions(snapshot.config)
+        )
+    )
     return OK
 
 
@@ -482,6 +532,7 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
             ledger.counts(),
             ledger.last_error(),
             ledger.faults(),
+            ledger.suppressions(),
             zone=zone,
             window=window,
         )
@@ -521,6 +572,57 @@ def do_ledger(args: argparse.Namespace, path: Path) -> int:
     return OK
 
 
+def do_suppress(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    with open_ledger(config) as ledger:
+        added = ledger.suppress(args.address, reason=args.reason, source="staff", at=utc_now())
+        known = {s.address: s for s in ledger.suppressions()}[canonical(args.address)]
+    if added:
+        out(f"suppressed {masked(known.address)}: never mailed again ({known.reason})")
+    else:
+        out(
+            f"{masked(known.address)} was already suppressed since "
+            f"{known.created_at.astimezone(config.zone):%Y-%m-%d %H:%M%z} "
+            f"({known.source}: {known.reason})"
+        )
+    return OK
+
+
+def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    address = canonical(args.address)
+    with open_ledger(config) as ledger:
+        removed = ledger.unsuppress(address)
+    listed = address in load_suppression(config.path(config.paths.suppression))
+    if removed:
+        out(f"{masked(address)} is mailed again from the service's next pass")
+    if listed:
+        err(
+            f"{masked(address)} is still in {config.paths.suppression}: remove its line there "
+            "to mail it again"
+        )
+    if not removed and not listed:
+        err(f"{masked(address)} was not suppressed")
+    return OK if removed and not listed else FAILED
+
+
+def do_bounces(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    with open_ledger(config) as ledger:
+        run = collect(config, ledger, utc_now())
+    out("\n".join(run.lines()))
+    return OK
+
+
+def do_suppressed(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    suppressions = _suppressions(config)
+    listed = sorted(load_suppression(config.path(config.paths.suppression)))
+    zone = UTC if args.utc else config.zone
+    out(report.suppressed_output(suppressions, listed, args.format, args.show_addresses, zone))
+    return OK
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "check": do_check,
     "plan": do_plan,
@@ -532,4 +634,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "simulate": do_simulate,
     "status": do_status,
     "ledger": do_ledger,
+    "suppress": do_suppress,
+    "unsuppress": do_unsuppress,
+    "suppressed": do_suppressed,
+    "bounces": do_bounces,
 }

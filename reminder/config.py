@@ -218,13 +218,15 @@ class Columns(Section):
     ]
     first_name: list[str] = ["Prénom", "First name"]
     last_name: list[str] = ["Nom", "Nom de famille", "Last name"]
-    role: list[str] = ["Fonction", "Mandat", "Qualité"]
+    role: list[str] = ["Fonction", "Mandat", "Qualité", "Job title"]
     organisation: list[str] = [
         "Collectivité",
         "Commune",
         "Structure",
         "Organisme",
         "Intercommunalité",
+        "Organisation",
+        "Organization",
     ]
     sessions: list[str] = ["Séances", "Séance", "Dates", "Sessions"]
     join_url: list[str] = ["Lien Zoom", "Lien personnel", "Lien de connexion", "Join URL"]
@@ -232,9 +234,14 @@ class Columns(Section):
     registered_at: list[str] = [
         "Horodateur",
         "Date de soumission",
+        "Heure de soumission",
         "Date d'inscription",
+        "Date de la commande",
         "Timestamp",
         "Submitted at",
+        "Completion time",
+        "Registration time",
+        "Order date",
     ]
 
 
@@ -251,10 +258,23 @@ def _share(value: object) -> object:
 class RegistrantsFormat(Section):
     encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
     delimiter: Literal["auto", ",", ";", "\t"] = "auto"
+    sheet: str | None = None
+    header_row: int | None = Field(default=None, ge=1)
+    all_sessions: bool = False
     columns: Columns = Columns()
     # A reload that removes more than this share of the registrants is held back:
     # an export cut short (or only its header row) must not silence the service.
     max_drop: Annotated[float, BeforeValidator(_share), Field(ge=0, le=1)] = 0.5
+
+
+def _no_plaintext_off_host(security: str, info: ValidationInfo, what: str, peer: str) -> str:
+    host = info.data.get("host")
+    if host and security == "none" and not (_is_loopback(host) or info.data.get("allow_insecure")):
+        raise ValueError(
+            f"security = 'none' would send {what} in clear to {host}; use 'starttls' or "
+            f"'tls', or set allow_insecure = true if this {peer} is trusted"
+        )
+    return security
 
 
 class Smtp(Section):
@@ -296,17 +316,104 @@ class Smtp(Section):
     @field_validator("security")
     @classmethod
     def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
-        host = info.data.get("host")
-        if (
-            host
-            and security == "none"
-            and not (_is_loopback(host) or info.data.get("allow_insecure"))
-        ):
+        return _no_plaintext_off_host(security, info, "mail and password", "relay")
+
+
+class Bounces(Section):
+    """Where bounce reports arrive: an IMAP folder, or a local Maildir."""
+
+    host: str | None = None
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None
+    allow_insecure: bool = False
+    security: Literal["tls", "starttls", "none"] = "tls"
+    user: str | None = None
+    # Environment only (REMINDER_BOUNCES__PASSWORD); load_config refuses it in the file.
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    folder: str = "INBOX"
+    maildir: Path | None = None
+    ca_file: Path | None = None
+    interval: DurationText = "15m"
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host or self.maildir)
+
+    @property
+    def effective_port(self) -> int:
+        return self.port or {"starttls": 143, "tls": 993, "none": 143}[self.security]
+
+    @field_validator("security")
+    @classmethod
+    def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
+        return _no_plaintext_off_host(security, info, "the IMAP password", "host")
+
+    @field_validator("maildir")
+    @classmethod
+    def _one_source(cls, maildir: Path | None, info: ValidationInfo) -> Path | None:
+        if maildir is not None and info.data.get("host"):
+            raise ValueError("set either bounces.host (IMAP) or bounces.maildir, not both")
+        return maildir
+
+
+def _listen(value: str) -> str:
+    host, colon, port = value.strip().rpartition(":")
+    host = host.strip("[]")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError(
+            f"{value!r} is not HOST:PORT; the default is '127.0.0.1:8025' (port 0: any free port)"
+        )
+    return f"{host}:{int(port)}"
+
+
+ListenText = Annotated[str, AfterValidator(_listen)]
+MIN_SECRET = 32  # characters of the link-signing secret: 128 bits and more of a random string
+
+
+class Http(Section):
+    """The HTTP face: health, metrics, one-click unsubscribe and the staff status page."""
+
+    enabled: bool = True
+    listen: ListenText = "127.0.0.1:8025"
+    public_url: Url | None = None
+    # Environment only (REMINDER_HTTP__SECRET); load_config refuses it in the file.
+    secret: SecretStr | None = None
+    secret_file: Path | None = None
+    staff_user: str | None = None
+    # Environment only (REMINDER_HTTP__STAFF_PASSWORD), like the secret.
+    staff_password: SecretStr | None = None
+    staff_password_file: Path | None = None
+
+    @property
+    def host(self) -> str:
+        return self.listen.rpartition(":")[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rpartition(":")[2])
+
+    @property
+    def on_loopback(self) -> bool:
+        return _is_loopback(self.host)
+
+    @field_validator("public_url")
+    @classmethod
+    def _https(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        host = re.sub(r"^https?://([^/:]+|\[[^\]]+\]).*$", r"\1", url).strip("[]")
+        if not url.startswith("https://") and not _is_loopback(host):
             raise ValueError(
-                f"security = 'none' would send mail and password in clear to {host}; "
-                "use 'starttls' or 'tls', or set allow_insecure = true if this relay is trusted"
+                "registrants reach this address from their mail: it must start with https:// "
+                "(RFC 8058 one-click unsubscribe requires HTTPS)"
             )
-        return security
+        return url.rstrip("/")
+
+    @property
+    def unsubscribe_base(self) -> str | None:
+        """Where one-click links point, when both the public address and the secret are set."""
+        return f"{self.public_url}/u/" if self.public_url and self.secret else None
 
 
 class LedgerSettings(Section):
@@ -339,6 +446,8 @@ class Config(BaseSettings):
     paths: Paths = Paths()
     registrants: RegistrantsFormat = RegistrantsFormat()
     smtp: Smtp = Smtp()
+    bounces: Bounces = Bounces()
+    http: Http = Http()
     ledger: LedgerSettings = LedgerSettings()
 
     _source: Path = PrivateAttr(default=Path("config.toml"))
@@ -415,45 +524,35 @@ def load_config(path: Path) -> Config:
 
     lines = key_lines(text)
     problems: list[Problem] = []
-    smtp = data.get("smtp")
-    if isinstance(smtp, dict) and "password" in smtp:
-        del smtp["password"]
+    for section, key in ENV_ONLY:
+        table = data.get(section)
+        if isinstance(table, dict) and key in table:
+            del table[key]
+            env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
+            problems.append(
+                Problem(
+                    name,
+                    f"a {'password' if 'password' in key else 'secret'} must not be written in "
+                    "config.toml (anyone who reads the file or "
+                    f"its history would have it): remove the line and set {env}, or "
+                    f"{env}_FILE naming a file only the service can read",
+                    line=line_of(lines, (section, key)),
+                    key=f"{section}.{key}",
+                )
+            )
+    ledger = data.get("ledger")
+    url = ledger.get("url") if isinstance(ledger, dict) else None
+    if isinstance(ledger, dict) and isinstance(url, str) and urlsplit(url).password:
+        ledger["url"] = ""
         problems.append(
             Problem(
                 name,
-                "a password must not be written in config.toml (anyone who reads the file or "
-                "its history would have it): remove the line and set REMINDER_SMTP__PASSWORD, or "
-                "REMINDER_SMTP__PASSWORD_FILE naming a file only the service can read",
-                line=line_of(lines, ("smtp", "password")),
-                key="smtp.password",
+                "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
+                "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
+                line=line_of(lines, ("ledger", "url")),
+                key="ledger.url",
             )
         )
-    ledger = data.get("ledger")
-    if isinstance(ledger, dict):
-        if "password" in ledger:
-            del ledger["password"]
-            problems.append(
-                Problem(
-                    name,
-                    "a password must not be written in config.toml: remove the line and set "
-                    "REMINDER_LEDGER__PASSWORD, or REMINDER_LEDGER__PASSWORD_FILE naming a file "
-                    "only the service can read",
-                    line=line_of(lines, ("ledger", "password")),
-                    key="ledger.password",
-                )
-            )
-        url = ledger.get("url")
-        if isinstance(url, str) and urlsplit(url).password:
-            ledger["url"] = ""
-            problems.append(
-                Problem(
-                    name,
-                    "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
-                    "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
-                    line=line_of(lines, ("ledger", "url")),
-                    key="ledger.url",
-                )
-            )
     try:
         config = Config(**data)
     except ValidationError as exc:
@@ -463,14 +562,30 @@ def load_config(path: Path) -> Config:
         raise ConfigError(problems)
     config._source = path
     config._lines = lines
-    return _with_password_file(config)
+    for section, key in ENV_ONLY:
+        config = _with_secret_file(config, section, key)
+    _check_http(config)
+    return config
 
 
-def _with_password_file(config: Config) -> Config:
-    file = config.smtp.password_file
-    if file is None or config.smtp.password is not None:
+# Secrets read from the environment (or a file it names), never from config.toml.
+ENV_ONLY = (
+    ("smtp", "password"),
+    ("bounces", "password"),
+    ("http", "secret"),
+    ("http", "staff_password"),
+    ("ledger", "password"),
+)
+
+
+def _with_secret_file(config: Config, section: str, key: str) -> Config:
+    """Fill `section.key` from the file named by `section.key_file` when it is not set."""
+    table = getattr(config, section)
+    file = getattr(table, f"{key}_file")
+    if file is None or getattr(table, key) is not None:
         return config
     file = config.path(file)
+    env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE"
     try:
         secret = file.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -478,16 +593,58 @@ def _with_password_file(config: Config) -> Config:
             [
                 Problem(
                     str(config.source),
-                    f"the SMTP password file {file} cannot be read "
-                    f"({exc.strerror}); check REMINDER_SMTP__PASSWORD_FILE and its permissions",
-                    key="smtp.password_file",
+                    f"the {section}.{key} file {file} cannot be read "
+                    f"({exc.strerror}); check {env} and its permissions",
+                    key=f"{section}.{key}_file",
                 )
             ]
         ) from None
-    smtp = config.smtp.model_copy(update={"password": SecretStr(secret)})
-    loaded = config.model_copy(update={"smtp": smtp})
+    updated = table.model_copy(update={key: SecretStr(secret)})
+    loaded = config.model_copy(update={section: updated})
     loaded._source, loaded._lines = config._source, config._lines
     return loaded
+
+
+def _check_http(config: Config) -> None:
+    """What only holds once the secrets are read: a usable secret, complete credentials."""
+    http = config.http
+    problems: list[Problem] = []
+    secret = http.secret.get_secret_value() if http.secret else ""
+    if http.secret is not None and len(secret) < MIN_SECRET:
+        source = (
+            str(config.path(http.secret_file))
+            if http.secret_file
+            else f"environment variable {ENV_PREFIX}HTTP__SECRET"
+        )
+        problems.append(
+            Problem(
+                source,
+                f"the link-signing secret is {len(secret)} characters long; use at least "
+                f"{MIN_SECRET} random ones (e.g. `openssl rand -hex 32`) in "
+                f"{ENV_PREFIX}HTTP__SECRET",
+                key="http.secret",
+            )
+        )
+    if http.public_url and http.secret is None:
+        problems.append(
+            config.problem(
+                "one-click unsubscribe links are signed: set REMINDER_HTTP__SECRET (or "
+                "REMINDER_HTTP__SECRET_FILE) to a random string of at least "
+                f"{MIN_SECRET} characters, or remove http.public_url",
+                ("http", "public_url"),
+            )
+        )
+    if (http.staff_user is None) != (http.staff_password is None):
+        missing = "REMINDER_HTTP__STAFF_PASSWORD" if http.staff_password is None else "staff_user"
+        problems.append(
+            config.problem(
+                f"the status page needs both a staff user and a password: set {missing} "
+                "(or neither, and the page stays off)",
+                ("http", "staff_user"),
+            )
+        )
+    if problems:
+        raise ConfigError(problems)
 
 
 def _problem(name: str, lines: dict[Any, int], error: Any) -> Problem:

@@ -56,6 +56,14 @@ class Database(Protocol):
 
     def version(self) -> int: ...
 
+    def seconds_between(self, start: str, end: str) -> str:
+        """SQL for the seconds from one stamped column to another."""
+        ...
+
+    def write_problem(self) -> str | None:
+        """Why a write could not start now, in a fraction of a second; None if it could."""
+        ...
+
     def migrate(self, migrations: Sequence[str]) -> int: ...
 
     def close(self) -> None: ...
@@ -142,6 +150,21 @@ class SqliteDatabase:
 
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"(julianday({end}) - julianday({start})) * 86400"
+
+    def write_problem(self) -> str | None:
+        try:
+            self.db.execute("PRAGMA busy_timeout = 200")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
 
     def migrate(self, migrations: Sequence[str]) -> int:
         """Apply the migrations this file lacks, in one transaction; return how many."""
@@ -328,6 +351,17 @@ class PostgresDatabase:
             return 0
         found = self.execute("SELECT version FROM reminder_schema").fetchone()
         return int(found[0]) if found else 0
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"extract(epoch from ({end}::timestamptz - {start}::timestamptz))"
+
+    def write_problem(self) -> str | None:
+        try:
+            with self.pool.connection(timeout=1) as connection, connection.transaction():
+                connection.execute("SELECT 1")
+        except (self.psycopg.Error, self.pool_timeout) as exc:
+            return self._clean(exc)
+        return None
 
     def migrate(self, migrations: Sequence[str]) -> int:
         def work(connection: Any) -> int:

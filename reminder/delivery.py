@@ -8,6 +8,7 @@ import random
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from .composing import compose_all
 from .errors import TransportConfigError
@@ -15,6 +16,7 @@ from .ledger import Claim, Outcome, Status
 from .messages import message_id
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
+from .replies import Refusal, classify
 from .snapshot import Snapshot
 from .store import DeliveryLedger
 from .transport import Envelope, Result, Transport, Verdict
@@ -26,6 +28,22 @@ RETRY_AFTER = timedelta(minutes=5)
 # On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
 SHARED_CLAIM_STEP = 32
 Clock = Callable[[], datetime]
+
+
+class Observer(Protocol):
+    """Told of messages handed to the transport and of each outcome (metrics, readiness)."""
+
+    def in_flight(self, change: int) -> None: ...
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None: ...
+
+
+class NoObserver:
+    def in_flight(self, change: int) -> None:
+        pass
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
+        pass
 
 
 @dataclass
@@ -72,7 +90,15 @@ def owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> Batch:
         for slot in snapshot.slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
-    return due_batch(now, snapshot.slots, snapshot.roster, ledger.view(active), snapshot.cutoff)
+    # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
+    return due_batch(
+        now,
+        snapshot.slots,
+        snapshot.roster,
+        ledger.view(active),
+        snapshot.cutoff,
+        ledger.suppressed_addresses(),
+    )
 
 
 def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
@@ -100,6 +126,7 @@ class Dispatcher:
         *,
         helpers: int = 0,
         may_send: Callable[[], bool] = lambda: True,
+        observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
@@ -107,6 +134,7 @@ class Dispatcher:
         self.helpers = helpers  # processes that help compose a large batch
         self.may_send = may_send  # False while this worker does not hold its lease
         self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
+        self.observer = observer or NoObserver()
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         return wakeups(self.ledger, snapshot, now)
@@ -119,6 +147,8 @@ class Dispatcher:
         if batch.superseded:
             self.ledger.supersede(batch.superseded, now)
             tally.superseded = len(batch.superseded)
+            for key, _ in batch.superseded:
+                self.observer.settled(key, "superseded")
         if not batch.sends:
             return tally
         config = snapshot.config
@@ -168,6 +198,7 @@ class Dispatcher:
                         self._report_failure(unsettled, tally, delivery, composed)
                         continue
                     claim = claims[delivery.key]
+                    self.observer.in_flight(1)
                     yield Envelope(
                         (delivery, claim),
                         config.smtp.sender,
@@ -179,6 +210,7 @@ class Dispatcher:
 
         def report(result: Result) -> None:
             delivery, claim = result.envelope.token
+            self.observer.in_flight(-1)
             self._settle(unsettled, tally, delivery, claim, result)
 
         try:
@@ -218,6 +250,7 @@ class Dispatcher:
             tally.late += delivery.late
             line = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
             tally.lines[line] = tally.lines.get(line, 0) + 1
+            self.observer.settled(delivery.key, "late" if delivery.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -237,7 +270,33 @@ class Dispatcher:
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
+            self._refused(delivery, reply, now)
         self._report_failure(unsettled, tally, delivery, reply)
+
+    def _refused(self, delivery: Delivery, reply: str, now: datetime) -> None:
+        """A mailbox that does not exist is never mailed again in the cycle; a policy
+        refusal (5.7.x) says nothing about the address, so it is only reported."""
+        refusal = classify(reply)
+        if refusal is Refusal.NO_MAILBOX:
+            self.ledger.suppress(
+                delivery.registrant.email,
+                reason="the mailbox does not exist (refused at sending)",
+                source="bounce",
+                at=now,
+                reply=reply,
+            )
+            log.warning(
+                "suppressed %s: the server says the mailbox does not exist: %s",
+                masked(delivery.registrant.email),
+                reply,
+            )
+        elif refusal is Refusal.POLICY:
+            log.warning(
+                "refused by the receiving server's policy, not suppressed (check the "
+                "sender's SPF/DKIM/DMARC and the content): %s for %s",
+                reply,
+                masked(delivery.registrant.email),
+            )
 
     def _report_failure(
         self, unsettled: set[DeliveryKey], tally: Tally, delivery: Delivery, reply: str
@@ -253,3 +312,4 @@ class Dispatcher:
             masked(delivery.registrant.email),
             reply,
         )
+        self.observer.settled(delivery.key, "failed")

@@ -81,3 +81,7 @@ class TransportConfigError(DeliveryError):
 
     def __init__(self, message: str, *, reply: str = "") -> None:
         super().__init__(message, reply=reply, permanent=True)
+
+
+class BounceError(ReminderError):
+    """The bounce mailbox (IMAP or Maildir) cannot be read; the message says what to fix."""

@@ -48,6 +48,17 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE deliveries ADD COLUMN fault TEXT;
     """,
+    """
+    CREATE TABLE suppressions (
+        address TEXT PRIMARY KEY,       -- canonical (lower-cased) address
+        reason TEXT NOT NULL,           -- free text shown to staff
+        source TEXT NOT NULL,           -- 'staff' | 'bounce' | 'unsubscribe'
+        reply TEXT NOT NULL DEFAULT '', -- the server's reply for a bounce
+        created_at TEXT NOT NULL        -- UTC stamp, as in deliveries
+    );
+    """,
+    # Bounce reports name our message by its Message-ID: find its delivery without a scan.
+    "CREATE INDEX deliveries_message_id ON deliveries (message_id)",
     # Several workers on one PostgreSQL ledger: each holds a lease renewed by its
     # heartbeat, and one sending budget is shared through rate_sends.
     """
@@ -113,6 +124,25 @@ class Row:
     updated_at: datetime
     last_reply: str
     fault: str = ""  # set while the claim waits on a configuration fault
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """An address nobody mails any more: who or what stopped it, when, and why."""
+
+    address: str
+    reason: str
+    source: str  # staff, bounce or unsubscribe
+    reply: str
+    created_at: datetime
+
+
+SUPPRESSION_SOURCES = ("staff", "bounce", "unsubscribe")
+
+
+def canonical(address: str) -> str:
+    """The form the ledger keys an address by, as Registrant.key does."""
+    return address.strip().strip("<>").strip().casefold()
 
 
 def stamp(moment: datetime) -> str:
@@ -433,6 +463,81 @@ class Ledger:
             "AND status != 'sent' ORDER BY updated_at DESC LIMIT 1"
         ).fetchone()
         return _row(values) if values else None
+
+    def suppress(
+        self, address: str, *, reason: str, source: str, at: datetime, reply: str = ""
+    ) -> bool:
+        """Stop mailing `address`; True if newly suppressed (a first reason is kept)."""
+        if source not in SUPPRESSION_SOURCES:
+            raise ValueError(f"suppression source {source!r} is not one of {SUPPRESSION_SOURCES}")
+        return bool(
+            self._write(
+                [
+                    (
+                        "INSERT INTO suppressions (address, reason, source, reply, created_at) "
+                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (canonical(address), reason, source, reply, stamp(at)),
+                    )
+                ]
+            )[0]
+        )
+
+    def unsuppress(self, address: str) -> bool:
+        """Mail `address` again; True if it was suppressed in the ledger."""
+        return bool(
+            self._write([("DELETE FROM suppressions WHERE address = ?", (canonical(address),))])[0]
+        )
+
+    def suppressions(self) -> list[Suppression]:
+        """Every suppression in the ledger, newest first."""
+        return [
+            Suppression(str(a), str(r), str(s), str(p), datetime.fromisoformat(str(c)))
+            for a, r, s, p, c in self.db.execute(
+                "SELECT address, reason, source, reply, created_at FROM suppressions "
+                "ORDER BY created_at DESC, address"
+            )
+        ]
+
+    def recipient_of(self, message_id: str) -> str | None:
+        """The address a message of ours went to, by its Message-ID (as a bounce quotes it)."""
+        found = self.db.execute(
+            "SELECT recipient FROM deliveries WHERE message_id = ? LIMIT 1", (message_id.strip(),)
+        ).fetchone()
+        return str(found[0]) if found else None
+
+    def suppressed_addresses(self) -> frozenset[str]:
+        return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))
+
+    def write_problem(self) -> str | None:
+        """Why a write could not start now (for readiness), or None when it could.
+
+        Waits 0.2 s at most for another process's lock, not the 30 s a delivery waits.
+        """
+        return self.db.write_problem()
+
+    def late_counts(self, tolerance: timedelta) -> dict[tuple[str, str, str], int]:
+        """(session, kind, lead) -> deliveries sent more than `tolerance` after their instant."""
+        return {
+            (session, kind, lead): number
+            for session, kind, lead, number in self.db.execute(
+                # Only the dialect's expression over two column names is formatted in.
+                "SELECT session, kind, lead, count(*) FROM deliveries WHERE status = 'sent' "  # noqa: S608
+                f"AND {self.db.seconds_between('due_at', 'sent_at')} > ? "
+                "GROUP BY session, kind, lead",
+                (tolerance.total_seconds(),),
+            )
+        }
+
+    def errors(self, limit: int = 10) -> list[Row]:
+        """The most recent deliveries that did not go through, newest first."""
+        return [
+            _row(values)
+            for values in self.db.execute(
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE last_reply != '' "  # noqa: S608
+                "AND status != 'sent' ORDER BY updated_at DESC LIMIT ?",
+                (limit,),
+            )
+        ]
 
 
 _ROW_COLUMNS = (

@@ -22,6 +22,7 @@ from .plan import DeliveryKey, Slot
 from .registrants import Registrant
 from .sessions import Session
 from .templating import Templates
+from .unsubscribe import link
 from .wording import clock, lead_words, long_date, relative_day, time_range
 
 MAX_DISPLAY_NAME = 64
@@ -190,6 +191,15 @@ class Composer:
         )
         subject = quote("Désinscription")
         url = (reminders.unsubscribe_url or "").replace("{email}", quote(registrant.email))
+        http = self.config.http
+        if http.unsubscribe_base and http.secret:
+            # Our own one-click endpoint (RFC 8058): a signed token, never the address.
+            url = link(
+                http.unsubscribe_base,
+                http.secret.get_secret_value(),
+                self.config.cycle.id,
+                registrant.key,
+            )
         return {"mailto": f"mailto:{mailto}?subject={subject}", "address": mailto, "url": url}
 
     def _calendar(self, session: Session, join_url: str, language: str, now: datetime) -> bytes:

@@ -101,13 +101,15 @@ def due_batch(
     roster: Roster,
     view: LedgerView,
     cutoff: timedelta = timedelta(0),
+    suppressed: frozenset[str] = frozenset(),
 ) -> Batch:
     """What to do at `now`.
 
     Per session and attendee, only the most recent reminder that has fallen due is owed:
     when it was never sent, it goes out (late if its instant is past) and older unsettled
     ones are recorded as superseded; an unconfirmed claim of it is retried once its
-    back-off has passed. Nothing goes out at or after the session's deadline.
+    back-off has passed. Nothing goes out at or after the session's deadline, and
+    nothing to an address in `suppressed` (the ledger's suppressions).
     """
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
@@ -123,7 +125,7 @@ def due_batch(
         older_unsettled = [(slot, view.settled_for(slot)) for slot in older]
         for registrant in roster.attending(session):
             who = registrant.key
-            if who in settled:
+            if who in settled or who in suppressed:
                 continue
             if (retry_at := claims.get(who)) is not None:
                 if retry_at <= now:

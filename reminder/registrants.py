@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
@@ -14,9 +11,12 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 
-from .config import Columns, Config
+from .columns import Mapping, assign, describe, find_header, fold, plain
+from .config import Config, RegistrantsFormat
 from .errors import Problem, RegistrantsError
 from .sessions import Session
+from .tables import Table, collection_paused, read_table
+from .timestamps import parse_timestamp
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
 _MONTHS = [
@@ -81,6 +81,7 @@ class Roster:
     registrants: tuple[Registrant, ...]
     problems: tuple[Problem, ...] = ()
     suppressed: tuple[str, ...] = ()
+    mapping: Mapping | None = None  # None when there is no export yet
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -104,18 +105,36 @@ def masked(email: str) -> str:
 
 
 def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
-    """Read the export and the suppression list; bad rows become problems, not failures."""
+    """Read the export and the suppression list; bad rows become problems, not failures.
+
+    A missing or empty export is a warning, not an error: before the form has any answer
+    the plan and the checks still work, and the service serves nobody until it appears.
+    """
     path = config.path(config.paths.registrants)
-    text = _decode(path, config.registrants.encoding)
+    options = config.registrants
     suppressed = load_suppression(config.path(config.paths.suppression))
-    delimiter: str = config.registrants.delimiter
-    if delimiter == "auto":
-        delimiter = _sniff_delimiter(text)
-    reader = _Reader(str(path), text, delimiter, config.registrants.columns, sessions, config.zone)
-    registrants = reader.rows()
+    with collection_paused():
+        found = read_table(
+            path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet
+        )
+        reader = _Reader(found, options, sessions, config.zone) if found else None
+        registrants = reader.rows() if reader else []
+    if found is None or reader is None:
+        return Roster(
+            str(path),
+            (),
+            (
+                Problem(
+                    str(path),
+                    "no registrants yet: the export is missing or empty; nobody is mailed "
+                    "until the form's answers are exported there (paths.registrants)",
+                    severity="warning",
+                ),
+            ),
+        )
     kept = tuple(r for r in registrants if r.key not in suppressed)
     gone = tuple(sorted({r.key for r in registrants} & suppressed))
-    return Roster(str(path), kept, tuple(reader.problems), gone)
+    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
 
 
 def load_suppression(path: Path) -> frozenset[str]:
@@ -139,59 +158,6 @@ def load_suppression(path: Path) -> frozenset[str]:
     return frozenset(line for line in lines if line)
 
 
-def _decode(path: Path, encoding: str) -> str:
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise RegistrantsError(
-            [
-                Problem(
-                    str(path),
-                    "the registrant export does not exist: export the form's answers "
-                    "there, or fix paths.registrants in the config",
-                )
-            ]
-        ) from None
-    except OSError as exc:
-        raise RegistrantsError([Problem(str(path), f"cannot be read: {exc.strerror}")]) from None
-    if encoding == "auto":
-        if raw.startswith(b"\xef\xbb\xbf"):
-            encoding = "utf-8-sig"
-        else:
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError:
-                # Excel in a French locale saves "CSV (séparateur : point-virgule)" as cp1252.
-                encoding = "cp1252"
-    try:
-        return raw.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise RegistrantsError(
-            [
-                Problem(
-                    str(path),
-                    f"is not {encoding} text (byte {exc.start}): save it as CSV UTF-8, "
-                    "or set registrants.encoding",
-                )
-            ]
-        ) from None
-
-
-def _sniff_delimiter(text: str) -> str:
-    header = text.split("\n", 1)[0]
-    return max((";", ",", "\t"), key=header.count)
-
-
-def _plain(text: str) -> str:
-    """Lowercase, without accents: "Février" -> "fevrier"."""
-    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().casefold()
-
-
-def _fold(text: str) -> str:
-    """Compare headers and keywords without case, accents or punctuation."""
-    return re.sub(r"[^a-z0-9]+", " ", _plain(text)).strip()
-
-
 class _SkipRow(Exception):  # noqa: N818 - control flow that never leaves _Reader
     """The row was reported and must not become a registrant."""
 
@@ -201,18 +167,15 @@ class _Reader:
 
     def __init__(
         self,
-        source: str,
-        text: str,
-        delimiter: str,
-        columns: Columns,
+        table: Table,
+        options: RegistrantsFormat,
         sessions: Sequence[Session],
         zone: ZoneInfo,
     ) -> None:
-        self.source = source
+        self.source = table.source
+        self.table = table
         self.zone = zone
-        self.text = text
-        self.delimiter = delimiter
-        self.columns = columns
+        self.options = options
         self.problems: list[Problem] = []
         self.sessions = sessions
         self.session_days: dict[date, str] = {}
@@ -222,33 +185,28 @@ class _Reader:
         self.good_domains: set[str] = set()
         self.session_cells: dict[str, frozenset[str] | str | None] = {}
         self.header: list[str] = []
+        self.mapping: Mapping | None = None
 
     def rows(self) -> list[Registrant]:
-        reader = csv.reader(io.StringIO(self.text, newline=""), delimiter=self.delimiter)
-        header = next(reader, None)
-        if not header:
-            raise RegistrantsError([Problem(self.source, "the export is empty")])
+        rows = self.table.rows
+        start = self._header_index()
+        header = rows[start]
+        assert isinstance(header, list)  # noqa: S101 - _header_index never picks a broken row
         self.header = header
-        index = self._columns(header)
+        index = self._columns(header, rows[start + 1 :], start + 1)
         found: dict[str, Registrant] = {}
-        row = 1
-        while True:
-            row += 1
-            try:
-                cells = next(reader)
-            except StopIteration:
-                break
-            except csv.Error as exc:
-                self._problem(row, None, f"broken row ({exc}); skipped")
+        for row, cells in enumerate(rows[start + 1 :], start=start + 2):
+            if isinstance(cells, str):
+                self._problem(row, None, cells)
                 continue
             if not any(cell.strip() for cell in cells):
                 continue
-            if len(cells) > len(header):
+            if len(cells) > len(header) and self.table.delimiter:
                 self._problem(
                     row,
                     None,
                     f"has {len(cells)} cells where the header has "
-                    f"{len(header)} (a '{self.delimiter}' inside an unquoted cell?); "
+                    f"{len(header)} (a '{self.table.delimiter}' inside an unquoted cell?); "
                     "skipped",
                 )
                 continue
@@ -270,14 +228,46 @@ class _Reader:
                 found[registrant.key] = registrant
         return list(found.values())
 
-    def _columns(self, header: list[str]) -> dict[str, int]:
-        folded = [_fold(name) for name in header]
-        index: dict[str, int] = {}
-        for attribute, names in self.columns:
-            for name in names:
-                if _fold(name) in folded:
-                    index[attribute] = folded.index(_fold(name))
-                    break
+    def _header_index(self) -> int:
+        rows = self.table.rows
+        where = f"sheet {self.table.sheet!r}: " if self.table.sheet else ""
+        if self.options.header_row is not None:
+            index = self.options.header_row - 1
+            if index >= len(rows) or isinstance(rows[index], str) or not any(rows[index]):
+                raise RegistrantsError(
+                    [
+                        Problem(
+                            self.source,
+                            f"{where}registrants.header_row = {self.options.header_row} but "
+                            "that row is empty or missing: give the row of the column headers",
+                            row=self.options.header_row,
+                        )
+                    ]
+                )
+            return index
+        found = find_header(rows, self.options.columns.email)
+        if found is None:
+            first = next((r for r in rows if not isinstance(r, str) and any(r)), [])
+            raise RegistrantsError(
+                [
+                    Problem(
+                        self.source,
+                        f"{where}no e-mail column: the header has "
+                        f"{', '.join(c for c in first if c) or 'nothing'}; name the e-mail "
+                        "header in registrants.columns.email (looked for "
+                        f"{', '.join(self.options.columns.email)}), or set "
+                        "registrants.header_row",
+                        row=1,
+                    )
+                ]
+            )
+        return found
+
+    def _columns(
+        self, header: list[str], data: Sequence[list[str] | str], header_row: int
+    ) -> dict[str, int]:
+        fields = list(self.options.columns)
+        index, notes = assign(header, fields, data)
         if "email" not in index:
             raise RegistrantsError(
                 [
@@ -285,10 +275,30 @@ class _Reader:
                         self.source,
                         f"no e-mail column: the header has {', '.join(header)}; name one "
                         "of them in registrants.columns.email (looked for "
-                        f"{', '.join(self.columns.email)})",
-                        row=1,
+                        f"{', '.join(self.options.columns.email)})",
+                        row=header_row,
                     )
                 ]
+            )
+        used = set(index.values())
+        self.mapping = Mapping(
+            header_row,
+            describe(header, index, fields),
+            tuple(h for c, h in enumerate(header) if c not in used and h.strip()),
+            tuple(notes),
+            self.table.sheet,
+        )
+        if "sessions" not in index and not self.options.all_sessions:
+            self.problems.append(
+                Problem(
+                    self.source,
+                    "no session column: EVERYONE ATTENDS EVERY SESSION. Name the column "
+                    "in registrants.columns.sessions (looked for "
+                    f"{', '.join(self.options.columns.sessions)}), or set "
+                    "registrants.all_sessions = true if that is intended",
+                    row=header_row,
+                    severity="warning",
+                )
             )
         return index
 
@@ -361,11 +371,11 @@ class _Reader:
         return found
 
     def _parse_sessions(self, text: str) -> frozenset[str] | str | None:
-        if _fold(text) in ALL_SESSIONS:
+        if fold(text) in ALL_SESSIONS:
             return None
         ids: set[str] = set()
         unknown: list[str] = []
-        for match in _DATE.finditer(_plain(text)):
+        for match in _DATE.finditer(plain(text)):
             day = self._date(match)
             if day is not None and day in self.session_days:
                 ids.add(self.session_days[day])
@@ -403,24 +413,12 @@ class _Reader:
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
         if not text:
             return None
-        try:
-            written = datetime.fromisoformat(text)  # fast, and the commonest form
-            return written if written.tzinfo else written.replace(tzinfo=self.zone)
-        except ValueError:
-            pass
-        for pattern in (
-            "%d/%m/%Y %H:%M:%S",
-            "%d/%m/%Y %H:%M",
-            "%Y/%m/%d %H:%M:%S",
-            "%d/%m/%Y",
-        ):
-            try:
-                # Form tools write the local time of the cycle, without an offset.
-                return datetime.strptime(text, pattern).replace(tzinfo=self.zone)
-            except ValueError:
-                continue
-        self._problem(row, column, f"{text!r} is not a date and time; ignored", severity="warning")
-        return None
+        found = parse_timestamp(text, self.zone)
+        if found is None:
+            self._problem(
+                row, column, f"{text!r} is not a date and time; ignored", severity="warning"
+            )
+        return found
 
     def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
         self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))

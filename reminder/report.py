@@ -6,11 +6,11 @@ import csv
 import io
 import json
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from .cluster import WorkerRow
-from .ledger import Row
+from .ledger import Row, Suppression
 from .plan import Slot, deadline
 from .registrants import Registrant, Roster, masked
 from .sessions import Session
@@ -164,16 +164,77 @@ def registrant_dict(registrant: Registrant, show: bool) -> dict[str, Any]:
     }
 
 
+def suppression_dict(suppression: Suppression, show: bool, zone: tzinfo = UTC) -> dict[str, Any]:
+    return {
+        "address": suppression.address if show else masked(suppression.address),
+        "source": suppression.source,
+        "reason": suppression.reason,
+        "reply": suppression.reply,
+        "at": iso(suppression.created_at.astimezone(zone)),
+    }
+
+
+def suppression_lines(
+    suppressions: Sequence[Suppression], show: bool, zone: tzinfo = UTC
+) -> list[str]:
+    return [suppression_line(suppression_dict(s, show, zone)) for s in suppressions]
+
+
+def suppression_line(d: dict[str, Any]) -> str:
+    """Who, since when, by what, why, and the server's words for a bounce."""
+    return (
+        f"  {d['address']}  {d['at'][:16].replace('T', ' ')}{d['at'][19:]}  "
+        f"{d['source']}: {d['reason']}" + (f" ({d['reply']})" if d["reply"] else "")
+    )
+
+
+def among(roster: Roster, suppressions: Sequence[Suppression]) -> list[Suppression]:
+    """The ledger's suppressions that stop a registrant of this export."""
+    keys = {r.key for r in roster.registrants}
+    return [s for s in suppressions if s.address in keys]
+
+
+def mapping_lines(roster: Roster) -> list[str]:
+    if roster.mapping is None:
+        return [f"{roster.source}: no export yet, so no columns"]
+    return [f"{roster.source}: {roster.mapping.lines()[0]}", *roster.mapping.lines()[1:]]
+
+
+def suppressed_summary(roster: Roster, ledger: Sequence[Suppression]) -> str:
+    return (
+        f"{len(roster.suppressed)} suppressed by the list file, "
+        f"{len(among(roster, ledger))} in the ledger"
+    )
+
+
 def registrants_output(
-    snapshot: Snapshot, people: Sequence[Registrant], fmt: str, show: bool
+    snapshot: Snapshot,
+    people: Sequence[Registrant],
+    fmt: str,
+    show: bool,
+    suppressions: Sequence[Suppression] = (),
 ) -> str:
     roster = snapshot.roster
+    stopped = among(roster, suppressions)
+    mapping = roster.mapping
     if fmt == "json":
         return json.dumps(
             {
                 "source": roster.source,
+                "columns": None
+                if mapping is None
+                else {
+                    "header_row": mapping.header_row,
+                    "sheet": mapping.sheet or None,
+                    "fields": {field: header for field, header, _ in mapping.fields},
+                    "ignored": list(mapping.ignored),
+                    "notes": list(mapping.notes),
+                },
                 "counts": {s.id: len(roster.attending(s)) for s in snapshot.sessions},
                 "suppressed": len(roster.suppressed),
+                "suppressed_in_ledger": [
+                    suppression_dict(x, show, snapshot.config.zone) for x in stopped
+                ],
                 "problems": [str(p) for p in roster.problems],
                 "registrants": [registrant_dict(r, show) for r in people],
             },
@@ -214,11 +275,19 @@ def registrants_output(
         ["email", "name", "role", "organisation", "sessions"],
     )
     parts = [
-        f"{roster.source}: {len(roster.registrants)} registrants served, "
-        f"{len(roster.suppressed)} suppressed, {len(roster.problems)} problems",
+        f"{roster.source}: {len(roster.registrants) - len(stopped)} registrants served, "
+        f"{suppressed_summary(roster, suppressions)}, {len(roster.problems)} problems",
+        "",
+        *mapping_lines(roster),
         "",
         counts,
     ]
+    if stopped:
+        parts += [
+            "",
+            "suppressed in the ledger (not mailed):",
+            *suppression_lines(stopped, show, snapshot.config.zone),
+        ]
     if roster.problems:
         parts += ["", *[str(p) for p in roster.problems]]
     parts += ["", listing]
@@ -292,6 +361,7 @@ def status_data(
     counts: dict[tuple[str, str, str], dict[str, int]],
     last_error: Row | None,
     faults: Sequence[Row] = (),
+    suppressions: Sequence[Suppression] = (),
     *,
     zone: tzinfo | None = None,
     window: datetime | None = None,
@@ -377,6 +447,7 @@ def status_data(
         "configuration_fault": fault,
         "last_error": error,
         "trouble": trouble,
+        "suppressed": [suppression_dict(x, False, zone) for x in suppressions],
     }
 
 
@@ -446,6 +517,33 @@ def status_text(data: dict[str, Any]) -> str:
         if error
         else "last error: none",
     ]
+    stopped = data.get("suppressed", [])
+    lines += ["", f"suppressed in the ledger: {len(stopped)}"]
+    lines += [suppression_line(d) for d in stopped]
+    return "\n".join(lines)
+
+
+def suppressed_output(
+    suppressions: Sequence[Suppression],
+    listed: Sequence[str],
+    fmt: str,
+    show: bool,
+    zone: tzinfo = UTC,
+) -> str:
+    """`reminder suppressed`: the ledger's suppressions, newest first, then the list file's."""
+    if fmt == "json":
+        return json.dumps(
+            {
+                "ledger": [suppression_dict(s, show, zone) for s in suppressions],
+                "list_file": [a if show else masked(a) for a in listed],
+            },
+            ensure_ascii=False,
+            indent=2,
+        )
+    lines = [f"suppressed in the ledger: {len(suppressions)}"]
+    lines += suppression_lines(suppressions, show, zone)
+    lines += ["", f"in the suppression list file: {len(listed)}"]
+    lines += [f"  {a if show else masked(a)}" for a in listed]
     return "\n".join(lines)
 
 

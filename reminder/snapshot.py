@@ -73,7 +73,7 @@ def _assemble(
     composer = Composer(config, sessions, templates)
     slots = reminder_slots(sessions, config.reminders.lead_list)
     _render_samples(composer, slots, roster)
-    problems = warnings + _smtp_warnings(config)
+    problems = warnings + _smtp_warnings(config) + _http_warnings(config)
     return Snapshot(
         config,
         tuple(sessions),
@@ -120,6 +120,21 @@ def _smtp_warnings(config: Config) -> list[Problem]:
             )
         )
     return problems
+
+
+def _http_warnings(config: Config) -> list[Problem]:
+    http = config.http
+    if not http.enabled or http.on_loopback:
+        return []
+    return [
+        config.problem(
+            f"the HTTP server listens on {http.listen}, beyond this machine: metrics, readiness "
+            "and the status page would be reachable by others; keep 127.0.0.1 and let the "
+            "reverse proxy expose only /u/ (README, Operations)",
+            ("http", "listen"),
+            severity="warning",
+        )
+    ]
 
 
 def watched_paths(config: Config) -> list[Path]:

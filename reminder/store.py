@@ -9,7 +9,7 @@ from typing import Protocol
 
 from .config import Config
 from .errors import LedgerError
-from .ledger import Claim, Ledger, Outcome, Row
+from .ledger import Claim, Ledger, Outcome, Row, Suppression
 from .plan import DeliveryKey, LedgerView
 
 
@@ -54,6 +54,16 @@ class DeliveryLedger(Protocol):
 
     def faults(self) -> list[Row]: ...
 
+    def suppress(
+        self, address: str, *, reason: str, source: str, at: datetime, reply: str = ""
+    ) -> bool: ...
+
+    def unsuppress(self, address: str) -> bool: ...
+
+    def suppressions(self) -> list[Suppression]: ...
+
+    def suppressed_addresses(self) -> frozenset[str]: ...
+
     def counts(self) -> dict[tuple[str, str, str], dict[str, int]]: ...
 
     def last_error(self) -> Row | None: ...
@@ -67,20 +77,10 @@ def ledger_target(config: Config) -> Path | str:
 
 
 def ledger_password(config: Config) -> str | None:
-    """REMINDER_LEDGER__PASSWORD, or the file REMINDER_LEDGER__PASSWORD_FILE names."""
-    settings = config.ledger
-    if settings.password is not None:
-        return settings.password.get_secret_value()
-    if settings.password_file is None:
-        return None
-    file = config.path(settings.password_file)
-    try:
-        return file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise LedgerError(
-            f"the ledger password file {file} cannot be read ({exc.strerror}); check "
-            "REMINDER_LEDGER__PASSWORD_FILE and its permissions"
-        ) from None
+    """REMINDER_LEDGER__PASSWORD, or the file REMINDER_LEDGER__PASSWORD_FILE names (read
+    with the config)."""
+    secret = config.ledger.password
+    return secret.get_secret_value() if secret is not None else None
 
 
 def open_ledger(

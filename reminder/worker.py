@@ -15,9 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .bounces import BounceRun, collect
 from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
@@ -26,10 +28,12 @@ from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .leads import Lead
 from .lock import StateLock
 from .logs import use_zone
+from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .store import open_ledger
 from .transport import SmtpTransport, Transport
+from .web import make_app, start_server
 
 log = logging.getLogger("reminder")
 
@@ -85,6 +89,8 @@ class Worker:
         self.signal: int | None = None  # the signal that stopped it
         self.sent = 0  # since start, for the stop line
         self.wakeups = 0
+        self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
+        self.http: web.AppRunner | None = None
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
@@ -107,6 +113,7 @@ class Worker:
                 self.transport = self._transport(config)
                 self.dispatcher = self._dispatcher(config)
                 self.presence.in_flight = lambda: len(self.dispatcher.unsettled)
+                self.monitor.serving(self.snapshot, self.ledger)
                 try:
                     await self._serve(adopted)
                 finally:
@@ -172,14 +179,27 @@ class Worker:
             },
         )
         self.scheduler.start()
+        http = self.snapshot.config.http
         try:
+            if http.enabled:
+                try:
+                    self.http = await start_server(make_app(self), http)
+                except OSError as exc:
+                    raise ReminderError(
+                        f"cannot listen on {http.listen} ({exc.strerror}): set http.listen "
+                        "to a free address, or http.enabled = false"
+                    ) from None
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
+            bounces = asyncio.create_task(self._read_bounces())
             heart = asyncio.create_task(self._heartbeat())
+            alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
             await self.wake("start")
             await self.stopping.wait()
             await watcher
+            await bounces
             await heart
+            await alive
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -191,6 +211,8 @@ class Worker:
                     self.drain_seconds,
                 )
         finally:
+            if self.http is not None:
+                await self.http.cleanup()
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
@@ -210,7 +232,12 @@ class Worker:
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
         helpers = helper_count() if self.clock is utc_now and not throttled else 0
         return Dispatcher(
-            self.ledger, self.transport, self.clock, helpers=helpers, may_send=self.presence.held
+            self.ledger,
+            self.transport,
+            self.clock,
+            helpers=helpers,
+            may_send=self.presence.held,
+            observer=self.monitor,
         )
 
     def _on_signal(self, signum: int) -> None:
@@ -220,6 +247,7 @@ class Worker:
     def stop(self) -> None:
         if not self.stopping.is_set():
             log.info("stopping: finishing the messages in flight")
+            self.monitor.stopping()
             self.stopping.set()
 
     def _banner(self, adopted: int) -> None:
@@ -317,6 +345,31 @@ class Worker:
             if adopted or not held:
                 await self._trigger("adoption" if adopted else "lease renewed")
 
+    async def _read_bounces(self) -> None:
+        """Read the bounce mailbox every bounces.interval, when one is configured.
+
+        In a thread with its own ledger connection: IMAP is blocking, and a slow server
+        must not hold up deliveries. The next pass honours what it suppressed.
+        """
+        while not self.stopping.is_set():
+            settings = self.snapshot.config.bounces
+            wait = Lead.parse(settings.interval).delta.total_seconds()
+            if settings.configured:
+                try:
+                    run = await asyncio.to_thread(self._collect_bounces, self.snapshot.config)
+                    for line in run.lines() if run.reports else ():
+                        log.info("bounces: %s", line)
+                except ReminderError as exc:
+                    log.error("reading bounce reports failed, will try again: %s", exc)
+                except Exception:  # a reader that dies would silently stop reading bounces
+                    log.exception("reading bounce reports failed; trying again")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=wait)
+
+    def _collect_bounces(self, config: Config) -> BounceRun:
+        with open_ledger(config, worker=self.identity, migrate=False) as ledger:
+            return collect(config, ledger, self.clock())
+
     def _schedule_wakeups(self, since: datetime) -> bool:
         """One in-memory job per future instant of the plan; rebuilt, never persisted.
 
@@ -337,6 +390,7 @@ class Worker:
             stale = job.next_run_time is not None and job.next_run_time > now
             if job.id.startswith(WAKEUP_PREFIX) and job.id not in wanted and stale:
                 job.remove()
+        self.monitor.scheduled(list(wanted.values()))
         for job_id, instant in wanted.items():
             if self.scheduler.get_job(job_id) is None:
                 self.scheduler.add_job(
@@ -393,10 +447,12 @@ class Worker:
         if not self._guard_state():
             return
         self.wakeups += 1
+        self.monitor.pass_started()
         try:
             tally = await self.dispatcher.run(self.snapshot, self.stopping)
         except TransportConfigError as exc:
             self._paused = str(exc)
+            self.monitor.pass_ended(paused=self._paused)
             log.error(
                 "deliveries paused until the configuration is fixed and reloaded "
                 "(save config.toml or send SIGHUP); what is owed waits and is sent at "
@@ -409,7 +465,9 @@ class Worker:
             if str(exc) != self._state_fault:
                 self._state_fault = str(exc)
                 log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            self.monitor.pass_ended(failure=str(exc))
             return
+        self.monitor.pass_ended()
         if self._state_fault:
             log.info("the ledger is writable again")
             self._state_fault = ""
@@ -435,9 +493,11 @@ class Worker:
                 reason,
                 "\n".join(f"  {p}" for p in exc.problems),
             )
+            self.monitor.reloaded(None)
             return
         except ReminderError as exc:
             log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
+            self.monitor.reloaded(None)
             return
         if fresh.config.ledger.url != self.snapshot.config.ledger.url:
             log.error(
@@ -452,6 +512,7 @@ class Worker:
                 "the service to move the ledger",
                 reason,
             )
+            self.monitor.reloaded(None)
             return
         self._seen = fresh.fingerprint
         fresh = self._guard_roster(fresh, reason)
@@ -463,6 +524,8 @@ class Worker:
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh
+            self.monitor.reloaded(fresh)
+            self.monitor.set_paused(self._paused)
         log.info(
             "reloaded (%s): %d sessions (%+d), %d registrants (%+d)",
             reason,

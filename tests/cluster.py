@@ -140,6 +140,8 @@ def start_worker(config: Path, url: str, name: str) -> Worker:
     env |= {
         "REMINDER_LEDGER__URL": url,
         "REMINDER_PATHS__STATE": str(config.parent / f"state-{name}"),
+        # Workers on one machine each need their own HTTP port.
+        "REMINDER_HTTP__LISTEN": f"127.0.0.1:{free_port()}",
     }
     log = config.parent / f"{name}.log"
     with log.open("wb") as out:

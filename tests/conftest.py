@@ -82,7 +82,10 @@ def project(tmp_path: Path) -> Project:
     for name in ("config.toml", "registrants.csv", "suppression.txt"):
         shutil.copy(REPO / name, tmp_path / name)
     shutil.copytree(REPO / "templates", tmp_path / "templates")
-    return Project(tmp_path)
+    created = Project(tmp_path)
+    # Any free port: tests (and other checkouts) run side by side on one machine.
+    created.edit('listen = "127.0.0.1:8025"', 'listen = "127.0.0.1:0"')
+    return created
 
 
 @dataclass

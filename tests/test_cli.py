@@ -132,7 +132,9 @@ def test_registrants_masks_addresses_unless_asked(
     assert cli(project, "registrants") == 0
     out = capsys.readouterr().out
     assert "e***@example.org" in out and "evelyne.dubois@example.org" not in out
-    assert "22 registrants served, 0 suppressed, 0 problems" in out
+    assert (
+        "22 registrants served, 0 suppressed by the list file, 0 in the ledger, 0 problems" in out
+    )
     assert (
         cli(
             project, "registrants", "--show-addresses", "--format", "csv", "--session", "2023-10-04"
@@ -389,3 +391,93 @@ def test_history_times_are_in_the_cycle_zone_or_utc(
     assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T17:00:00+01:00"
     cli(project, "history", "--format", "json", "--utc")
     assert json.loads(capsys.readouterr().out)[0]["updated_at"] == "2023-02-28T16:00:00+00:00"
+
+
+def test_suppress_unsuppress_and_suppressed_manage_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "suppress", "K.Lefebvre@example.org", "--reason", "asked by phone") == 0
+    assert "suppressed k***@example.org: never mailed again (asked by phone)" in (
+        capsys.readouterr().out
+    )
+    assert cli(project, "suppress", "k.lefebvre@example.org") == 0
+    assert "was already suppressed since" in capsys.readouterr().out
+    (project.root / "suppression.txt").write_text("old.address@example.org\n")
+    assert cli(project, "suppressed") == 0
+    out = capsys.readouterr().out
+    assert "k***@example.org" in out and "staff: asked by phone" in out
+    assert "o***@example.org" in out and "k.lefebvre@example.org" not in out
+    assert cli(project, "suppressed", "--show-addresses", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["ledger"][0]["address"] == "k.lefebvre@example.org"
+    assert data["list_file"] == ["old.address@example.org"]
+    # check and registrants name who the ledger stops; the served count leaves them out.
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "21 registrants served, 0 suppressed by the list file, 1 in the ledger" in out
+    assert "k***@example.org" in out
+    assert cli(project, "registrants") == 0
+    assert "suppressed in the ledger (not mailed):" in capsys.readouterr().out
+    assert cli(project, "unsuppress", "k.lefebvre@example.org") == 0
+    assert "mailed again" in capsys.readouterr().out
+    assert cli(project, "unsuppress", "old.address@example.org") == 1
+    assert "remove its line there" in capsys.readouterr().err
+
+
+def test_suppress_refuses_what_is_not_an_address(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli(project, "suppress", "not an address")
+    assert caught.value.code == 2
+    assert "is not an e-mail address" in capsys.readouterr().err
+
+
+def test_check_and_registrants_show_the_column_mapping(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "registrants.csv: columns (header on row 1):" in out
+    assert "email          <- 'Courriel' (exactly)" in out
+    assert "ignored: none" in out
+    assert cli(project, "registrants", "--format", "json") == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert columns["fields"]["sessions"] == "Séances"
+
+
+@pytest.mark.parametrize("state", ["missing", "empty"])
+def test_plan_and_check_work_before_the_form_has_any_answer(
+    project: Project, capsys: pytest.CaptureFixture[str], state: str
+) -> None:
+    export = project.root / "registrants.csv"
+    if state == "missing":
+        export.unlink()
+    else:
+        export.write_bytes(b"")
+    assert cli(project, "check") == 0
+    shown = capsys.readouterr()
+    assert "warning: no registrants yet" in shown.err  # problems go to stderr
+    assert "0 registrants served" in shown.out
+    assert cli(project, "plan", "--now", "2023-01-15T09:00") == 0
+    assert "mercredi 1er mars 2023" in capsys.readouterr().out
+
+
+def test_status_lists_the_ledgers_suppressions(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _ledger_with_a_failure(project)
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.suppress(
+            "evelyne.dubois@example.org",
+            reason="the mailbox does not exist (refused at sending)",
+            source="bounce",
+            at=datetime(2023, 2, 28, 16, tzinfo=UTC),
+            reply="550 5.1.1 No such user",
+        )
+    # The failure of the day is in status's window: it exits 1 for monitoring scripts.
+    assert cli(project, "status", "--now", "2023-02-28T18:00") == 1
+    out = capsys.readouterr().out
+    assert "suppressed in the ledger: 1" in out
+    assert "e***@example.org  2023-02-28 17:00+01:00  bounce: the mailbox does not exist" in out
+    assert "(550 5.1.1 No such user)" in out

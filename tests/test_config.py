@@ -219,3 +219,84 @@ def test_every_problem_is_reported_at_once(project: Project) -> None:
 def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="--config PATH or set REMINDER_CONFIG"):
         load_config(tmp_path / "absent.toml")
+
+
+def test_http_secrets_come_from_the_environment_or_a_file(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = project.root / "link-secret"
+    secret.write_text("f" * 64 + "\n")
+    monkeypatch.setenv("REMINDER_HTTP__SECRET_FILE", str(secret))
+    monkeypatch.setenv("REMINDER_HTTP__STAFF_USER", "equipe")
+    monkeypatch.setenv("REMINDER_HTTP__STAFF_PASSWORD", "cheval-agrafe")
+    project.edit("#   public_url = ", "public_url = ")
+    config = load_config(project.config)
+    assert config.http.secret is not None
+    assert config.http.secret.get_secret_value() == "f" * 64
+    assert config.http.unsubscribe_base == "https://rappels.irev.fr/u/"
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 0)
+    assert "ffff" not in repr(config) and "cheval" not in str(config.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("edit", "environment", "expected"),
+    [
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nsecret = "in-the-file"'),
+            {},
+            "a secret must not be written in config.toml",
+            id="secret-in-file",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nstaff_password = "x"'),
+            {},
+            "REMINDER_HTTP__STAFF_PASSWORD",
+            id="staff-password-in-file",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "localhost"'),
+            {},
+            "is not HOST:PORT",
+            id="listen-without-port",
+        ),
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {},
+            "set REMINDER_HTTP__SECRET",
+            id="public-url-without-secret",
+        ),
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {"REMINDER_HTTP__SECRET": "short"},
+            "at least 32 random",
+            id="short-secret",
+        ),
+        pytest.param(
+            ('#   public_url = "https://', 'public_url = "http://'),
+            {"REMINDER_HTTP__SECRET": "s" * 40},
+            "must start with https://",
+            id="public-url-in-clear",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
+            {"REMINDER_HTTP__STAFF_USER": "equipe"},
+            "needs both a staff user and a password",
+            id="staff-user-without-password",
+        ),
+    ],
+)
+def test_bad_http_settings_are_refused_with_what_to_do(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: tuple[str, str],
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    project.edit(*edit)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    message = str(caught.value)
+    assert expected in message
+    assert "in-the-file" not in message and "short" not in message.replace("shorter", "")

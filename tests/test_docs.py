@@ -50,6 +50,10 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         "run",
         "simulate",
         "status",
+        "suppress",
+        "unsuppress",
+        "suppressed",
+        "bounces",
         "ledger",
     }
     for name, command in commands.items():
@@ -86,5 +90,6 @@ def test_the_readme_performance_section_holds_measured_figures() -> None:
         "bench/plan.py",
         "bench/transport.py",
         "bench/worker.py",
+        "bench/http_load.py",
     ):
         assert script in performance

@@ -2,13 +2,14 @@
 claims, outcomes, races, migrations, leases."""
 
 import multiprocessing
+import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from reminder.errors import LedgerError
-from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status
+from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
 from reminder.plan import DeliveryKey
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
@@ -170,3 +171,53 @@ def test_two_claimers_racing_on_one_ledger_never_both_win(ledger_target: str | P
         process.join(timeout=30)
     assert not set(first) & set(second)
     assert len(first) + len(second) == 400
+
+
+# --- suppressions ---------------------------------------------------------------------------
+
+
+def test_a_suppression_is_kept_once_with_its_first_reason(ledger: Ledger) -> None:
+    assert ledger.suppress(" Alex@Example.org ", reason="asked by phone", source="staff", at=NOW)
+    later = NOW + timedelta(hours=1)
+    assert not ledger.suppress("alex@example.org", reason="again", source="bounce", at=later)
+    assert ledger.suppressed_addresses() == {"alex@example.org"}
+    [kept] = ledger.suppressions()
+    assert kept == Suppression("alex@example.org", "asked by phone", "staff", "", NOW)
+
+
+def test_suppressions_are_listed_newest_first_with_the_bounce_reply(ledger: Ledger) -> None:
+    ledger.suppress("a@example.org", reason="staff", source="staff", at=NOW)
+    ledger.suppress(
+        "b@example.org",
+        reason="mailbox does not exist",
+        source="bounce",
+        at=NOW + timedelta(minutes=1),
+        reply="550 5.1.1 user unknown",
+    )
+    assert [(s.address, s.reply) for s in ledger.suppressions()] == [
+        ("b@example.org", "550 5.1.1 user unknown"),
+        ("a@example.org", ""),
+    ]
+
+
+def test_unsuppress_mails_the_address_again(ledger: Ledger) -> None:
+    ledger.suppress("a@example.org", reason="x", source="unsubscribe", at=NOW)
+    assert ledger.unsuppress("A@example.org")
+    assert not ledger.unsuppress("a@example.org")
+    assert ledger.suppressed_addresses() == frozenset()
+
+
+def test_an_unknown_suppression_source_is_refused(ledger: Ledger) -> None:
+    with pytest.raises(ValueError, match="not one of"):
+        ledger.suppress("a@example.org", reason="x", source="robot", at=NOW)
+
+
+def test_a_ledger_of_the_first_schema_gains_the_suppressions_table(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.close()
+    with Ledger(path) as ledger:
+        assert ledger.suppress("a@example.org", reason="x", source="staff", at=NOW)
+    with Ledger(path, readonly=True) as ledger:
+        assert ledger.suppressed_addresses() == {"a@example.org"}

@@ -115,3 +115,10 @@ def test_next_wakeups_are_the_future_due_instants_and_retries() -> None:
     upcoming = next_wakeups(at(2023, 2, 28, 17, 1), SLOTS, view)
     assert upcoming[:2] == [at(2023, 2, 28, 17, 5), at(2023, 3, 1, 16)]
     assert upcoming[-1] == at(2023, 4, 5, 16)
+
+
+def test_an_address_suppressed_in_the_ledger_is_owed_nothing() -> None:
+    batch = due_batch(
+        at(2023, 2, 22, 17), SLOTS, ROSTER, LedgerView(), suppressed=frozenset({ANNE.key})
+    )
+    assert not batch

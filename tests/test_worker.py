@@ -420,3 +420,76 @@ def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)
     assert transport.folder == project.root / "state" / "outbox"
+
+
+async def test_an_address_suppressed_in_the_ledger_by_another_command_is_not_mailed(
+    project: Project, smtp_server: Server
+) -> None:
+    use_server(project, smtp_server)
+    two_sessions(project)
+    project.registrants([person(n) for n in range(3)])
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            # Another process (a CLI command, the HTTP endpoint) writes to the same ledger.
+            with Ledger(project.root / "state" / "ledger.sqlite") as other:
+                other.suppress(
+                    "Alex1@example.org",
+                    reason="asked to stop",
+                    source="staff",
+                    at=datetime.now(PARIS),
+                )
+            await reach(traveller, worker, datetime(2023, 2, 22, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 2)
+            await worker.wake("sweep")
+    assert {m.recipients[0] for m in smtp_server.handler.messages} == {
+        "alex0@example.org",
+        "alex2@example.org",
+    }
+
+
+@pytest.mark.parametrize("stage", ["rcpt", "data"])
+async def test_a_mailbox_that_does_not_exist_is_never_mailed_again_in_the_cycle(
+    project: Project, smtp_server: Server, stage: str
+) -> None:
+    use_server(project, smtp_server, connections=1)
+    two_sessions(project)
+    project.registrants([person(0)])
+    refusal = "550 5.1.1 <alex0@example.org>: Recipient address rejected: User unknown"
+    if stage == "rcpt":
+        smtp_server.handler.rcpt_replies["alex0@example.org"] = [refusal]
+    else:
+        smtp_server.handler.data_replies.append(refusal)
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            await reach(traveller, worker, datetime(2023, 2, 22, 17, tzinfo=PARIS))
+            await until(lambda: statuses(project) == {("7d", "failed"): 1})
+            for instant in ((2023, 2, 28, 17), (2023, 3, 29, 17)):
+                await reach(traveller, worker, datetime(*instant, tzinfo=PARIS))
+                await worker.wake("sweep")
+    assert statuses(project) == {("7d", "failed"): 1}  # nothing more was even attempted
+    with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+        [suppression] = ledger.suppressions()
+    assert (suppression.address, suppression.source, suppression.reply) == (
+        "alex0@example.org",
+        "bounce",
+        refusal,
+    )
+
+
+async def test_a_policy_refusal_is_reported_but_not_suppressed(
+    project: Project, smtp_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    use_server(project, smtp_server, connections=1)
+    two_sessions(project)
+    project.registrants([person(0)])
+    smtp_server.handler.rcpt_replies["alex0@example.org"] = ["550 5.7.1 Message refused as spam"]
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True) as traveller:
+        async with running(project) as worker:
+            await reach(traveller, worker, datetime(2023, 2, 22, 17, tzinfo=PARIS))
+            await until(lambda: statuses(project) == {("7d", "failed"): 1})
+            await reach(traveller, worker, datetime(2023, 2, 28, 17, tzinfo=PARIS))
+            await until(lambda: len(smtp_server.handler.messages) == 1)
+    assert "refused by the receiving server's policy, not suppressed" in caplog.text
+    with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+        assert ledger.suppressions() == []

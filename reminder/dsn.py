@@ -1,0 +1,172 @@
+"""Bounce reports: RFC 3464 delivery status notifications, and the plain-text forms of
+Microsoft 365 and Gmail, reduced to who failed, how, and which of our messages it was."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage, Message
+
+_MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
+_ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+_STATUS = re.compile(r"(?<![\d.])([245]\.\d{1,3}\.\d{1,3})(?![\d.])")
+# Microsoft 365: "Remote Server returned '550 5.1.10 RESOLVER.ADR.RecipientNotFound; ...'"
+_M365 = re.compile(r"Remote Server returned '([^']+)'", re.IGNORECASE)
+# Gmail: "Delivery to the following recipient failed permanently:\n\n  someone@example.org"
+_GMAIL = re.compile(
+    r"(?:failed permanently|n'a pas pu être distribué)[^\n]*:\s*\n\s*(\S+@\S+)", re.IGNORECASE
+)
+_GMAIL_DETAILS = re.compile(
+    r"Technical details of permanent failure:\s*\n(.+?)(?:\n\s*\n|\Z)", re.IGNORECASE | re.DOTALL
+)
+_BOUNCE_SUBJECT = re.compile(
+    r"undeliver|delivery status notification|failure notice|returned mail|mail delivery failed"
+    r"|non remis|non distribuable|échec de la remise",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Bounce:
+    """One recipient's failure as a report tells it."""
+
+    recipient: str  # the failed address, or "" when the report does not say
+    action: str  # failed, delayed, delivered, relayed, expanded (RFC 3464 2.3.3)
+    status: str  # the enhanced status code, e.g. 5.1.1, or ""
+    diagnostic: str  # the remote server's reply, as the report quotes it
+    message_id: str  # the Message-ID of our message that bounced, or ""
+
+    @property
+    def permanent(self) -> bool:
+        return self.action == "failed" and not self.status.startswith("4")
+
+    @property
+    def reply(self) -> str:
+        """What classify() and staff read: the status code, then the server's words."""
+        if self.status and self.status not in self.diagnostic:
+            return f"{self.status} {self.diagnostic}".strip()
+        return self.diagnostic or self.status
+
+
+def parse_report(data: bytes) -> list[Bounce]:
+    """The failures a message reports; empty when it is not a bounce report at all."""
+    message = message_from_bytes(data, policy=policy.default)
+    assert isinstance(message, EmailMessage)  # noqa: S101 - policy.default makes EmailMessage
+    status = _part(message, "message/delivery-status")
+    if status is not None:
+        return _standard(message, status)
+    return _plain_text(message)
+
+
+def _part(message: Message, content_type: str) -> Message | None:
+    return next((p for p in message.walk() if p.get_content_type() == content_type), None)
+
+
+def _original_message_id(message: Message) -> str:
+    """From the returned message or its headers (RFC 3464 section 2, RFC 6522)."""
+    for part in message.walk():
+        kind = part.get_content_type()
+        if kind in ("message/rfc822", "message/global"):
+            payload = part.get_payload()
+            inner = payload[0] if isinstance(payload, list) and payload else None
+            if isinstance(inner, Message) and inner.get("Message-ID"):
+                return str(inner["Message-ID"]).strip()
+        if kind in ("text/rfc822-headers", "message/rfc822-headers", "text/rfc822-header"):
+            found = _MESSAGE_ID.search(_text(part))
+            if found:
+                return found[1]
+    return ""
+
+
+def _standard(message: Message, status: Message) -> list[Bounce]:
+    """RFC 3464: per-message fields, then one block of fields per recipient."""
+    message_id = _original_message_id(message)
+    bounces = []
+    for block in _field_blocks(status):
+        recipient = block.get("final-recipient") or block.get("original-recipient", "")
+        if not recipient:
+            continue
+        diagnostic = block.get("diagnostic-code", "")
+        bounces.append(
+            Bounce(
+                recipient=_address_of(recipient),
+                action=block.get("action", "").lower(),
+                status=block.get("status", "").split()[0] if block.get("status") else "",
+                # "smtp; 550 5.1.1 ..." -> "550 5.1.1 ..."
+                diagnostic=" ".join(diagnostic.split(";", 1)[-1].split()),
+                message_id=message_id,
+            )
+        )
+    return bounces
+
+
+def _field_blocks(status: Message) -> list[dict[str, str]]:
+    """message/delivery-status as blocks of header fields, folded lines unfolded."""
+    payload = status.get_payload()
+    if isinstance(payload, list):  # the email package parses the blocks as messages
+        blocks = [
+            {k.lower(): str(v) for k, v in part.items()}
+            for part in payload
+            if isinstance(part, Message)
+        ]
+        return [b for b in blocks if b]
+    text = payload if isinstance(payload, str) else ""
+    out = []
+    for chunk in re.split(r"\r?\n\s*\r?\n", re.sub(r"\r?\n[ \t]+", " ", text)):
+        fields = {
+            name.strip().lower(): value.strip()
+            for line in chunk.splitlines()
+            if ":" in line
+            for name, value in [line.split(":", 1)]
+        }
+        if fields:
+            out.append(fields)
+    return out
+
+
+def _plain_text(message: Message) -> list[Bounce]:
+    """Microsoft 365 and Gmail reports that carry no delivery-status part."""
+    subject = str(message.get("Subject", ""))
+    sender = str(message.get("From", "")).lower()
+    if not (_BOUNCE_SUBJECT.search(subject) or "mailer-daemon" in sender or "postmaster" in sender):
+        return []
+    body = "\n".join(_text(p) for p in message.walk() if p.get_content_type() == "text/plain")
+    message_id = _original_message_id(message)
+    if not message_id and (found := _MESSAGE_ID.search(body)):
+        message_id = found[1]
+    if m365 := _M365.search(body):
+        reply = m365[1].strip()
+        before = body[: m365.start()]
+        addresses = _ADDRESS.findall(before)
+        return [_text_bounce(addresses[-1] if addresses else "", reply, message_id)]
+    if gmail := _GMAIL.search(body):
+        details = _GMAIL_DETAILS.search(body)
+        reply = " ".join((details[1] if details else body).split())
+        return [_text_bounce(gmail[1].strip("<>."), reply, message_id)]
+    return []
+
+
+def _text_bounce(recipient: str, reply: str, message_id: str) -> Bounce:
+    status = _STATUS.search(reply)
+    return Bounce(
+        recipient=recipient.lower(),
+        action="failed",
+        status=status[1] if status else "",
+        diagnostic=reply,
+        message_id=message_id,
+    )
+
+
+def _address_of(field: str) -> str:
+    """'rfc822; Someone@Example.org' -> 'someone@example.org'."""
+    value = field.split(";", 1)[-1].strip().strip("<>")
+    return value.casefold()
+
+
+def _text(part: Message) -> str:
+    payload = part.get_payload(decode=True)
+    if isinstance(payload, bytes):
+        return payload.decode(part.get_content_charset() or "utf-8", errors="replace")
+    raw = part.get_payload()
+    return raw if isinstance(raw, str) else ""

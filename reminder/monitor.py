@@ -1,0 +1,197 @@
+"""What the worker tells the outside: readiness, Prometheus metrics, systemd's status line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from .leads import Lead
+from .ledger import Ledger
+from .metrics import Metrics
+from .plan import DeliveryKey
+from .sdnotify import Notifier
+from .snapshot import Snapshot
+
+DEFAULT_SWEEP = timedelta(minutes=5)  # readiness' grace when the sweep is switched off
+STARTING_PING = 10.0  # seconds between start-timeout extensions when there is no watchdog
+PROBE_EVERY = 1.0  # seconds a ledger probe stays valid: /readyz may be hit 200 times a second
+
+
+@dataclass(frozen=True)
+class Readiness:
+    ready: bool
+    reasons: tuple[str, ...]
+
+    def body(self) -> dict[str, object]:
+        return {"status": "ready" if self.ready else "not ready", "reasons": list(self.reasons)}
+
+
+class Monitor:
+    """Observes passes and outcomes; answers readiness; feeds metrics and systemd.
+
+    The worker calls pass_started / pass_ended / scheduled / reloaded; the dispatcher
+    calls in_flight / settled for each message. Nothing here sends mail or writes the
+    ledger.
+    """
+
+    def __init__(self, clock: Callable[[], datetime], notifier: Notifier | None = None) -> None:
+        self.clock = clock
+        self.metrics = Metrics()
+        self.notifier = notifier or Notifier()
+        self.ledger: Ledger | None = None
+        self.snapshot: Snapshot | None = None
+        self.first_pass_done = False
+        self.running_since: datetime | None = None  # the pass in progress began then
+        self.covered: datetime | None = None  # everything due by then was served
+        self.progress: datetime | None = None  # the last outcome (or pass start)
+        self.failure: str | None = None  # why the last pass ended early
+        self.paused: str | None = None
+        self.wakeups: tuple[datetime, ...] = ()
+        self._probe: tuple[float, str | None] = (-PROBE_EVERY, None)
+        self._announced = False  # READY=1 sent
+
+    # -- hooks the worker calls -----------------------------------------------------------
+
+    def serving(self, snapshot: Snapshot, ledger: Ledger) -> None:
+        """A snapshot is in service (at start and after each good reload)."""
+        self.snapshot, self.ledger = snapshot, ledger
+        self.metrics.declare_leads("reminder", snapshot.config.reminders.leads)
+        self.count_registrants()
+
+    def reloaded(self, snapshot: Snapshot | None) -> None:
+        self.metrics.reloads.labels("ok" if snapshot else "refused").inc()
+        if snapshot is not None and self.ledger is not None:
+            self.serving(snapshot, self.ledger)
+
+    def pass_started(self) -> None:
+        self.running_since = self.progress = self.clock()
+
+    def pass_ended(self, *, failure: str | None = None, paused: str | None = None) -> None:
+        """A pass is over: normally, failed (`failure`), or refused by the transport (`paused`)."""
+        if failure is None and paused is None and self.running_since is not None:
+            self.covered = self.running_since
+        self.running_since = None
+        self.failure = failure
+        self.set_paused(paused)
+        self.metrics.in_flight.set(0)  # anything not reported was abandoned with the pass
+        self.count_registrants()
+        self.first_pass_done = True
+
+    def set_paused(self, reason: str | None) -> None:
+        self.paused = reason
+        self.metrics.paused.set(1 if reason else 0)
+
+    def scheduled(self, wakeups: Sequence[datetime]) -> None:
+        self.wakeups = tuple(wakeups)
+        self.metrics.next_wakeup.set(wakeups[0].timestamp() if wakeups else float("nan"))
+        if self.first_pass_done and not self._announced:
+            # After the first pass, whatever it came to: a paused transport says so in
+            # STATUS rather than leaving systemd to time the start out and restart.
+            self._announced = True
+            self.notifier.notify(READY="1", STATUS=self.status_line())
+        elif self.first_pass_done:
+            self.notifier.notify(STATUS=self.status_line())
+
+    def stopping(self) -> None:
+        self.notifier.notify(STOPPING="1", STATUS="stopping: finishing the messages in flight")
+
+    async def keep_alive(self, stopping: asyncio.Event) -> None:
+        """WATCHDOG=1 from the loop itself: a loop that stops answering stops the pings.
+
+        Until READY, each ping also extends systemd's start timeout: a first pass may be
+        a batch of thousands, and must not be killed for it while the loop answers.
+        """
+        if not self.notifier.enabled:
+            return
+        interval = self.notifier.ping_interval or STARTING_PING
+        while not stopping.is_set():
+            fields = {"WATCHDOG": "1"} if self.notifier.ping_interval else {}
+            if not self._announced:
+                fields["EXTEND_TIMEOUT_USEC"] = str(int(3 * interval * 1_000_000))
+            if fields:
+                self.notifier.notify(**fields)
+            elif self._announced:
+                return  # ready, and no watchdog: nothing more to say
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=interval)
+
+    # -- the dispatcher's observer --------------------------------------------------------
+
+    def in_flight(self, change: int) -> None:
+        self.metrics.in_flight.inc(change)
+
+    def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
+        now = self.clock()
+        self.progress = now
+        self.metrics.deliveries.labels(key.kind, key.lead, outcome).inc()
+        if outcome in ("sent", "late"):
+            self.metrics.last_delivery.set(now.timestamp())
+            if due_at is not None:
+                self.metrics.due_to_accept.observe(max(0.0, (now - due_at).total_seconds()))
+
+    # -- what the outside reads -----------------------------------------------------------
+
+    def count_registrants(self) -> None:
+        if self.snapshot is None:
+            return
+        roster = self.snapshot.roster
+        stopped = self.ledger.suppressed_addresses() if self.ledger else frozenset()
+        gone = sum(1 for r in roster.registrants if r.key in stopped)
+        gauge = self.metrics.registrants
+        gauge.labels("served").set(len(roster.registrants) - gone)
+        gauge.labels("suppressed").set(len(roster.suppressed) + gone)
+        gauge.labels("problems").set(len(roster.problems))
+
+    def sweep(self) -> timedelta:
+        if self.snapshot is None:
+            return DEFAULT_SWEEP
+        text = self.snapshot.config.reminders.sweep_interval
+        return Lead.parse(text, allow_zero=True).delta or DEFAULT_SWEEP
+
+    def status_line(self) -> str:
+        """systemd's STATUS=: what `systemctl status reminder` shows under the unit."""
+        if self.paused:
+            return f"deliveries paused, fix the configuration and reload: {self.paused}"[:200]
+        zone = self.snapshot.config.zone if self.snapshot else None
+        if not self.wakeups:
+            return "ready; no reminder left to send"
+        return f"ready; next wake-up {self.wakeups[0].astimezone(zone):%Y-%m-%d %H:%M %Z}"
+
+    def ledger_problem(self) -> str | None:
+        loop = asyncio.get_running_loop()
+        checked, problem = self._probe
+        if loop.time() - checked >= PROBE_EVERY:
+            problem = self.ledger.write_problem() if self.ledger else "the ledger is not open yet"
+            self._probe = (loop.time(), problem)
+        return problem
+
+    def readiness(self) -> Readiness:
+        """Ready: first pass done, ledger writable, not paused, last pass finished, and no
+        due instant left unserved for longer than one sweep interval."""
+        now = self.clock()
+        reasons: list[str] = []
+        if not self.first_pass_done:
+            reasons.append("starting: the first pass has not finished")
+        if (problem := self.ledger_problem()) is not None:
+            reasons.append(f"the ledger is not writable: {problem}")
+        if self.paused:
+            reasons.append(f"deliveries paused: {self.paused}"[:300])
+        if self.failure:
+            reasons.append(f"the last pass failed: {self.failure}"[:300])
+        sweep = self.sweep()
+        if self.running_since is not None and self.progress and now - self.progress > sweep:
+            reasons.append(
+                f"a pass started at {self.running_since:%Y-%m-%dT%H:%M:%SZ} has settled "
+                f"nothing for more than {sweep}"
+            )
+        covered = self.running_since or self.covered
+        unserved = [w for w in self.wakeups if covered is None or w > covered]
+        if self.first_pass_done and unserved and unserved[0] <= now - sweep:
+            reasons.append(
+                f"a due instant ({unserved[0]:%Y-%m-%dT%H:%M:%SZ}) is unserved for more "
+                f"than the sweep interval ({sweep})"
+            )
+        return Readiness(not reasons, tuple(reasons))

@@ -1,0 +1,280 @@
+"""Reading an export file (CSV, XLSX, ODS) into rows of text cells, or saying what it is."""
+
+from __future__ import annotations
+
+import csv
+import gc
+import io
+import zipfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
+from xml.etree import ElementTree
+
+if TYPE_CHECKING:
+    from openpyxl import Workbook
+
+from .errors import Problem, RegistrantsError
+
+ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
+
+
+@dataclass(frozen=True)
+class Table:
+    """The cells of one sheet or CSV file, as text; a str row is a CSV row that broke."""
+
+    source: str
+    rows: list[list[str] | str]
+    kind: str  # csv, xlsx or ods
+    sheet: str = ""
+    delimiter: str = ""
+
+
+@contextmanager
+def collection_paused() -> Iterator[None]:
+    """Hold off the cyclic garbage collector while a large export becomes objects.
+
+    Reading 100,000 rows creates millions of objects and none of them cyclic garbage,
+    yet each allocation burst triggers a full collection: a third of an XLSX load.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def read_table(path: Path, *, encoding: str, delimiter: str, sheet: str | None) -> Table | None:
+    """The export's rows, or None when there is no export yet (missing or empty file)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise _unreadable(path, f"cannot be read: {exc.strerror}") from None
+    if not raw.strip():
+        return None
+    if raw.startswith(b"PK\x03\x04"):
+        return _read_zip(path, raw, sheet)
+    looks = _looks_like(raw)
+    if looks:
+        raise _unreadable(path, looks)
+    text = _decode(path, raw, encoding)
+    if delimiter == "auto":
+        delimiter = _sniff_delimiter(text)
+    return Table(str(path), _csv_rows(text, delimiter), "csv", delimiter=delimiter)
+
+
+def _unreadable(path: Path, message: str) -> RegistrantsError:
+    return RegistrantsError([Problem(str(path), message)])
+
+
+def _looks_like(raw: bytes) -> str:
+    """What a file that is neither CSV text nor a workbook we read seems to be, and what to do."""
+    head = raw[:512].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if raw.startswith(b"\xd0\xcf\x11\xe0"):
+        return (
+            "looks like an old Excel workbook (.xls) or a password-protected one: open it "
+            "and save it as Excel (.xlsx) or CSV UTF-8, without a password"
+        )
+    if head.startswith((b"<!doctype html", b"<html", b"<table")):
+        return (
+            "looks like a web page (HTML), as some tools save under an .xls name: open it "
+            "in a spreadsheet and save it as .xlsx or CSV UTF-8"
+        )
+    if raw.startswith(b"%PDF"):
+        return "looks like a PDF document, not an export: download the answers as CSV or XLSX"
+    if b"\x00" in raw[:4096]:
+        return (
+            "looks like a binary file, not a CSV, XLSX or ODS export: download the answers "
+            "again as CSV UTF-8 or XLSX"
+        )
+    return ""
+
+
+def _decode(path: Path, raw: bytes, encoding: str) -> str:
+    if encoding == "auto":
+        if raw.startswith(b"\xef\xbb\xbf"):
+            encoding = "utf-8-sig"
+        else:
+            try:
+                return raw.decode("utf-8")
+            except UnicodeDecodeError:
+                # Excel in a French locale saves "CSV (séparateur : point-virgule)" as cp1252.
+                encoding = "cp1252"
+    try:
+        return raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _unreadable(
+            path,
+            f"looks like text but is not {encoding} (byte {exc.start}): save it as CSV UTF-8, "
+            "or set registrants.encoding",
+        ) from None
+
+
+def _sniff_delimiter(text: str) -> str:
+    # Exports with a title block above the header: judge by the busiest of the first lines.
+    lines = text.split("\n", 20)[:20]
+    return max((";", ",", "\t"), key=lambda d: max(line.count(d) for line in lines))
+
+
+def _csv_rows(text: str, delimiter: str) -> list[list[str] | str]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows: list[list[str] | str] = []
+    while True:
+        try:
+            rows.append(next(reader))
+        except StopIteration:
+            return rows
+        except csv.Error as exc:
+            rows.append(f"broken row ({exc}); skipped")
+
+
+def _read_zip(path: Path, raw: bytes, sheet: str | None) -> Table:
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            names = set(archive.namelist())
+            mimetype = archive.read("mimetype").strip() if "mimetype" in names else b""
+    except zipfile.BadZipFile:
+        raise _unreadable(
+            path, "looks like a damaged or truncated ZIP file (XLSX and ODS are ZIP): export again"
+        ) from None
+    if "xl/workbook.xml" in names:
+        return _read_xlsx(path, raw, sheet)
+    if mimetype == ODS_MIMETYPE:
+        return _read_ods(path, sheet)
+    if mimetype.startswith(b"application/vnd.oasis.opendocument"):
+        return _raise(path, "is an OpenDocument file but not a spreadsheet: export the answers")
+    if "word/document.xml" in names:
+        return _raise(path, "looks like a Word document, not an export: export the answers")
+    return _raise(
+        path, "is a ZIP archive but not an XLSX or ODS workbook: unzip it and point at the export"
+    )
+
+
+def _raise(path: Path, message: str) -> Table:
+    raise _unreadable(path, message)
+
+
+def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
+    if sheet is None:
+        if not names:
+            _raise(path, "has no sheet")
+        return names[0]
+    if sheet not in names:
+        _raise(
+            path,
+            f"has no sheet named {sheet!r} (registrants.sheet); its sheets are "
+            + ", ".join(repr(n) for n in names),
+        )
+    return sheet
+
+
+def _read_xlsx(path: Path, raw: bytes, sheet: str | None) -> Table:
+    damaged = "looks like an Excel workbook but cannot be read ({}): open it and save again"
+    try:
+        book = _open_workbook(raw)
+    except Exception as exc:  # openpyxl raises a zoo of types for a damaged file
+        raise _unreadable(path, damaged.format(exc)) from None
+    try:
+        name = _pick_sheet(path, book.sheetnames, sheet)
+        worksheet = book[name]
+        # Some tools write a wrong <dimension>; read-only mode would trust it and cut rows.
+        worksheet.reset_dimensions()
+        rows = [_texts(row) for row in worksheet.iter_rows(values_only=True)]
+    except RegistrantsError:
+        raise
+    except Exception as exc:  # a damaged sheet shows only as it is streamed
+        raise _unreadable(path, damaged.format(exc)) from None
+    finally:
+        book.close()
+    return Table(str(path), _trimmed(rows), "xlsx", sheet=name)
+
+
+def _open_workbook(raw: bytes) -> Workbook:
+    """openpyxl's load_workbook in read-only mode, with a faster shared-string table.
+
+    Read-only streams the sheet instead of building every cell object. From the bytes,
+    because openpyxl refuses a path whose name does not end in .xlsx. Exports hold a
+    shared string per address and name; openpyxl builds a rich-text object for each,
+    which took 40% of the load of 100,000 rows, so the table is read here as plain text,
+    exactly as openpyxl's Text.content joins it (the plain text, then each run's).
+    """
+    from openpyxl.reader.excel import ExcelReader  # only workbooks pay for the import
+    from openpyxl.xml.constants import SHARED_STRINGS
+
+    class Reader(ExcelReader):
+        def read_strings(self) -> None:
+            part = self.package.find(SHARED_STRINGS)  # type: ignore[no-untyped-call]
+            if part is not None:
+                with self.archive.open(part.PartName[1:]) as source:
+                    self.shared_strings = _shared_strings(source)
+
+    reader = Reader(io.BytesIO(raw), read_only=True, data_only=True)
+    reader.read()
+    book: Workbook = reader.wb
+    return book
+
+
+def _shared_strings(source: IO[bytes]) -> list[str]:
+    main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    item, text, run = f"{main}si", f"{main}t", f"{main}r"
+    strings = []
+    # The same parser openpyxl reads the sheets with; expat refuses entity expansion bombs.
+    for _, node in ElementTree.iterparse(source):  # noqa: S314
+        if node.tag == item:
+            plain = node.find(text)
+            joined = (plain.text or "") if plain is not None else ""
+            joined += "".join(r.findtext(text) or "" for r in node.iterfind(run))
+            strings.append(joined.replace("x005F_", ""))  # as openpyxl: an escaped "_"
+            node.clear()
+    return strings
+
+
+def _read_ods(path: Path, sheet: str | None) -> Table:
+    from python_calamine import CalamineError, CalamineWorkbook
+
+    try:
+        book = CalamineWorkbook.from_path(str(path))
+        name = _pick_sheet(path, list(book.sheet_names), sheet)
+        values = book.get_sheet_by_name(name).to_python(skip_empty_area=False)
+    except CalamineError as exc:
+        raise _unreadable(
+            path,
+            f"looks like an OpenDocument spreadsheet but cannot be read ({exc}): open it and "
+            "save again as .ods or .xlsx",
+        ) from None
+    return Table(str(path), _trimmed([_texts(row) for row in values]), "ods", sheet=name)
+
+
+def _texts(row: Iterable[object]) -> list[str]:
+    return [cell if type(cell) is str else _text(cell) for cell in row]
+
+
+def _text(cell: object) -> str:
+    """A typed cell as the text a CSV export would hold; dates and times in ISO 8601."""
+    if cell is None:
+        return ""
+    if isinstance(cell, datetime):
+        return cell.isoformat(sep=" ") if cell.time() != time() else cell.date().isoformat()
+    if isinstance(cell, date | time):
+        return cell.isoformat()
+    if isinstance(cell, float) and cell.is_integer():
+        return str(int(cell))
+    return str(cell)
+
+
+def _trimmed(rows: list[list[str]]) -> list[list[str] | str]:
+    """Without the empty cells a sheet pads rows with on the right."""
+    out: list[list[str] | str] = []
+    for row in rows:
+        end = len(row)
+        while end and not row[end - 1]:
+            end -= 1
+        out.append(row[:end])
+    return out
