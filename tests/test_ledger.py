@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from reminder.cluster import Membership, end_send, take_send, workers
 from reminder.errors import LedgerError
 from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
 from reminder.plan import DeliveryKey
+from reminder.store import copy_ledger
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
 START = datetime(2023, 3, 1, 16, tzinfo=UTC)
@@ -221,3 +223,62 @@ def test_a_ledger_of_the_first_schema_gains_the_suppressions_table(tmp_path: Pat
         assert ledger.suppress("a@example.org", reason="x", source="staff", at=NOW)
     with Ledger(path, readonly=True) as ledger:
         assert ledger.suppressed_addresses() == {"a@example.org"}
+
+
+def test_a_worker_whose_lease_expired_loses_its_claims_to_a_live_one(
+    ledger_target: str | Path,
+) -> None:
+    lease = timedelta(seconds=30)
+    with Ledger(ledger_target, worker="dead") as dead, Ledger(ledger_target, worker="live") as live:
+        Membership(dead).join("host-a", 1, NOW, lease)
+        Membership(live).join("host-b", 2, NOW, lease)
+        assert dead.claim([claim(1), claim(2)], NOW) == [claim(1), claim(2)]
+        dead.record([Outcome(claim(2).key, Status.SENT, "250", NOW)], NOW)
+        # Within the lease nothing moves; the heartbeat keeps it.
+        assert live.adopt_claims(NOW + timedelta(seconds=29), only_expired=True) == 0
+        assert Membership(live).renew(NOW + timedelta(seconds=29), lease, 0)
+        later = NOW + timedelta(seconds=31)
+        assert live.adopt_claims(later, only_expired=True) == 1
+        assert [r.host for r in workers(live)] == ["host-b"]
+        [adopted] = live.claim([claim(1)], later)
+        assert adopted.message_id == "<m1.1d@irev.fr>"
+        # The dead worker wakes: its row is gone, and it cannot take the claim back.
+        assert not Membership(dead).renew(later, lease, 3)
+        assert dead.claim([claim(1)], later) == []
+
+
+def test_a_clean_stop_hands_open_claims_to_the_others_at_once(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        Membership(a).join("h", 1, NOW, timedelta(seconds=30))
+        a.claim([claim(1)], NOW)
+        assert b.claim([claim(1)], NOW) == []
+        Membership(a).leave(NOW)
+        assert b.claim([claim(1)], NOW) == [claim(1)]
+        assert workers(b) == []
+
+
+def test_the_shared_budget_holds_the_rate_for_every_worker(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        limits = [(2, 60.0)]
+        first, second = take_send(a, limits, 60), take_send(b, limits, 60)
+        assert isinstance(first, int) and isinstance(second, int)
+        assert take_send(a, limits, 60) == pytest.approx(0.01)  # two in flight: wait
+        end_send(a, first)
+        end_send(b, second)
+        wait = take_send(b, limits, 60)  # two ended just now: a window to wait
+        assert isinstance(wait, float) and 59 < wait <= 60
+
+
+def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: str) -> None:
+    with Ledger(tmp_path / "ledger.sqlite", worker="old") as source:
+        source.claim([claim(n) for n in range(5)], NOW)
+        source.record([Outcome(claim(0).key, Status.SENT, "250 ok", NOW)], NOW)
+        source.suppress("gone@example.org", reason="bounce", source="bounce", at=NOW)
+        with Ledger(postgres_url, worker="copy") as target:
+            copied = copy_ledger(source, target)
+            assert copied["deliveries"] == 5 and copied["suppressions"] == 1
+            assert target.rows() == source.rows()
+            assert target.suppressed_addresses() == {"gone@example.org"}
+            target.claim([claim(9)], NOW)  # new rows continue after the copied ids
+            with pytest.raises(LedgerError, match="already holds"):
+                copy_ledger(source, target)
