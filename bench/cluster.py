@@ -19,16 +19,13 @@ import signal
 import statistics
 import tempfile
 import time
-import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import psycopg
-from common import postfix_sink
+from common import postfix_sink, postgres_schema
 
 from reminder.smtpsink import SmtpSink
 from tests.cluster import (
@@ -41,17 +38,6 @@ from tests.cluster import (
 )
 
 PARIS = ZoneInfo("Europe/Paris")
-
-
-@contextmanager
-def schema(base: str) -> Iterator[str]:
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(base, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {name}")
-        try:
-            yield f"{base}?options=-csearch_path%3D{name}"
-        finally:
-            admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
 def due_soon() -> datetime:
@@ -69,7 +55,7 @@ def sent_span(url: str) -> float:
 def one_batch(base: str, port: int, workers: int, registrants: int) -> float:
     """Messages per second for `workers` workers sending one batch."""
     folder = Path(tempfile.mkdtemp(prefix="reminder-cluster-"))
-    with schema(base) as url:
+    with postgres_schema(base) as url:
         config = write_project(folder, port, due_soon(), registrants, lease="30s")
         running = [start_worker(config, url, f"w{n}") for n in range(workers)]
         try:
@@ -122,7 +108,7 @@ def kill_trials(base: str, trials: int, lease: str) -> None:
     for _ in range(trials):
         folder = Path(tempfile.mkdtemp(prefix="reminder-kill-"))
         handler = Arrivals(delay=0.01)
-        with SmtpSink(handler=handler) as server, schema(base) as url:
+        with SmtpSink(handler=handler) as server, postgres_schema(base) as url:
             config = write_project(folder, server.port, due_soon(), total, lease=lease)
             workers = [start_worker(config, url, name) for name in ("a", "b")]
             try:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from common import registrant, sample_project, summary
+from common import postgres_schema, registrant, sample_project, summary
 
 from reminder.config import load_config
 from reminder.delivery import SHARED_CLAIM_STEP
@@ -48,15 +47,8 @@ def ledger_target(url: str) -> Iterator[str | Path]:
     if not url:
         yield Path(tempfile.mkdtemp()) / "ledger.sqlite"
         return
-    import psycopg
-
-    name = f"bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(url, autocommit=True) as admin:
-        admin.execute(f"CREATE SCHEMA {name}")
-        try:
-            yield f"{url}?options=-csearch_path%3D{name}"
-        finally:
-            admin.execute(f"DROP SCHEMA {name} CASCADE")
+    with postgres_schema(url) as schema:
+        yield schema
 
 
 def measure(args: argparse.Namespace, target: str | Path) -> None:
