@@ -78,6 +78,7 @@ def bench() -> None:
         "registrants.py",
         "compose.py",
         "plan.py",
+        "notices.py",
         "transport.py",
         "worker.py",
         "kill9.py",

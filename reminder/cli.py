@@ -19,11 +19,12 @@ from . import __version__, report
 from .bounces import collect
 from .cluster import workers
 from .config import Config, config_path, load_config
-from .delivery import wakeups
+from .delivery import notice_plan, notices_in, told, wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
 from .ledger import MIGRATIONS, Ledger, Suppression, canonical
 from .logs import printable, setup_logging, use_zone
+from .notices import CANCELLATION, NOTICE_KINDS, UPDATE, sample_notice
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant, load_suppression, masked
 from .sessions import Session, find_session
@@ -92,6 +93,18 @@ def _address(text: str) -> str:
     return address
 
 
+def _edit(text: str) -> tuple[datetime, Path]:
+    instant, separator, file = text.partition("=")
+    if not separator or not file:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: write INSTANT=PATH, for example 2023-05-20T10:00=edited-config.toml"
+        )
+    path = Path(file)
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: {file} is not a file")
+    return _instant(instant), path
+
+
 def _lead(text: str) -> Lead:
     try:
         return Lead.parse(text)
@@ -142,6 +155,9 @@ def parser() -> argparse.ArgumentParser:
     checking.add_argument(
         "--strict", action="store_true", help="exit 1 on warnings too (skipped rows included)"
     )
+    checking.add_argument(
+        "--now", type=_instant, help="pretend it is this instant, for the notices (ISO 8601)"
+    )
 
     plan = command("plan", "Show the sessions and when each reminder goes out.")
     plan.add_argument("--from", dest="start", type=_day, help="first day shown (YYYY-MM-DD)")
@@ -163,9 +179,15 @@ def parser() -> argparse.ArgumentParser:
         "--show-addresses", action="store_true", help="print full addresses (masked by default)"
     )
 
-    preview = command("preview", "Write one reminder as .eml, .html and .ics; print its text.")
+    preview = command("preview", "Write one mail as .eml, .html and .ics; print its text.")
     preview.add_argument("--session", type=_day, required=True, help="the session (YYYY-MM-DD)")
     preview.add_argument("--lead", type=_lead, help="which reminder (default: the first lead)")
+    preview.add_argument(
+        "--kind",
+        choices=["reminder", *NOTICE_KINDS],
+        default="reminder",
+        help="a reminder (default), or the cancellation or update notice of a change",
+    )
     preview.add_argument(
         "--registrant",
         metavar="EMAIL",
@@ -202,6 +224,15 @@ def parser() -> argparse.ArgumentParser:
     sim.add_argument("--from", dest="start", type=_day, help="first day (default: cycle start)")
     sim.add_argument("--to", dest="end", type=_day, help="last day (default: cycle end)")
     sim.add_argument("--out", type=Path, help="folder (default: state/simulation)")
+    sim.add_argument(
+        "--edit",
+        metavar="INSTANT=PATH",
+        type=_edit,
+        action="append",
+        default=[],
+        help="at INSTANT (2023-05-20T10:00, cycle's zone) the config becomes the file PATH; "
+        "repeat for several edits",
+    )
     sim.add_argument(
         "--smtp",
         action="store_true",
@@ -341,6 +372,11 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
         for line in report.suppression_lines(stopped, False, snapshot.config.zone):
             out(line)
     cancelled = sum(s.cancelled for s in snapshot.sessions)
+    now = _now(snapshot, args.now)
+    owed = report.notices_data(notices_in(snapshot.config, snapshot, now), snapshot, now)
+    if owed:
+        out("change notices these files would cause, against the ledger:")
+        out("\n".join(report.notices_lines(owed)))
     out(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
         f"leads {', '.join(snapshot.config.reminders.leads)}; "
@@ -372,16 +408,17 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
         if (args.start is None or s.start.date() >= args.start)
         and (args.end is None or s.start.date() <= args.end)
     ]
+    notices = notices_in(snapshot.config, snapshot, now)
     if args.format == "json":
         out(
             json.dumps(
-                report.plan_data(snapshot, sessions, now, snapshot.roster),
+                report.plan_data(snapshot, sessions, now, snapshot.roster, notices),
                 ensure_ascii=False,
                 indent=2,
             )
         )
     else:
-        out(report.plan_text(snapshot, sessions, now, snapshot.roster))
+        out(report.plan_text(snapshot, sessions, now, snapshot.roster, notices))
     return OK
 
 
@@ -412,6 +449,12 @@ def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
 def do_preview(args: argparse.Namespace, path: Path) -> int:
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if args.kind == "reminder" and slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it. "
+            f"`reminder preview --session {slot.session.id} --kind cancellation` shows the "
+            "notice its registrants receive"
+        )
     registrant = SAMPLE_REGISTRANT
     if args.registrant:
         found = snapshot.roster.find(args.registrant)
@@ -420,10 +463,29 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
                 f"{args.registrant} is not a registrant served by {snapshot.roster.source}"
             )
         registrant = found
-    composed = snapshot.composer.compose(slot, registrant, slot.due_at)
+    if args.kind == "reminder":
+        composed = snapshot.composer.compose(slot, registrant, slot.due_at)
+        stem = f"reminder-{slot.session.id}-{slot.lead}"
+    else:
+        now = utc_now()
+        before = told(snapshot.config, slot.session.id, registrant.key)
+        notice = sample_notice(
+            slot.session, registrant, args.kind, snapshot.config.cycle.join_url or "", before, now
+        )
+        if args.kind == UPDATE and not notice.changes:
+            err(
+                f"note: nothing differs from what {registrant.email} was told; the mail "
+                "below names no change"
+            )
+        if args.kind == CANCELLATION and not slot.session.cancelled:
+            err(
+                "note: this session is not cancelled; this is the mail its registrants "
+                "would get if it were"
+            )
+        composed = snapshot.composer.compose_notice(notice, now)
+        stem = f"{args.kind}-{slot.session.id}"
     folder = args.out or snapshot.state_dir / "preview"
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"reminder-{slot.session.id}-{slot.lead}"
     files = {".eml": composed.data, ".html": composed.html.encode(), ".ics": composed.ics}
     for suffix, content in files.items():
         (folder / f"{stem}{suffix}").write_bytes(content)
@@ -497,23 +559,31 @@ def do_run(args: argparse.Namespace, path: Path) -> int:
 
 def do_simulate(args: argparse.Namespace, path: Path) -> int:
     result = asyncio.run(
-        simulate(path, start=args.start, end=args.end, folder=args.out, smtp=args.smtp)
+        simulate(
+            path,
+            start=args.start,
+            end=args.end,
+            folder=args.out,
+            smtp=args.smtp,
+            edits=args.edit,
+        )
     )
     rows = [
         (
             f"{step.at:%Y-%m-%d %H:%M}",  # due instants and arrivals, in the cycle's zone
             step.session,
             step.lead,
-            step.recipients,
-            "late" if step.late else "on time",
+            step.recipients if step.session else "",
+            ("late" if step.late else "on time") if step.session else "",
         )
         for step in result.steps
     ]
     out(report.table(rows, ["instant", "session", "lead", "recipients", ""]))
+    notices = f" and {result.notices} change notices" if result.notices else ""
     out(
-        f"\n{result.sent} reminders sent ({result.late} late, to registrants who signed up "
-        f"after a due instant), {result.superseded} superseded, {result.failed} failed, "
-        f"{len(result.steps)} batches.\nmessages: {result.messages}\n"
+        f"\n{result.sent - result.notices} reminders{notices} sent ({result.late} late, to "
+        f"registrants who signed up after a due instant), {result.superseded} superseded, "
+        f"{result.failed} failed, {len(result.steps)} batches.\nmessages: {result.messages}\n"
         f"ledger: {result.folder / 'ledger.sqlite'}"
     )
     return FAILED if result.failed else OK
@@ -533,6 +603,7 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
             ledger.last_error(),
             ledger.faults(),
             ledger.suppressions(),
+            notice_plan(ledger, snapshot, now),
             zone=zone,
             window=window,
         )

@@ -33,7 +33,7 @@ log = logging.getLogger("reminder")
 
 PARALLEL_FROM = 1000  # smaller batches are not worth starting processes for
 CHUNK = 64
-Job = tuple[Slot, Registrant, DeliveryKey, str | None]  # the last: a recorded Message-ID
+Job = tuple[Slot, Registrant, DeliveryKey, int, str | None]  # the last: a recorded Message-ID
 Composed = bytes | str  # the message, or why it could not be composed
 
 
@@ -86,7 +86,7 @@ async def compose_all(
         while pending or in_flight:
             while usable and len(in_flight) < 2 * helpers and len(pending) > CHUNK:
                 chunk = [pending.popleft() for _ in range(CHUNK)]
-                jobs = [(d.slot, d.registrant, d.key, ids.get(d.key)) for d in chunk]
+                jobs = [(d.slot, d.registrant, d.key, d.sequence, ids.get(d.key)) for d in chunk]
                 in_flight.append((chunk, loop.run_in_executor(executor, _compose_chunk, jobs)))
             if in_flight and (in_flight[0][1].done() or not pending):
                 chunk, future = in_flight.popleft()
@@ -117,7 +117,12 @@ def _compose_here(
 ) -> Composed:
     try:
         return composer.compose(
-            delivery.slot, delivery.registrant, clock(), delivery.key, ids.get(delivery.key)
+            delivery.slot,
+            delivery.registrant,
+            clock(),
+            delivery.key,
+            delivery.sequence,
+            ids.get(delivery.key),
         ).data
     except ReminderError as exc:
         return f"cannot compose: {exc}"
@@ -147,9 +152,11 @@ def _compose_chunk(jobs: list[Job]) -> list[Composed]:
     if _composer is None:
         raise StaleSnapshotError("the input files changed while the batch was being sent")
     results: list[Composed] = []
-    for slot, registrant, key, recorded_id in jobs:
+    for slot, registrant, key, sequence, recorded_id in jobs:
         try:
-            composed = _composer.compose(slot, registrant, datetime.now(UTC), key, recorded_id)
+            composed = _composer.compose(
+                slot, registrant, datetime.now(UTC), key, sequence, recorded_id
+            )
             results.append(composed.data)
         except ReminderError as exc:
             results.append(f"cannot compose: {exc}")

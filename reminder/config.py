@@ -183,6 +183,7 @@ class SessionEntry(Section):
     start: WallTime | None = None
     end: WallTime | None = None
     extra: bool = False
+    notify_topic: bool = False
     sequence: Annotated[int, Field(ge=0)] | None = None
 
 
@@ -190,6 +191,7 @@ class Reminders(Section):
     leads: Annotated[list[LeadText], Field(min_length=1)] = ["7d", "1d", "1h"]
     late_cutoff: DurationText = "0s"
     sweep_interval: DurationText = "5m"
+    notice_delay: DurationText = "10m"
     calendar_alarm: DurationText | None = "15m"
     unsubscribe_url: Url | None = None
     unsubscribe_mailto: Email | None = None

@@ -20,6 +20,7 @@ from .errors import LedgerError
 log = logging.getLogger("reminder")
 # The pool logs every failed reconnection; the ledger logs one line per outage instead.
 logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+logging.getLogger("psycopg").setLevel(logging.ERROR)
 
 Statement = tuple[str, Sequence[object]]
 T = TypeVar("T")

@@ -6,19 +6,33 @@ import asyncio
 import logging
 import random
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Protocol
 
 from .composing import compose_all
-from .errors import TransportConfigError
+from .config import Config
+from .errors import ReminderError, TransportConfigError
+from .leads import Lead
 from .ledger import Claim, Outcome, Status
 from .messages import message_id
+from .notices import (
+    NOTICE_KINDS,
+    UPDATE,
+    Notice,
+    NoticePlan,
+    Told,
+    notice_wakeups,
+    plan_notices,
+    since_as_of,
+    version,
+)
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
 from .registrants import masked
 from .replies import Refusal, classify
 from .snapshot import Snapshot
-from .store import DeliveryLedger
+from .store import DeliveryLedger, ledger_target, open_ledger
 from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
@@ -56,6 +70,7 @@ class Tally:
     superseded: int = 0
     late: int = 0
     expired: int = 0
+    notices: int = 0  # of those sent, change notices
     left: int = 0  # claimed, not attempted: a stop or a fault came first; owed at the next pass
     fault: str = ""  # the configuration fault that stopped the pass, as the server put it
     # (session, lead, late) -> messages sent, as the one log line reports them
@@ -77,42 +92,108 @@ class Tally:
             text += f", expired {self.expired}"
         if self.left:
             text += f", still owed {self.left}"
+        if self.notices:
+            text += f"; {self.notices} change notices"
         return text + "".join(
             f"; {session} {lead}: {count} sent{' late' if late else ''}"
             for (session, lead, late), count in self.lines.items()
         )
 
 
-def owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> Batch:
-    """What the plan and the ledger say is owed at `now`."""
+def notice_plan(
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, *, observe: bool = False
+) -> NoticePlan:
+    """Change notices owed at `now`. With `observe`, the sessions' current versions are
+    recorded first (the worker); without, the ledger is only read (plan, status, check)."""
+    default = snapshot.config.cycle.join_url or ""
+    live = [
+        s
+        for s in snapshot.sessions
+        if now < s.start or (s.moved_from is not None and now < s.moved_from)
+    ]
+    versions = {s.id: version(s, snapshot.roster, default) for s in live}
+    since = (
+        ledger.observe(versions, now) if observe else since_as_of(ledger.versions(), versions, now)
+    )
+    delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
+    view = ledger.notice_view(versions, since)
+    return plan_notices(now, live, snapshot.roster, view, delay, default)
+
+
+def _no_ledger_yet(config: Config) -> bool:
+    target = ledger_target(config)
+    return isinstance(target, Path) and not target.exists()
+
+
+def notices_in(config: Config, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
+    """The notices the configured ledger and these files make owed, without writing
+    anything (None when there is no ledger yet: nobody has been told anything)."""
+    if _no_ledger_yet(config):
+        return None
+    with open_ledger(config, readonly=True) as ledger:
+        return notice_plan(ledger, snapshot, now)
+
+
+def told(config: Config, session_id: str, recipient: str) -> Told | None:
+    """What the configured ledger says `recipient` was last told about a session."""
+    if _no_ledger_yet(config):
+        return None
+    with open_ledger(config, readonly=True) as ledger:
+        return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
+
+
+def owed(
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+) -> Batch:
+    """What the plan and the ledger say is owed at `now`.
+
+    Reminders of a session whose change is still settling wait with its notices; an
+    update owed now stands in for a late reminder of the new date to the same person.
+    """
+    notices = notices or notice_plan(ledger, snapshot, now)
+    slots = [slot for slot in snapshot.slots if slot.session.key not in notices.held]
     active = {
         slot.session.key
-        for slot in snapshot.slots
+        for slot in slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
     # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
-    return due_batch(
+    batch = due_batch(
         now,
-        snapshot.slots,
+        slots,
         snapshot.roster,
         ledger.view(active),
         snapshot.cutoff,
         ledger.suppressed_addresses(),
     )
+    updated = {(n.session.key, n.registrant.key) for n in notices.owed if n.kind == UPDATE}
+    sends: list[Delivery] = []
+    replaced: list[tuple[DeliveryKey, datetime]] = []
+    for delivery in batch.sends:
+        if delivery.late and (delivery.slot.session.key, delivery.registrant.key) in updated:
+            replaced.append((delivery.key, delivery.slot.due_at))
+            continue
+        sequence = notices.sequence(delivery.slot.session, delivery.registrant.key)
+        sends.append(replace(delivery, sequence=sequence))
+    return Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 
 def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
     """Deliveries a next start would owe: open claims, and what is due but not claimed."""
-    fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now).sends)
-    return ledger.open_claims(now) + fresh
+    notices = notice_plan(ledger, snapshot, now)
+    fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now, notices).sends)
+    return ledger.open_claims(now) + fresh + len(notices.owed)
 
 
 def wakeups(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> list[datetime]:
-    """The future instants when something may be owed: reminders, and retries of claims."""
+    """The future instants when something may be owed: reminders, notices, retries of claims."""
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
     active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
-    return next_wakeups(now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff)
+    found = next_wakeups(
+        now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
+    )
+    return sorted(set(found) | notice_wakeups(now, notice_plan(ledger, snapshot, now)))
 
 
 class Dispatcher:
@@ -135,83 +216,137 @@ class Dispatcher:
         self.may_send = may_send  # False while this worker does not hold its lease
         self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
         self.observer = observer or NoObserver()
+        self._notices: tuple[Snapshot, NoticePlan] | None = None
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
+        if self._notices is not None and self._notices[0] is snapshot:
+            # The notice plan of the pass that just ran still names every instant that
+            # matters (sessions settling, notices waiting): reading it again costs seconds
+            # at 100,000 registrants.
+            active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
+            found = next_wakeups(
+                now, snapshot.slots, self.ledger.view(active, claims_only=True), snapshot.cutoff
+            )
+            # Notice claims put back for a retry during that pass are read from the ledger;
+            # a cancelled session has no reminder slots, so its key comes from the sessions.
+            told = {s.key for s in snapshot.sessions if now < s.start}
+            retries = {
+                at
+                for kind in NOTICE_KINDS
+                for claims in self.ledger.view(told, kind, claims_only=True).claims.values()
+                for at in claims.values()
+                if at > now
+            }
+            return sorted(set(found) | retries | notice_wakeups(now, self._notices[1]))
         return wakeups(self.ledger, snapshot, now)
 
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""
         now = self.clock()
         tally = Tally(expired=self.ledger.expire(now))
-        batch = owed(self.ledger, snapshot, now)
-        if batch.superseded:
-            self.ledger.supersede(batch.superseded, now)
-            tally.superseded = len(batch.superseded)
-            for key, _ in batch.superseded:
+        notices = notice_plan(self.ledger, snapshot, now, observe=True)
+        self._notices = (snapshot, notices)
+        batch = owed(self.ledger, snapshot, now, notices)
+        superseded = batch.superseded + notices.superseded
+        if superseded:
+            self.ledger.supersede(superseded, now)
+            tally.superseded = len(superseded)
+            for key, _ in superseded:
                 self.observer.settled(key, "superseded")
-        if not batch.sends:
+        stopped = self.ledger.suppressed_addresses()
+        owed_notices = [n for n in notices.owed if n.registrant.key not in stopped]
+        if not batch.sends and not owed_notices:
             return tally
         config = snapshot.config
+        composer = snapshot.composer
         claims = {
             d.key: Claim(
                 d.key,
                 message_id(config, d.key),
                 d.slot.due_at,
                 deadline(d.slot.session, snapshot.cutoff),
+                d.slot.session.id,
+                Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
             )
             for d in batch.sends
         }
-        unsettled: set[DeliveryKey] = set()
+        claims |= {
+            n.key: Claim(
+                n.key,
+                message_id(config, n.key),
+                n.due_at,
+                n.not_after,
+                n.session.id,
+                Told(n.facts, n.sequence, now),
+            )
+            for n in owed_notices
+        }
+        # The ledger hands back the Message-ID recorded at the first claim: a resend
+        # carries it whatever changed in the config since.
+        won = self.ledger.claim([claims[n.key] for n in owed_notices], now) if owed_notices else []
+        claims |= {claim.key: claim for claim in won}
+        changes = [n for n in owed_notices if n.key in {claim.key for claim in won}]
+        unsettled = {n.key for n in changes}
         self.unsettled = unsettled
         sends = list(batch.sends)
-        step = len(sends)
-        if self.ledger.shared:
+        step = max(1, len(sends))
+        if self.ledger.shared and sends:
             # Workers sharing a ledger claim a little at a time, each from its own random
             # place in the batch, so all of them send a large batch together.
             step = SHARED_CLAIM_STEP
             turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
             sends = sends[turn:] + sends[:turn]
 
+        def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
+            self.observer.in_flight(1)
+            return Envelope(
+                (sent, claim),
+                config.smtp.sender,
+                sent.email,
+                claim.message_id,
+                data,
+                claim.not_after,
+            )
+
         async def envelopes() -> AsyncIterator[Envelope]:
+            # Notices first: a cancellation must not wait behind a large reminder batch.
+            for notice in changes:
+                if not self.may_send():
+                    return
+                claim = claims[notice.key]
+                try:
+                    data = composer.compose_notice(notice, self.clock(), claim.message_id).data
+                except ReminderError as exc:
+                    self._report_failure(
+                        unsettled, tally, _Sent.of(notice), f"cannot compose: {exc}"
+                    )
+                    continue
+                yield envelope(_Sent.of(notice), claim, data)
             for start in range(0, len(sends), step):
                 if not self.may_send():
                     return  # the lease lapsed: another worker may hold these claims now
                 part = sends[start : start + step]
-                # The ledger hands back the Message-ID recorded at the first claim: a
-                # resend carries it whatever changed in the config since.
-                won = {
-                    c.key: c for c in self.ledger.claim([claims[d.key] for d in part], self.clock())
-                }
-                claims.update(won)
-                deliveries = [d for d in part if d.key in won]
-                unsettled.update(won)
+                taken = {c.key: c for c in self.ledger.claim([claims[d.key] for d in part], now)}
+                claims.update(taken)
+                unsettled.update(taken)
                 async for delivery, composed in compose_all(
                     snapshot,
-                    deliveries,
+                    [d for d in part if d.key in taken],
                     self.clock,
                     helpers=self.helpers,
-                    message_ids={key: claim.message_id for key, claim in won.items()},
+                    message_ids={key: claim.message_id for key, claim in taken.items()},
                 ):
                     if not self.may_send():
                         return
                     if isinstance(composed, str):
-                        self._report_failure(unsettled, tally, delivery, composed)
+                        self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
                         continue
-                    claim = claims[delivery.key]
-                    self.observer.in_flight(1)
-                    yield Envelope(
-                        (delivery, claim),
-                        config.smtp.sender,
-                        delivery.registrant.email,
-                        claim.message_id,
-                        composed,
-                        claim.not_after,
-                    )
+                    yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
         def report(result: Result) -> None:
-            delivery, claim = result.envelope.token
+            sent, claim = result.envelope.token
             self.observer.in_flight(-1)
-            self._settle(unsettled, tally, delivery, claim, result)
+            self._settle(unsettled, tally, sent, claim, result)
 
         try:
             await self.transport.deliver(envelopes(), report, stopping)
@@ -233,7 +368,7 @@ class Dispatcher:
         self,
         unsettled: set[DeliveryKey],
         tally: Tally,
-        delivery: Delivery,
+        sent: _Sent,
         claim: Claim,
         result: Result,
     ) -> None:
@@ -244,13 +379,14 @@ class Dispatcher:
         """
         now = self.clock()
         if result.verdict is Verdict.SENT:
-            self.ledger.record([Outcome(delivery.key, Status.SENT, result.reply, now)], now)
-            unsettled.discard(delivery.key)
+            self.ledger.record([Outcome(sent.key, Status.SENT, result.reply, now)], now)
+            unsettled.discard(sent.key)
             tally.sent += 1
-            tally.late += delivery.late
-            line = (delivery.slot.session.id, str(delivery.slot.lead), delivery.late)
+            tally.late += sent.late
+            tally.notices += sent.notice
+            line = (sent.session, sent.lead, sent.late)
             tally.lines[line] = tally.lines.get(line, 0) + 1
-            self.observer.settled(delivery.key, "late" if delivery.late else "sent", claim.due_at)
+            self.observer.settled(sent.key, "late" if sent.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
@@ -258,28 +394,28 @@ class Dispatcher:
                 tally.retrying += 1
                 log.info(
                     "will retry %s for %s at %s: %s",
-                    delivery.slot.lead,
-                    masked(delivery.registrant.email),
+                    sent.what,
+                    masked(sent.email),
                     f"{retry_at:%H:%M:%S}",
                     result.reply,
                 )
-                outcome = Outcome(delivery.key, Status.CLAIMED, result.reply, now, retry_at)
+                outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
                 self.ledger.record([outcome], now)
-                unsettled.discard(delivery.key)
+                unsettled.discard(sent.key)
                 return
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
-            self._refused(delivery, reply, now)
-        self._report_failure(unsettled, tally, delivery, reply)
+            self._refused(sent, reply, now)
+        self._report_failure(unsettled, tally, sent, reply)
 
-    def _refused(self, delivery: Delivery, reply: str, now: datetime) -> None:
+    def _refused(self, sent: _Sent, reply: str, now: datetime) -> None:
         """A mailbox that does not exist is never mailed again in the cycle; a policy
         refusal (5.7.x) says nothing about the address, so it is only reported."""
         refusal = classify(reply)
         if refusal is Refusal.NO_MAILBOX:
             self.ledger.suppress(
-                delivery.registrant.email,
+                sent.email,
                 reason="the mailbox does not exist (refused at sending)",
                 source="bounce",
                 at=now,
@@ -287,7 +423,7 @@ class Dispatcher:
             )
             log.warning(
                 "suppressed %s: the server says the mailbox does not exist: %s",
-                masked(delivery.registrant.email),
+                masked(sent.email),
                 reply,
             )
         elif refusal is Refusal.POLICY:
@@ -295,21 +431,46 @@ class Dispatcher:
                 "refused by the receiving server's policy, not suppressed (check the "
                 "sender's SPF/DKIM/DMARC and the content): %s for %s",
                 reply,
-                masked(delivery.registrant.email),
+                masked(sent.email),
             )
 
     def _report_failure(
-        self, unsettled: set[DeliveryKey], tally: Tally, delivery: Delivery, reply: str
+        self, unsettled: set[DeliveryKey], tally: Tally, sent: _Sent, reply: str
     ) -> None:
         now = self.clock()
-        self.ledger.record([Outcome(delivery.key, Status.FAILED, reply, now)], now)
-        unsettled.discard(delivery.key)
+        self.ledger.record([Outcome(sent.key, Status.FAILED, reply, now)], now)
+        unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
-            "failed: %s reminder of %s for %s: %s",
-            delivery.slot.lead,
-            delivery.slot.session.id,
-            masked(delivery.registrant.email),
-            reply,
+            "failed: %s of %s for %s: %s", sent.what, sent.session, masked(sent.email), reply
         )
-        self.observer.settled(delivery.key, "failed")
+        self.observer.settled(sent.key, "failed")
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What the outcome of one mail is recorded, counted and logged under."""
+
+    key: DeliveryKey
+    what: str  # "1d reminder", "cancellation"
+    session: str
+    email: str
+    lead: str  # the lead, or the notice's kind, as the pass's log line counts it
+    late: bool = False
+    notice: bool = False
+
+    @classmethod
+    def of(cls, item: Delivery | Notice) -> _Sent:
+        if isinstance(item, Notice):
+            return cls(
+                item.key, item.kind, item.session.id, item.registrant.email, item.kind, notice=True
+            )
+        lead = str(item.slot.lead)
+        return cls(
+            item.key,
+            f"{lead} reminder",
+            item.slot.session.id,
+            item.registrant.email,
+            lead,
+            item.late,
+        )

@@ -1,14 +1,17 @@
-"""The calendar entry attached to every reminder (RFC 5545, published per RFC 5546)."""
+"""The calendar entry attached to every mail (RFC 5545, published and cancelled per RFC 5546)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from icalendar import Alarm, Calendar, Event, vCalAddress
 
 from .config import Config
 from .leads import Lead
+from .notices import CANCELLED, Facts
 from .sessions import Session
+from .typography import french
+from .vtimezone import vtimezone
 
 PRODID = "-//reminder//Rappels de cycle//FR"
 
@@ -19,28 +22,53 @@ def event_uid(config: Config, session: Session) -> str:
     return f"{session.id}.{config.cycle.id}@{domain}"
 
 
+def calendar_method(facts: Facts | None) -> str:
+    """PUBLISH for an entry and its updates; CANCEL to withdraw it (RFC 5546 3.2.1, 3.2.5)."""
+    return "CANCEL" if facts is not None and facts.status == CANCELLED else "PUBLISH"
+
+
 def session_calendar(
-    config: Config, session: Session, join_url: str | None, description: str, stamp: datetime
+    config: Config,
+    session: Session,
+    join_url: str | None,
+    description: str,
+    stamp: datetime,
+    *,
+    sequence: int = 0,
+    facts: Facts | None = None,
 ) -> bytes:
-    """A METHOD:PUBLISH calendar with one VEVENT and its VTIMEZONE: no RSVP, no attendee."""
+    """One VEVENT and its VTIMEZONE, no RSVP, no attendee: the entry the registrant holds.
+
+    The UID never changes; `sequence` rises with each material change. With `facts`
+    cancelled, the calendar is METHOD:CANCEL, STATUS:CANCELLED at the times the
+    registrant was told, so clients find and withdraw the entry they imported.
+    """
+    method = calendar_method(facts)
+    start, end = (facts.start, facts.end) if facts is not None else (session.start, session.end)
+    start, end = start.astimezone(config.zone), end.astimezone(config.zone)  # TZID, not offset
+    french_text = config.cycle.language == "fr"
+
+    def text(value: str) -> str:
+        return french(value) if french_text else value
+
     calendar = Calendar()
     calendar.add("prodid", PRODID)
     calendar.add("version", "2.0")
     calendar.add("calscale", "GREGORIAN")
-    calendar.add("method", "PUBLISH")
+    calendar.add("method", method)
 
     event = Event()
     event.add("uid", event_uid(config, session))
     event.add("dtstamp", stamp.astimezone(UTC))
-    event.add("dtstart", session.start)
-    event.add("dtend", session.end)
-    event.add("summary", session.topic or config.cycle.title)
-    event.add("description", description)
+    event.add("dtstart", start)
+    event.add("dtend", end)
+    event.add("summary", text(session.topic or config.cycle.title))
+    event.add("description", text(description))
     event.add("location", join_url or config.cycle.location)
     if join_url:
         event.add("url", join_url)
-    event.add("sequence", session.sequence)
-    event.add("status", "CONFIRMED")
+    event.add("sequence", sequence)
+    event.add("status", "CANCELLED" if method == "CANCEL" else "CONFIRMED")
     event.add("transp", "OPAQUE")
     organizer_email = config.contact.email or config.organizer.email
     if organizer_email:
@@ -49,17 +77,15 @@ def session_calendar(
             config.contact.name if config.contact.email else (config.organizer.name)
         )
         event.add("organizer", organizer)
-    if config.reminders.calendar_alarm:
+    if config.reminders.calendar_alarm and method == "PUBLISH":
         lead = Lead.parse(config.reminders.calendar_alarm, allow_zero=True)
         alarm = Alarm()
         alarm.add("action", "DISPLAY")
-        alarm.add("description", session.topic or config.cycle.title)
+        alarm.add("description", text(session.topic or config.cycle.title))
         alarm.add("trigger", -lead.delta)
         event.add_component(alarm)
+    # The VTIMEZONE first (RFC 5545 asks it be present; clients read it before the event),
+    # built from the zone database for the years around the session.
+    calendar.add_component(vtimezone(config.cycle.timezone, start.year - 1, end.year + 1))
     calendar.add_component(event)
-    # A VTIMEZONE covering the session's year, not the library's default of decades.
-    calendar.add_missing_timezones(
-        first_date=(session.start - timedelta(days=366)).date(),
-        last_date=(session.end + timedelta(days=366)).date(),
-    )
     return bytes(calendar.to_ical())

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
 from .errors import LedgerError
+from .notices import ALWAYS, NOTICE_KINDS, Facts, NoticeView, Told
 from .plan import REMINDER, DeliveryKey, LedgerView
 
 # How long a claim protects a delivery in flight from another worker.
@@ -59,6 +60,23 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # Bounce reports name our message by its Message-ID: find its delivery without a scan.
     "CREATE INDEX deliveries_message_id ON deliveries (message_id)",
+    # What each delivery told its registrant, so change notices can be derived; and since
+    # when each session's current version has stood, which no file can tell after a restart.
+    """
+    ALTER TABLE deliveries ADD COLUMN session_id TEXT;   -- the planned date: stable across moves
+    ALTER TABLE deliveries ADD COLUMN fact_start TEXT;   -- local ISO instants, as told
+    ALTER TABLE deliveries ADD COLUMN fact_end TEXT;
+    ALTER TABLE deliveries ADD COLUMN fact_join_url TEXT;
+    ALTER TABLE deliveries ADD COLUMN fact_status TEXT;  -- confirmed, cancelled
+    ALTER TABLE deliveries ADD COLUMN fact_topic TEXT;
+    ALTER TABLE deliveries ADD COLUMN sequence INTEGER;  -- the calendar SEQUENCE it carried
+    CREATE INDEX deliveries_session_id ON deliveries (session_id, recipient);
+    CREATE TABLE session_versions (
+        session_id TEXT PRIMARY KEY,
+        version TEXT NOT NULL,          -- a digest of what staff can change about the session
+        since TEXT NOT NULL             -- UTC: when this version was first seen
+    );
+    """,
     # Several workers on one PostgreSQL ledger: each holds a lease renewed by its
     # heartbeat, and one sending budget is shared through rate_sends.
     """
@@ -97,6 +115,22 @@ class Claim:
     message_id: str
     due_at: datetime
     not_after: datetime
+    session_id: str = ""
+    told: Told | None = None  # the facts the mail carries (its `at` is unused here)
+
+    def fact_values(self) -> tuple[object, ...]:
+        if self.told is None:
+            return (self.session_id or None, None, None, None, None, None, None)
+        facts = self.told.facts
+        return (
+            self.session_id,
+            facts.start.isoformat(),
+            facts.end.isoformat(),
+            facts.join_url,
+            facts.status,
+            facts.topic,
+            self.told.sequence,
+        )
 
 
 @dataclass(frozen=True)
@@ -272,6 +306,74 @@ class Ledger:
             for key in keys
         )
 
+    def notice_view(self, session_ids: Iterable[str], since: dict[str, datetime]) -> NoticeView:
+        """What these sessions' registrants were last told, and their open or settled notices."""
+        told: dict[str, dict[str, Told]] = defaultdict(dict)
+        settled: set[DeliveryKey] = set()
+        claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
+        kinds = ", ".join(f"'{kind}'" for kind in NOTICE_KINDS)
+        for session_id in set(session_ids):
+            # Oldest first, so each registrant keeps the facts of the last mail sent
+            # (one SQL for both databases: no bare columns beside an aggregate).
+            for row in self.db.execute(
+                "SELECT recipient, fact_start, fact_end, fact_join_url, fact_status, fact_topic, "
+                "sequence, sent_at FROM deliveries WHERE session_id = ? AND status = 'sent' "
+                "AND fact_start IS NOT NULL ORDER BY sent_at, id",
+                (session_id,),
+            ):
+                who, start, end, link, status, topic, sequence, sent_at = row
+                facts = Facts(
+                    datetime.fromisoformat(start),
+                    datetime.fromisoformat(end),
+                    link or "",
+                    status,
+                    topic or "",
+                )
+                told[session_id][who] = Told(facts, int(sequence), datetime.fromisoformat(sent_at))
+            for session, kind, lead, who, status, retry_at in self.db.execute(
+                "SELECT session, kind, lead, recipient, status, next_attempt_at "  # noqa: S608
+                f"FROM deliveries WHERE session_id = ? AND kind IN ({kinds})",
+                (session_id,),
+            ):
+                key = DeliveryKey(session, kind, lead, who)
+                if status == Status.CLAIMED:
+                    claims[session_id, who][key] = datetime.fromisoformat(retry_at)
+                else:
+                    settled.add(key)
+        return NoticeView(dict(told), frozenset(settled), dict(claims), since)
+
+    def versions(self) -> dict[str, tuple[str, datetime]]:
+        """Session id -> (version digest, since when it has stood)."""
+        return {
+            session_id: (version, datetime.fromisoformat(since))
+            for session_id, version, since in self.db.execute(
+                "SELECT session_id, version, since FROM session_versions"
+            )
+        }
+
+    def observe(self, versions: dict[str, str], now: datetime) -> dict[str, datetime]:
+        """Record each session's current version; return since when each has stood.
+
+        A session seen for the first time has stood "always": only a change seen by a
+        worker starts the settling delay, so a fresh ledger sends on time.
+        """
+        known = self.versions()
+        at = stamp(now)
+        fresh = [
+            (
+                "INSERT INTO session_versions (session_id, version, since) VALUES (?, ?, ?) "
+                "ON CONFLICT (session_id) DO UPDATE SET version = excluded.version, "
+                "since = excluded.since WHERE session_versions.version != excluded.version",
+                (session_id, version, stamp(ALWAYS) if session_id not in known else at),
+            )
+            for session_id, version in versions.items()
+            if known.get(session_id, ("",))[0] != version
+        ]
+        if fresh:
+            self._write(fresh)
+            known = self.versions()
+        return {session_id: known[session_id][1] for session_id in versions if session_id in known}
+
     def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
         """Claim deliveries durably before sending; return those this worker won.
 
@@ -286,8 +388,10 @@ class Ledger:
         statements = [
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, "
-                "due_at, not_after, claimed_by, next_attempt_at, updated_at) "
-                "VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "due_at, not_after, claimed_by, next_attempt_at, updated_at, session_id, "
+                "fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence) "
+                "VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT DO NOTHING",
                 (
                     *c.key,
                     c.message_id,
@@ -296,6 +400,7 @@ class Ledger:
                     self.worker,
                     lease_end,
                     at,
+                    *c.fact_values(),
                 ),
             )
             for c in claims
@@ -306,11 +411,13 @@ class Ledger:
             self._write(
                 [
                     (
+                        # A retry is composed from today's files: it records today's facts.
                         "UPDATE deliveries SET claimed_by = ?, next_attempt_at = ?, "
-                        "updated_at = ?, fault = NULL WHERE session = ? AND kind = ? "
-                        "AND lead = ? AND recipient = ? AND status = 'claimed' "
-                        "AND next_attempt_at <= ?",
-                        (self.worker, lease_end, at, *c.key, at),
+                        "updated_at = ?, fault = NULL, session_id = ?, fact_start = ?, "
+                        "fact_end = ?, fact_join_url = ?, fact_status = ?, fact_topic = ?, "
+                        "sequence = ? WHERE session = ? AND kind = ? AND lead = ? "
+                        "AND recipient = ? AND status = 'claimed' AND next_attempt_at <= ?",
+                        (self.worker, lease_end, at, *c.fact_values(), *c.key, at),
                     )
                     for c in retries
                 ]

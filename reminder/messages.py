@@ -1,4 +1,4 @@
-"""The reminder mail: template context, rendering, headers, and the calendar part."""
+"""The mails (reminders and change notices): context, rendering, headers, the calendar part."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import binascii
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -17,17 +17,23 @@ from urllib.parse import quote
 import css_inline
 
 from .config import Config
-from .ics import session_calendar
+from .ics import calendar_method, session_calendar
+from .leads import Lead
+from .notices import CANCELLED, Facts, Notice, facts_for
+from .plan import REMINDER as REMINDER_KIND
 from .plan import DeliveryKey, Slot
 from .registrants import Registrant
 from .sessions import Session
 from .templating import Templates
+from .typography import french
 from .unsubscribe import link
 from .wording import clock, lead_words, long_date, relative_day, time_range
 
+_NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
 MAX_DISPLAY_NAME = 64
 LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+_SPACES = re.compile(r"[ \t\n\r\f\v\x1c-\x1f\x85\u1680\u2000-\u200a\u3000]+")
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -73,7 +79,7 @@ class Composer:
         self.sessions = [s for s in sessions if not s.cancelled]
         self.templates = templates
         self.language = config.cycle.language
-        self._calendars: dict[tuple[Session, str, str], bytes] = {}
+        self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
         # The same for every message; the immutable sandbox keeps templates from changing it.
         self._fixed = {
@@ -81,28 +87,107 @@ class Composer:
             for name in ("cycle", "organizer", "contact")
         }
 
+    def language_for(self, registrant: Registrant) -> str:
+        # A registrant's language is used only where templates exist for it: French text
+        # with English dates would be worse than French throughout.
+        language = registrant.language or self.language
+        return language if self.templates.speaks(language) else self.language
+
     def compose(
         self,
         slot: Slot,
         registrant: Registrant,
         now: datetime,
         key: DeliveryKey | None = None,
+        sequence: int = 0,
         recorded_id: str | None = None,
     ) -> Composed:
         """The message; `recorded_id` is the Message-ID the ledger recorded at the claim,
         which a resend must carry whatever changed in the config since."""
         key = key or slot.key(registrant.key)
-        # A registrant's language is used only where templates exist for it: French text
-        # with English dates would be worse than French throughout.
-        language = registrant.language or self.language
-        if not self.templates.speaks(language):
-            language = self.language
+        language = self.language_for(registrant)
         context = self.context(slot, registrant, now, language)
-        subject = one_line(self.templates.render("subject", str(slot.lead), language, context))
-        text = self.templates.render("text", str(slot.lead), language, context)
-        html = _INLINER.inline(self.templates.render("html", str(slot.lead), language, context))
+        return self._finish(
+            REMINDER_KIND,
+            str(slot.lead),
+            context,
+            slot.session,
+            registrant,
+            key,
+            now,
+            sequence,
+            recorded_id=recorded_id,
+        )
+
+    def compose_notice(
+        self, notice: Notice, now: datetime, recorded_id: str | None = None
+    ) -> Composed:
+        """A cancellation or an update: what changed, old and new, and the calendar entry."""
+        language = self.language_for(notice.registrant)
+        slot = Slot(notice.session, _NO_LEAD, notice.session.start)
+        context = self.context(slot, notice.registrant, now, language)
+        context["notice"] = self.notice_context(notice, language)
+        return self._finish(
+            notice.kind,
+            "",
+            context,
+            notice.session,
+            notice.registrant,
+            notice.key,
+            now,
+            notice.sequence,
+            notice.facts if notice.kind == "cancellation" else None,
+            # The entry withdrawn is the one the registrant holds: at the times they were told.
+            replace(notice.told.facts, status=CANCELLED) if notice.kind == "cancellation" else None,
+            recorded_id=recorded_id,
+        )
+
+    def notice_context(self, notice: Notice, language: str) -> dict[str, Any]:
+        def described(facts: Facts) -> dict[str, Any]:
+            return {
+                "date": long_date(facts.start, language),
+                "day": long_date(facts.start, language, year=False),
+                "start_time": clock(facts.start, language),
+                "end_time": clock(facts.end, language),
+                "time": time_range(facts.start, facts.end, language),
+                "join_url": facts.join_url,
+                "topic": facts.topic,
+                "cancelled": facts.status == "cancelled",
+            }
+
+        return {
+            "kind": notice.kind,
+            "changes": list(notice.changes),
+            "before": described(notice.told.facts),
+            "after": described(notice.facts),
+            "sequence": notice.sequence,
+            # Cancelled for this registrant only: the session itself still takes place.
+            "unregistered": notice.kind == "cancellation" and not notice.session.cancelled,
+        }
+
+    def _finish(
+        self,
+        kind: str,
+        lead: str,
+        context: dict[str, Any],
+        session: Session,
+        registrant: Registrant,
+        key: DeliveryKey,
+        now: datetime,
+        sequence: int,
+        facts: Facts | None = None,
+        when: Facts | None = None,
+        *,
+        recorded_id: str | None = None,
+    ) -> Composed:
+        language = context["language"]
+        typeset = french if language == "fr" else _as_is
+        render = self.templates.render
+        subject = typeset(one_line(render("subject", lead, language, context, kind)))
+        text = typeset(render("text", lead, language, context, kind))
+        html = _INLINER.inline(typeset(render("html", lead, language, context, kind), html=True))
         join_url = context["session"]["join_url"]
-        ics = self._calendar(slot.session, join_url, language, now)
+        ics = self._calendar(session, join_url, language, now, sequence, when)
         mid = recorded_id or message_id(self.config, key)
         data = self._assemble(
             subject,
@@ -112,13 +197,18 @@ class Composer:
             registrant,
             mid,
             now,
-            slot.session,
+            session,
             language,
             context["unsubscribe"],
+            calendar_method(facts),
         )
         return Composed(
             mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
         )
+
+    def facts(self, session: Session, registrant: Registrant) -> Facts:
+        """The facts a reminder to this registrant carries."""
+        return facts_for(session, registrant, self.config.cycle.join_url or "", attending=True)
 
     def context(
         self, slot: Slot, registrant: Registrant, now: datetime, language: str
@@ -127,6 +217,7 @@ class Composer:
         session["join_url"] = registrant.join_url or session["join_url"]
         return {
             **self._fixed,
+            "language": language,
             "session": session,
             "registrant": {
                 "first_name": registrant.first_name,
@@ -178,6 +269,11 @@ class Composer:
                 if session.moved_from
                 else ""
             ),
+            "moved_to": (
+                f"{long_date(session.start, language)} à {clock(session.start, language)}"
+                if session.moved_from
+                else ""
+            ),
             "holiday": session.holiday,
             "extra": session.extra,
         }
@@ -202,9 +298,17 @@ class Composer:
             )
         return {"mailto": f"mailto:{mailto}?subject={subject}", "address": mailto, "url": url}
 
-    def _calendar(self, session: Session, join_url: str, language: str, now: datetime) -> bytes:
-        """One entry per session and link, built once: every attendee gets the same bytes."""
-        key = (session, join_url, language)
+    def _calendar(
+        self,
+        session: Session,
+        join_url: str,
+        language: str,
+        now: datetime,
+        sequence: int = 0,
+        cancelled: Facts | None = None,
+    ) -> bytes:
+        """One entry per session, link and version, built once: attendees share the bytes."""
+        key = (session, join_url, language, sequence, cancelled)
         if key not in self._calendars:
             lines = [*self._session_context(session, language)["agenda"]]
             if join_url:
@@ -215,7 +319,13 @@ class Composer:
             if len(self._calendars) > 1024:
                 self._calendars.clear()
             self._calendars[key] = session_calendar(
-                self.config, session, join_url or None, "\n".join(lines), stamp=now
+                self.config,
+                session,
+                join_url or None,
+                "\n".join(lines),
+                stamp=now,
+                sequence=sequence,
+                facts=cancelled,
             )
         return self._calendars[key]
 
@@ -231,6 +341,7 @@ class Composer:
         session: Session,
         language: str,
         unsubscribe: dict[str, str],
+        method: str = "PUBLISH",
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
         package spends milliseconds re-folding headers that are already encoded here."""
@@ -285,7 +396,7 @@ class Composer:
         boundary = hashlib.sha256(mid.encode()).hexdigest()[:24]
         mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
         filename = f"seance-{session.start:%Y-%m-%d}.ics"
-        calendar = 'text/calendar; charset="utf-8"; method=PUBLISH'
+        calendar = f'text/calendar; charset="utf-8"; method={method}'
         lines = [f"{name}: {value}" for name, value in headers]
         lines += [
             "Content-Language: " + language,
@@ -316,6 +427,10 @@ class Composer:
         return "\r\n".join(lines).encode("ascii")
 
 
+def _as_is(text: str, *, html: bool = False) -> str:
+    return text
+
+
 def _part(content_type: str, body: bytes, *, quoted: bool = False, disposition: str = "") -> str:
     head = [f"Content-Type: {content_type}"]
     if disposition:
@@ -339,7 +454,8 @@ def one_line(text: str) -> str:
     """A header value on one line, whatever a template, a topic or a name put in it:
     control characters, line and paragraph separators and bidirectional overrides
     become spaces, and runs of spaces one."""
-    return " ".join(_UNSAFE.sub(" ", text).split())
+    # Only breaking spaces collapse: the non-breaking ones of French typography stay.
+    return _SPACES.sub(" ", _UNSAFE.sub(" ", text)).strip(" ")
 
 
 def _encoded(value: str, used: int = 0) -> str:

@@ -46,6 +46,7 @@ class Delivery:
     registrant: Registrant
     late: bool = False
     retry: bool = False  # an earlier claim, resent with its Message-ID
+    sequence: int = 0  # the calendar SEQUENCE it carries (derived from the ledger)
 
     @property
     def key(self) -> DeliveryKey:

@@ -11,6 +11,7 @@ from typing import Any
 
 from .cluster import WorkerRow
 from .ledger import Row, Suppression
+from .notices import NoticePlan
 from .plan import Slot, deadline
 from .registrants import Registrant, Roster, masked
 from .sessions import Session
@@ -64,10 +65,59 @@ def slots_by_session(snapshot: Snapshot) -> dict[Session, list[Slot]]:
     return found
 
 
+def notices_data(
+    plan: NoticePlan | None, snapshot: Snapshot, now: datetime, zone: tzinfo | None = None
+) -> list[dict[str, Any]]:
+    """Notices owed, per session, kind and instant: how many, what changed, when they go."""
+    if plan is None:
+        return []
+    groups: dict[tuple[str, str, str, datetime], dict[str, Any]] = {}
+    for notice in (*plan.owed, *plan.waiting):
+        at = max(notice.due_at, now) if notice in plan.owed else notice.due_at
+        state = "retry" if notice.retry else ("due" if notice in plan.owed else "settling")
+        key = (notice.session.id, notice.kind, state, at)
+        group = groups.setdefault(
+            key,
+            {
+                "session": notice.session.id,
+                "kind": notice.kind,
+                "state": state,
+                "at": iso(at.astimezone(zone or snapshot.config.zone)),
+                "registrants": 0,
+                "changes": [],
+                "sequence": notice.sequence,
+            },
+        )
+        group["registrants"] += 1
+        group["changes"] = sorted(set(group["changes"]) | set(notice.changes))
+    return sorted(groups.values(), key=lambda g: (g["at"], g["session"], g["kind"]))
+
+
+def notices_lines(items: Sequence[dict[str, Any]], indent: str = "  ") -> list[str]:
+    lines = []
+    for n in items:
+        at = n["at"][:16].replace("T", " ")
+        when = (
+            f"goes at {at} once the change has settled"
+            if n["state"] == "settling"
+            else f"{n['state']} now ({at})"
+        )
+        lines.append(
+            f"{indent}{n['session']}  {n['kind']} to {n['registrants']} registrant(s) "
+            f"({', '.join(n['changes'])}; SEQUENCE {n['sequence']})  {when}"
+        )
+    return lines
+
+
 def plan_data(
-    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+    snapshot: Snapshot,
+    sessions: Sequence[Session],
+    now: datetime,
+    roster: Roster | None,
+    notices: NoticePlan | None = None,
 ) -> dict[str, Any]:
     by_session = slots_by_session(snapshot)
+    owed = notices_data(notices, snapshot, now)
     items = []
     for session in sessions:
         reminders = [
@@ -96,6 +146,7 @@ def plan_data(
                 "join_url": session.join_url,
                 "registrants": len(roster.attending(session)) if roster else None,
                 "reminders": reminders,
+                "notices": [n for n in owed if n["session"] == session.id],
             }
         )
     config = snapshot.config
@@ -109,8 +160,13 @@ def plan_data(
 
 
 def plan_text(
-    snapshot: Snapshot, sessions: Sequence[Session], now: datetime, roster: Roster | None
+    snapshot: Snapshot,
+    sessions: Sequence[Session],
+    now: datetime,
+    roster: Roster | None,
+    notices: NoticePlan | None = None,
 ) -> str:
+    owed = notices_data(notices, snapshot, now)
     config = snapshot.config
     language = config.cycle.language
     zone = config.zone
@@ -139,6 +195,7 @@ def plan_text(
             )
         if session.holiday:
             lines.append(f"    public holiday: {session.holiday}")
+        lines += notices_lines([n for n in owed if n["session"] == session.id], "    notice ")
         if session.cancelled:
             reason = f": {session.cancelled_reason}" if session.cancelled_reason else ""
             lines.append(f"    cancelled{reason}")
@@ -332,7 +389,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
             (
                 local(row.due_at, zone),
                 row.session[:16].replace("T", " "),
-                row.lead,
+                row.lead if row.kind == "reminder" else f"{row.kind} {row.lead}",
                 who(row),
                 "waiting" if row.fault else row.status,
                 row.attempts,
@@ -362,6 +419,7 @@ def status_data(
     last_error: Row | None,
     faults: Sequence[Row] = (),
     suppressions: Sequence[Suppression] = (),
+    notices: NoticePlan | None = None,
     *,
     zone: tzinfo | None = None,
     window: datetime | None = None,
@@ -369,6 +427,7 @@ def status_data(
     """What `status` shows; `trouble` (its exit status) says whether a reminder due in
     the window was missed or failed, or claims wait on a configuration fault."""
     zone = zone or snapshot.config.zone
+    owed = notices_data(notices, snapshot, now, zone)
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -376,9 +435,10 @@ def status_data(
     upcoming = []
     for instant in wakeups[:10]:
         what = by_instant.get(instant, [])
+        at = iso(instant.astimezone(zone))
         upcoming.append(
             {
-                "at": iso(instant.astimezone(zone)),
+                "at": at,
                 "reminders": [
                     {
                         "session": s.session.id,
@@ -387,7 +447,7 @@ def status_data(
                     }
                     for s in what
                 ]
-                or "retries",
+                or ("change notices" if any(n["at"] == at for n in owed) else "retries"),
             }
         )
     lines = []
@@ -414,6 +474,19 @@ def status_data(
                 "missed": max(0, attendees - settled) if closed and slot.due_at <= now else 0,
             }
         )
+    told = [
+        {
+            "session": session,
+            "kind": kind,
+            "version": lead,
+            "sent": found.get("sent", 0),
+            "failed": found.get("failed", 0),
+            "superseded": found.get("superseded", 0),
+            "in_flight": found.get("claimed", 0),
+        }
+        for (session, kind, lead), found in sorted(counts.items())
+        if kind != "reminder"
+    ]
     error = None
     if last_error is not None:
         error = {
@@ -445,6 +518,8 @@ def status_data(
         "next_wakeups": upcoming,
         "reminders": lines,
         "configuration_fault": fault,
+        "notices": owed,
+        "notices_recorded": told,
         "last_error": error,
         "trouble": trouble,
         "suppressed": [suppression_dict(x, False, zone) for x in suppressions],
@@ -456,8 +531,8 @@ def status_text(data: dict[str, Any]) -> str:
     for wake in data["next_wakeups"]:
         what = wake["reminders"]
         text = (
-            "retries"
-            if what == "retries"
+            what
+            if isinstance(what, str)
             else ", ".join(
                 f"{r['lead']} reminder of {r['session']} ({r['registrants']} registrants)"
                 for r in what
@@ -508,6 +583,26 @@ def status_text(data: dict[str, Any]) -> str:
             f"CONFIGURATION FAULT: {fault['deliveries']} waiting on a configuration fault "
             f"since {fault['since']}: {fault['reply']}; fix "
             "the configuration and reload (SIGHUP): they are sent at once",
+        ]
+    lines += ["", "change notices owed:"]
+    lines += notices_lines(data["notices"]) or ["  none"]
+    if data["notices_recorded"]:
+        lines += [
+            "",
+            table(
+                [
+                    (
+                        n["session"][:16].replace("T", " "),
+                        f"{n['kind']} {n['version']}",
+                        n["sent"],
+                        n["failed"],
+                        n["superseded"],
+                        n["in_flight"],
+                    )
+                    for n in data["notices_recorded"]
+                ],
+                ["session", "notice", "sent", "failed", "superseded", "in flight"],
+            ),
         ]
     error = data["last_error"]
     lines += [

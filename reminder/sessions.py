@@ -34,7 +34,9 @@ class Session:
     moved_from: datetime | None = None
     extra: bool = False
     holiday: str = ""  # the public holiday it falls on, when the policy only warns
+    # The calendar SEQUENCE is derived from the ledger; staff may only raise its floor.
     sequence: int = 0
+    notify_topic: bool = False  # a topic change alone owes registrants an update notice
 
     @property
     def key(self) -> str:
@@ -189,9 +191,6 @@ def _apply(session: Session, entry: SessionEntry, zone: ZoneInfo) -> Session:
     start = datetime.combine(day, entry.start or session.start.time(), zone)
     end = datetime.combine(day, entry.end or session.end.time(), zone)
     moved_from = session.start if start != session.start and not session.extra else None
-    sequence = entry.sequence
-    if sequence is None:
-        sequence = int(moved_from is not None) + int(entry.cancelled)
     return replace(
         session,
         start=start,
@@ -205,7 +204,8 @@ def _apply(session: Session, entry: SessionEntry, zone: ZoneInfo) -> Session:
         cancelled=entry.cancelled,
         cancelled_reason=entry.cancelled_reason,
         moved_from=moved_from,
-        sequence=sequence,
+        sequence=entry.sequence or 0,
+        notify_topic=entry.notify_topic,
     )
 
 
@@ -246,7 +246,6 @@ def _holiday_policy(
         start=moved,
         end=session.end + (moved - session.start),
         moved_from=session.start,
-        sequence=session.sequence + 1,
     )
 
 

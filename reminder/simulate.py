@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from .config import Smtp
-from .delivery import Dispatcher
+from .delivery import Dispatcher, wakeups
 from .ledger import Ledger
 from .outbox import Outbox
 from .registrants import Roster
@@ -37,6 +37,7 @@ class Simulation:
     failed: int = 0
     superseded: int = 0
     late: int = 0
+    notices: int = 0
 
 
 class _VirtualClock:
@@ -54,44 +55,68 @@ async def simulate(
     end: date | None = None,
     folder: Path | None = None,
     smtp: bool = False,
+    edits: Sequence[tuple[datetime, Path]] = (),
 ) -> Simulation:
     """Run every wake-up between `start` and `end` against a fresh ledger in `folder`.
 
     Registrants with a registration time join the export at that instant, as they
     would in real life, so late registrants show the late-not-lost rule at work.
+    Each of `edits` replaces the config by another file at its instant (naive instants
+    are in the cycle's zone), as staff saving config.toml would: the timeline then
+    shows the change notices it causes, after the settling delay.
     """
     snapshot = load_snapshot(config_path)
     zone = snapshot.config.zone
+    changes = sorted(
+        ((at if at.tzinfo else at.replace(tzinfo=zone)), load_snapshot(path), path)
+        for at, path in edits
+    )
     folder = folder or snapshot.state_dir / "simulation"
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     first = datetime.combine(start, time.min, zone) if start else None
     last = datetime.combine(end, time.max, zone) if end else None
-    instants = {slot.due_at for slot in snapshot.slots}
-    arrivals = {r.registered_at for r in snapshot.roster.registrants if r.registered_at is not None}
-    window = sorted(
-        t
-        for t in instants | arrivals
-        if (first is None or t >= first) and (last is None or t <= last)
-    )
+    every = [snapshot, *(s for _, s, _ in changes)]
+    instants = {slot.due_at for s in every for slot in s.slots}
+    instants |= {at for at, _, _ in changes}
+    arrivals = {
+        r.registered_at for s in every for r in s.roster.registrants if r.registered_at is not None
+    }
+
+    def inside(t: datetime) -> bool:
+        return (first is None or t >= first) and (last is None or t <= last)
+
+    window = sorted(t for t in instants | arrivals if inside(t))
     clock = _VirtualClock(window[0] if window else datetime.now(UTC))
     result = Simulation(folder, folder / "outbox" / "new")
+    pending = list(changes)
     with Ledger(folder / "ledger.sqlite", worker="simulation") as ledger:
         async with _transport(snapshot, folder, smtp) as (transport, messages):
             result.messages = messages
             dispatcher = Dispatcher(ledger, transport, clock)
-            for instant in window:
+            queue = set(window)
+            while queue:
+                instant = min(queue)
+                queue.discard(instant)
                 clock.now = instant
-                tally = await dispatcher.run(_as_of(snapshot, instant))
+                local = instant.astimezone(zone)
+                while pending and pending[0][0] <= instant:
+                    _, snapshot, path = pending.pop(0)
+                    result.steps.append(Step(local, "", f"edit: {path.name}", 0, False))
+                current = _as_of(snapshot, instant)
+                tally = await dispatcher.run(current)
                 result.sent += tally.sent
                 result.failed += tally.failed
                 result.superseded += tally.superseded
                 result.late += tally.late
+                result.notices += tally.notices
                 result.steps += [
-                    Step(instant, session, lead, count, late)
+                    Step(local, session, lead, count, late)
                     for (session, lead, late), count in tally.lines.items()
                 ]
+                # Notices fall due at instants no file names: ask the plan, as the worker does.
+                queue |= {t for t in wakeups(ledger, current, instant) if inside(t)}
     return result
 
 

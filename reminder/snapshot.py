@@ -13,6 +13,7 @@ from .config import Config, load_config
 from .errors import InputError, Problem, TemplateError
 from .leads import Lead
 from .messages import Composer
+from .notices import NOTICE_KINDS, sample_notice
 from .plan import Slot, reminder_slots
 from .registrants import Registrant, Roster, load_roster
 from .sessions import Session, build_sessions
@@ -87,7 +88,14 @@ def _assemble(
 
 
 def _render_samples(composer: Composer, slots: list[Slot], roster: Roster) -> None:
-    """Render every (session, lead) once, so a template error shows now, not at send time."""
+    """Render every (session, lead) once, and each notice once, so a template error shows
+    now, not at send time (where it would fail every notice of a cancellation)."""
+    if slots:
+        session = slots[0].session
+        link = composer.config.cycle.join_url or ""
+        for kind in NOTICE_KINDS:
+            notice = sample_notice(session, SAMPLE_REGISTRANT, kind, link, None, slots[0].due_at)
+            composer.compose_notice(notice, slots[0].due_at)
     seen: set[tuple[str, str]] = set()
     for slot in slots:
         if (slot.session.id, str(slot.lead)) in seen:

@@ -10,6 +10,7 @@ from typing import Protocol
 from .config import Config
 from .errors import LedgerError
 from .ledger import Claim, Ledger, Outcome, Row, Suppression
+from .notices import NoticeView
 from .plan import DeliveryKey, LedgerView
 
 
@@ -26,6 +27,12 @@ class DeliveryLedger(Protocol):
     def view(
         self, sessions: Iterable[str], kind: str = ..., *, claims_only: bool = False
     ) -> LedgerView: ...
+
+    def notice_view(self, session_ids: Iterable[str], since: dict[str, datetime]) -> NoticeView: ...
+
+    def versions(self) -> dict[str, tuple[str, datetime]]: ...
+
+    def observe(self, versions: dict[str, str], now: datetime) -> dict[str, datetime]: ...
 
     def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int: ...
 

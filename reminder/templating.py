@@ -25,7 +25,9 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from .errors import Problem, TemplateError
 
-PARTS = {"subject": "reminder.subject.txt", "text": "reminder.txt", "html": "reminder.html"}
+PARTS = {"subject": ".subject.txt", "text": ".txt", "html": ".html"}
+# Each kind of mail has its three templates: reminder.*, cancellation.*, update.*
+KINDS = ("reminder", "cancellation", "update")
 VARIABLES = frozenset(
     {
         "cycle",
@@ -36,6 +38,8 @@ VARIABLES = frozenset(
         "reminder",
         "upcoming",
         "unsubscribe",
+        "language",
+        "notice",  # cancellation and update templates only
     }
 )
 # The sandbox bounds what a template may touch, not how big it is: we do.
@@ -93,17 +97,25 @@ class Templates:
             )
         return self._environments[language]
 
-    def name(self, part: str, lead: str, language: str) -> str:
+    def name(self, part: str, lead: str, language: str, kind: str = "reminder") -> str:
         """The variant for this lead ('reminder-1h.txt') when there is one, else the base."""
-        if (part, lead, language) not in self._names:
-            base = PARTS[part]
-            variant = base.replace("reminder", f"reminder-{lead}", 1)
-            found = variant if variant in self.environment(language).list_templates() else base
-            self._names[part, lead, language] = found
-        return self._names[part, lead, language]
+        if (part, f"{kind}:{lead}", language) not in self._names:
+            base = kind + PARTS[part]
+            variant = f"{kind}-{lead}{PARTS[part]}"
+            templates = self.environment(language).list_templates()
+            found = variant if lead and variant in templates else base
+            self._names[part, f"{kind}:{lead}", language] = found
+        return self._names[part, f"{kind}:{lead}", language]
 
-    def render(self, part: str, lead: str, language: str, context: Mapping[str, Any]) -> str:
-        name = self.name(part, lead, language)
+    def render(
+        self,
+        part: str,
+        lead: str,
+        language: str,
+        context: Mapping[str, Any],
+        kind: str = "reminder",
+    ) -> str:
+        name = self.name(part, lead, language, kind)
         environment = self.environment(language)
         try:
             return environment.get_template(name).render(context)
@@ -120,9 +132,15 @@ class Templates:
     def check(self) -> list[Problem]:
         """Every template parses, stays small and uses only the documented variables."""
         problems: list[Problem] = []
-        for part, name in PARTS.items():
-            if not (self.folder / name).is_file():
-                problems.append(Problem(str(self.folder / name), f"the {part} template is missing"))
+        for kind in KINDS:
+            for part, suffix in PARTS.items():
+                if not (self.folder / (kind + suffix)).is_file():
+                    problems.append(
+                        Problem(
+                            str(self.folder / (kind + suffix)),
+                            f"the {part} template of the {kind} mail is missing",
+                        )
+                    )
         environment = self.environment(self.language)
         for path in sorted(self.folder.rglob("*")):
             if path.suffix not in (".txt", ".html") or not path.is_file():

@@ -173,7 +173,7 @@ def test_preview_writes_eml_html_ics_and_prints_the_text(
         == 0
     )
     printed = capsys.readouterr().out
-    assert printed.startswith("Subject: Dans une heure, à 17h00 : Mixité sociale")
+    assert printed.startswith("Subject: Dans une heure, à 17h00\u00a0: Mixité sociale")
     assert "Bonjour Samira Hamdani," in printed and "https://zoom.us/w/00000000001" in printed
     assert sorted(p.name for p in out.iterdir()) == [
         "reminder-2023-03-01-1h.eml",

@@ -11,6 +11,7 @@ import pytest
 from reminder.cluster import Membership, end_send, take_send, workers
 from reminder.errors import LedgerError
 from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
+from reminder.notices import ALWAYS, Facts, Told
 from reminder.plan import DeliveryKey
 from reminder.store import copy_ledger
 
@@ -282,3 +283,21 @@ def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: st
             target.claim([claim(9)], NOW)  # new rows continue after the copied ids
             with pytest.raises(LedgerError, match="already holds"):
                 copy_ledger(source, target)
+
+
+def test_what_each_registrant_was_told_and_the_session_versions(ledger: Ledger) -> None:
+    def facts(hour: int) -> Facts:
+        return Facts(START.replace(hour=hour), START.replace(hour=hour + 2), "https://z/1")
+
+    first, second = claim(1, "7d"), claim(1, "1d")
+    for n, (c, hour) in enumerate(((first, 16), (second, 17))):
+        at = NOW + timedelta(minutes=n)
+        told = Claim(c.key, c.message_id, at, START, "2023-03-01", Told(facts(hour), n, at))
+        ledger.claim([told], at)
+        ledger.record([Outcome(c.key, Status.SENT, "250", at)], at)
+    last = ledger.notice_view(["2023-03-01"], {}).told["2023-03-01"]["p1@example.org"]
+    assert (last.facts, last.sequence) == (facts(17), 1)  # the latest mail's facts
+    assert ledger.observe({"2023-03-01": "v1"}, NOW) == {"2023-03-01": ALWAYS}
+    later = NOW + timedelta(hours=1)
+    assert ledger.observe({"2023-03-01": "v1"}, later) == {"2023-03-01": ALWAYS}
+    assert ledger.observe({"2023-03-01": "v2"}, later) == {"2023-03-01": later}

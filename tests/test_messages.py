@@ -108,19 +108,19 @@ def test_relative_day_follows_the_real_send_time() -> None:
 def test_the_mail_reads_well_in_french(snapshot: Snapshot) -> None:
     message, _ = compose(snapshot, ANNE)
     assert message["Subject"] == (
-        "Rappel – mercredi 1er mars à 17h00 : Mixité sociale dans "
-        "l'habitat : quels enjeux, quelles perspectives ?"
+        "Rappel – mercredi 1er mars à 17h00\u00a0: Mixité sociale dans "
+        "l’habitat\u00a0: quels enjeux, quelles perspectives\u00a0?"
     )
     text = text_of(message)
     assert text.startswith("Bonjour Anne Martin,\n")
     assert "a lieu demain, mercredi 1er mars 2023, de 17h00 à 19h00." in text
-    assert "Mercredi 1er mars 2023, 17h00 – 19h00 (heure de Paris)" in text
+    assert "Mercredi 1er mars 2023, 17h00 – 19h00 (heure\u00a0de\u00a0Paris)" in text
     assert "https://zoom.us/j/00000000000" in text
-    assert "Intervention : Christophe Noyé, géographe, Cf. Géo" in text
-    assert "En partenariat avec l'École du renouvellement urbain" in text
-    assert "- L'actualité de la future contractualisation" in text
-    assert "mercredi 5 avril 2023, 17h00 : Mixité scolaire" in text
-    assert "(thème envisagé)" in text
+    assert "Intervention\u00a0: Christophe Noyé, géographe, Cf. Géo" in text
+    assert "En partenariat avec l’École du renouvellement urbain" in text
+    assert "- L’actualité de la future contractualisation" in text
+    assert "mercredi 5 avril 2023, 17h00\u00a0: Mixité scolaire" in text
+    assert "(thème\u00a0envisagé)" in text
     assert "Morgane Petit, Directrice" in text
     html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
     assert 'href="https://zoom.us/j/00000000000"' in html
@@ -129,9 +129,9 @@ def test_the_mail_reads_well_in_french(snapshot: Snapshot) -> None:
 
 def test_the_one_hour_variant_says_so(snapshot: Snapshot) -> None:
     message, _ = compose(snapshot, ANNE, lead="1h")
-    assert message["Subject"].startswith("Dans une heure, à 17h00 : Mixité sociale")
+    assert message["Subject"].startswith("Dans une heure, à 17h00\u00a0: Mixité sociale")
     text = text_of(message)
-    assert "C'est dans une heure : la séance du cycle" in text
+    assert "C’est dans une heure\u00a0: la séance du cycle" in text
 
 
 def test_a_personal_join_link_wins(snapshot: Snapshot) -> None:
@@ -195,8 +195,8 @@ def test_the_calendar_entry(snapshot: Snapshot) -> None:
     assert "ATTENDEE" not in event
     assert str(event["ORGANIZER"]) == "mailto:m.petit@irev.fr"
     assert event["ORGANIZER"].params["CN"] == "Morgane Petit"
-    assert str(event["SUMMARY"]).startswith("Mixité sociale dans l'habitat")
-    assert "Rejoindre : https://zoom.us/j/00000000000" in str(event["DESCRIPTION"])
+    assert str(event["SUMMARY"]).startswith("Mixité sociale dans l’habitat\u00a0:")
+    assert "Rejoindre\u00a0: https://zoom.us/j/00000000000" in str(event["DESCRIPTION"])
     assert event["SEQUENCE"] == 0 and "DTSTAMP" in event
     assert event.walk("VALARM")[0]["TRIGGER"].dt.total_seconds() == -15 * 60
     april_event = icalendar.Calendar.from_ical(april.ics).walk("VEVENT")[0]  # type: ignore[attr-defined]
@@ -262,12 +262,12 @@ def test_unknown_variable_is_reported(project: Project) -> None:
 def test_a_failing_sample_render_is_caught_before_sending(project: Project) -> None:
     path = project.root / "templates" / "reminder.html"
     lines = path.read_text().splitlines()
-    lines[40] += "{{ session.topik }}"
+    lines[20] += "{{ session.topik }}"
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(TemplateError) as caught:
         project.snapshot()
     [problem] = caught.value.problems
-    assert problem.source.endswith("reminder.html") and problem.line == 41
+    assert problem.source.endswith("reminder.html") and problem.line == 21
     assert "topik" in problem.message
 
 
@@ -280,7 +280,7 @@ def test_the_sandbox_refuses_python_internals(project: Project) -> None:
 
 def test_a_missing_template_is_reported(project: Project) -> None:
     (project.root / "templates" / "reminder.html").unlink()
-    with pytest.raises(TemplateError, match="the html template is missing"):
+    with pytest.raises(TemplateError, match="the html template of the reminder mail is missing"):
         project.snapshot()
 
 
@@ -293,7 +293,10 @@ def test_an_oversized_template_is_refused(project: Project) -> None:
 def test_a_draft_topic_is_marked_envisaged(snapshot: Snapshot) -> None:
     message, _ = compose(snapshot, ANNE, day="2023-04-05", lead="7d")
     text = text_of(message)
-    assert "Mixité scolaire : quels enjeux, quelles perspectives ? (thème envisagé)" in text
+    assert (
+        "Mixité scolaire\u00a0: quels enjeux, quelles perspectives\u00a0? (thème\u00a0envisagé)"
+        in text
+    )
 
 
 def test_loaded_sample_snapshot_is_usable(project: Project) -> None:

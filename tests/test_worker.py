@@ -155,7 +155,7 @@ async def test_a_late_registrant_gets_only_the_latest_missed_reminder(
                 .get_payload(decode=True)
                 .decode()
             )
-            assert "a lieu aujourd'hui, mercredi 1er mars 2023" in text
+            assert "a lieu aujourd’hui, mercredi 1er mars 2023" in text
     rows = statuses(project)
     assert rows[("7d", "superseded")] == 1 and rows[("1d", "sent")] == 2
 

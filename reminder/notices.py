@@ -1,0 +1,260 @@
+"""Change notices: what each registrant was told, what they are owed now. Pure functions."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+from .plan import DeliveryKey
+from .registrants import Registrant, Roster
+from .sessions import Session
+
+CONFIRMED, CANCELLED = "confirmed", "cancelled"
+UPDATE, CANCELLATION = "update", "cancellation"
+NOTICE_KINDS = (UPDATE, CANCELLATION)
+# The `since` of a session version that was there when the ledger first saw the session:
+# nothing about it is settling.
+ALWAYS = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What a mail says about a session that matters to the registrant who reads it."""
+
+    start: datetime
+    end: datetime
+    join_url: str
+    status: str = CONFIRMED
+    topic: str = ""
+
+
+@dataclass(frozen=True)
+class Told:
+    """The facts of the last mail a registrant received about a session, and its SEQUENCE."""
+
+    facts: Facts
+    sequence: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Notice:
+    """A cancellation or an update owed to one registrant who was told an older version."""
+
+    session: Session
+    kind: str
+    registrant: Registrant
+    told: Told
+    facts: Facts
+    sequence: int
+    due_at: datetime
+    not_after: datetime
+    changes: tuple[str, ...]
+    # One notice per version: a second change after the first notice went out owes
+    # another one; two changes before it did owe one, with the final facts.
+    key: DeliveryKey
+    retry: bool = False
+
+
+def notice_key(session_key: str, kind: str, sequence: int, recipient: str) -> DeliveryKey:
+    return DeliveryKey(session_key, kind, f"v{sequence}", recipient)
+
+
+@dataclass(frozen=True)
+class NoticeView:
+    """What the ledger holds that notices are derived from."""
+
+    told: Mapping[str, Mapping[str, Told]] = field(default_factory=dict)  # session id -> who
+    settled: frozenset[DeliveryKey] = frozenset()  # notices sent, failed or superseded
+    # (session id, recipient) -> open notice claims and when each may be tried again
+    claims: Mapping[tuple[str, str], Mapping[DeliveryKey, datetime]] = field(default_factory=dict)
+    since: Mapping[str, datetime] = field(default_factory=dict)  # session id -> version since
+
+
+@dataclass(frozen=True)
+class NoticePlan:
+    owed: tuple[Notice, ...] = ()  # to send now
+    waiting: tuple[Notice, ...] = ()  # owed once the change has settled (or a retry later)
+    superseded: tuple[tuple[DeliveryKey, datetime], ...] = ()  # unsent notices now stale
+    held: Mapping[str, datetime] = field(default_factory=dict)  # session key -> settles at
+    sequences: Mapping[tuple[str, str], int] = field(default_factory=dict)  # (id, who) -> SEQ
+
+    def sequence(self, session: Session, recipient: str) -> int:
+        return self.sequences.get((session.id, recipient), self.sequences.get((session.id, ""), 0))
+
+
+def join_link(session: Session, registrant: Registrant, default: str) -> str:
+    return registrant.join_url or session.join_url or default
+
+
+def facts_for(session: Session, registrant: Registrant, default_url: str, attending: bool) -> Facts:
+    """What a mail sent now would tell this registrant."""
+    cancelled = session.cancelled or not attending
+    return Facts(
+        session.start,
+        session.end,
+        join_link(session, registrant, default_url),
+        CANCELLED if cancelled else CONFIRMED,
+        session.topic,
+    )
+
+
+def changes(old: Facts, new: Facts, *, topic: bool = False) -> tuple[str, ...]:
+    """The material differences, in the order a notice states them."""
+    found = []
+    if new.status != old.status:
+        found.append("status")
+    if new.start.date() != old.start.date():
+        found.append("date")
+    if (new.start.time(), new.end.time()) != (old.start.time(), old.end.time()):
+        found.append("time")
+    if new.join_url != old.join_url:
+        found.append("link")
+    if topic and new.topic != old.topic:
+        found.append("topic")
+    return tuple(found)
+
+
+def version(session: Session, roster: Roster, default_url: str) -> str:
+    """A digest of what staff can change about a session; its change starts the settling delay."""
+    parts = [
+        session.start.isoformat(),
+        session.end.isoformat(),
+        str(session.cancelled),
+        session.join_url or default_url,
+        session.topic if session.notify_topic else "",
+    ]
+    # Registrants' own links come from the export: a changed one is a change of the session.
+    parts += sorted(f"{r.key}={r.join_url}" for r in roster.attending(session) if r.join_url)
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def plan_notices(
+    now: datetime,
+    sessions: Iterable[Session],
+    roster: Roster,
+    view: NoticeView,
+    delay: timedelta,
+    default_url: str,
+) -> NoticePlan:
+    """Notices owed at `now`, those waiting for the settling delay, and each calendar SEQUENCE.
+
+    A registrant is owed a notice when the facts of the last mail they received about a
+    session differ from today's: a cancellation when the session is cancelled or they no
+    longer attend it, an update otherwise. It goes out once the session's current version
+    has stood for `delay`; a change undone within that time owes nothing. Registrants no
+    longer in the export (or suppressed) are not mailed.
+    """
+    people = {r.key: r for r in roster.registrants}
+    owed: list[Notice] = []
+    waiting: list[Notice] = []
+    superseded: list[tuple[DeliveryKey, datetime]] = []
+    held: dict[str, datetime] = {}
+    sequences: dict[tuple[str, str], int] = {}
+    for session in sessions:
+        since = view.since.get(session.id, ALWAYS)
+        settles_at = since + delay
+        if since != ALWAYS and now < settles_at:
+            held[session.key] = settles_at
+        told = view.told.get(session.id, {})
+        attending = {r.key for r in roster.attending(session)} if told else set()
+        top = session.sequence
+        session_key = session.key
+        # Told times carry the offset they were stored with, i.e. the session's wall-clock
+        # time: comparing their dates and times needs no conversion to the zone.
+        for who, last in told.items():
+            registrant = people.get(who)
+            wanted: DeliveryKey | None = None
+            if registrant is not None:
+                facts = facts_for(session, registrant, default_url, who in attending)
+                found = changes(last.facts, facts, topic=session.notify_topic)
+                if last.facts.status == CANCELLED and facts.status == CANCELLED:
+                    found = ()
+                sequence = max(last.sequence + bool(found), session.sequence)
+                sequences[session.id, who] = sequence
+                top = max(top, sequence)
+                if found:
+                    kind = CANCELLATION if facts.status == CANCELLED else UPDATE
+                    notice = Notice(
+                        session,
+                        kind,
+                        registrant,
+                        last,
+                        facts,
+                        sequence,
+                        max(since, last.at) + delay,
+                        last.facts.start if kind == CANCELLATION else facts.start,
+                        found,
+                        notice_key(session_key, kind, sequence, who),
+                    )
+                    wanted = notice.key
+                    _place(notice, now, view, owed, waiting)
+            for key, retry_at in view.claims.get((session.id, who), {}).items():
+                if key != wanted:
+                    superseded.append((key, retry_at))
+        sequences[session.id, ""] = top
+    return NoticePlan(tuple(owed), tuple(waiting), tuple(superseded), held, sequences)
+
+
+def _place(
+    notice: Notice, now: datetime, view: NoticeView, owed: list[Notice], waiting: list[Notice]
+) -> None:
+    key = notice.key
+    if key in view.settled or now >= notice.not_after:
+        return
+    claim = view.claims.get((notice.session.id, notice.registrant.key), {}).get(key)
+    if claim is not None:
+        retry = replace(notice, retry=True, due_at=max(notice.due_at, claim))
+        (owed if retry.due_at <= now else waiting).append(retry)
+        return
+    (owed if notice.due_at <= now else waiting).append(notice)
+
+
+def notice_wakeups(now: datetime, plan: NoticePlan) -> set[datetime]:
+    """Future instants when a held session settles or a waiting notice falls due."""
+    instants = {at for at in plan.held.values() if at > now}
+    instants |= {n.due_at for n in plan.waiting if now < n.due_at < n.not_after}
+    return instants
+
+
+def since_as_of(
+    known: Mapping[str, tuple[str, datetime]], versions: Mapping[str, str], now: datetime
+) -> dict[str, datetime]:
+    """What `Ledger.observe` would record at `now`, for commands that only read the ledger."""
+    found = {}
+    for session_id, current in versions.items():
+        if session_id not in known:
+            found[session_id] = ALWAYS
+        else:
+            digest, since = known[session_id]
+            found[session_id] = since if digest == current else now
+    return found
+
+
+def sample_notice(
+    session: Session,
+    registrant: Registrant,
+    kind: str,
+    default_url: str,
+    told: Told | None,
+    now: datetime,
+) -> Notice:
+    """The notice `registrant` would get, for `reminder preview --kind`.
+
+    Without what the ledger says they were told, the old facts are the session as first
+    planned (before a move) with the cycle's link.
+    """
+    facts = facts_for(session, registrant, default_url, attending=kind != CANCELLATION)
+    if kind == UPDATE and facts.status == CANCELLED:
+        facts = replace(facts, status=CONFIRMED)
+    if told is None:
+        before = session.moved_from or session.start
+        link = registrant.join_url or default_url
+        old = Facts(before, before + (session.end - session.start), link, CONFIRMED, session.topic)
+        told = Told(old, 0, now)
+    found = changes(told.facts, facts, topic=session.notify_topic)
+    sequence = told.sequence + 1
+    key = notice_key(session.key, kind, sequence, registrant.key)
+    return Notice(session, kind, registrant, told, facts, sequence, now, session.start, found, key)

@@ -1,0 +1,63 @@
+"""French typography for everything a registrant reads: one function for text, one for HTML."""
+
+from __future__ import annotations
+
+import re
+
+NBSP = "\u00a0"  # U+00A0: every mail client's fonts have it (U+202F is missing from some)
+NBHY = "\u2011"  # a hyphen the line never breaks at
+APOSTROPHE = "\u2019"
+
+# Left alone: links, addresses, and (in HTML) entities, which contain ";" and "#".
+_KEEP = re.compile(r"(?:https?://|mailto:|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|&#?\w+;")
+_SPACE_BEFORE = re.compile(r"[ \t\u202f\u00a0]*([:;!?»])")
+_AFTER_OPENING = re.compile(r"«[ \t\u202f\u00a0]*")
+_APOSTROPHE = re.compile(r"(?<=\w)'(?=\w)|(?<=\w)&#39;(?=\w)|(?<=\w)&#x27;(?=\w)")
+_PARENTHESIS = re.compile(r"\(([^()\n]{1,30})\)")
+_COMPOUND = re.compile(r"\b[A-ZÀ-Ý][\w’]*(?:-[\w’]+)+")
+
+
+def french(text: str, *, html: bool = False) -> str:
+    """Non-breaking spaces before : ; ! ? » and after «, typographic apostrophes, and no
+    line break inside a short parenthesis ("(thème envisagé)") or a hyphenated place
+    name ("Villeneuve-d’Ascq"). Idempotent on text. With `html`, tags and entities are kept.
+    """
+    if not html:
+        return _segment(text, html=False)
+    parts = re.split(r"(<style\b.*?</style>|<[^>]*>)", text, flags=re.DOTALL | re.IGNORECASE)
+    return "".join(
+        part if index % 2 else _segment(part, html=True) for index, part in enumerate(parts)
+    )
+
+
+def _segment(text: str, *, html: bool) -> str:
+    text = _APOSTROPHE.sub(APOSTROPHE, text)
+    out: list[str] = []
+    position = 0
+    for match in _KEEP.finditer(text):
+        out.append(_prose(text[position : match.start()], html=html))
+        out.append(match.group())
+        position = match.end()
+    out.append(_prose(text[position:], html=html))
+    return "".join(out)
+
+
+def _prose(text: str, *, html: bool) -> str:
+    if not text:
+        return text
+
+    def before(match: re.Match[str]) -> str:
+        mark = match.group(1)
+        start = match.start()
+        if mark == ":" and (start == 0 or text[start - 1].isdigit()) and match.group() == ":":
+            return mark  # 17:00, and a colon glued to a number, stay as they are
+        if match.group() == mark and mark in ":;" and start > 0 and not text[start - 1].isspace():
+            return mark  # "a:b" in running text is not French punctuation: leave it
+        return NBSP + mark
+
+    text = _SPACE_BEFORE.sub(before, text)
+    text = _AFTER_OPENING.sub("«" + NBSP, text)
+    text = _PARENTHESIS.sub(lambda m: "(" + m.group(1).replace(" ", NBSP) + ")", text)
+    if html:
+        return _COMPOUND.sub(lambda m: f'<span style="white-space:nowrap">{m.group()}</span>', text)
+    return _COMPOUND.sub(lambda m: m.group().replace("-", NBHY), text)
