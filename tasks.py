@@ -83,6 +83,8 @@ def bench() -> None:
         "worker.py",
         "kill9.py",
         "http_load.py",
+        # Needs PostgreSQL on 127.0.0.1:5432 (database test), like the tests.
+        "cluster.py",
     ):
         run(BIN / "python", ROOT / "bench" / script)
 
