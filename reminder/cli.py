@@ -496,13 +496,19 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
 
 def do_send_test(args: argparse.Namespace, path: Path) -> int:
     try:
-        checked = validate_email(args.to.strip(), check_deliverability=False)
+        # As registrants' addresses are read: no SMTPUTF8, international domains in ASCII.
+        checked = validate_email(args.to.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         err(f"reminder send-test: --to {args.to!r} is not an e-mail address ({exc})")
         return USAGE
-    address = str(checked.normalized)
+    address = str(checked.ascii_email or checked.normalized)
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it; "
+            "choose another with --session"
+        )
     person = Registrant(
         email=address,
         first_name=SAMPLE_REGISTRANT.first_name,

@@ -16,6 +16,7 @@ from .config import Config
 from .errors import ReminderError, TransportConfigError
 from .leads import Lead
 from .ledger import Claim, Outcome, Status
+from .logs import log_time
 from .messages import message_id
 from .notices import (
     NOTICE_KINDS,
@@ -117,7 +118,14 @@ def notice_plan(
     )
     delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
     view = ledger.notice_view(versions, since)
-    return plan_notices(now, live, snapshot.roster, view, delay, default)
+    # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
+    # so status, plan, check and the stop line must not count it as owed either.
+    stopped = ledger.suppressed_addresses()
+    roster = snapshot.roster
+    if stopped:
+        served = tuple(r for r in roster.registrants if r.key not in stopped)
+        roster = replace(roster, registrants=served, _by_session={})
+    return plan_notices(now, live, roster, view, delay, default)
 
 
 def _no_ledger_yet(config: Config) -> bool:
@@ -396,7 +404,7 @@ class Dispatcher:
                     "will retry %s for %s at %s: %s",
                     sent.what,
                     masked(sent.email),
-                    f"{retry_at:%H:%M:%S}",
+                    log_time(retry_at),
                     result.reply,
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)

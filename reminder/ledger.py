@@ -205,6 +205,7 @@ class Ledger:
         migrate: bool = True,
     ) -> None:
         self.worker = worker
+        self.readonly = readonly
         self.db: Database = (
             PostgresDatabase(str(target), password=password, patience=patience)
             if is_postgres(target)
@@ -242,6 +243,14 @@ class Ledger:
             raise LedgerError(
                 f"the ledger {self.path} was written by a newer release (schema "
                 f"{self.version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+            )
+        if self.readonly and 0 < self.version() < len(MIGRATIONS):
+            # A reader cannot migrate: without this, every query names a missing column.
+            # (Version 0 is a ledger the worker is creating at this moment.)
+            raise LedgerError(
+                f"the ledger {self.path} was written by an older release (schema "
+                f"{self.version()}, this one knows {len(MIGRATIONS)}): restart the service "
+                "(`reminder run` upgrades it), then try again"
             )
 
     def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:

@@ -428,6 +428,12 @@ def status_data(
     the window was missed or failed, or claims wait on a configuration fault."""
     zone = zone or snapshot.config.zone
     owed = notices_data(notices, snapshot, now, zone)
+    # Nobody suppressed in the ledger is mailed: not owed, so never "missed" either.
+    stopped = {s.address for s in suppressions}
+
+    def attending(session: Session) -> int:
+        return sum(r.key not in stopped for r in snapshot.roster.attending(session))
+
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -443,7 +449,7 @@ def status_data(
                     {
                         "session": s.session.id,
                         "lead": str(s.lead),
-                        "registrants": len(snapshot.roster.attending(s.session)),
+                        "registrants": attending(s.session),
                     }
                     for s in what
                 ]
@@ -454,7 +460,7 @@ def status_data(
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
         found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
-        attendees = len(snapshot.roster.attending(slot.session))
+        attendees = attending(slot.session)
         settled = sum(
             found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
         )

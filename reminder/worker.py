@@ -264,11 +264,14 @@ class Worker:
             len(snapshot.config.reminders.leads),
             ", ".join(snapshot.config.reminders.leads),
         )
+        # Served means mailed: the ledger's suppressions (unsubscribes, bounces) count too.
+        stopped = self.ledger.suppressed_addresses()
+        gone = sum(r.key in stopped for r in snapshot.roster.registrants)
         log.info(
             "registrants %s: %d served, %d suppressed, %d problems",
             snapshot.roster.source,
-            len(snapshot.roster.registrants),
-            len(snapshot.roster.suppressed),
+            len(snapshot.roster.registrants) - gone,
+            len(snapshot.roster.suppressed) + gone,
             len(snapshot.roster.problems),
         )
         log.info("transport: %s", self.transport.description)

@@ -506,3 +506,39 @@ def test_ledger_migrate_copy_and_status_on_postgresql(
     assert "workers: none running" in shown
     cli(project, "history", "--session", "2023-03-01")
     assert "250 ok" in capsys.readouterr().out  # read from PostgreSQL, as copied
+
+
+def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Everyone of 1 March got every reminder but one person who unsubscribed first:
+    # nobody was missed, and a monitoring script must not be told otherwise.
+    snapshot = project.snapshot()
+    session = next(s for s in snapshot.sessions if s.id == "2023-03-01")
+    people = [r.key for r in snapshot.roster.attending(session)]
+    now = datetime(2023, 2, 20, 9, tzinfo=UTC)
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.suppress(people[0], reason="asked by phone", source="staff", at=now)
+        for lead in ("7d", "1d", "1h"):
+            keys = [DeliveryKey(session.key, "reminder", lead, who) for who in people[1:]]
+            ledger.claim(
+                [Claim(k, f"<{lead}.{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now
+            )
+            ledger.record([Outcome(k, Status.SENT, "250 ok", now) for k in keys], now)
+    assert cli(project, "status", "--now", "2023-03-01T20:00", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    march = [r for r in data["reminders"] if r["session"] == "2023-03-01"]
+    assert [(r["registrants"], r["sent"], r["missed"]) for r in march] == [(18, 18, 0)] * 3
+
+
+def test_send_test_takes_an_address_a_registrant_could_have_and_no_other(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A non-ASCII local part cannot be sent without SMTPUTF8, which exports never get
+    # either: a usage error, not a UnicodeEncodeError traceback.
+    assert cli(project, "send-test", "--to", "jéan@example.org") == 2
+    assert "--to 'jéan@example.org' is not an e-mail address" in capsys.readouterr().err
+    # An international domain is written as the ASCII form the registrants' are.
+    assert cli(project, "send-test", "--to", "jean@exämple.org") == 0
+    [mail] = (project.root / "state" / "outbox" / "new").iterdir()
+    assert "<jean@xn--exmple-cua.org>" in mail.read_text()

@@ -169,3 +169,26 @@ def test_a_notice_template_that_fails_to_render_is_caught_before_anything_is_sen
     assert cli(project, "check") == 1
     out = capsys.readouterr().err  # problems go to stderr
     assert "cancellation.txt" in out and "while rendering" in out
+
+
+def test_no_notice_is_shown_owed_to_a_registrant_suppressed_in_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Evelyne unsubscribed after her reminder: the worker sends her no cancellation, so
+    # status must not show one owed to her forever (nor the stop line count it).
+    told_evelyne(project)
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
+        ledger.suppress("evelyne.dubois@example.org", reason="x", source="unsubscribe", at=SENT_AT)
+    cancel_march(project)
+    assert cli(project, "status", "--now", "2023-02-24T10:00", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["notices"] == []
+
+
+def test_send_test_of_a_cancelled_session_refuses_like_preview(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A test mail saying "the session takes place" for a cancelled one would mislead staff.
+    cancel_march(project)
+    assert cli(project, "send-test", "--to", "staff@example.org", "--session", "2023-03-01") == 1
+    assert "the session of 2023-03-01 is cancelled" in capsys.readouterr().err
+    assert not (project.root / "state" / "outbox").exists()

@@ -301,3 +301,18 @@ def test_what_each_registrant_was_told_and_the_session_versions(ledger: Ledger) 
     later = NOW + timedelta(hours=1)
     assert ledger.observe({"2023-03-01": "v1"}, later) == {"2023-03-01": ALWAYS}
     assert ledger.observe({"2023-03-01": "v2"}, later) == {"2023-03-01": later}
+
+
+def test_a_ledger_of_an_older_schema_read_only_says_how_to_upgrade_it(tmp_path: Path) -> None:
+    # After an upgrade of the package and before the service restarts, status, history,
+    # plan and check read the old ledger: a clear message, not "no such column".
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(MIGRATIONS[0] + "; PRAGMA user_version = 1;")
+    db.close()
+    with pytest.raises(LedgerError, match=r"older release.*`reminder run` upgrades it"):
+        Ledger(path, readonly=True)
+    with Ledger(path):  # a writer upgrades it; readers are served again
+        pass
+    with Ledger(path, readonly=True) as ledger:
+        assert ledger.suppressed_addresses() == frozenset()
