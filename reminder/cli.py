@@ -86,11 +86,12 @@ def _since(text: str) -> Lead | datetime:
 
 
 def _address(text: str) -> str:
-    address = text.strip()
-    local, at, domain = address.rpartition("@")
-    if not (local and at and "." in domain) or any(c.isspace() or c in "<>," for c in address):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address")
-    return address
+    """An address in the form registrants are keyed by: an international domain in ASCII."""
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address ({exc})") from None
+    return str(checked.ascii_email or checked.normalized)
 
 
 def _edit(text: str) -> tuple[datetime, Path]:

@@ -30,7 +30,7 @@ from .notices import (
     version,
 )
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
-from .registrants import masked
+from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
 from .store import DeliveryLedger, ledger_target, open_ledger
@@ -193,15 +193,32 @@ def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int
     return ledger.open_claims(now) + fresh + len(notices.owed)
 
 
-def wakeups(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> list[datetime]:
-    """The future instants when something may be owed: reminders, notices, retries of claims."""
+def wakeups(
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+) -> list[datetime]:
+    """The future instants when something may be owed: reminders, notices, retries of claims.
+
+    `notices` is the notice plan already computed at this instant, if any: reading it
+    again costs seconds at 100,000 registrants.
+    """
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
     active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
     found = next_wakeups(
         now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
     )
-    return sorted(set(found) | notice_wakeups(now, notice_plan(ledger, snapshot, now)))
+    # Notice claims put back for a retry are read from the ledger; a cancelled session
+    # has no reminder slots, so its key comes from the sessions.
+    told = {s.key for s in snapshot.sessions if now < s.start}
+    retries = {
+        at
+        for kind in NOTICE_KINDS
+        for claims in ledger.view(told, kind, claims_only=True).claims.values()
+        for at in claims.values()
+        if at > now
+    }
+    notices = notices or notice_plan(ledger, snapshot, now)
+    return sorted(set(found) | retries | notice_wakeups(now, notices))
 
 
 class Dispatcher:
@@ -227,26 +244,9 @@ class Dispatcher:
         self._notices: tuple[Snapshot, NoticePlan] | None = None
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
-        if self._notices is not None and self._notices[0] is snapshot:
-            # The notice plan of the pass that just ran still names every instant that
-            # matters (sessions settling, notices waiting): reading it again costs seconds
-            # at 100,000 registrants.
-            active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
-            found = next_wakeups(
-                now, snapshot.slots, self.ledger.view(active, claims_only=True), snapshot.cutoff
-            )
-            # Notice claims put back for a retry during that pass are read from the ledger;
-            # a cancelled session has no reminder slots, so its key comes from the sessions.
-            told = {s.key for s in snapshot.sessions if now < s.start}
-            retries = {
-                at
-                for kind in NOTICE_KINDS
-                for claims in self.ledger.view(told, kind, claims_only=True).claims.values()
-                for at in claims.values()
-                if at > now
-            }
-            return sorted(set(found) | retries | notice_wakeups(now, self._notices[1]))
-        return wakeups(self.ledger, snapshot, now)
+        # The notice plan of the pass that just ran still names every instant that matters.
+        cached = self._notices[1] if self._notices and self._notices[0] is snapshot else None
+        return wakeups(self.ledger, snapshot, now, cached)
 
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""
@@ -405,7 +405,7 @@ class Dispatcher:
                     sent.what,
                     masked(sent.email),
                     log_time(retry_at),
-                    result.reply,
+                    redacted(result.reply),
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
                 self.ledger.record([outcome], now)
@@ -432,13 +432,13 @@ class Dispatcher:
             log.warning(
                 "suppressed %s: the server says the mailbox does not exist: %s",
                 masked(sent.email),
-                reply,
+                redacted(reply),
             )
         elif refusal is Refusal.POLICY:
             log.warning(
                 "refused by the receiving server's policy, not suppressed (check the "
                 "sender's SPF/DKIM/DMARC and the content): %s for %s",
-                reply,
+                redacted(reply),
                 masked(sent.email),
             )
 
@@ -450,7 +450,11 @@ class Dispatcher:
         unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
-            "failed: %s of %s for %s: %s", sent.what, sent.session, masked(sent.email), reply
+            "failed: %s of %s for %s: %s",
+            sent.what,
+            sent.session,
+            masked(sent.email),
+            redacted(reply),
         )
         self.observer.settled(sent.key, "failed")
 

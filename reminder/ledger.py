@@ -624,6 +624,11 @@ class Ledger:
     def suppressed_addresses(self) -> frozenset[str]:
         return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))
 
+    def recipients(self) -> frozenset[str]:
+        """Everyone the cycle ever mailed: their unsubscribe links must keep working after
+        they leave the export."""
+        return frozenset(a for (a,) in self.db.execute("SELECT DISTINCT recipient FROM deliveries"))
+
     def write_problem(self) -> str | None:
         """Why a write could not start now (for readiness), or None when it could.
 

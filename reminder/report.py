@@ -13,7 +13,7 @@ from .cluster import WorkerRow
 from .ledger import Row, Suppression
 from .notices import NoticePlan
 from .plan import Slot, deadline
-from .registrants import Registrant, Roster, masked
+from .registrants import Registrant, Roster, masked, redacted
 from .sessions import Session
 from .snapshot import Snapshot
 from .wording import long_date, time_range
@@ -226,7 +226,7 @@ def suppression_dict(suppression: Suppression, show: bool, zone: tzinfo = UTC) -
         "address": suppression.address if show else masked(suppression.address),
         "source": suppression.source,
         "reason": suppression.reason,
-        "reply": suppression.reply,
+        "reply": suppression.reply if show else redacted(suppression.reply),
         "at": iso(suppression.created_at.astimezone(zone)),
     }
 
@@ -374,7 +374,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                     "attempts": row.attempts,
                     "sent_at": at(row.sent_at) if row.sent_at else None,
                     "updated_at": at(row.updated_at),
-                    "reply": row.last_reply,
+                    "reply": row.last_reply if show else redacted(row.last_reply),
                     "configuration_fault": row.fault or None,
                 }
                 for row in rows
@@ -394,7 +394,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                 "waiting" if row.fault else row.status,
                 row.attempts,
                 local(row.sent_at, zone) if row.sent_at else "",
-                row.last_reply[:60],
+                (row.last_reply if show else redacted(row.last_reply))[:60],
             )
             for row in rows
         ],
@@ -501,7 +501,7 @@ def status_data(
             "lead": last_error.lead,
             "recipient": masked(last_error.recipient),
             "status": last_error.status,
-            "reply": last_error.last_reply,
+            "reply": redacted(last_error.last_reply),
         }
     fault = None
     if faults:

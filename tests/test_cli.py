@@ -542,3 +542,40 @@ def test_send_test_takes_an_address_a_registrant_could_have_and_no_other(
     assert cli(project, "send-test", "--to", "jean@exämple.org") == 0
     [mail] = (project.root / "state" / "outbox" / "new").iterdir()
     assert "<jean@xn--exmple-cua.org>" in mail.read_text()
+
+
+def test_addresses_quoted_in_server_replies_are_masked_too(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime(2023, 2, 28, 16, tzinfo=UTC)
+    reply = "550 5.1.1 <sophie.martin@example.fr>: Recipient address rejected: User unknown"
+    key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "sophie.martin@example.fr")
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.claim([Claim(key, "<1@irev.fr>", now, now)], now)
+        ledger.record([Outcome(key, Status.FAILED, reply, now)], now)
+        ledger.suppress(key.recipient, reason="bounce", source="bounce", at=now, reply=reply)
+    for command in (
+        ("history", "--format", "json"),
+        ("history",),
+        ("status", "--now", "2023-02-28T18:00", "--format", "json"),
+        ("status", "--now", "2023-02-28T18:00"),
+        ("suppressed",),
+        ("suppressed", "--format", "json"),
+    ):
+        cli(project, *command)
+        out = capsys.readouterr().out
+        assert "sophie.martin@" not in out, command
+        assert "s***@example.fr" in out, command
+    cli(project, "suppressed", "--show-addresses")
+    assert "<sophie.martin@example.fr>: Recipient" in capsys.readouterr().out
+
+
+def test_suppressing_an_international_domain_stops_that_registrant(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.registrants([{**person(0), "Courriel": "jean@exämple.org"}])
+    assert cli(project, "suppress", "Jean@Exämple.org", "--reason", "asked by phone") == 0
+    capsys.readouterr()
+    assert cli(project, "registrants", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["address"] for s in data["suppressed_in_ledger"]] == ["j***@xn--exmple-cua.org"]
