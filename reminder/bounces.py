@@ -24,7 +24,7 @@ from .config import Bounces, Config
 from .dsn import Bounce, parse_report
 from .errors import BounceError
 from .ledger import Ledger
-from .registrants import masked
+from .registrants import masked, redacted
 from .replies import Refusal, classify
 
 
@@ -45,8 +45,8 @@ class BounceRun:
             f"{len(self.suppressed)} address(es) suppressed, {len(self.reported)} other "
             f"failure(s), {len(self.unmatched)} unmatched, {self.delayed} delay notice(s)"
         ]
-        out += [f"  suppressed {masked(a)}: {reply}" for a, reply in self.suppressed]
-        out += [f"  not suppressed {masked(a)}: {reply}" for a, reply in self.reported]
+        out += [f"  suppressed {masked(a)}: {redacted(r)}" for a, r in self.suppressed]
+        out += [f"  not suppressed {masked(a)}: {redacted(r)}" for a, r in self.reported]
         out += [
             f"  unmatched {masked(a) if a else '(no recipient)'}: {mid or 'no Message-ID'} is "
             "not a message of this ledger"

@@ -17,11 +17,12 @@ from email_validator import EmailNotValidError, validate_email
 
 from . import __version__, report
 from .bounces import collect
+from .cluster import workers
 from .config import Config, config_path, load_config
 from .delivery import notice_plan, notices_in, told, wakeups
 from .errors import InputError, ReminderError
 from .leads import Lead
-from .ledger import Ledger, Suppression, canonical
+from .ledger import MIGRATIONS, Ledger, Suppression, canonical
 from .logs import printable, setup_logging, use_zone
 from .notices import CANCELLATION, NOTICE_KINDS, UPDATE, sample_notice
 from .plan import DeliveryKey, Slot
@@ -29,8 +30,9 @@ from .registrants import Registrant, load_suppression, masked
 from .sessions import Session, find_session
 from .simulate import simulate
 from .snapshot import SAMPLE_REGISTRANT, Snapshot, check, load_snapshot
+from .store import copy_ledger, ledger_target, open_ledger
 from .transport import Envelope, Result, each
-from .worker import Worker, ledger_path, make_transport, utc_now
+from .worker import Worker, make_transport, utc_now
 
 log = logging.getLogger("reminder")
 # The exit statuses, as the README's table documents them.
@@ -84,11 +86,12 @@ def _since(text: str) -> Lead | datetime:
 
 
 def _address(text: str) -> str:
-    address = text.strip()
-    local, at, domain = address.rpartition("@")
-    if not (local and at and "." in domain) or any(c.isspace() or c in "<>," for c in address):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address")
-    return address
+    """An address in the form registrants are keyed by: an international domain in ASCII."""
+    try:
+        checked = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an e-mail address ({exc})") from None
+    return str(checked.ascii_email or checked.normalized)
 
 
 def _edit(text: str) -> tuple[datetime, Path]:
@@ -237,6 +240,27 @@ def parser() -> argparse.ArgumentParser:
         help="deliver through an embedded SMTP server instead of the outbox",
     )
 
+    ledger = command("ledger", "Migrate the ledger's schema, or copy a SQLite ledger elsewhere.")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the configured ledger's schema up to this release",
+        description="Bring the configured ledger's schema up to this release.",
+    )
+    copy = ledger_commands.add_parser(
+        "copy",
+        parents=[common],
+        help="copy the SQLite ledger into PostgreSQL, checked row for row",
+        description="Copy the SQLite ledger of paths.state into PostgreSQL, checked row for row.",
+    )
+    copy.add_argument(
+        "--to",
+        metavar="URL",
+        required=True,
+        help="postgresql://USER@HOST/DATABASE (password: REMINDER_LEDGER__PASSWORD[_FILE])",
+    )
+
     stop = command("suppress", "Never mail this address again (recorded in the ledger).")
     stop.add_argument("address", type=_address, metavar="ADDRESS", help="the address to stop")
     stop.add_argument(
@@ -350,9 +374,7 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
             out(line)
     cancelled = sum(s.cancelled for s in snapshot.sessions)
     now = _now(snapshot, args.now)
-    owed = report.notices_data(
-        notices_in(ledger_path(snapshot.config), snapshot, now), snapshot, now
-    )
+    owed = report.notices_data(notices_in(snapshot.config, snapshot, now), snapshot, now)
     if owed:
         out("change notices these files would cause, against the ledger:")
         out("\n".join(report.notices_lines(owed)))
@@ -371,10 +393,10 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
 
 def _suppressions(config: Config) -> list[Suppression]:
     """The ledger's suppressions; none before the ledger exists."""
-    path = ledger_path(config)
-    if not path.exists():
+    target = ledger_target(config)
+    if isinstance(target, Path) and not target.exists():
         return []
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return ledger.suppressions()
 
 
@@ -387,7 +409,7 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
         if (args.start is None or s.start.date() >= args.start)
         and (args.end is None or s.start.date() <= args.end)
     ]
-    notices = notices_in(ledger_path(snapshot.config), snapshot, now)
+    notices = notices_in(snapshot.config, snapshot, now)
     if args.format == "json":
         out(
             json.dumps(
@@ -447,7 +469,7 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
         stem = f"reminder-{slot.session.id}-{slot.lead}"
     else:
         now = utc_now()
-        before = told(ledger_path(snapshot.config), slot.session.id, registrant.key)
+        before = told(snapshot.config, slot.session.id, registrant.key)
         notice = sample_notice(
             slot.session, registrant, args.kind, snapshot.config.cycle.join_url or "", before, now
         )
@@ -475,13 +497,19 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
 
 def do_send_test(args: argparse.Namespace, path: Path) -> int:
     try:
-        checked = validate_email(args.to.strip(), check_deliverability=False)
+        # As registrants' addresses are read: no SMTPUTF8, international domains in ASCII.
+        checked = validate_email(args.to.strip(), check_deliverability=False, allow_smtputf8=False)
     except EmailNotValidError as exc:
         err(f"reminder send-test: --to {args.to!r} is not an e-mail address ({exc})")
         return USAGE
-    address = str(checked.normalized)
+    address = str(checked.ascii_email or checked.normalized)
     snapshot = load_snapshot(path)
     slot = _slot(snapshot, args.session, args.lead)
+    if slot.session.cancelled:
+        raise ReminderError(
+            f"the session of {slot.session.id} is cancelled: no reminder goes out for it; "
+            "choose another with --session"
+        )
     person = Registrant(
         email=address,
         first_name=SAMPLE_REGISTRANT.first_name,
@@ -516,7 +544,7 @@ def do_history(args: argparse.Namespace, path: Path) -> int:
     zone = _zone(snapshot, args)
     prefix = _session(snapshot, args.session).key if args.session else ""
     window = _window_start(args.since, utc_now(), zone)
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         rows = ledger.rows(
             session_prefix=prefix,
             recipient=args.recipient or "",
@@ -573,7 +601,7 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
     zone = _zone(snapshot, args)
     now = _now(snapshot, args.now)
     window = _window_start(args.since, now, zone)
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         data = report.status_data(
             snapshot,
             now,
@@ -586,17 +614,45 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
             zone=zone,
             window=window,
         )
+        data["workers"] = report.workers_data(workers(ledger), now)
     out(
         json.dumps(data, ensure_ascii=False, indent=2)
         if args.format == "json"
-        else report.status_text(data)
+        else report.status_text(data) + "\n\n" + report.workers_text(data["workers"])
     )
     return FAILED if data["trouble"] else OK
 
 
+def do_ledger(args: argparse.Namespace, path: Path) -> int:
+    config = load_config(path)
+    if args.ledger_command == "migrate":
+        with open_ledger(config, migrate=False) as ledger:
+            before = ledger.version()
+        with open_ledger(config) as ledger:
+            out(
+                f"{ledger.path}: schema {before} -> {ledger.version()} (this release knows "
+                f"{len(MIGRATIONS)})"
+            )
+        return OK
+    target_config = config.model_copy(
+        update={"ledger": config.ledger.model_copy(update={"url": args.to})}
+    )
+    with (
+        Ledger(ledger_target(config), readonly=True) as source,
+        open_ledger(target_config, worker="copy") as target,
+    ):
+        copied = copy_ledger(source, target)
+    out(
+        f"copied {source.path} into {target.path}, checked row for row: "
+        + ", ".join(f"{table} {count}" for table, count in copied.items())
+    )
+    out(f"now set ledger.url = {target.path!r} (or REMINDER_LEDGER__URL) for every worker")
+    return OK
+
+
 def do_suppress(args: argparse.Namespace, path: Path) -> int:
     config = load_config(path)
-    with Ledger(ledger_path(config)) as ledger:
+    with open_ledger(config) as ledger:
         added = ledger.suppress(args.address, reason=args.reason, source="staff", at=utc_now())
         known = {s.address: s for s in ledger.suppressions()}[canonical(args.address)]
     if added:
@@ -613,7 +669,7 @@ def do_suppress(args: argparse.Namespace, path: Path) -> int:
 def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
     config = load_config(path)
     address = canonical(args.address)
-    with Ledger(ledger_path(config)) as ledger:
+    with open_ledger(config) as ledger:
         removed = ledger.unsuppress(address)
     listed = address in load_suppression(config.path(config.paths.suppression))
     if removed:
@@ -630,7 +686,7 @@ def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
 
 def do_bounces(args: argparse.Namespace, path: Path) -> int:
     config = load_config(path)
-    with Ledger(ledger_path(config)) as ledger:
+    with open_ledger(config) as ledger:
         run = collect(config, ledger, utc_now())
     out("\n".join(run.lines()))
     return OK
@@ -655,6 +711,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "run": do_run,
     "simulate": do_simulate,
     "status": do_status,
+    "ledger": do_ledger,
     "suppress": do_suppress,
     "unsuppress": do_unsuppress,
     "suppressed": do_suppressed,

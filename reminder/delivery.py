@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Protocol
 
 from .composing import compose_all
+from .config import Config
 from .errors import ReminderError, TransportConfigError
 from .leads import Lead
-from .ledger import Claim, Ledger, Outcome, Status
+from .ledger import Claim, Outcome, Status
+from .logs import log_time
 from .messages import message_id
 from .notices import (
     NOTICE_KINDS,
@@ -28,15 +30,18 @@ from .notices import (
     version,
 )
 from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
-from .registrants import masked
+from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
+from .store import DeliveryLedger, ledger_target, open_ledger
 from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
 
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
+# On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
+SHARED_CLAIM_STEP = 32
 Clock = Callable[[], datetime]
 
 
@@ -97,7 +102,7 @@ class Tally:
 
 
 def notice_plan(
-    ledger: Ledger, snapshot: Snapshot, now: datetime, *, observe: bool = False
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, *, observe: bool = False
 ) -> NoticePlan:
     """Change notices owed at `now`. With `observe`, the sessions' current versions are
     recorded first (the worker); without, the ledger is only read (plan, status, check)."""
@@ -113,28 +118,40 @@ def notice_plan(
     )
     delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
     view = ledger.notice_view(versions, since)
-    return plan_notices(now, live, snapshot.roster, view, delay, default)
+    # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
+    # so status, plan, check and the stop line must not count it as owed either.
+    stopped = ledger.suppressed_addresses()
+    roster = snapshot.roster
+    if stopped:
+        served = tuple(r for r in roster.registrants if r.key not in stopped)
+        roster = replace(roster, registrants=served, _by_session={})
+    return plan_notices(now, live, roster, view, delay, default)
 
 
-def notices_in(path: Path, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
-    """The notices the ledger at `path` and these files make owed, without writing anything
-    (None when there is no ledger yet: nobody has been told anything)."""
-    if not path.exists():
+def _no_ledger_yet(config: Config) -> bool:
+    target = ledger_target(config)
+    return isinstance(target, Path) and not target.exists()
+
+
+def notices_in(config: Config, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
+    """The notices the configured ledger and these files make owed, without writing
+    anything (None when there is no ledger yet: nobody has been told anything)."""
+    if _no_ledger_yet(config):
         return None
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return notice_plan(ledger, snapshot, now)
 
 
-def told(path: Path, session_id: str, recipient: str) -> Told | None:
-    """What the ledger at `path` says `recipient` was last told about a session."""
-    if not path.exists():
+def told(config: Config, session_id: str, recipient: str) -> Told | None:
+    """What the configured ledger says `recipient` was last told about a session."""
+    if _no_ledger_yet(config):
         return None
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
 
 
 def owed(
-    ledger: Ledger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
 ) -> Batch:
     """What the plan and the ledger say is owed at `now`.
 
@@ -169,22 +186,39 @@ def owed(
     return Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 
-def still_owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> int:
+def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
     """Deliveries a next start would owe: open claims, and what is due but not claimed."""
     notices = notice_plan(ledger, snapshot, now)
     fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now, notices).sends)
     return ledger.open_claims(now) + fresh + len(notices.owed)
 
 
-def wakeups(ledger: Ledger, snapshot: Snapshot, now: datetime) -> list[datetime]:
-    """The future instants when something may be owed: reminders, notices, retries of claims."""
+def wakeups(
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+) -> list[datetime]:
+    """The future instants when something may be owed: reminders, notices, retries of claims.
+
+    `notices` is the notice plan already computed at this instant, if any: reading it
+    again costs seconds at 100,000 registrants.
+    """
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
     active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
     found = next_wakeups(
         now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
     )
-    return sorted(set(found) | notice_wakeups(now, notice_plan(ledger, snapshot, now)))
+    # Notice claims put back for a retry are read from the ledger; a cancelled session
+    # has no reminder slots, so its key comes from the sessions.
+    told = {s.key for s in snapshot.sessions if now < s.start}
+    retries = {
+        at
+        for kind in NOTICE_KINDS
+        for claims in ledger.view(told, kind, claims_only=True).claims.values()
+        for at in claims.values()
+        if at > now
+    }
+    notices = notices or notice_plan(ledger, snapshot, now)
+    return sorted(set(found) | retries | notice_wakeups(now, notices))
 
 
 class Dispatcher:
@@ -192,41 +226,27 @@ class Dispatcher:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: DeliveryLedger,
         transport: Transport,
         clock: Clock,
         *,
         helpers: int = 0,
+        may_send: Callable[[], bool] = lambda: True,
         observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
+        self.may_send = may_send  # False while this worker does not hold its lease
+        self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
         self.observer = observer or NoObserver()
         self._notices: tuple[Snapshot, NoticePlan] | None = None
 
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
-        if self._notices is not None and self._notices[0] is snapshot:
-            # The notice plan of the pass that just ran still names every instant that
-            # matters (sessions settling, notices waiting): reading it again costs seconds
-            # at 100,000 registrants.
-            active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
-            found = next_wakeups(
-                now, snapshot.slots, self.ledger.view(active, claims_only=True), snapshot.cutoff
-            )
-            # Notice claims put back for a retry during that pass are read from the ledger;
-            # a cancelled session has no reminder slots, so its key comes from the sessions.
-            told = {s.key for s in snapshot.sessions if now < s.start}
-            retries = {
-                at
-                for kind in NOTICE_KINDS
-                for claims in self.ledger.view(told, kind, claims_only=True).claims.values()
-                for at in claims.values()
-                if at > now
-            }
-            return sorted(set(found) | retries | notice_wakeups(now, self._notices[1]))
-        return wakeups(self.ledger, snapshot, now)
+        # The notice plan of the pass that just ran still names every instant that matters.
+        cached = self._notices[1] if self._notices and self._notices[0] is snapshot else None
+        return wakeups(self.ledger, snapshot, now, cached)
 
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""
@@ -271,10 +291,19 @@ class Dispatcher:
         }
         # The ledger hands back the Message-ID recorded at the first claim: a resend
         # carries it whatever changed in the config since.
-        claims = {claim.key: claim for claim in self.ledger.claim(list(claims.values()), now)}
-        deliveries = [d for d in batch.sends if d.key in claims]
-        changes = [n for n in owed_notices if n.key in claims]
-        unsettled = {*(d.key for d in deliveries), *(n.key for n in changes)}
+        won = self.ledger.claim([claims[n.key] for n in owed_notices], now) if owed_notices else []
+        claims |= {claim.key: claim for claim in won}
+        changes = [n for n in owed_notices if n.key in {claim.key for claim in won}]
+        unsettled = {n.key for n in changes}
+        self.unsettled = unsettled
+        sends = list(batch.sends)
+        step = max(1, len(sends))
+        if self.ledger.shared and sends:
+            # Workers sharing a ledger claim a little at a time, each from its own random
+            # place in the batch, so all of them send a large batch together.
+            step = SHARED_CLAIM_STEP
+            turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
+            sends = sends[turn:] + sends[:turn]
 
         def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
             self.observer.in_flight(1)
@@ -290,6 +319,8 @@ class Dispatcher:
         async def envelopes() -> AsyncIterator[Envelope]:
             # Notices first: a cancellation must not wait behind a large reminder batch.
             for notice in changes:
+                if not self.may_send():
+                    return
                 claim = claims[notice.key]
                 try:
                     data = composer.compose_notice(notice, self.clock(), claim.message_id).data
@@ -299,17 +330,26 @@ class Dispatcher:
                     )
                     continue
                 yield envelope(_Sent.of(notice), claim, data)
-            async for delivery, composed in compose_all(
-                snapshot,
-                deliveries,
-                self.clock,
-                helpers=self.helpers,
-                message_ids={key: claim.message_id for key, claim in claims.items()},
-            ):
-                if isinstance(composed, str):
-                    self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
-                    continue
-                yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
+            for start in range(0, len(sends), step):
+                if not self.may_send():
+                    return  # the lease lapsed: another worker may hold these claims now
+                part = sends[start : start + step]
+                taken = {c.key: c for c in self.ledger.claim([claims[d.key] for d in part], now)}
+                claims.update(taken)
+                unsettled.update(taken)
+                async for delivery, composed in compose_all(
+                    snapshot,
+                    [d for d in part if d.key in taken],
+                    self.clock,
+                    helpers=self.helpers,
+                    message_ids={key: claim.message_id for key, claim in taken.items()},
+                ):
+                    if not self.may_send():
+                        return
+                    if isinstance(composed, str):
+                        self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
+                        continue
+                    yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
         def report(result: Result) -> None:
             sent, claim = result.envelope.token
@@ -326,6 +366,10 @@ class Dispatcher:
             tally.left = len(unsettled)
             raise
         tally.left = len(unsettled)
+        if unsettled:
+            # Claimed, never attempted (a stop, or the lease lapsed): due again at once for
+            # whichever worker holds a lease; an adopter's claims are left alone.
+            self.ledger.release(sorted(unsettled), self.clock())
         return tally
 
     def _settle(
@@ -360,8 +404,8 @@ class Dispatcher:
                     "will retry %s for %s at %s: %s",
                     sent.what,
                     masked(sent.email),
-                    f"{retry_at:%H:%M:%S}",
-                    result.reply,
+                    log_time(retry_at),
+                    redacted(result.reply),
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
                 self.ledger.record([outcome], now)
@@ -388,13 +432,13 @@ class Dispatcher:
             log.warning(
                 "suppressed %s: the server says the mailbox does not exist: %s",
                 masked(sent.email),
-                reply,
+                redacted(reply),
             )
         elif refusal is Refusal.POLICY:
             log.warning(
                 "refused by the receiving server's policy, not suppressed (check the "
                 "sender's SPF/DKIM/DMARC and the content): %s for %s",
-                reply,
+                redacted(reply),
                 masked(sent.email),
             )
 
@@ -406,7 +450,11 @@ class Dispatcher:
         unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
-            "failed: %s of %s for %s: %s", sent.what, sent.session, masked(sent.email), reply
+            "failed: %s of %s for %s: %s",
+            sent.what,
+            sent.session,
+            masked(sent.email),
+            redacted(reply),
         )
         self.observer.settled(sent.key, "failed")
 

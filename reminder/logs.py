@@ -35,6 +35,11 @@ def stamp(created: float, timespec: str = "seconds") -> str:
     return datetime.fromtimestamp(created, _Zone.zone).isoformat(timespec=timespec)
 
 
+def log_time(moment: datetime) -> str:
+    """An instant named in a log message, in the logs' zone with its offset, like the stamp."""
+    return moment.astimezone(_Zone.zone).isoformat(timespec="seconds")
+
+
 class HumanLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         line = f"{stamp(record.created)} {record.levelname:<7} {record.getMessage()}"

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from .leads import Lead
 from .ledger import Ledger
 from .metrics import Metrics
-from .plan import DeliveryKey
+from .plan import REMINDER, DeliveryKey
 from .sdnotify import Notifier
 from .snapshot import Snapshot
 
@@ -126,7 +126,10 @@ class Monitor:
     def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
         now = self.clock()
         self.progress = now
-        self.metrics.deliveries.labels(key.kind, key.lead, outcome).inc()
+        # A notice's "lead" is its version (v1, v2, …): as a label it would grow without
+        # bound, so notices are told apart by their kind alone.
+        lead = key.lead if key.kind == REMINDER else ""
+        self.metrics.deliveries.labels(key.kind, lead, outcome).inc()
         if outcome in ("sent", "late"):
             self.metrics.last_delivery.set(now.timestamp())
             if due_at is not None:

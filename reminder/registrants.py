@@ -104,6 +104,15 @@ def masked(email: str) -> str:
     return f"{local[:1]}***@{domain}"
 
 
+# An address as servers quote it in a reply: "<sophie.martin@example.fr>: User unknown".
+_QUOTED_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def redacted(text: str) -> str:
+    """A server's reply with every address in it masked, as the recipient's own is."""
+    return _QUOTED_ADDRESS.sub(lambda found: masked(found.group()), text)
+
+
 def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     """Read the export and the suppression list; bad rows become problems, not failures.
 
@@ -420,7 +429,11 @@ class _Reader:
             )
         return found
 
-    def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
+    def _problem(
+        self, row: int, column: str | None, message: str, severity: str = "warning"
+    ) -> None:
+        # A bad row is skipped and the others are served: a warning wherever it is shown
+        # (check, the run log, the staff page), never an error that would stop sending.
         self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))
 
 

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .cluster import WorkerRow
 from .ledger import Row, Suppression
 from .notices import NoticePlan
 from .plan import Slot, deadline
-from .registrants import Registrant, Roster, masked
+from .registrants import Registrant, Roster, masked, redacted
 from .sessions import Session
 from .snapshot import Snapshot
 from .wording import long_date, time_range
@@ -225,7 +226,7 @@ def suppression_dict(suppression: Suppression, show: bool, zone: tzinfo = UTC) -
         "address": suppression.address if show else masked(suppression.address),
         "source": suppression.source,
         "reason": suppression.reason,
-        "reply": suppression.reply,
+        "reply": suppression.reply if show else redacted(suppression.reply),
         "at": iso(suppression.created_at.astimezone(zone)),
     }
 
@@ -373,7 +374,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                     "attempts": row.attempts,
                     "sent_at": at(row.sent_at) if row.sent_at else None,
                     "updated_at": at(row.updated_at),
-                    "reply": row.last_reply,
+                    "reply": row.last_reply if show else redacted(row.last_reply),
                     "configuration_fault": row.fault or None,
                 }
                 for row in rows
@@ -393,7 +394,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                 "waiting" if row.fault else row.status,
                 row.attempts,
                 local(row.sent_at, zone) if row.sent_at else "",
-                row.last_reply[:60],
+                (row.last_reply if show else redacted(row.last_reply))[:60],
             )
             for row in rows
         ],
@@ -427,6 +428,12 @@ def status_data(
     the window was missed or failed, or claims wait on a configuration fault."""
     zone = zone or snapshot.config.zone
     owed = notices_data(notices, snapshot, now, zone)
+    # Nobody suppressed in the ledger is mailed: not owed, so never "missed" either.
+    stopped = {s.address for s in suppressions}
+
+    def attending(session: Session) -> int:
+        return sum(r.key not in stopped for r in snapshot.roster.attending(session))
+
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
     for slot in slots:
@@ -442,7 +449,7 @@ def status_data(
                     {
                         "session": s.session.id,
                         "lead": str(s.lead),
-                        "registrants": len(snapshot.roster.attending(s.session)),
+                        "registrants": attending(s.session),
                     }
                     for s in what
                 ]
@@ -453,7 +460,7 @@ def status_data(
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
         found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
-        attendees = len(snapshot.roster.attending(slot.session))
+        attendees = attending(slot.session)
         settled = sum(
             found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
         )
@@ -494,7 +501,7 @@ def status_data(
             "lead": last_error.lead,
             "recipient": masked(last_error.recipient),
             "status": last_error.status,
-            "reply": last_error.last_reply,
+            "reply": redacted(last_error.last_reply),
         }
     fault = None
     if faults:
@@ -639,3 +646,37 @@ def suppressed_output(
     lines += ["", f"in the suppression list file: {len(listed)}"]
     lines += [f"  {a if show else masked(a)}" for a in listed]
     return "\n".join(lines)
+
+
+def workers_data(found: Sequence[WorkerRow], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": w.host,
+            "pid": w.pid,
+            "since": iso(w.since),
+            "last_heartbeat": iso(w.heartbeat_at),
+            "lease_until": iso(w.lease_until),
+            "alive": w.lease_until > now,
+            "in_flight": w.in_flight,
+        }
+        for w in found
+    ]
+
+
+def workers_text(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "workers: none running"
+    rows = [
+        (
+            w["host"],
+            w["pid"],
+            w["since"][:19].replace("T", " "),
+            w["last_heartbeat"][:19].replace("T", " "),
+            "yes" if w["alive"] else "expired",
+            w["in_flight"],
+        )
+        for w in found
+    ]
+    return "workers:\n" + table(
+        rows, ["host", "pid", "since (UTC)", "last heartbeat", "lease", "in flight"]
+    )

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from .ledger import Ledger
 from .plan import ON_TIME_TOLERANCE, REMINDER, Slot, deadline
-from .registrants import masked
+from .registrants import masked, redacted
 from .report import session_flags, slots_by_session
 from .snapshot import SAMPLE_REGISTRANT, Snapshot
 from .wording import clock, lead_words, long_date, time_range
@@ -137,7 +137,7 @@ def status_page(
                 french(row.updated_at, snapshot),
                 f"{row.session[:10]} {row.lead}",
                 masked(row.recipient),
-                row.last_reply,
+                redacted(row.last_reply),
             )
             for row in ledger.errors()
         ),

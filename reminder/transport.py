@@ -20,7 +20,7 @@ import aiosmtplib
 
 from .config import Smtp
 from .errors import TransportConfigError
-from .ratelimit import RateLimit
+from .ratelimit import Budget, RateLimit
 
 MAX_BACKOFF = 120.0
 
@@ -92,7 +92,7 @@ class SmtpTransport:
             # 2.5 a second is 5 every 2 seconds: a whole count over a window.
             rate = Fraction(settings.max_per_second).limit_denominator(100)
             limits.append((rate.numerator, float(rate.denominator)))
-        self.rate = RateLimit(limits, clock)
+        self.rate: Budget = RateLimit(limits, clock)
         self._clients: list[aiosmtplib.SMTP] = []
         self.failed_attempts = 0  # transient failures so far, for logs and tests
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}

@@ -151,10 +151,11 @@ def _address(request: web.Request) -> str:
     if cache.get("snapshot") is not snapshot:
         roster = snapshot.roster
         cache["snapshot"] = snapshot
+        # Links in mails already sent stay valid for people no longer in the export.
+        known = {r.key for r in roster.registrants}
+        known |= {*roster.suppressed, *service.ledger.recipients()}
         cache["index"] = TokenIndex(
-            http.secret.get_secret_value(),
-            snapshot.config.cycle.id,
-            [r.key for r in roster.registrants] + list(roster.suppressed),
+            http.secret.get_secret_value(), snapshot.config.cycle.id, sorted(known)
         )
     address: str | None = cache["index"].address(request.match_info["token"])
     if address is None:

@@ -481,3 +481,101 @@ def test_status_lists_the_ledgers_suppressions(
     assert "suppressed in the ledger: 1" in out
     assert "e***@example.org  2023-02-28 17:00+01:00  bounce: the mailbox does not exist" in out
     assert "(550 5.1.1 No such user)" in out
+
+
+def test_ledger_migrate_copy_and_status_on_postgresql(
+    project: Project,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="old") as ledger:
+        key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "alex0@example.org")
+        now = datetime(2023, 2, 28, 16, tzinfo=UTC)
+        ledger.claim([Claim(key, "<m@irev.fr>", now, now)], now)
+        ledger.record([Outcome(key, Status.SENT, "250 ok", now)], now)
+    assert cli(project, "ledger", "migrate") == 0
+    assert "schema" in capsys.readouterr().out
+    assert cli(project, "ledger", "copy", "--to", postgres_url) == 0
+    assert "deliveries 1" in capsys.readouterr().out
+    assert cli(project, "ledger", "copy", "--to", postgres_url) == 1
+    assert "already holds 1 deliveries" in capsys.readouterr().err
+    monkeypatch.setenv("REMINDER_LEDGER__URL", postgres_url)
+    cli(project, "status", "--now", "2023-03-02T10:00")
+    shown = capsys.readouterr().out
+    assert "workers: none running" in shown
+    cli(project, "history", "--session", "2023-03-01")
+    assert "250 ok" in capsys.readouterr().out  # read from PostgreSQL, as copied
+
+
+def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Everyone of 1 March got every reminder but one person who unsubscribed first:
+    # nobody was missed, and a monitoring script must not be told otherwise.
+    snapshot = project.snapshot()
+    session = next(s for s in snapshot.sessions if s.id == "2023-03-01")
+    people = [r.key for r in snapshot.roster.attending(session)]
+    now = datetime(2023, 2, 20, 9, tzinfo=UTC)
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.suppress(people[0], reason="asked by phone", source="staff", at=now)
+        for lead in ("7d", "1d", "1h"):
+            keys = [DeliveryKey(session.key, "reminder", lead, who) for who in people[1:]]
+            ledger.claim(
+                [Claim(k, f"<{lead}.{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now
+            )
+            ledger.record([Outcome(k, Status.SENT, "250 ok", now) for k in keys], now)
+    assert cli(project, "status", "--now", "2023-03-01T20:00", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    march = [r for r in data["reminders"] if r["session"] == "2023-03-01"]
+    assert [(r["registrants"], r["sent"], r["missed"]) for r in march] == [(18, 18, 0)] * 3
+
+
+def test_send_test_takes_an_address_a_registrant_could_have_and_no_other(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A non-ASCII local part cannot be sent without SMTPUTF8, which exports never get
+    # either: a usage error, not a UnicodeEncodeError traceback.
+    assert cli(project, "send-test", "--to", "jéan@example.org") == 2
+    assert "--to 'jéan@example.org' is not an e-mail address" in capsys.readouterr().err
+    # An international domain is written as the ASCII form the registrants' are.
+    assert cli(project, "send-test", "--to", "jean@exämple.org") == 0
+    [mail] = (project.root / "state" / "outbox" / "new").iterdir()
+    assert "<jean@xn--exmple-cua.org>" in mail.read_text()
+
+
+def test_addresses_quoted_in_server_replies_are_masked_too(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    now = datetime(2023, 2, 28, 16, tzinfo=UTC)
+    reply = "550 5.1.1 <sophie.martin@example.fr>: Recipient address rejected: User unknown"
+    key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "sophie.martin@example.fr")
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.claim([Claim(key, "<1@irev.fr>", now, now)], now)
+        ledger.record([Outcome(key, Status.FAILED, reply, now)], now)
+        ledger.suppress(key.recipient, reason="bounce", source="bounce", at=now, reply=reply)
+    for command in (
+        ("history", "--format", "json"),
+        ("history",),
+        ("status", "--now", "2023-02-28T18:00", "--format", "json"),
+        ("status", "--now", "2023-02-28T18:00"),
+        ("suppressed",),
+        ("suppressed", "--format", "json"),
+    ):
+        cli(project, *command)
+        out = capsys.readouterr().out
+        assert "sophie.martin@" not in out, command
+        assert "s***@example.fr" in out, command
+    cli(project, "suppressed", "--show-addresses")
+    assert "<sophie.martin@example.fr>: Recipient" in capsys.readouterr().out
+
+
+def test_suppressing_an_international_domain_stops_that_registrant(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project.registrants([{**person(0), "Courriel": "jean@exämple.org"}])
+    assert cli(project, "suppress", "Jean@Exämple.org", "--reason", "asked by phone") == 0
+    capsys.readouterr()
+    assert cli(project, "registrants", "--format", "json") == 0
+    data = json.loads(capsys.readouterr().out)
+    assert [s["address"] for s in data["suppressed_in_ledger"]] == ["j***@xn--exmple-cua.org"]

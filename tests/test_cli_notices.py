@@ -169,3 +169,48 @@ def test_a_notice_template_that_fails_to_render_is_caught_before_anything_is_sen
     assert cli(project, "check") == 1
     out = capsys.readouterr().err  # problems go to stderr
     assert "cancellation.txt" in out and "while rendering" in out
+
+
+def test_no_notice_is_shown_owed_to_a_registrant_suppressed_in_the_ledger(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Evelyne unsubscribed after her reminder: the worker sends her no cancellation, so
+    # status must not show one owed to her forever (nor the stop line count it).
+    told_evelyne(project)
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
+        ledger.suppress("evelyne.dubois@example.org", reason="x", source="unsubscribe", at=SENT_AT)
+    cancel_march(project)
+    assert cli(project, "status", "--now", "2023-02-24T10:00", "--format", "json") == 0
+    assert json.loads(capsys.readouterr().out)["notices"] == []
+
+
+def test_send_test_of_a_cancelled_session_refuses_like_preview(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A test mail saying "the session takes place" for a cancelled one would mislead staff.
+    cancel_march(project)
+    assert cli(project, "send-test", "--to", "staff@example.org", "--session", "2023-03-01") == 1
+    assert "the session of 2023-03-01 is cancelled" in capsys.readouterr().err
+    assert not (project.root / "state" / "outbox").exists()
+
+
+def test_status_names_the_retry_of_a_notice_for_a_cancelled_session(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    told_evelyne(project)
+    cancel_march(project)
+    sent_at = datetime(2023, 2, 24, 10, 10, tzinfo=PARIS)
+    retry_at = datetime(2023, 2, 24, 10, 15, tzinfo=PARIS)
+    key = DeliveryKey(
+        START.isoformat(timespec="minutes"), "cancellation", "v1", "evelyne.dubois@example.org"
+    )
+    facts = Facts(START, START + timedelta(hours=2), "https://zoom.us/j/00000000000", "cancelled")
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
+        ledger.observe({"2023-03-01": "cancelled"}, datetime(2023, 2, 24, 10, tzinfo=PARIS))
+        claim = Claim(key, "<c@irev.fr>", sent_at, START, "2023-03-01", Told(facts, 1, sent_at))
+        assert ledger.claim([claim], sent_at)
+        retry = Outcome(key, Status.CLAIMED, "451 4.3.0 try again later", sent_at, retry_at)
+        ledger.record([retry], sent_at)
+    cli(project, "status", "--now", "2023-02-24T10:12", "--format", "json")
+    data = json.loads(capsys.readouterr().out)
+    assert "2023-02-24T10:15:00+01:00" in [wake["at"] for wake in data["next_wakeups"]]

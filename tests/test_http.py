@@ -228,6 +228,26 @@ async def test_one_click_unsubscribe_stops_the_next_reminders(
     assert suppression.created_at.astimezone(PARIS).date() == SEVEN_DAYS_BEFORE.date()
 
 
+async def test_the_link_of_a_mail_sent_keeps_working_after_its_registrant_left_the_export(
+    project: Project, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_server(project, smtp_server)
+    one_click(project, monkeypatch)
+    project.registrants([person(n) for n in range(2)])
+    with time_machine.travel(SEVEN_DAYS_BEFORE, tick=True):
+        async with serving(project) as (worker, base):
+            await until(lambda: len(smtp_server.handler.messages) == 2)
+            raw = next(m.data for m in smtp_server.handler.messages if "alex1@" in m.recipients[0])
+            local = unsubscribe_link(raw).replace("https://rappels.irev.fr", base)
+            project.registrants([person(0)])  # staff remove them from the export
+            await worker.reload("test")
+            assert len(worker.snapshot.roster.registrants) == 1
+            status, _, page = await get(local)
+            assert status == 200 and "Ne plus recevoir ces rappels" in page
+            assert (await post(local))[0] == 200
+            assert worker.ledger.suppressed_addresses() == {"alex1@example.org"}
+
+
 async def test_forged_unknown_and_malformed_tokens_get_a_bare_404(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:

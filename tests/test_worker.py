@@ -221,7 +221,7 @@ async def test_a_bad_registrant_row_is_reported_and_the_others_served(
     with time_machine.travel(datetime(2023, 2, 28, 17, 30, tzinfo=PARIS), tick=True):
         async with running(project):
             await until(lambda: len(smtp_server.handler.messages) == 1)
-    assert "row 3, column Courriel: error: 'not-an-address' is not a valid" in caplog.text
+    assert "row 3, column Courriel: warning: 'not-an-address' is not a valid" in caplog.text
 
 
 async def test_a_refused_recipient_is_recorded_and_the_batch_goes_on(
@@ -496,3 +496,19 @@ async def test_a_policy_refusal_is_reported_but_not_suppressed(
     assert "refused by the receiving server's policy, not suppressed" in caplog.text
     with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
         assert ledger.suppressions() == []
+
+
+async def test_the_start_banner_counts_the_ledgers_suppressions(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Ops read "N served" at start: it must be who is mailed, as /metrics and check say.
+    project.registrants([person(n) for n in range(3)])
+    with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
+        ledger.suppress(
+            "alex1@example.org", reason="asked to stop", source="staff", at=datetime.now(PARIS)
+        )
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 20, 9, tzinfo=PARIS), tick=True):
+        async with running(project):
+            pass
+    assert "registrants.csv: 2 served, 1 suppressed, 0 problems" in caplog.text

@@ -220,3 +220,23 @@ async def test_ctrl_c_drains_and_exits_130_with_times_in_the_cycle_zone(
     zone = re.escape(f"{offset[:3]}:{offset[3:]}")
     assert re.match(rf"\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\d{zone} INFO ", first), first
     assert log.splitlines()[-1].endswith("stopped: sent 3 since start; left for the next start: 0")
+
+
+async def test_the_retry_instant_is_logged_in_the_logs_zone_with_its_offset(
+    project: Project, smtp_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Every other time in the log is Paris time with its offset; a bare UTC clock time
+    # here told ops the retry was an hour earlier than it was.
+    use_server(project, smtp_server)
+    project.edit("connections = 4", "connections = 4\nattempts = 1")
+    two_sessions(project)
+    project.registrants([person(0)])
+    smtp_server.handler.rcpt_replies["alex0@example.org"] = ["451 4.7.1 Try again later"] * 5
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 22, 17, 0, 1, tzinfo=PARIS), tick=True):
+        async with running(project):
+            await until(lambda: "will retry" in caplog.text)
+    assert re.search(
+        r"will retry 7d reminder for a\*\*\*@example\.org at 2023-02-22T17:0\d:\d\d\+01:00",
+        caplog.text,
+    ), caplog.text

@@ -1,0 +1,20 @@
+"""What the worker tells Prometheus: label values a monitoring system can hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from reminder.monitor import Monitor
+from reminder.plan import DeliveryKey
+
+
+def test_notice_versions_do_not_become_label_values() -> None:
+    monitor = Monitor(lambda: datetime(2023, 3, 1, 12, tzinfo=UTC))
+    session = "2023-03-01T17:00+01:00"
+    for version in ("v1", "v2", "v3"):
+        monitor.settled(DeliveryKey(session, "cancellation", version, "a@example.org"), "sent")
+    monitor.settled(DeliveryKey(session, "reminder", "1d", "a@example.org"), "sent")
+    text = monitor.metrics.exposition().decode()
+    assert 'reminder_deliveries_total{kind="cancellation",lead="",outcome="sent"} 3.0' in text
+    assert 'reminder_deliveries_total{kind="reminder",lead="1d",outcome="sent"} 1.0' in text
+    assert 'lead="v' not in text
