@@ -55,16 +55,14 @@ def ours(connections: int, ledger: bool = True) -> Callable[[int, list[Composed]
     return send
 
 
-async def _transport_alone(port: int, messages: list[Composed], connections: int) -> None:
-    transport = SmtpTransport(
-        Smtp(
-            host="127.0.0.1",
-            port=port,
-            security="none",
-            sender=messages[0].sender,
-            connections=connections,
-        )
+def _pool(port: int, sender: str, connections: int) -> SmtpTransport:
+    return SmtpTransport(
+        Smtp(host="127.0.0.1", port=port, security="none", sender=sender, connections=connections)
     )
+
+
+async def _transport_alone(port: int, messages: list[Composed], connections: int) -> None:
+    transport = _pool(port, messages[0].sender, connections)
     results: list[Result] = []
     envelopes = [
         Envelope(n, m.sender, m.recipient, m.message_id, m.data) for n, m in enumerate(messages)
@@ -98,15 +96,7 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
         now = datetime.now(UTC)
         ledger.record([Outcome(claim.key, status, result.reply, now)], now)
 
-    transport = SmtpTransport(
-        Smtp(
-            host="127.0.0.1",
-            port=port,
-            security="none",
-            sender=messages[0].sender,
-            connections=connections,
-        )
-    )
+    transport = _pool(port, messages[0].sender, connections)
     envelopes = [
         Envelope(c, m.sender, m.recipient, m.message_id, m.data)
         for c, m in zip(won, messages, strict=True)
