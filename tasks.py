@@ -9,8 +9,11 @@
     python3 tasks.py screenshots  render the sample mail to PNG (needs Debian's chromium)
     python3 tasks.py install      only set up .venv (editable, with the development tools)
     python3 tasks.py install --prod   set up .venv for a server: the package only, not editable
+    python3 tasks.py lock         pin every dependency, with hashes, after pyproject.toml changed
 
-Every task creates .venv when it is missing and reinstalls when pyproject.toml changed.
+Every task creates .venv when it is missing and reinstalls when the lock file changed.
+Installs take exact versions with their hashes from requirements.lock (the service) or
+requirements-dev.lock (the service, the tests and the linters).
 """
 
 from __future__ import annotations
@@ -25,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / "bin"
+LOCKS = {"prod": ROOT / "requirements.lock", "dev": ROOT / "requirements-dev.lock"}
+PIP_TOOLS = "pip-tools==7.6.2"
 
 
 def run(*command: str | Path) -> None:
@@ -37,21 +42,53 @@ def run(*command: str | Path) -> None:
 def install(prod: bool = False) -> None:
     if sys.version_info < (3, 11):  # noqa: UP036 - this file runs before any install
         sys.exit(f"reminder needs Python 3.11 or newer; this is {sys.version.split()[0]}")
-    stamp = VENV / ".installed"
     mode = "prod" if prod else "dev"
-    wanted = mode + ":" + hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    lock = LOCKS[mode]
+    stamp = VENV / ".installed"
+    digest = hashlib.sha256(lock.read_bytes() + (ROOT / "pyproject.toml").read_bytes())
+    wanted = f"{mode}:{digest.hexdigest()}"
     if stamp.exists() and stamp.read_text() == wanted:
         return
     if not (BIN / "python").exists():
         print(f"+ creating {VENV}", flush=True)
         venv.create(VENV, with_pip=True)
-    run(BIN / "python", "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    pip = (BIN / "python", "-m", "pip", "install", "--quiet")
+    run(*pip, "--require-hashes", "--no-deps", "-r", lock)
+    # The lock holds the build backend too, so building our own package fetches nothing.
     if prod:
         # A copy of the package, not a link to this checkout, and no test or lint tools.
-        run(BIN / "python", "-m", "pip", "install", "--quiet", "--no-cache-dir", ".")
+        run(*pip, "--no-deps", "--no-build-isolation", "--no-cache-dir", ".")
     else:
-        run(BIN / "python", "-m", "pip", "install", "--quiet", "-e", ".[dev]")
+        run(*pip, "--no-deps", "--no-build-isolation", "-e", ".")
     stamp.write_text(wanted)
+
+
+def lock() -> None:
+    """Pin the dependencies of pyproject.toml, with hashes, into the two lock files."""
+    tools = ROOT / "build" / "pip-tools"
+    # Only the package index counts: local wheel folders or mirrors configured on this
+    # machine must not leak their files' hashes into the lock.
+    os.environ.pop("PIP_FIND_LINKS", None)
+    os.environ.pop("PIP_EXTRA_INDEX_URL", None)
+    os.environ["PIP_CONFIG_FILE"] = os.devnull
+    if not (tools / "bin" / "pip-compile").exists():
+        venv.create(tools, with_pip=True)
+        run(tools / "bin" / "python", "-m", "pip", "install", "--quiet", PIP_TOOLS)
+    for mode, target in LOCKS.items():
+        run(
+            tools / "bin" / "pip-compile",
+            "--quiet",
+            "--generate-hashes",
+            "--allow-unsafe",  # pins setuptools, the build backend
+            "--strip-extras",
+            "--no-emit-index-url",
+            "--no-emit-find-links",
+            *(["--extra", "dev"] if mode == "dev" else []),
+            "--output-file",
+            target.name,
+            "pyproject.toml",
+            "build-requirements.txt",
+        )
 
 
 def lint() -> None:
@@ -85,6 +122,8 @@ def bench() -> None:
         "http_load.py",
         "startup.py",
         "scale.py",
+        # Needs PostgreSQL on 127.0.0.1:5432 (database test), like the tests.
+        "cluster.py",
     ):
         run(BIN / "python", ROOT / "bench" / script)
 
@@ -146,6 +185,7 @@ def screenshots() -> None:
 
 TASKS = {
     "install": lambda: None,
+    "lock": lock,
     "lint": lint,
     "test": test,
     "demo": demo,
@@ -160,6 +200,9 @@ def main() -> None:
     if task not in TASKS:
         sys.exit(__doc__)
     os.environ.pop("VIRTUAL_ENV", None)
+    if task == "lock":
+        lock()
+        return
     install(prod=task == "install" and "--prod" in sys.argv[2:])
     TASKS[task]()
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,6 +85,20 @@ def slow_sink(delay: float = 0.05) -> Iterator[tuple[int, SlowRelay]]:
         yield sink.port, handler
 
 
+@contextmanager
+def postgres_schema(base: str) -> Iterator[str]:
+    """A URL to a fresh schema of the PostgreSQL database `base`, dropped afterwards."""
+    import psycopg
+
+    name = f"bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(f"CREATE SCHEMA {name}")
+        try:
+            yield f"{base}?options=-csearch_path%3D{name}"
+        finally:
+            admin.execute(f"DROP SCHEMA {name} CASCADE")
+
+
 def wait_for_port(port: int, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -107,6 +122,7 @@ def summary(label: str, values: list[float], unit: str) -> str:
 __all__ = [
     "compose_many",
     "postfix_sink",
+    "postgres_schema",
     "registrant",
     "sample_project",
     "slow_sink",

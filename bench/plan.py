@@ -5,7 +5,11 @@ reminders, who attends what, what the ledger already holds (a real SQLite file w
 the 7-day and 1-day reminders of one session recorded for everybody), what is owed
 now (the 1-hour reminder for all 100,000), and the next wake-ups.
 
-    .venv/bin/python bench/plan.py [--registrants N] [--runs R]
+With --ledger URL the ledger is a fresh schema of that PostgreSQL database instead of a
+SQLite file. Then the 100,000 due reminders are claimed as the worker claims them (one
+transaction on SQLite, steps of 32 on a shared ledger).
+
+    .venv/bin/python bench/plan.py [--registrants N] [--runs R] [--ledger URL]
 """
 
 from __future__ import annotations
@@ -13,12 +17,15 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
-from common import registrant, sample_project, summary
+from common import postgres_schema, registrant, sample_project, summary
 
 from reminder.config import load_config
+from reminder.delivery import SHARED_CLAIM_STEP
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.plan import due_batch, next_wakeups, reminder_slots
 from reminder.registrants import Roster
@@ -29,7 +36,22 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registrants", type=int, default=100_000)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--ledger", default="", help="a postgresql:// URL (default: SQLite)")
     args = parser.parse_args()
+    with ledger_target(args.ledger) as target:
+        measure(args, target)
+
+
+@contextmanager
+def ledger_target(url: str) -> Iterator[str | Path]:
+    if not url:
+        yield Path(tempfile.mkdtemp()) / "ledger.sqlite"
+        return
+    with postgres_schema(url) as schema:
+        yield schema
+
+
+def measure(args: argparse.Namespace, target: str | Path) -> None:
     config_path = sample_project()
     # Ten sessions: the nine of 2023 and an extra one.
     config_path.write_text(
@@ -45,7 +67,7 @@ def main() -> None:
     march = reminder_slots(sessions, leads)[:3]
     now = march[2].due_at + timedelta(seconds=5)  # the 1h reminder of 1 March is due
 
-    ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite", worker="bench")
+    ledger = Ledger(target, worker="bench")
     for slot in march[:2]:
         claims = [
             Claim(slot.key(p.key), f"<{n}@x>", slot.due_at, slot.session.start)
@@ -78,6 +100,19 @@ def main() -> None:
         )
     )
     print(summary("  of which pure planning (without the ledger read)", pure, "s"))
+    claims = [
+        Claim(d.key, f"<{n}@x>", d.slot.due_at, d.slot.session.start)
+        for n, d in enumerate(batch.sends)
+    ]
+    step = SHARED_CLAIM_STEP if ledger.shared else len(claims)
+    started = time.perf_counter()
+    won = sum(len(ledger.claim(claims[i : i + step], now)) for i in range(0, len(claims), step))
+    took = time.perf_counter() - started
+    assert won == len(claims)
+    print(
+        f"claim the {len(claims):,} due reminders ({'PostgreSQL' if ledger.shared else 'SQLite'},"
+        f" {step:,} per transaction): {took:.2f} s, {len(claims) / took:,.0f} claims/s"
+    )
     ledger.close()
 
 

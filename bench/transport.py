@@ -9,6 +9,10 @@ DATA, like a remote relay (ideal rate: N / 50 ms). Targets: (c) >= 90% of the id
 on (ii); (c) >= the best of (a) and (b) on (i).
 
     .venv/bin/python bench/transport.py [--messages N] [--connections N ...] [--quick]
+                                        [--without-ledger]
+
+--without-ledger adds (c) with results reported to nowhere: the transport alone, to
+tell its cost from the ledger's.
 """
 
 from __future__ import annotations
@@ -44,11 +48,28 @@ def smtplib_reused(port: int, messages: list[Composed]) -> None:
             client.sendmail(m.sender, [m.recipient], m.data)
 
 
-def ours(connections: int) -> Callable[[int, list[Composed]], None]:
+def ours(connections: int, ledger: bool = True) -> Callable[[int, list[Composed]], None]:
     def send(port: int, messages: list[Composed]) -> None:
-        asyncio.run(_ours(port, messages, connections))
+        asyncio.run((_ours if ledger else _transport_alone)(port, messages, connections))
 
     return send
+
+
+def _pool(port: int, sender: str, connections: int) -> SmtpTransport:
+    return SmtpTransport(
+        Smtp(host="127.0.0.1", port=port, security="none", sender=sender, connections=connections)
+    )
+
+
+async def _transport_alone(port: int, messages: list[Composed], connections: int) -> None:
+    transport = _pool(port, messages[0].sender, connections)
+    results: list[Result] = []
+    envelopes = [
+        Envelope(n, m.sender, m.recipient, m.message_id, m.data) for n, m in enumerate(messages)
+    ]
+    await transport.deliver(each(envelopes), results.append)
+    await transport.close()
+    assert sum(r.verdict is Verdict.SENT for r in results) == len(messages)
 
 
 async def _ours(port: int, messages: list[Composed], connections: int) -> None:
@@ -75,15 +96,7 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
         now = datetime.now(UTC)
         ledger.record([Outcome(claim.key, status, result.reply, now)], now)
 
-    transport = SmtpTransport(
-        Smtp(
-            host="127.0.0.1",
-            port=port,
-            security="none",
-            sender=messages[0].sender,
-            connections=connections,
-        )
-    )
+    transport = _pool(port, messages[0].sender, connections)
     envelopes = [
         Envelope(c, m.sender, m.recipient, m.message_id, m.data)
         for c, m in zip(won, messages, strict=True)
@@ -114,6 +127,11 @@ def main() -> None:
         action="store_true",
         help="on the slow sink, time (a) and (b) on 500 messages only",
     )
+    parser.add_argument(
+        "--without-ledger",
+        action="store_true",
+        help="on smtp-sink, also time (c) without the ledger: the transport alone",
+    )
     args = parser.parse_args()
     _, messages = compose_many(args.messages)
     print(
@@ -128,6 +146,11 @@ def main() -> None:
         for n in args.connections:
             rate = measure(f"(c) ours, pool of {n}, ledger included", ours(n), port, messages)
             print(f"      {rate / max(fast):.0%} of the best of (a) and (b)")
+            if args.without_ledger:
+                rate = measure(
+                    f"(c) ours, pool of {n}, without the ledger", ours(n, False), port, messages
+                )
+                print(f"      {rate / max(fast):.0%} of the best of (a) and (b)")
     with slow_sink(0.05) as (port, _):
         print("(ii) sink answering each DATA after 50 ms:")
         few = messages[:500] if args.quick else messages

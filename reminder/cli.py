@@ -80,7 +80,7 @@ def _since(text: str) -> Lead | datetime:
 
 def _address(text: str) -> str:
     """An address in the form registrants are keyed by: an international domain in ASCII."""
-    from email_validator import EmailNotValidError, validate_email  # only when one is given
+    from email_validator import EmailNotValidError, validate_email
 
     try:
         checked = validate_email(text.strip(), check_deliverability=False, allow_smtputf8=False)
@@ -235,6 +235,27 @@ def parser() -> argparse.ArgumentParser:
         help="deliver through an embedded SMTP server instead of the outbox",
     )
 
+    ledger = command("ledger", "Migrate the ledger's schema, or copy a SQLite ledger elsewhere.")
+    ledger_commands = ledger.add_subparsers(dest="ledger_command", required=True, metavar="ACTION")
+    ledger_commands.add_parser(
+        "migrate",
+        parents=[common],
+        help="bring the configured ledger's schema up to this release",
+        description="Bring the configured ledger's schema up to this release.",
+    )
+    copy = ledger_commands.add_parser(
+        "copy",
+        parents=[common],
+        help="copy the SQLite ledger into PostgreSQL, checked row for row",
+        description="Copy the SQLite ledger of paths.state into PostgreSQL, checked row for row.",
+    )
+    copy.add_argument(
+        "--to",
+        metavar="URL",
+        required=True,
+        help="postgresql://USER@HOST/DATABASE (password: REMINDER_LEDGER__PASSWORD[_FILE])",
+    )
+
     stop = command("suppress", "Never mail this address again (recorded in the ledger).")
     stop.add_argument("address", type=_address, metavar="ADDRESS", help="the address to stop")
     stop.add_argument(
@@ -270,7 +291,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser().parse_args(argv)  # --help and usage errors end here, with little imported
+    args = parser().parse_args(argv)
     from .config import config_path
 
     args.utc = getattr(args, "utc", False)
@@ -333,7 +354,6 @@ def _session(snapshot: Snapshot, day: date) -> Session:
 
 def do_check(args: argparse.Namespace, path: Path) -> int:
     from . import report
-    from .config import ledger_path
     from .delivery import notices_in
     from .snapshot import check
 
@@ -359,9 +379,7 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
             out(line)
     cancelled = sum(s.cancelled for s in snapshot.sessions)
     now = _now(snapshot, args.now)
-    owed = report.notices_data(
-        notices_in(ledger_path(snapshot.config), snapshot, now), snapshot, now
-    )
+    owed = report.notices_data(notices_in(snapshot.config, snapshot, now), snapshot, now)
     if owed:
         out("change notices these files would cause, against the ledger:")
         out("\n".join(report.notices_lines(owed)))
@@ -380,19 +398,17 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
 
 def _suppressions(config: Config) -> list[Suppression]:
     """The ledger's suppressions; none before the ledger exists."""
-    from .config import ledger_path
-    from .ledger import Ledger
+    from .store import ledger_target, open_ledger
 
-    path = ledger_path(config)
-    if not path.exists():
+    target = ledger_target(config)
+    if isinstance(target, Path) and not target.exists():
         return []
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return ledger.suppressions()
 
 
 def do_plan(args: argparse.Namespace, path: Path) -> int:
     from . import report
-    from .config import ledger_path
     from .delivery import notices_in
     from .snapshot import load_snapshot
 
@@ -404,7 +420,7 @@ def do_plan(args: argparse.Namespace, path: Path) -> int:
         if (args.start is None or s.start.date() >= args.start)
         and (args.end is None or s.start.date() <= args.end)
     ]
-    notices = notices_in(ledger_path(snapshot.config), snapshot, now)
+    notices = notices_in(snapshot.config, snapshot, now)
     if args.format == "json":
         out(
             json.dumps(
@@ -450,7 +466,6 @@ def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
 
 def do_preview(args: argparse.Namespace, path: Path) -> int:
     from .clock import utc_now
-    from .config import ledger_path
     from .delivery import told
     from .notices import sample_notice
     from .snapshot import SAMPLE_REGISTRANT, load_snapshot
@@ -476,7 +491,7 @@ def do_preview(args: argparse.Namespace, path: Path) -> int:
         stem = f"reminder-{slot.session.id}-{slot.lead}"
     else:
         now = utc_now()
-        before = told(ledger_path(snapshot.config), slot.session.id, registrant.key)
+        before = told(snapshot.config, slot.session.id, registrant.key)
         notice = sample_notice(
             slot.session, registrant, args.kind, snapshot.config.cycle.join_url or "", before, now
         )
@@ -560,15 +575,14 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
 def do_history(args: argparse.Namespace, path: Path) -> int:
     from . import report
     from .clock import utc_now
-    from .config import ledger_path
-    from .ledger import Ledger
     from .snapshot import load_snapshot
+    from .store import open_ledger
 
     snapshot = load_snapshot(path)
     zone = _zone(snapshot, args)
     prefix = _session(snapshot, args.session).key if args.session else ""
     window = _window_start(args.since, utc_now(), zone)
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         rows = ledger.rows(
             session_prefix=prefix,
             recipient=args.recipient or "",
@@ -632,16 +646,16 @@ def do_simulate(args: argparse.Namespace, path: Path) -> int:
 
 def do_status(args: argparse.Namespace, path: Path) -> int:
     from . import report
-    from .config import ledger_path
+    from .cluster import workers
     from .delivery import notice_plan, wakeups
-    from .ledger import Ledger
     from .snapshot import load_snapshot
+    from .store import open_ledger
 
     snapshot = load_snapshot(path)
     zone = _zone(snapshot, args)
     now = _now(snapshot, args.now)
     window = _window_start(args.since, now, zone)
-    with Ledger(ledger_path(snapshot.config), readonly=True) as ledger:
+    with open_ledger(snapshot.config, readonly=True) as ledger:
         data = report.status_data(
             snapshot,
             now,
@@ -654,22 +668,55 @@ def do_status(args: argparse.Namespace, path: Path) -> int:
             zone=zone,
             window=window,
         )
+        data["workers"] = report.workers_data(workers(ledger), now)
     out(
         json.dumps(data, ensure_ascii=False, indent=2)
         if args.format == "json"
-        else report.status_text(data)
+        else report.status_text(data) + "\n\n" + report.workers_text(data["workers"])
     )
     return FAILED if data["trouble"] else OK
 
 
-def do_suppress(args: argparse.Namespace, path: Path) -> int:
-    from .clock import utc_now
-    from .config import ledger_path, load_config
-    from .ledger import Ledger, canonical
-    from .registrants import masked
+def do_ledger(args: argparse.Namespace, path: Path) -> int:
+    from .config import load_config
+    from .ledger import MIGRATIONS, Ledger
+    from .store import copy_ledger, ledger_target, open_ledger
 
     config = load_config(path)
-    with Ledger(ledger_path(config)) as ledger:
+    if args.ledger_command == "migrate":
+        with open_ledger(config, migrate=False) as ledger:
+            before = ledger.version()
+        with open_ledger(config) as ledger:
+            out(
+                f"{ledger.path}: schema {before} -> {ledger.version()} (this release knows "
+                f"{len(MIGRATIONS)})"
+            )
+        return OK
+    target_config = config.model_copy(
+        update={"ledger": config.ledger.model_copy(update={"url": args.to})}
+    )
+    with (
+        Ledger(ledger_target(config), readonly=True) as source,
+        open_ledger(target_config, worker="copy") as target,
+    ):
+        copied = copy_ledger(source, target)
+    out(
+        f"copied {source.path} into {target.path}, checked row for row: "
+        + ", ".join(f"{table} {count}" for table, count in copied.items())
+    )
+    out(f"now set ledger.url = {target.path!r} (or REMINDER_LEDGER__URL) for every worker")
+    return OK
+
+
+def do_suppress(args: argparse.Namespace, path: Path) -> int:
+    from .clock import utc_now
+    from .config import load_config
+    from .ledger import canonical
+    from .registrants import masked
+    from .store import open_ledger
+
+    config = load_config(path)
+    with open_ledger(config) as ledger:
         added = ledger.suppress(args.address, reason=args.reason, source="staff", at=utc_now())
         known = {s.address: s for s in ledger.suppressions()}[canonical(args.address)]
     if added:
@@ -684,13 +731,14 @@ def do_suppress(args: argparse.Namespace, path: Path) -> int:
 
 
 def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
-    from .config import ledger_path, load_config
-    from .ledger import Ledger, canonical
+    from .config import load_config
+    from .ledger import canonical
     from .registrants import load_suppression, masked
+    from .store import open_ledger
 
     config = load_config(path)
     address = canonical(args.address)
-    with Ledger(ledger_path(config)) as ledger:
+    with open_ledger(config) as ledger:
         removed = ledger.unsuppress(address)
     listed = address in load_suppression(config.path(config.paths.suppression))
     if removed:
@@ -708,11 +756,11 @@ def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
 def do_bounces(args: argparse.Namespace, path: Path) -> int:
     from .bounces import collect
     from .clock import utc_now
-    from .config import ledger_path, load_config
-    from .ledger import Ledger
+    from .config import load_config
+    from .store import open_ledger
 
     config = load_config(path)
-    with Ledger(ledger_path(config)) as ledger:
+    with open_ledger(config) as ledger:
         run = collect(config, ledger, utc_now())
     out("\n".join(run.lines()))
     return OK
@@ -741,6 +789,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace, Path], int]] = {
     "run": do_run,
     "simulate": do_simulate,
     "status": do_status,
+    "ledger": do_ledger,
     "suppress": do_suppress,
     "unsuppress": do_unsuppress,
     "suppressed": do_suppressed,

@@ -7,9 +7,10 @@ import ipaddress
 import os
 import re
 import tomllib
-from datetime import date, time
+from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
@@ -417,6 +418,19 @@ class Http(Section):
         return f"{self.public_url}/u/" if self.public_url and self.secret else None
 
 
+class LedgerSettings(Section):
+    # Empty: the SQLite file state/ledger.sqlite. A postgresql:// URL: a ledger that
+    # several workers share. Its password comes from the environment or a file only.
+    url: Annotated[str, Field(pattern=r"^(postgres(ql)?://\S+)?$")] = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    lease: DurationText = "30s"
+
+    @property
+    def lease_delta(self) -> timedelta:
+        return Lead.parse(self.lease).delta
+
+
 class Config(BaseSettings):
     """Everything staff configure; `load_config` is the way to build one."""
 
@@ -436,6 +450,7 @@ class Config(BaseSettings):
     smtp: Smtp = Smtp()
     bounces: Bounces = Bounces()
     http: Http = Http()
+    ledger: LedgerSettings = LedgerSettings()
 
     _source: Path = PrivateAttr(default=Path("config.toml"))
     _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
@@ -531,6 +546,19 @@ def load_config(path: Path) -> Config:
                     key=f"{section}.{key}",
                 )
             )
+    ledger = data.get("ledger")
+    url = ledger.get("url") if isinstance(ledger, dict) else None
+    if isinstance(ledger, dict) and isinstance(url, str) and urlsplit(url).password:
+        ledger["url"] = ""
+        problems.append(
+            Problem(
+                name,
+                "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
+                "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
+                line=line_of(lines, ("ledger", "url")),
+                key="ledger.url",
+            )
+        )
     try:
         config = Config(**data)
     except ValidationError as exc:
@@ -552,6 +580,7 @@ ENV_ONLY = (
     ("bounces", "password"),
     ("http", "secret"),
     ("http", "staff_password"),
+    ("ledger", "password"),
 )
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import Protocol
 
 from .composing import compose_all
+from .config import Config
 from .errors import ReminderError, TransportConfigError
 from .leads import Lead
-from .ledger import Claim, Ledger, Outcome, Status
+from .ledger import Claim, Outcome, Status
 from .logs import log_time
 from .messages import message_id
 from .notices import (
@@ -32,14 +33,18 @@ from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeup
 from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
+from .store import DeliveryLedger, ledger_target, open_ledger
 from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
 
 # Between passes a transient failure waits this long (jittered) before the next try.
 RETRY_AFTER = timedelta(minutes=5)
-# Reminders are claimed this many at a time, each chunk just before it is composed and
-# sent: the first message of a batch of 1,000,000 leaves as soon as of a batch of 300.
+# On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
+SHARED_CLAIM_STEP = 32
+# On a ledger of its own, reminders are claimed this many at a time, each chunk just
+# before it is composed and sent: the first message of a batch of 1,000,000 leaves as
+# soon as that of a batch of 300.
 CLAIM_CHUNK = 256
 Clock = Callable[[], datetime]
 
@@ -101,7 +106,7 @@ class Tally:
 
 
 def notice_plan(
-    ledger: Ledger, snapshot: Snapshot, now: datetime, *, observe: bool = False
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, *, observe: bool = False
 ) -> NoticePlan:
     """Change notices owed at `now`. With `observe`, the sessions' current versions are
     recorded first (the worker); without, the ledger is only read (plan, status, check)."""
@@ -127,25 +132,30 @@ def notice_plan(
     return plan_notices(now, live, roster, view, delay, default)
 
 
-def notices_in(path: Path, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
-    """The notices the ledger at `path` and these files make owed, without writing anything
-    (None when there is no ledger yet: nobody has been told anything)."""
-    if not path.exists():
+def _no_ledger_yet(config: Config) -> bool:
+    target = ledger_target(config)
+    return isinstance(target, Path) and not target.exists()
+
+
+def notices_in(config: Config, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
+    """The notices the configured ledger and these files make owed, without writing
+    anything (None when there is no ledger yet: nobody has been told anything)."""
+    if _no_ledger_yet(config):
         return None
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return notice_plan(ledger, snapshot, now)
 
 
-def told(path: Path, session_id: str, recipient: str) -> Told | None:
-    """What the ledger at `path` says `recipient` was last told about a session."""
-    if not path.exists():
+def told(config: Config, session_id: str, recipient: str) -> Told | None:
+    """What the configured ledger says `recipient` was last told about a session."""
+    if _no_ledger_yet(config):
         return None
-    with Ledger(path, readonly=True) as ledger:
+    with open_ledger(config, readonly=True) as ledger:
         return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
 
 
 def owed(
-    ledger: Ledger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
 ) -> Batch:
     """What the plan and the ledger say is owed at `now`.
 
@@ -184,7 +194,7 @@ def owed(
     return Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 
-def still_owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> int:
+def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
     """Deliveries a next start would owe: open claims, and what is due but not claimed."""
     notices = notice_plan(ledger, snapshot, now)
     fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now, notices).sends)
@@ -192,7 +202,7 @@ def still_owed(ledger: Ledger, snapshot: Snapshot, now: datetime) -> int:
 
 
 def wakeups(
-    ledger: Ledger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
 ) -> list[datetime]:
     """The future instants when something may be owed: reminders, notices, retries of claims.
 
@@ -224,17 +234,20 @@ class Dispatcher:
 
     def __init__(
         self,
-        ledger: Ledger,
+        ledger: DeliveryLedger,
         transport: Transport,
         clock: Clock,
         *,
         helpers: int = 0,
+        may_send: Callable[[], bool] = lambda: True,
         observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
+        self.may_send = may_send  # False while this worker does not hold its lease
+        self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
         self.observer = observer or NoObserver()
         self._notices: tuple[Snapshot, NoticePlan] | None = None
 
@@ -263,55 +276,58 @@ class Dispatcher:
         config = snapshot.config
         composer = snapshot.composer
         cutoff = snapshot.cutoff
-        # The Message-IDs recorded at the claims: the ledger hands back the one of the
-        # first claim, so a resend carries it whatever changed in the config since.
-        claims: dict[DeliveryKey, Claim] = {}
-        unsettled: set[DeliveryKey] = set()
-        unclaimed = len(batch.sends)  # not claimed yet: owed at the next pass if we stop
 
-        def claimed(chunk: list[Claim]) -> set[DeliveryKey]:
-            """Claim one chunk durably, just before it is composed and sent."""
-            won = self.ledger.claim(chunk, self.clock())
-            claims.update((claim.key, claim) for claim in won)
-            unsettled.update(claim.key for claim in won)
-            return {claim.key for claim in won}
+        def claim_of(d: Delivery) -> Claim:
+            return Claim(
+                d.key,
+                message_id(config, d.key),
+                d.slot.due_at,
+                deadline(d.slot.session, cutoff),
+                d.slot.session.id,
+                Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
+            )
+
+        notice_claims = [
+            Claim(
+                n.key,
+                message_id(config, n.key),
+                n.due_at,
+                n.not_after,
+                n.session.id,
+                Told(n.facts, n.sequence, now),
+            )
+            for n in owed_notices
+        ]
+        # The ledger hands back the Message-ID recorded at the first claim: a resend
+        # carries it whatever changed in the config since.
+        won = self.ledger.claim(notice_claims, now) if notice_claims else []
+        claims = {claim.key: claim for claim in won}
+        changes = [n for n in owed_notices if n.key in claims]
+        unsettled = {n.key for n in changes}
+        self.unsettled = unsettled
+        sends = batch.sends
+        step = CLAIM_CHUNK
+        if self.ledger.shared and sends:
+            # Workers sharing a ledger claim a little at a time, each from its own random
+            # place in the batch, so all of them send a large batch together.
+            step = SHARED_CLAIM_STEP
+            turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
+            sends = sends[turn:] + sends[:turn]
+        unclaimed = len(sends)  # not claimed yet: owed at the next pass if we stop
 
         def reminders() -> Iterator[Delivery]:
-            """The batch's reminders, claimed a chunk at a time as composing reaches them:
-            the first leaves after one chunk's claim, not the whole batch's."""
+            """The batch's reminders, claimed a step at a time as composing reaches them:
+            the first leaves after one step's claim, not the whole batch's."""
             nonlocal unclaimed
-            for start in range(0, len(batch.sends), CLAIM_CHUNK):
-                chunk = batch.sends[start : start + CLAIM_CHUNK]
-                won = claimed(
-                    [
-                        Claim(
-                            d.key,
-                            message_id(config, d.key),
-                            d.slot.due_at,
-                            deadline(d.slot.session, cutoff),
-                            d.slot.session.id,
-                            Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
-                        )
-                        for d in chunk
-                    ]
-                )
-                unclaimed -= len(chunk)
-                yield from (d for d in chunk if d.key in won)
-
-        notice_won = claimed(
-            [
-                Claim(
-                    n.key,
-                    message_id(config, n.key),
-                    n.due_at,
-                    n.not_after,
-                    n.session.id,
-                    Told(n.facts, n.sequence, now),
-                )
-                for n in owed_notices
-            ]
-        )
-        changes = [n for n in owed_notices if n.key in notice_won]
+            for start in range(0, len(sends), step):
+                if not self.may_send():
+                    return  # the lease lapsed: another worker may hold these claims now
+                part = sends[start : start + step]
+                taken = {c.key: c for c in self.ledger.claim([claim_of(d) for d in part], now)}
+                claims.update(taken)
+                unsettled.update(taken)
+                unclaimed -= len(part)
+                yield from (d for d in part if d.key in taken)
 
         def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
             self.observer.in_flight(1)
@@ -327,6 +343,8 @@ class Dispatcher:
         async def envelopes() -> AsyncIterator[Envelope]:
             # Notices first: a cancellation must not wait behind a large reminder batch.
             for notice in changes:
+                if not self.may_send():
+                    return
                 claim = claims[notice.key]
                 try:
                     data = composer.compose_notice(notice, self.clock(), claim.message_id).data
@@ -341,9 +359,11 @@ class Dispatcher:
                 reminders(),
                 self.clock,
                 helpers=self.helpers,
-                size=len(batch.sends),
+                size=len(sends),
                 message_ids=_MessageIds(claims),
             ):
+                if not self.may_send():
+                    return
                 if isinstance(composed, str):
                     self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
                     continue
@@ -364,6 +384,10 @@ class Dispatcher:
             tally.left = len(unsettled) + unclaimed
             raise
         tally.left = len(unsettled) + unclaimed
+        if unsettled:
+            # Claimed, never attempted (a stop, or the lease lapsed): due again at once for
+            # whichever worker holds a lease; an adopter's claims are left alone.
+            self.ledger.release(sorted(unsettled), self.clock())
         return tally
 
     def _settle(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -10,14 +9,19 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
 from .errors import LedgerError
 from .notices import ALWAYS, NOTICE_KINDS, Facts, NoticeView, Told
 from .plan import REMINDER, DeliveryKey, LedgerView
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)
+# An advisory lock (PostgreSQL) under which one worker at a time adopts claims.
+_WORKERS_LOCK = 7_432_002
 
-# Forward migrations, applied in order; the ledger's PRAGMA user_version counts them.
+# Forward migrations, applied in order; SQLite's PRAGMA user_version or PostgreSQL's
+# reminder_schema table counts them. Written once for both: `INTEGER PRIMARY KEY` becomes
+# an identity column on PostgreSQL, instants are fixed-width UTC text on both.
 MIGRATIONS: tuple[str, ...] = (
     """
     CREATE TABLE deliveries (
@@ -71,6 +75,26 @@ MIGRATIONS: tuple[str, ...] = (
         session_id TEXT PRIMARY KEY,
         version TEXT NOT NULL,          -- a digest of what staff can change about the session
         since TEXT NOT NULL             -- UTC: when this version was first seen
+    );
+    """,
+    # Several workers on one PostgreSQL ledger: each holds a lease renewed by its
+    # heartbeat, and one sending budget is shared through rate_sends.
+    """
+    CREATE TABLE workers (
+        id TEXT PRIMARY KEY,            -- host:pid:start, as claimed_by names it
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        since TEXT NOT NULL,            -- UTC instants, like the deliveries'
+        heartbeat_at TEXT NOT NULL,
+        lease_until TEXT NOT NULL,      -- its claims are adopted by others from then on
+        in_flight INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX deliveries_claimed_by ON deliveries (claimed_by) WHERE status = 'claimed';
+    CREATE TABLE rate_sends (
+        id INTEGER PRIMARY KEY,
+        worker TEXT NOT NULL,
+        started_at DOUBLE PRECISION NOT NULL,   -- the database's clock, seconds
+        finished_at DOUBLE PRECISION
     );
     """,
 )
@@ -164,31 +188,43 @@ def unstamp(text: str | None) -> datetime | None:
 
 
 class Ledger:
-    """A SQLite file in WAL mode; the database itself enforces one row per delivery."""
+    """The ledger's one SQL implementation, over SQLite (a file) or PostgreSQL (a URL).
 
-    def __init__(self, path: Path, *, worker: str = "", readonly: bool = False) -> None:
-        self.path = path
+    The database itself enforces one row per delivery, so several workers sharing a
+    PostgreSQL ledger never both win one.
+    """
+
+    def __init__(
+        self,
+        target: Path | str,
+        *,
+        worker: str = "",
+        readonly: bool = False,
+        password: str | None = None,
+        patience: float = 30.0,
+        migrate: bool = True,
+    ) -> None:
         self.worker = worker
         self.readonly = readonly
-        if readonly and not path.exists():
-            raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
+        self.db: Database = (
+            PostgresDatabase(str(target), password=password, patience=patience)
+            if is_postgres(target)
+            else SqliteDatabase(Path(target), readonly=readonly)
+        )
+        self.path = self.db.where
         try:
-            if readonly:
-                self.db = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
-                )
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-                # WAL survives a process crash at every commit; NORMAL skips the per-commit
-                # fsync, so only a power cut could lose the last moments (and then a resend
-                # carries the same Message-ID).
-                self.db.execute("PRAGMA journal_mode=WAL")
-                self.db.execute("PRAGMA synchronous=NORMAL")
-                self._migrate()
+            if migrate and not readonly:
+                self._check_version()
+                self.db.migrate(MIGRATIONS)
             self._check_version()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {path} cannot be opened: {exc}") from None
+        except BaseException:
+            self.db.close()
+            raise
+
+    @property
+    def shared(self) -> bool:
+        """Several workers may share this ledger (PostgreSQL)."""
+        return self.db.shared
 
     def close(self) -> None:
         self.db.close()
@@ -199,60 +235,27 @@ class Ledger:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+    def version(self) -> int:
+        return self.db.version()
 
     def _check_version(self) -> None:
-        if self._version() > len(MIGRATIONS):
+        if self.version() > len(MIGRATIONS):
             raise LedgerError(
                 f"the ledger {self.path} was written by a newer release (schema "
-                f"{self._version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
+                f"{self.version()}, this one knows {len(MIGRATIONS)}); upgrade reminder"
             )
-        if self.readonly and 0 < self._version() < len(MIGRATIONS):
+        if self.readonly and 0 < self.version() < len(MIGRATIONS):
             # A reader cannot migrate: without this, every query names a missing column.
             # (Version 0 is a ledger the worker is creating at this moment.)
             raise LedgerError(
                 f"the ledger {self.path} was written by an older release (schema "
-                f"{self._version()}, this one knows {len(MIGRATIONS)}): restart the service "
+                f"{self.version()}, this one knows {len(MIGRATIONS)}): restart the service "
                 "(`reminder run` upgrades it), then try again"
             )
 
-    def _migrate(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            for version in range(self._version(), len(MIGRATIONS)):
-                for statement in MIGRATIONS[version].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {version + 1}")
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-
     def _write(self, statements: Iterable[tuple[str, tuple[object, ...]]]) -> list[int]:
-        """Run statements in one immediate transaction; return each one's row count."""
-        counts: list[int] = []
-        statements = list(statements)
-        try:
-            if len(statements) == 1:
-                # One statement is its own transaction: the settle after each SMTP
-                # transaction skips the BEGIN and COMMIT round trips.
-                return [self.db.execute(*statements[0]).rowcount]
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                for sql, parameters in statements:
-                    counts.append(self.db.execute(sql, parameters).rowcount)
-                self.db.execute("COMMIT")
-            except BaseException:
-                # SQLite has already rolled back after some errors (a full disk): a second
-                # rollback would replace the real cause with "no transaction is active".
-                if self.db.in_transaction:
-                    self.db.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {self.path} cannot be written: {exc}") from None
-        return counts
+        """Run statements in one transaction; return each one's row count."""
+        return self.db.write(statements)
 
     def view(
         self, sessions: Iterable[str], kind: str = REMINDER, *, claims_only: bool = False
@@ -274,6 +277,44 @@ class Ledger:
                     settled[session, lead].add(recipient)
         return LedgerView({k: frozenset(v) for k, v in settled.items()}, dict(claims))
 
+    def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int:
+        """Every open claim of a worker without a live lease is due again, now.
+
+        At start (under the state folder's lock, a single worker takes every other
+        worker's claims) and, with `only_expired`, at every heartbeat of a shared ledger:
+        a worker that died (kill -9, a machine lost) or froze past its lease leaves its
+        claims to the living, who send them with the Message-ID recorded at the first
+        claim. A dead worker's row goes.
+        """
+        at = stamp(now)
+        live = " AND claimed_by NOT IN (SELECT id FROM workers WHERE lease_until > ?)"
+
+        def adopt(execute: Execute) -> int:
+            # Only the constant clause is formatted in; every value is a bound parameter.
+            adopted = execute(
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "  # noqa: S608
+                "WHERE status = 'claimed' AND claimed_by IS NOT NULL AND claimed_by != ?"
+                + (live if only_expired else ""),
+                (at, at, self.worker, at) if only_expired else (at, at, self.worker),
+            ).rowcount
+            execute("DELETE FROM workers WHERE lease_until <= ? AND id != ?", (at, self.worker))
+            return adopted
+
+        return self.db.transaction(adopt, lock=_WORKERS_LOCK)
+
+    def release(self, keys: Iterable[DeliveryKey], now: datetime) -> None:
+        """Claims this worker took and will not attempt: due again at once, for anyone."""
+        at = stamp(now)
+        self._write(
+            (
+                "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "
+                "WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
+                "AND status = 'claimed' AND claimed_by = ?",
+                (at, at, *key, self.worker),
+            )
+            for key in keys
+        )
+
     def notice_view(self, session_ids: Iterable[str], since: dict[str, datetime]) -> NoticeView:
         """What these sessions' registrants were last told, and their open or settled notices."""
         told: dict[str, dict[str, Told]] = defaultdict(dict)
@@ -281,11 +322,12 @@ class Ledger:
         claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
         kinds = ", ".join(f"'{kind}'" for kind in NOTICE_KINDS)
         for session_id in set(session_ids):
-            # SQLite takes the bare columns from the row that holds max(sent_at).
+            # Oldest first, so each registrant keeps the facts of the last mail sent
+            # (one SQL for both databases: no bare columns beside an aggregate).
             for row in self.db.execute(
                 "SELECT recipient, fact_start, fact_end, fact_join_url, fact_status, fact_topic, "
-                "sequence, max(sent_at) FROM deliveries WHERE session_id = ? AND status = 'sent' "
-                "AND fact_start IS NOT NULL GROUP BY recipient",
+                "sequence, sent_at FROM deliveries WHERE session_id = ? AND status = 'sent' "
+                "AND fact_start IS NOT NULL ORDER BY sent_at, id",
                 (session_id,),
             ):
                 who, start, end, link, status, topic, sequence, sent_at = row
@@ -330,7 +372,7 @@ class Ledger:
             (
                 "INSERT INTO session_versions (session_id, version, since) VALUES (?, ?, ?) "
                 "ON CONFLICT (session_id) DO UPDATE SET version = excluded.version, "
-                "since = excluded.since WHERE version != excluded.version",
+                "since = excluded.since WHERE session_versions.version != excluded.version",
                 (session_id, version, stamp(ALWAYS) if session_id not in known else at),
             )
             for session_id, version in versions.items()
@@ -341,18 +383,6 @@ class Ledger:
             known = self.versions()
         return {session_id: known[session_id][1] for session_id in versions if session_id in known}
 
-    def adopt_claims(self, now: datetime) -> int:
-        """At start, under the worker lock: every open claim of a dead worker is due again."""
-        return self._write(
-            [
-                (
-                    "UPDATE deliveries SET next_attempt_at = ?, updated_at = ? "
-                    "WHERE status = 'claimed' AND claimed_by IS NOT ?",
-                    (stamp(now), stamp(now), self.worker),
-                )
-            ]
-        )[0]
-
     def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
         """Claim deliveries durably before sending; return those this worker won.
 
@@ -361,6 +391,9 @@ class Ledger:
         workers on one ledger never both win a delivery.
         """
         lease_end, at = stamp(now + CLAIM_LEASE), stamp(now)
+        # One order for every worker: two batches that overlap take their rows' locks in
+        # the same order, so PostgreSQL never has to break a deadlock between them.
+        claims = sorted(claims, key=lambda c: c.key)
         statements = [
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, "
@@ -429,8 +462,8 @@ class Ledger:
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
                 "not_after, updated_at) VALUES (?, ?, ?, ?, 'superseded', ?, ?, ?) "
-                "ON CONFLICT DO UPDATE SET status = 'superseded', updated_at = excluded.updated_at "
-                "WHERE status = 'claimed'",
+                "ON CONFLICT (session, kind, lead, recipient) DO UPDATE SET status = 'superseded', "
+                "updated_at = excluded.updated_at WHERE deliveries.status = 'claimed'",
                 (*key, stamp(due_at), stamp(not_after or due_at), at),
             )
             for key, due_at in items
@@ -601,24 +634,16 @@ class Ledger:
 
         Waits 0.2 s at most for another process's lock, not the 30 s a delivery waits.
         """
-        try:
-            self.db.execute("PRAGMA busy_timeout = 200")
-            try:
-                self.db.execute("BEGIN IMMEDIATE")
-                self.db.execute("ROLLBACK")
-            finally:
-                self.db.execute("PRAGMA busy_timeout = 30000")
-        except sqlite3.Error as exc:
-            return str(exc)
-        return None
+        return self.db.write_problem()
 
     def late_counts(self, tolerance: timedelta) -> dict[tuple[str, str, str], int]:
         """(session, kind, lead) -> deliveries sent more than `tolerance` after their instant."""
         return {
             (session, kind, lead): number
             for session, kind, lead, number in self.db.execute(
-                "SELECT session, kind, lead, count(*) FROM deliveries WHERE status = 'sent' "
-                "AND (julianday(sent_at) - julianday(due_at)) * 86400 > ? "
+                # Only the dialect's expression over two column names is formatted in.
+                "SELECT session, kind, lead, count(*) FROM deliveries WHERE status = 'sent' "  # noqa: S608
+                f"AND {self.db.seconds_between('due_at', 'sent_at')} > ? "
                 "GROUP BY session, kind, lead",
                 (tolerance.total_seconds(),),
             )

@@ -7,6 +7,17 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
+
+
+class Budget(Protocol):
+    """A sending budget: this process's RateLimit, or one all workers share."""
+
+    limits: list[tuple[int, float]]
+
+    async def acquire(self) -> Any: ...
+
+    async def release(self, send: Any) -> None: ...
 
 
 @dataclass

@@ -429,7 +429,11 @@ class _Reader:
             )
         return found
 
-    def _problem(self, row: int, column: str | None, message: str, severity: str = "error") -> None:
+    def _problem(
+        self, row: int, column: str | None, message: str, severity: str = "warning"
+    ) -> None:
+        # A bad row is skipped and the others are served: a warning wherever it is shown
+        # (check, the run log, the staff page), never an error that would stop sending.
         self.problems.append(Problem(self.source, message, row=row, key=column, severity=severity))
 
 

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 
+from .cluster import WorkerRow
 from .ledger import Row, Suppression
 from .notices import NoticePlan
 from .plan import Slot, deadline
@@ -645,3 +646,37 @@ def suppressed_output(
     lines += ["", f"in the suppression list file: {len(listed)}"]
     lines += [f"  {a if show else masked(a)}" for a in listed]
     return "\n".join(lines)
+
+
+def workers_data(found: Sequence[WorkerRow], now: datetime) -> list[dict[str, Any]]:
+    return [
+        {
+            "host": w.host,
+            "pid": w.pid,
+            "since": iso(w.since),
+            "last_heartbeat": iso(w.heartbeat_at),
+            "lease_until": iso(w.lease_until),
+            "alive": w.lease_until > now,
+            "in_flight": w.in_flight,
+        }
+        for w in found
+    ]
+
+
+def workers_text(found: list[dict[str, Any]]) -> str:
+    if not found:
+        return "workers: none running"
+    rows = [
+        (
+            w["host"],
+            w["pid"],
+            w["since"][:19].replace("T", " "),
+            w["last_heartbeat"][:19].replace("T", " "),
+            "yes" if w["alive"] else "expired",
+            w["in_flight"],
+        )
+        for w in found
+    ]
+    return "workers:\n" + table(
+        rows, ["host", "pid", "since (UTC)", "last heartbeat", "lease", "in flight"]
+    )

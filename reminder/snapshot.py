@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -195,9 +195,8 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
     try:
         sessions, warnings = build_sessions(config)
         roster = load_roster(config, sessions)
-        rows = [replace(p, severity="warning") for p in roster.problems]
-        roster = replace(roster, problems=tuple(rows))
-        problems += warnings + rows + _roster_warnings(config, sessions, roster, now)
+        problems += warnings + list(roster.problems)
+        problems += _roster_warnings(config, sessions, roster, now)
     except InputError as exc:
         problems += exc.problems
     problems += _state_problems(config)

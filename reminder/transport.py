@@ -5,20 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import re
 import ssl
 import time
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from fractions import Fraction
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import aiosmtplib
 
 from .config import Smtp
 from .errors import TransportConfigError
-from .ratelimit import RateLimit
+from .ratelimit import Budget, RateLimit
 
 MAX_BACKOFF = 120.0
 
@@ -90,7 +92,7 @@ class SmtpTransport:
             # 2.5 a second is 5 every 2 seconds: a whole count over a window.
             rate = Fraction(settings.max_per_second).limit_denominator(100)
             limits.append((rate.numerator, float(rate.denominator)))
-        self.rate = RateLimit(limits, clock)
+        self.rate: Budget = RateLimit(limits, clock)
         self._clients: list[aiosmtplib.SMTP] = []
         self.failed_attempts = 0  # transient failures so far, for logs and tests
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}
@@ -180,7 +182,8 @@ class SmtpTransport:
                 raise
 
     async def _attempt(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Verdict, str]:
-        send = await self.rate.acquire()
+        # Without a limit, no bookkeeping at all: this runs for every message.
+        send = await self.rate.acquire() if self.rate.limits else None
         try:
             if not client.is_connected:
                 await client.connect(timeout=self.settings.timeout)
@@ -203,8 +206,10 @@ class SmtpTransport:
                 ) from None
             return Verdict.RETRY, f"{exc.code} {exc.message}"
         except aiosmtplib.SMTPResponseException as exc:
-            if exc.code == 421:
-                client.close()  # the server is closing the channel; reconnect next time
+            if exc.code == 421 or exc.code < 0:
+                # The server is closing the channel, or its replies cannot be trusted
+                # to pair with our commands: reconnect next time.
+                client.close()
             return _by_code(exc.code), f"{exc.code} {exc.message}"
         except (
             aiosmtplib.SMTPTimeoutError,
@@ -220,7 +225,7 @@ class SmtpTransport:
                 return Verdict.RETRY, f"no reply within {self.settings.timeout:g} s"
             return Verdict.RETRY, f"{type(exc).__name__}: {exc}"
         except ValueError as exc:
-            # aiosmtplib refuses an address with control characters before sending it.
+            # A recipient address that could end the command or smuggle another (_address).
             return Verdict.FAILED, f"address refused before sending: {exc}"
         except aiosmtplib.SMTPException as exc:
             client.close()
@@ -230,7 +235,8 @@ class SmtpTransport:
                 reply=str(exc),
             ) from None
         finally:
-            await self.rate.release(send)
+            if send is not None:
+                await self.rate.release(send)
 
     def _refuse_tls_failure(self, exc: BaseException) -> None:
         cause: BaseException | None = exc
@@ -317,24 +323,216 @@ class _Pending:
 
 
 async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
-    """MAIL, RCPT, DATA for one recipient; the server's reply to DATA.
+    """MAIL, RCPT, DATA and the message for one recipient; the server's reply to the message.
 
-    Rather than sendmail(), which parses both addresses a second time and runs the
-    whole message through a regex to size it: mail() and rcpt() still validate the
-    addresses, and our messages already have CRLF line endings, so their length is
-    the SIZE (RFC 1870 asks for an estimate).
+    aiosmtplib has opened the connection (EHLO, STARTTLS, AUTH); the transaction itself
+    is written here, in two writes when the server offers PIPELINING (RFC 2920: MAIL,
+    RCPT and DATA together, then the message) and command by command otherwise. Its
+    replies raise the aiosmtplib exceptions that `_attempt` classifies.
     """
-    options = [f"SIZE={len(envelope.data)}"] if client.supports_extension("size") else []
+    if client.is_ehlo_or_helo_needed:
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
+    transport = client.transport
+    if transport is None or transport.is_closing():
+        raise aiosmtplib.SMTPServerDisconnected("Connection lost")
+    size = f" SIZE={len(envelope.data)}".encode() if client.supports_extension("size") else b""
     try:
-        await client.mail(envelope.sender, options=options)
-        await client.rcpt(envelope.recipient)
-        response = await client.data(envelope.data)
-    except aiosmtplib.SMTPResponseException:
-        if client.is_connected:  # leave the connection ready for the next message
+        sender = _address(envelope.sender)
+    except ValueError as exc:
+        raise TransportConfigError(f"{exc}; check smtp.sender", reply=str(exc)) from None
+    mail = b"MAIL FROM:<" + sender + b">" + size + b"\r\n"
+    rcpt = b"RCPT TO:<" + _address(envelope.recipient) + b">\r\n"
+    message = _wire(envelope.data)
+    pipelining = client.supports_extension("pipelining")
+    previous = transport.get_protocol()
+    replies = _Replies(previous)
+    transport.set_protocol(replies)
+    try:
+        return await _exchange(
+            cast(asyncio.WriteTransport, transport),
+            replies,
+            envelope,
+            mail,
+            rcpt,
+            message,
+            pipelining=pipelining,
+        )
+    finally:
+        # aiosmtplib's protocol takes the connection back between transactions (QUIT,
+        # a new EHLO after a reconnection); a loss already seen was passed on to it.
+        transport.set_protocol(previous)
+
+
+async def _exchange(
+    transport: asyncio.WriteTransport,
+    replies: _Replies,
+    envelope: Envelope,
+    mail: bytes,
+    rcpt: bytes,
+    message: bytes,
+    *,
+    pipelining: bool,
+) -> str:
+    try:
+        if pipelining:
+            transport.write(mail + rcpt + b"DATA\r\n")
+            # RFC 2920: every reply is read, in order, whatever the earlier ones said;
+            # a 421 ends the session at once (the server closes the connection).
+            mail_reply = _closing(await replies.reply())
+            rcpt_reply = _closing(await replies.reply())
+            data_reply = _closing(await replies.reply())
+            if data_reply[0] == 354 and (mail_reply[0] != 250 or rcpt_reply[0] not in (250, 251)):
+                # A server that accepts DATA without a recipient gets an empty message,
+                # never ours (RFC 2920 section 3.1).
+                transport.write(b".\r\n")
+                _closing(await replies.reply())
+        else:
+            transport.write(mail)
+            mail_reply = _closing(await replies.reply())
+            rcpt_reply = data_reply = (0, "")
+            if mail_reply[0] == 250:
+                transport.write(rcpt)
+                rcpt_reply = _closing(await replies.reply())
+                if rcpt_reply[0] in (250, 251):
+                    transport.write(b"DATA\r\n")
+                    data_reply = _closing(await replies.reply())
+        if mail_reply[0] != 250:
+            raise aiosmtplib.SMTPSenderRefused(*mail_reply, envelope.sender)
+        if rcpt_reply[0] not in (250, 251):
+            raise aiosmtplib.SMTPRecipientRefused(*rcpt_reply, envelope.recipient)
+        if data_reply[0] != 354:
+            raise aiosmtplib.SMTPDataError(*data_reply)
+        transport.write(message)
+        code, text = _closing(await replies.reply())
+        if code != 250:
+            raise aiosmtplib.SMTPDataError(code, text)
+        return f"{code} {text}"
+    except aiosmtplib.SMTPResponseException as exc:
+        if exc.code > 0 and exc.code != 421 and not transport.is_closing():
+            # Leave the connection ready for the next message.
             with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.rset()
+                transport.write(b"RSET\r\n")
+                await replies.reply()
         raise
-    return f"{response.code} {response.message}"
+
+
+def _closing(reply: tuple[int, str]) -> tuple[int, str]:
+    """A reply, unless it is 421: the server is closing the channel (RFC 5321 3.8)."""
+    if reply[0] == 421:
+        raise aiosmtplib.SMTPResponseException(*reply)
+    return reply
+
+
+_UNSAFE_IN_ADDRESS = re.compile(r"[^\x21-\x7e]|[<>]")
+
+
+def _address(address: str) -> bytes:
+    """An address as it goes between < and >: refused (ValueError) if it could end the
+    command or smuggle another one (CR, LF, any control or space, angle brackets), and
+    if it is not ASCII (we do not ask for SMTPUTF8)."""
+    if found := _UNSAFE_IN_ADDRESS.search(address):
+        raise ValueError(f"{address!r} contains {found.group()!r}, not allowed in an SMTP address")
+    return address.encode("ascii")
+
+
+_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
+
+
+def _wire(data: bytes) -> bytes:
+    """The message as it goes after DATA: CRLF lines, leading dots doubled, the final dot.
+
+    Composed messages already have CRLF endings; counting them is much cheaper than
+    the regular expressions aiosmtplib runs over every message.
+    """
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+        data = _LINE_ENDING.sub(b"\r\n", data)
+    if not data.endswith(b"\r\n"):
+        data += b"\r\n"
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"
+
+
+class _Replies(asyncio.Protocol):
+    """The connection's incoming bytes for one transaction, as SMTP replies in order.
+
+    aiosmtplib 5.1 reads one reply per command written (its `read_response` says so, and
+    it parses one reply per chunk received), so the replies to pipelined commands, which
+    arrive together, would be lost there. For the length of a transaction the transport's
+    bytes come here instead (asyncio's `set_protocol`), and go back to aiosmtplib's
+    protocol after, with the connection between two commands as it was left.
+    """
+
+    def __init__(self, previous: asyncio.BaseProtocol) -> None:
+        self.previous = previous
+        self.buffer = bytearray()
+        self.lines: list[str] = []
+        self.replies: deque[tuple[int, str]] = deque()
+        self.waiter: asyncio.Future[None] | None = None
+        self.error: Exception | None = None
+
+    def data_received(self, data: bytes) -> None:
+        if self.error is not None:
+            return  # after a malformed reply, nothing more pairs with our commands
+        self.buffer += data
+        while (end := self.buffer.find(b"\n")) != -1:
+            line = bytes(self.buffer[: end + 1])
+            del self.buffer[: end + 1]
+            if not line[:3].isdigit() or len(line) > _MAX_REPLY_LINE:
+                text = line[:80].decode("ascii", "replace").strip()
+                self._fail(aiosmtplib.SMTPResponseException(-1, f"malformed reply: {text}"))
+                return
+            self.lines.append(line[4:].strip().decode("utf-8", "replace"))
+            if line[3:4] != b"-":
+                self.replies.append((int(line[:3]), "\n".join(self.lines)))
+                self.lines.clear()
+                self._wake()
+        if len(self.buffer) > _MAX_REPLY_LINE:
+            self._fail(aiosmtplib.SMTPResponseException(-1, "malformed reply: too long"))
+
+    def eof_received(self) -> bool:
+        self._fail(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
+        return False  # the transport closes itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(aiosmtplib.SMTPServerDisconnected("Connection lost"))
+        self.previous.connection_lost(exc)  # aiosmtplib's side learns it as ever
+
+    def pause_writing(self) -> None:
+        self.previous.pause_writing()
+
+    def resume_writing(self) -> None:
+        self.previous.resume_writing()
+
+    def _fail(self, error: Exception) -> None:
+        if self.error is None:
+            self.error = error
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    async def reply(self) -> tuple[int, str]:
+        while not self.replies:
+            if self.error is not None:
+                raise self.error
+            self.waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self.waiter
+            finally:
+                self.waiter = None
+        return self.replies.popleft()
+
+
+_MAX_REPLY_LINE = 8192
 
 
 def _by_code(code: int) -> Verdict:

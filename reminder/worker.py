@@ -22,17 +22,18 @@ from apscheduler.triggers.date import DateTrigger
 
 from .bounces import BounceRun, collect
 from .clock import utc_now
+from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
-from .config import Config, ledger_path
+from .config import Config
 from .delivery import Clock, Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .leads import Lead
-from .ledger import Ledger
 from .lock import StateLock
 from .logs import use_zone
 from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
+from .store import open_ledger
 from .transport import SmtpTransport, Transport
 from .web import make_app, start_server
 
@@ -108,27 +109,50 @@ class Worker:
         self.lock = StateLock(state)
         self.lock.acquire()
         try:
-            self.ledger = Ledger(ledger_path(self.snapshot.config), worker=self.identity)
-            self._ledger_identity = _identity(self.ledger.path)
-            adopted = self.ledger.adopt_claims(self.clock())
-            self.transport = self.transport_factory(self.snapshot.config)
-            self.dispatcher = self._dispatcher(self.snapshot.config)
-            self.monitor.serving(self.snapshot, self.ledger)
+            config = self.snapshot.config
+            self.ledger = open_ledger(config, worker=self.identity)
+            self._ledger_identity = self._ledger_file()
+            self.presence = Presence(self.ledger, self.clock, config.ledger.lease_delta)
             try:
-                await self._serve(adopted)
+                self.presence.join()
+                # Alone on a SQLite file (the state lock says so), every other claim is a
+                # dead worker's; on a shared ledger, only those whose lease expired.
+                adopted = self.ledger.adopt_claims(self.clock(), only_expired=self.ledger.shared)
+                self.transport = self._transport(config)
+                self.dispatcher = self._dispatcher(config)
+                self.presence.in_flight = lambda: len(self.dispatcher.unsettled)
+                self.monitor.serving(self.snapshot, self.ledger)
+                try:
+                    await self._serve(adopted)
+                finally:
+                    await self.transport.close()
+                    with contextlib.suppress(ReminderError):
+                        self.presence.leave()
             finally:
-                await self.transport.close()
                 self.ledger.close()
         finally:
             self.lock.release()
         if self.failure is not None:
             raise self.failure
 
+    def _transport(self, config: Config) -> Transport:
+        transport = self.transport_factory(config)
+        if self.ledger.shared and isinstance(transport, SmtpTransport) and transport.rate.limits:
+            # The server counts messages per account, whichever machine sends them.
+            transport.rate = SharedRateLimit(
+                self.ledger, transport.rate.limits, hold=config.smtp.timeout
+            )
+        return transport
+
+    def _ledger_file(self) -> tuple[int, int] | None:
+        """The SQLite file's identity (a shared database has none to watch)."""
+        return None if self.ledger.shared else _identity(Path(self.ledger.path))
+
     def _state_lost(self) -> str | None:
         """Why the state folder no longer is the one this worker locked, if it is not."""
         if reason := self.lock.lost():
             return reason
-        if _identity(self.ledger.path) != self._ledger_identity:
+        if self._ledger_file() != self._ledger_identity:
             return f"{self.ledger.path} was removed or replaced"
         return None
 
@@ -176,11 +200,13 @@ class Worker:
             self._banner(adopted)
             watcher = asyncio.create_task(self._watch())
             bounces = asyncio.create_task(self._read_bounces())
+            heart = asyncio.create_task(self._heartbeat())
             alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
             await self.wake("start")
             await self.stopping.wait()
             await watcher
             await bounces
+            await heart
             await alive
             # In-flight SMTP transactions finish; nothing new starts (stopping is set).
             try:
@@ -214,7 +240,12 @@ class Worker:
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
         helpers = helper_count() if self.clock is utc_now and not throttled else 0
         return Dispatcher(
-            self.ledger, self.transport, self.clock, helpers=helpers, observer=self.monitor
+            self.ledger,
+            self.transport,
+            self.clock,
+            helpers=helpers,
+            may_send=self.presence.held,
+            observer=self.monitor,
         )
 
     def _on_signal(self, signum: int) -> None:
@@ -296,6 +327,35 @@ class Worker:
                 next_sweep = loop.time()
                 await self._trigger("sweep")
 
+    async def _heartbeat(self) -> None:
+        """Renew the lease every third of it; adopt the claims of workers whose lease ran out."""
+        interval = self.presence.lease.total_seconds() / 3
+        while not self.stopping.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
+            if self.stopping.is_set():
+                return
+            try:
+                held, kept, adopted = self.presence.beat()
+            except ReminderError as exc:
+                log.error("heartbeat failed; not sending until it succeeds: %s", exc)
+                continue
+            if not kept:
+                log.warning(
+                    "this worker's lease had expired and other workers adopted its claims; "
+                    "it sends again under a new lease, nothing they took"
+                )
+            elif not held:
+                log.warning("this worker's lease was renewed after it lapsed; sending again")
+            if adopted:
+                log.info(
+                    "adopted %d deliveries of a worker whose lease expired; sending them "
+                    "with their recorded Message-ID",
+                    adopted,
+                )
+            if adopted or not held:
+                await self._trigger("adoption" if adopted else "lease renewed")
+
     async def _read_bounces(self) -> None:
         """Read the bounce mailbox every bounces.interval, when one is configured.
 
@@ -318,7 +378,7 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), timeout=wait)
 
     def _collect_bounces(self, config: Config) -> BounceRun:
-        with Ledger(ledger_path(config), worker=self.identity) as ledger:
+        with open_ledger(config, worker=self.identity, migrate=False) as ledger:
             return collect(config, ledger, self.clock())
 
     def _schedule_wakeups(self, since: datetime) -> bool:
@@ -450,6 +510,13 @@ class Worker:
             log.error("reload (%s) refused; still serving the previous version: %s", reason, exc)
             self.monitor.reloaded(None)
             return
+        if fresh.config.ledger.url != self.snapshot.config.ledger.url:
+            log.error(
+                "reload (%s) refused: ledger.url cannot change while running; restart "
+                "the service to move the ledger",
+                reason,
+            )
+            return
         if fresh.state_dir != self.snapshot.state_dir:
             log.error(
                 "reload (%s) refused: paths.state cannot change while running; restart "
@@ -463,7 +530,7 @@ class Worker:
         async with self._busy:
             if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
                 await self.transport.close()
-                self.transport = self.transport_factory(fresh.config)
+                self.transport = self._transport(fresh.config)
                 self.dispatcher = self._dispatcher(fresh.config)
                 self._paused = None
             old = self.snapshot

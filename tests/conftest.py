@@ -8,6 +8,7 @@ import shutil
 import ssl
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -212,9 +213,46 @@ def starttls_server(tls_material: tuple[trustme.CA, ssl.SSLContext, Path]) -> It
         yield Server(sink, handler, ca, ca_file)
 
 
+POSTGRES = os.environ.get("REMINDER_TEST_POSTGRES", "postgresql://root@127.0.0.1:5432/test")
+
+
+def _postgres_admin() -> Any:
+    """A connection to the test server, or a skip (a failure under CI: no silent SQLite)."""
+    import psycopg
+
+    try:
+        return psycopg.connect(POSTGRES, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"PostgreSQL must run for the tests under CI ({POSTGRES}): {exc}")
+        pytest.skip(f"no PostgreSQL at {POSTGRES}: {exc}")
+
+
 @pytest.fixture
-def ledger(tmp_path: Path) -> Iterator[Ledger]:
-    with Ledger(tmp_path / "state" / "ledger.sqlite", worker="test") as opened:
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh schema of the test database, dropped afterwards."""
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with _postgres_admin() as admin:
+        admin.execute(f"CREATE SCHEMA {schema}")
+        try:
+            yield f"{POSTGRES}?options=-csearch_path%3D{schema}"
+        finally:
+            admin.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger_target(request: pytest.FixtureRequest, tmp_path: Path) -> str | Path:
+    """Where a ledger lives: a SQLite file, or a PostgreSQL schema; every contract test
+    runs on both."""
+    if request.param == "sqlite":
+        return tmp_path / "state" / "ledger.sqlite"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def ledger(ledger_target: str | Path) -> Iterator[Ledger]:
+    with Ledger(ledger_target, worker="test") as opened:
         yield opened
 
 

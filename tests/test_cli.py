@@ -483,6 +483,31 @@ def test_status_lists_the_ledgers_suppressions(
     assert "(550 5.1.1 No such user)" in out
 
 
+def test_ledger_migrate_copy_and_status_on_postgresql(
+    project: Project,
+    postgres_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with Ledger(project.root / "state" / "ledger.sqlite", worker="old") as ledger:
+        key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "alex0@example.org")
+        now = datetime(2023, 2, 28, 16, tzinfo=UTC)
+        ledger.claim([Claim(key, "<m@irev.fr>", now, now)], now)
+        ledger.record([Outcome(key, Status.SENT, "250 ok", now)], now)
+    assert cli(project, "ledger", "migrate") == 0
+    assert "schema" in capsys.readouterr().out
+    assert cli(project, "ledger", "copy", "--to", postgres_url) == 0
+    assert "deliveries 1" in capsys.readouterr().out
+    assert cli(project, "ledger", "copy", "--to", postgres_url) == 1
+    assert "already holds 1 deliveries" in capsys.readouterr().err
+    monkeypatch.setenv("REMINDER_LEDGER__URL", postgres_url)
+    cli(project, "status", "--now", "2023-03-02T10:00")
+    shown = capsys.readouterr().out
+    assert "workers: none running" in shown
+    cli(project, "history", "--session", "2023-03-01")
+    assert "250 ok" in capsys.readouterr().out  # read from PostgreSQL, as copied
+
+
 def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -300,3 +300,29 @@ def test_bad_http_settings_are_refused_with_what_to_do(
     message = str(caught.value)
     assert expected in message
     assert "in-the-file" not in message and "short" not in message.replace("shorter", "")
+
+
+def test_a_database_password_in_the_file_or_the_url_is_refused(project: Project) -> None:
+    project.append('[ledger]\nurl = "postgresql://reminder:hunter2@db/reminder"\npassword = "x"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    text = str(caught.value)
+    assert "ledger.url holds a password" in text and "REMINDER_LEDGER__PASSWORD" in text
+    assert "ledger.password" in text
+    assert "hunter2" not in text
+
+
+def test_the_ledger_url_and_password_come_from_the_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret-db\n", encoding="utf-8")
+    monkeypatch.setenv("REMINDER_LEDGER__URL", "postgresql://reminder@db:5432/reminder")
+    monkeypatch.setenv("REMINDER_LEDGER__PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("REMINDER_LEDGER__LEASE", "45s")
+    config = load_config(project.config)
+    assert config.ledger.url == "postgresql://reminder@db:5432/reminder"
+    assert config.ledger.password is not None
+    assert config.ledger.password.get_secret_value() == "s3cret-db"
+    assert config.ledger.lease_delta.total_seconds() == 45
+    assert "s3cret-db" not in repr(config)

@@ -54,6 +54,7 @@ def test_every_command_has_help_and_is_in_the_readme() -> None:
         "unsuppress",
         "suppressed",
         "bounces",
+        "ledger",
     }
     for name, command in commands.items():
         assert command.description, f"{name} has no help text"

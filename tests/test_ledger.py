@@ -1,4 +1,5 @@
-"""The delivery ledger on a real SQLite file: claims, outcomes, races, migrations."""
+"""The ledger contract, on a real SQLite file and a real PostgreSQL schema alike:
+claims, outcomes, races, migrations, leases."""
 
 import multiprocessing
 import sqlite3
@@ -7,9 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from reminder.cluster import Membership, end_send, take_send, workers
 from reminder.errors import LedgerError
 from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
+from reminder.notices import ALWAYS, Facts, Told
 from reminder.plan import DeliveryKey
+from reminder.store import copy_ledger
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
 START = datetime(2023, 3, 1, 16, tzinfo=UTC)
@@ -27,11 +31,15 @@ def test_a_delivery_is_claimed_once(ledger: Ledger) -> None:
 
 def test_the_database_itself_refuses_a_second_row(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
-    with pytest.raises(sqlite3.IntegrityError):
-        ledger.db.execute(
-            "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, not_after, "
-            "updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
-            claim(1).key,
+    with pytest.raises(LedgerError, match=r"(?i)unique"):
+        ledger.db.write(
+            [
+                (
+                    "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
+                    "not_after, updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
+                    claim(1).key,
+                )
+            ]
         )
 
 
@@ -62,11 +70,10 @@ def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -
     assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [claim(1)]
 
 
-def test_claims_of_a_dead_worker_are_adopted_at_start(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with Ledger(path, worker="old") as old:
+def test_claims_of_a_dead_worker_are_adopted_at_start(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="old") as old:
         old.claim([claim(1)], NOW)
-    with Ledger(path, worker="new") as new:
+    with Ledger(ledger_target, worker="new") as new:
         assert new.claim([claim(1)], NOW) == []  # still under the old worker's lease
         assert new.adopt_claims(NOW) == 1
         assert new.claim([claim(1)], NOW) == [claim(1)]
@@ -116,26 +123,30 @@ def test_counts_per_session_and_lead(ledger: Ledger) -> None:
     assert [r.recipient for r in ledger.rows(recipient="P2@Example.org")] == ["p2@example.org"]
 
 
-def test_schema_version_and_a_newer_ledger_is_refused(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with Ledger(path) as ledger:
-        assert ledger.db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        assert ledger.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+def test_schema_version_and_a_newer_ledger_is_refused(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target) as ledger:
+        assert ledger.version() == len(MIGRATIONS)
         ledger.claim([claim(1)], NOW)
-    with Ledger(path) as again:  # reopening migrates nothing and keeps the rows
+    with Ledger(ledger_target) as again:  # reopening migrates nothing and keeps the rows
         assert len(again.rows()) == 1
-        again.db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+        newer = len(MIGRATIONS) + 1
+        if again.shared:
+            again.db.write([("UPDATE reminder_schema SET version = ?", (newer,))])
+        else:
+            assert again.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            again.db.execute(f"PRAGMA user_version = {newer}")
     with pytest.raises(LedgerError, match="newer release"):
-        Ledger(path)
+        Ledger(ledger_target)
 
 
 def _race(
-    path: str,
+    target: str,
     worker: str,
     start: "multiprocessing.synchronize.Event",
     results: "multiprocessing.Queue[list[str]]",
 ) -> None:
-    with Ledger(Path(path), worker=worker) as ledger:
+    where = target if "://" in target else Path(target)
+    with Ledger(where, worker=worker) as ledger:
         start.wait()
         won: list[str] = []
         for offset in range(0, 400, 20):  # many small transactions interleave
@@ -146,14 +157,14 @@ def _race(
         results.put(won)
 
 
-def test_two_claimers_racing_on_one_ledger_never_both_win(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    Ledger(path).close()
+def test_two_claimers_racing_on_one_ledger_never_both_win(ledger_target: str | Path) -> None:
+    Ledger(ledger_target).close()
     context = multiprocessing.get_context("spawn")
     start = context.Event()
     results: multiprocessing.Queue[list[str]] = context.Queue()
     workers = [
-        context.Process(target=_race, args=(str(path), name, start, results)) for name in ("a", "b")
+        context.Process(target=_race, args=(str(ledger_target), name, start, results))
+        for name in ("a", "b")
     ]
     for process in workers:
         process.start()
@@ -213,6 +224,83 @@ def test_a_ledger_of_the_first_schema_gains_the_suppressions_table(tmp_path: Pat
         assert ledger.suppress("a@example.org", reason="x", source="staff", at=NOW)
     with Ledger(path, readonly=True) as ledger:
         assert ledger.suppressed_addresses() == {"a@example.org"}
+
+
+def test_a_worker_whose_lease_expired_loses_its_claims_to_a_live_one(
+    ledger_target: str | Path,
+) -> None:
+    lease = timedelta(seconds=30)
+    with Ledger(ledger_target, worker="dead") as dead, Ledger(ledger_target, worker="live") as live:
+        Membership(dead).join("host-a", 1, NOW, lease)
+        Membership(live).join("host-b", 2, NOW, lease)
+        assert dead.claim([claim(1), claim(2)], NOW) == [claim(1), claim(2)]
+        dead.record([Outcome(claim(2).key, Status.SENT, "250", NOW)], NOW)
+        # Within the lease nothing moves; the heartbeat keeps it.
+        assert live.adopt_claims(NOW + timedelta(seconds=29), only_expired=True) == 0
+        assert Membership(live).renew(NOW + timedelta(seconds=29), lease, 0)
+        later = NOW + timedelta(seconds=31)
+        assert live.adopt_claims(later, only_expired=True) == 1
+        assert [r.host for r in workers(live)] == ["host-b"]
+        [adopted] = live.claim([claim(1)], later)
+        assert adopted.message_id == "<m1.1d@irev.fr>"
+        # The dead worker wakes: its row is gone, and it cannot take the claim back.
+        assert not Membership(dead).renew(later, lease, 3)
+        assert dead.claim([claim(1)], later) == []
+
+
+def test_a_clean_stop_hands_open_claims_to_the_others_at_once(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        Membership(a).join("h", 1, NOW, timedelta(seconds=30))
+        a.claim([claim(1)], NOW)
+        assert b.claim([claim(1)], NOW) == []
+        Membership(a).leave(NOW)
+        assert b.claim([claim(1)], NOW) == [claim(1)]
+        assert workers(b) == []
+
+
+def test_the_shared_budget_holds_the_rate_for_every_worker(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        limits = [(2, 60.0)]
+        first, second = take_send(a, limits, 60), take_send(b, limits, 60)
+        assert isinstance(first, int) and isinstance(second, int)
+        assert take_send(a, limits, 60) == pytest.approx(0.01)  # two in flight: wait
+        end_send(a, first)
+        end_send(b, second)
+        wait = take_send(b, limits, 60)  # two ended just now: a window to wait
+        assert isinstance(wait, float) and 59 < wait <= 60
+
+
+def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: str) -> None:
+    with Ledger(tmp_path / "ledger.sqlite", worker="old") as source:
+        source.claim([claim(n) for n in range(5)], NOW)
+        source.record([Outcome(claim(0).key, Status.SENT, "250 ok", NOW)], NOW)
+        source.suppress("gone@example.org", reason="bounce", source="bounce", at=NOW)
+        with Ledger(postgres_url, worker="copy") as target:
+            copied = copy_ledger(source, target)
+            assert copied["deliveries"] == 5 and copied["suppressions"] == 1
+            assert target.rows() == source.rows()
+            assert target.suppressed_addresses() == {"gone@example.org"}
+            target.claim([claim(9)], NOW)  # new rows continue after the copied ids
+            with pytest.raises(LedgerError, match="already holds"):
+                copy_ledger(source, target)
+
+
+def test_what_each_registrant_was_told_and_the_session_versions(ledger: Ledger) -> None:
+    def facts(hour: int) -> Facts:
+        return Facts(START.replace(hour=hour), START.replace(hour=hour + 2), "https://z/1")
+
+    first, second = claim(1, "7d"), claim(1, "1d")
+    for n, (c, hour) in enumerate(((first, 16), (second, 17))):
+        at = NOW + timedelta(minutes=n)
+        told = Claim(c.key, c.message_id, at, START, "2023-03-01", Told(facts(hour), n, at))
+        ledger.claim([told], at)
+        ledger.record([Outcome(c.key, Status.SENT, "250", at)], at)
+    last = ledger.notice_view(["2023-03-01"], {}).told["2023-03-01"]["p1@example.org"]
+    assert (last.facts, last.sequence) == (facts(17), 1)  # the latest mail's facts
+    assert ledger.observe({"2023-03-01": "v1"}, NOW) == {"2023-03-01": ALWAYS}
+    later = NOW + timedelta(hours=1)
+    assert ledger.observe({"2023-03-01": "v1"}, later) == {"2023-03-01": ALWAYS}
+    assert ledger.observe({"2023-03-01": "v2"}, later) == {"2023-03-01": later}
 
 
 def test_a_ledger_of_an_older_schema_read_only_says_how_to_upgrade_it(tmp_path: Path) -> None:

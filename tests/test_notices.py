@@ -20,6 +20,7 @@ import time_machine
 import vobject
 
 from reminder.cli import main
+from reminder.errors import LedgerError
 from reminder.ledger import Ledger
 from reminder.notices import ALWAYS
 from reminder.sessions import Session
@@ -332,7 +333,7 @@ def _sent(project: Project, kind: str) -> int:
     try:
         with Ledger(path, readonly=True) as ledger:
             return sum(1 for row in ledger.rows() if row.kind == kind and row.status == "sent")
-    except sqlite3.OperationalError:  # the worker is still creating it
+    except (sqlite3.OperationalError, LedgerError):  # the worker is still creating it
         return 0
 
 

@@ -1,9 +1,12 @@
 """SMTP delivery against real aiosmtpd servers that misbehave in every known way; the outbox."""
 
 import asyncio
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
@@ -12,7 +15,7 @@ from reminder.config import Smtp
 from reminder.errors import TransportConfigError
 from reminder.outbox import Outbox
 from reminder.ratelimit import RateLimit
-from reminder.smtpsink import free_port
+from reminder.smtpsink import SmtpSink, free_port
 from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
 
 from .conftest import FaultyRecorder, Server, until
@@ -230,3 +233,142 @@ async def test_the_outbox_writes_maildir_files_atomically(tmp_path: Path) -> Non
     await outbox.deliver(each(envelopes(1)), results.append)  # a resend replaces its file
     assert len(list((tmp_path / "outbox" / "new").iterdir())) == 3
     assert all(r.verdict is Verdict.SENT for r in results)
+
+
+@dataclass
+class PipeliningRecorder(FaultyRecorder):
+    """aiosmtpd, which does not offer PIPELINING by itself, offering it (it reads pipelined
+    commands in order). Notes, at each RCPT, whether DATA had already arrived with it,
+    and closes the connection when a recipient's queued reply is "disconnect"."""
+
+    with_data: list[bool] = field(default_factory=list)
+    mail_replies: list[str] = field(default_factory=list)
+
+    async def handle_MAIL(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with self.lock:
+            if self.mail_replies:
+                return self.mail_replies.pop(0)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return "250 OK"
+
+    async def handle_EHLO(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        # What the server has read from the socket but not yet handled.
+        waiting = bytes(server._reader._buffer)
+        with self.lock:
+            self.with_data.append(waiting.startswith(b"DATA\r\n"))
+            queued = self.rcpt_replies.get(address)
+            if queued and queued[0] == "disconnect":
+                queued.pop(0)
+                server.transport.close()
+                return "250 OK"
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+@pytest.fixture
+def pipelining_server() -> Iterator[Server]:
+    handler = PipeliningRecorder()
+    with SmtpSink(handler=handler) as sink:
+        yield Server(sink, handler)
+
+
+async def test_a_server_offering_pipelining_gets_mail_rcpt_and_data_in_one_write(
+    pipelining_server: Server,
+) -> None:
+    handler = pipelining_server.handler
+    assert isinstance(handler, PipeliningRecorder)
+    items = envelopes(20)
+    items[3] = Envelope(3, SENDER, "p3@example.org", "<m3@irev.fr>", b".dot\r\n..two\r\nend")
+    results = await deliver(plain(pipelining_server, connections=2), items)
+    assert all(r.verdict is Verdict.SENT for r in results.values())
+    assert results[0].reply.startswith("250 2.0.0")
+    assert handler.with_data == [True] * 20  # one round trip for the envelope
+    # Lines starting with a dot, and no final line ending, arrive as they were written.
+    assert {m.recipients[0]: m.data for m in handler.messages}["p3@example.org"] == (
+        b".dot\r\n..two\r\nend\r\n"
+    )
+
+
+async def test_a_server_without_pipelining_is_sent_one_command_at_a_time(
+    smtp_server: Server,
+) -> None:
+    # aiosmtpd does not offer PIPELINING: a command waits for the reply to the last.
+    smtp_server.handler.rcpt_replies["p1@example.org"] = ["550 5.1.1 No such user"]
+    results = await deliver(plain(smtp_server, connections=1), envelopes(3))
+    assert [results[n].verdict for n in range(3)] == [Verdict.SENT, Verdict.FAILED, Verdict.SENT]
+    assert smtp_server.handler.recipients() == ["p0@example.org", "p2@example.org"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict"),
+    [("550 5.1.1 No such user", Verdict.FAILED), ("451 4.3.0 Try again later", Verdict.SENT)],
+)
+async def test_a_refused_recipient_in_a_pipeline_sends_no_message(
+    pipelining_server: Server, reply: str, verdict: Verdict
+) -> None:
+    # The server refuses DATA (503: no valid recipient), the message is not sent, the
+    # connection goes on with the next one; a 4xx is tried again, a 5xx is final.
+    pipelining_server.handler.rcpt_replies["p1@example.org"] = [reply]
+    results = await deliver(plain(pipelining_server, connections=1), envelopes(3))
+    assert [results[n].verdict for n in range(3)] == [Verdict.SENT, verdict, Verdict.SENT]
+    if verdict is Verdict.FAILED:
+        assert results[1].reply == reply
+    recipients = pipelining_server.handler.recipients()
+    assert recipients.count("p1@example.org") == (verdict is Verdict.SENT)
+    assert len(pipelining_server.handler.peers) == 1  # the same connection throughout
+
+
+@pytest.mark.parametrize("reply", ["421 4.3.2 Shutting down", "disconnect"])
+async def test_a_421_or_a_disconnect_mid_pipeline_is_retried_on_a_new_connection(
+    pipelining_server: Server, reply: str
+) -> None:
+    pipelining_server.handler.rcpt_replies["p1@example.org"] = [reply]
+    results = await deliver(plain(pipelining_server, connections=1), envelopes(3))
+    assert all(r.verdict is Verdict.SENT for r in results.values())
+    assert sorted(pipelining_server.handler.recipients()) == [f"p{n}@example.org" for n in range(3)]
+    assert len(pipelining_server.handler.peers) == 2  # p0 on the first, p1 and p2 on a new one
+
+
+async def test_a_4xx_or_5xx_to_mail_in_a_pipeline(pipelining_server: Server) -> None:
+    # A refused sender: 4xx is tried again later; 5xx stops everything (a configuration
+    # fault), before any message goes out.
+    handler = pipelining_server.handler
+    assert isinstance(handler, PipeliningRecorder)
+    handler.mail_replies = ["451 4.3.0 Sender check unavailable"]
+    results = await deliver(plain(pipelining_server, connections=1), envelopes(2))
+    assert all(r.verdict is Verdict.SENT for r in results.values())
+    handler.mail_replies = ["553 5.7.1 Sender not allowed"] * 2
+    with pytest.raises(TransportConfigError, match=r"smtp\.sender"):
+        await deliver(plain(pipelining_server, connections=1), envelopes(2, "q"))
+    assert not [r for r in handler.recipients() if r.startswith("q")]
+
+
+@pytest.mark.parametrize("recipient", ["p0@example.org\r\nRCPT TO:<x@evil.example>", "a b@c.fr"])
+async def test_an_address_that_could_smuggle_a_command_is_refused_before_sending(
+    pipelining_server: Server, recipient: str
+) -> None:
+    items = [Envelope(0, SENDER, recipient, "<m0@irev.fr>", b"Subject: x\r\n\r\nx\r\n")]
+    results = await deliver(plain(pipelining_server), items + envelopes(2)[1:])
+    assert results[0].verdict is Verdict.FAILED
+    assert results[0].reply.startswith("address refused before sending")
+    assert results[1].verdict is Verdict.SENT
+    assert pipelining_server.handler.recipients() == ["p1@example.org"]
+
+
+async def test_a_sender_that_could_smuggle_a_command_stops_with_the_setting_to_check(
+    pipelining_server: Server,
+) -> None:
+    item = Envelope(0, "contact@irev.fr\r\nRSET", "p0@example.org", "<m0@irev.fr>", b"x\r\n")
+    with pytest.raises(TransportConfigError, match=r"smtp\.sender"):
+        await deliver(plain(pipelining_server), [item])
+    assert pipelining_server.handler.messages == []

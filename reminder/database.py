@@ -1,0 +1,388 @@
+"""The two databases under the ledger: one SQL text, a dialect object for what differs.
+
+The ledger writes its SQL once, with `?` placeholders; SQLite runs it as written,
+PostgreSQL (psycopg 3, one pool per process) gets `%s` placeholders and its own types.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+from .errors import LedgerError
+
+log = logging.getLogger("reminder")
+# The pool logs every failed reconnection; the ledger logs one line per outage instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
+logging.getLogger("psycopg").setLevel(logging.ERROR)
+
+Statement = tuple[str, Sequence[object]]
+T = TypeVar("T")
+
+
+class Rows(Protocol):
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+Execute = Callable[[str, Sequence[object]], Rows]
+
+
+class Database(Protocol):
+    """What the ledger needs of a database: queries, one-transaction batches, a version."""
+
+    where: str  # for messages: a path, or a URL without its password
+    shared: bool  # several workers may use it at once
+    clock_sql: str  # the database's own clock, in seconds since the epoch
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows: ...
+
+    def write(self, statements: Iterable[Statement]) -> list[int]: ...
+
+    def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
+        """Run `work` in one transaction; with `lock`, one such transaction at a time."""
+        ...
+
+    def version(self) -> int: ...
+
+    def seconds_between(self, start: str, end: str) -> str:
+        """SQL for the seconds from one stamped column to another."""
+        ...
+
+    def write_problem(self) -> str | None:
+        """Why a write could not start now, in a fraction of a second; None if it could."""
+        ...
+
+    def migrate(self, migrations: Sequence[str]) -> int: ...
+
+    def close(self) -> None: ...
+
+
+def is_postgres(target: str | Path) -> bool:
+    return str(target).startswith(("postgresql://", "postgres://"))
+
+
+def redacted(url: str) -> str:
+    """The URL as logs and errors may show it: never with a password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    netloc = f"{parts.username}:***@{host}" if parts.username else f"***@{host}"
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class SqliteDatabase:
+    """A SQLite file in WAL mode: one machine, one worker."""
+
+    shared = False
+    clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
+
+    def __init__(self, path: Path, *, readonly: bool = False) -> None:
+        self.where = str(path)
+        if readonly and not path.exists():
+            raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
+        try:
+            if readonly:
+                self.db = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+                # WAL survives a process crash at every commit; NORMAL skips the per-commit
+                # fsync, so only a power cut could lose the last moments (and then a resend
+                # carries the same Message-ID).
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {path} cannot be opened: {exc}") from None
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
+        try:
+            return self.db.execute(sql, parameters)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {self.where} cannot be read: {exc}") from None
+
+    def write(self, statements: Iterable[Statement]) -> list[int]:
+        """Run statements in one immediate transaction; return each one's row count."""
+        statements = list(statements)
+        if len(statements) == 1:
+            # One statement is its own transaction: the settle after each SMTP
+            # transaction skips the BEGIN and COMMIT round trips.
+            try:
+                return [self.db.execute(*statements[0]).rowcount]
+            except sqlite3.Error as exc:
+                raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
+        return self.transaction(
+            lambda execute: [execute(sql, parameters).rowcount for sql, parameters in statements]
+        )
+
+    def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
+        # BEGIN IMMEDIATE takes SQLite's one write lock: `lock` is implied.
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self.db.execute)
+                self.db.execute("COMMIT")
+            except BaseException:
+                # SQLite has already rolled back after some errors (a full disk): a second
+                # rollback would replace the real cause with "no transaction is active".
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
+        return result
+
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"(julianday({end}) - julianday({start})) * 86400"
+
+    def write_problem(self) -> str | None:
+        try:
+            self.db.execute("PRAGMA busy_timeout = 200")
+            try:
+                self.db.execute("BEGIN IMMEDIATE")
+                self.db.execute("ROLLBACK")
+            finally:
+                self.db.execute("PRAGMA busy_timeout = 30000")
+        except sqlite3.Error as exc:
+            return str(exc)
+        return None
+
+    def migrate(self, migrations: Sequence[str]) -> int:
+        """Apply the migrations this file lacks, in one transaction; return how many."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            start = self.version()
+            for version in range(start, len(migrations)):
+                for statement in migrations[version].split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {version + 1}")
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
+        return max(0, len(migrations) - start)
+
+    def close(self) -> None:
+        self.db.close()
+
+
+_PLACEHOLDER = re.compile(r"'[^']*'|\?")
+
+
+def postgres_sql(sql: str) -> str:
+    """`?` placeholders (outside quoted literals) as psycopg's `%s`; a literal % doubled."""
+    sql = sql.replace("%", "%%")
+    return _PLACEHOLDER.sub(lambda m: "%s" if m.group() == "?" else m.group(), sql)
+
+
+def postgres_ddl(sql: str) -> str:
+    """SQLite's auto-numbered key is PostgreSQL's identity column."""
+    return sql.replace("INTEGER PRIMARY KEY", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY")
+
+
+class _Fetched:
+    """A statement's rows, read before its connection goes back to the pool."""
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows, self.rowcount = rows, rowcount
+
+    def fetchone(self) -> Any:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[Any]:
+        return self.rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+
+# Any number of workers migrating at once: the first takes this lock, the others wait.
+_MIGRATION_LOCK = 7_432_001
+
+
+class PostgresDatabase:
+    """A PostgreSQL database shared by every worker of a cycle, through a small pool.
+
+    A lost connection (a restart, a failover) is retried for up to `patience` seconds:
+    the worker pauses with one log line and resumes when the server answers again.
+    """
+
+    shared = True
+    clock_sql = "extract(epoch from clock_timestamp())::double precision"
+
+    def __init__(self, url: str, *, password: str | None = None, patience: float = 30.0) -> None:
+        # Imported here: only those who configure PostgreSQL pay for loading it.
+        import psycopg
+        from psycopg_pool import ConnectionPool, PoolTimeout
+
+        self.psycopg = psycopg
+        self.pool_timeout = PoolTimeout
+        self.where = redacted(url)
+        self.patience = patience
+        self._secret = password or urlsplit(url).password or ""
+        self._down_since: float | None = None
+        kwargs: dict[str, Any] = {"connect_timeout": 5, "application_name": "reminder"}
+        if password:
+            kwargs["password"] = password
+        self.pool = ConnectionPool(
+            url,
+            kwargs=kwargs,
+            min_size=1,
+            max_size=4,
+            open=False,
+            # No check query before each use (a round trip per statement): a connection a
+            # server restart broke fails its statement, leaves the pool, and _run retries.
+            name="reminder-ledger",
+        )
+        try:
+            self.pool.open(wait=True, timeout=10)
+        except (PoolTimeout, psycopg.Error) as exc:
+            self.pool.close()
+            raise LedgerError(
+                f"the ledger database {self.where} cannot be reached: {self._clean(exc)}"
+            ) from None
+
+    def _clean(self, exc: BaseException) -> str:
+        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return text.replace(self._secret, "***") if self._secret else text
+
+    def _run(self, work: Any, what: str) -> Any:
+        """Run `work(connection)` in a transaction, again while the server is unreachable."""
+        psycopg = self.psycopg
+        deadline = time.monotonic() + self.patience
+        while True:
+            try:
+                with self.pool.connection(timeout=1) as connection, connection.transaction():
+                    result = work(connection)
+            except (
+                psycopg.OperationalError,
+                psycopg.errors.DeadlockDetected,
+                self.pool_timeout,
+            ) as exc:
+                failure: BaseException = exc
+            except psycopg.Error as exc:
+                raise LedgerError(
+                    f"the ledger database {self.where} refused to {what}: {self._clean(exc)}"
+                ) from None
+            else:
+                if self._down_since is not None:
+                    log.warning(
+                        "the ledger database %s answers again after %.1f s; resuming",
+                        self.where,
+                        time.monotonic() - self._down_since,
+                    )
+                    self._down_since = None
+                return result
+            if isinstance(failure, psycopg.errors.DeadlockDetected):
+                continue  # two workers claimed overlapping batches; the database chose one
+            if self._down_since is None:
+                self._down_since = time.monotonic()
+                log.warning(
+                    "the ledger database %s does not answer (%s); pausing until it does",
+                    self.where,
+                    self._clean(failure),
+                )
+            if time.monotonic() > deadline:
+                raise LedgerError(
+                    f"the ledger database {self.where} cannot be reached: {self._clean(failure)}"
+                ) from None
+            time.sleep(0.5)
+
+    def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
+        text = postgres_sql(sql)
+
+        def work(connection: Any) -> _Fetched:
+            cursor = connection.execute(text, list(parameters))
+            rows = cursor.fetchall() if cursor.description else []
+            return _Fetched(rows, cursor.rowcount)
+
+        result: _Fetched = self._run(work, "read")
+        return result
+
+    def write(self, statements: Iterable[Statement]) -> list[int]:
+        batch = [(postgres_sql(sql), list(parameters)) for sql, parameters in statements]
+
+        def work(connection: Any) -> list[int]:
+            # Pipeline mode: one round trip for the whole batch, each row count kept.
+            with connection.pipeline():
+                cursors = [connection.execute(sql, parameters) for sql, parameters in batch]
+            return [cursor.rowcount for cursor in cursors]
+
+        counts: list[int] = self._run(work, "write")
+        return counts
+
+    def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
+        def run(connection: Any) -> T:
+            if lock is not None:
+                connection.execute("SELECT pg_advisory_xact_lock(%s)", [lock])
+
+            def execute(sql: str, parameters: Sequence[object] = ()) -> Rows:
+                cursor = connection.execute(postgres_sql(sql), list(parameters))
+                return _Fetched(cursor.fetchall() if cursor.description else [], cursor.rowcount)
+
+            return work(execute)
+
+        result: T = self._run(run, "write")
+        return result
+
+    def version(self) -> int:
+        if self.execute("SELECT to_regclass('reminder_schema')").fetchone()[0] is None:
+            return 0
+        found = self.execute("SELECT version FROM reminder_schema").fetchone()
+        return int(found[0]) if found else 0
+
+    def seconds_between(self, start: str, end: str) -> str:
+        return f"extract(epoch from ({end}::timestamptz - {start}::timestamptz))"
+
+    def write_problem(self) -> str | None:
+        try:
+            with self.pool.connection(timeout=1) as connection, connection.transaction():
+                connection.execute("SELECT 1")
+        except (self.psycopg.Error, self.pool_timeout) as exc:
+            return self._clean(exc)
+        return None
+
+    def migrate(self, migrations: Sequence[str]) -> int:
+        def work(connection: Any) -> int:
+            connection.execute("SELECT pg_advisory_xact_lock(%s)", [_MIGRATION_LOCK])
+            connection.execute(
+                "CREATE TABLE IF NOT EXISTS reminder_schema (version INTEGER NOT NULL)"
+            )
+            found = connection.execute("SELECT version FROM reminder_schema").fetchone()
+            if found is None:
+                connection.execute("INSERT INTO reminder_schema VALUES (0)")
+            start = int(found[0]) if found else 0
+            for version in range(start, len(migrations)):
+                for statement in postgres_ddl(migrations[version]).split(";"):
+                    if statement.strip():
+                        connection.execute(statement)
+                connection.execute("UPDATE reminder_schema SET version = %s", [version + 1])
+            return max(0, len(migrations) - start)
+
+        applied: int = self._run(work, "migrate")
+        return applied
+
+    def close(self) -> None:
+        self.pool.close()
