@@ -269,9 +269,8 @@ class Dispatcher:
             tally.superseded = len(superseded)
             for key, _ in superseded:
                 self.observer.settled(key, "superseded")
-        stopped = self.ledger.suppressed_addresses()
-        owed_notices = [n for n in notices.owed if n.registrant.key not in stopped]
-        if not batch.sends and not owed_notices:
+        # notice_plan already leaves out whoever the ledger suppresses.
+        if not batch.sends and not notices.owed:
             return tally
         config = snapshot.config
         composer = snapshot.composer
@@ -296,13 +295,13 @@ class Dispatcher:
                 n.session.id,
                 Told(n.facts, n.sequence, now),
             )
-            for n in owed_notices
+            for n in notices.owed
         ]
         # The ledger hands back the Message-ID recorded at the first claim: a resend
         # carries it whatever changed in the config since.
         won = self.ledger.claim(notice_claims, now) if notice_claims else []
         claims = {claim.key: claim for claim in won}
-        changes = [n for n in owed_notices if n.key in claims]
+        changes = [n for n in notices.owed if n.key in claims]
         unsettled = {n.key for n in changes}
         self.unsettled = unsettled
         sends = batch.sends

@@ -142,10 +142,10 @@ class Monitor:
             return
         roster = self.snapshot.roster
         stopped = self.ledger.suppressed_addresses() if self.ledger else frozenset()
-        gone = sum(1 for r in roster.registrants if r.key in stopped)
+        served, suppressed = roster.served_and_suppressed(stopped)
         gauge = self.metrics.registrants
-        gauge.labels("served").set(len(roster.registrants) - gone)
-        gauge.labels("suppressed").set(len(roster.suppressed) + gone)
+        gauge.labels("served").set(served)
+        gauge.labels("suppressed").set(suppressed)
         gauge.labels("problems").set(len(roster.problems))
 
     def sweep(self) -> timedelta:

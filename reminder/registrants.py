@@ -97,6 +97,12 @@ class Roster:
         key = email.strip().casefold()
         return next((r for r in self.registrants if r.key == key), None)
 
+    def served_and_suppressed(self, stopped: frozenset[str]) -> tuple[int, int]:
+        """How many are mailed, and how many are not: the list file's suppressions plus
+        the registrants the ledger stops (`stopped`: unsubscribes, bounces, staff)."""
+        gone = sum(r.key in stopped for r in self.registrants)
+        return len(self.registrants) - gone, len(self.suppressed) + gone
+
 
 def masked(email: str) -> str:
     """m***@irev.fr: enough to recognise someone in a log, not enough to harvest."""

@@ -273,13 +273,14 @@ class Worker:
             ", ".join(snapshot.config.reminders.leads),
         )
         # Served means mailed: the ledger's suppressions (unsubscribes, bounces) count too.
-        stopped = self.ledger.suppressed_addresses()
-        gone = sum(r.key in stopped for r in snapshot.roster.registrants)
+        served, suppressed = snapshot.roster.served_and_suppressed(
+            self.ledger.suppressed_addresses()
+        )
         log.info(
             "registrants %s: %d served, %d suppressed, %d problems",
             snapshot.roster.source,
-            len(snapshot.roster.registrants) - gone,
-            len(snapshot.roster.suppressed) + gone,
+            served,
+            suppressed,
             len(snapshot.roster.problems),
         )
         log.info("transport: %s", self.transport.description)
