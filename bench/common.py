@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reminder.messages import Composed  # noqa: E402
-from reminder.registrants import Registrant  # noqa: E402
+from reminder.model import Registrant  # noqa: E402
 from reminder.smtpsink import SmtpSink, free_port  # noqa: E402
 from reminder.snapshot import Snapshot, load_snapshot  # noqa: E402
 

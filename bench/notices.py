@@ -20,9 +20,9 @@ from common import registrant, sample_project, summary
 
 from reminder.config import load_config
 from reminder.ledger import Claim, Ledger, Outcome, Status
+from reminder.model import Roster
 from reminder.notices import Told, facts_for, plan_notices, version
 from reminder.plan import reminder_slots
-from reminder.registrants import Roster
 from reminder.sessions import build_sessions
 
 

@@ -27,8 +27,8 @@ from common import postgres_schema, registrant, sample_project, summary
 from reminder.config import load_config
 from reminder.delivery import SHARED_CLAIM_STEP
 from reminder.ledger import Claim, Ledger, Outcome, Status
+from reminder.model import Roster
 from reminder.plan import due_batch, next_wakeups, reminder_slots
-from reminder.registrants import Roster
 from reminder.sessions import build_sessions
 
 

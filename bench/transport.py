@@ -32,7 +32,7 @@ from reminder.config import Smtp
 from reminder.delivery import Tally
 from reminder.ledger import Claim, Ledger, Outcome, Status
 from reminder.messages import Composed
-from reminder.plan import DeliveryKey
+from reminder.model import DeliveryKey
 from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
 
 

@@ -16,15 +16,14 @@ from typing import TYPE_CHECKING
 # at once. Each command imports what it uses when it runs.
 from . import __version__
 from .errors import InputError, ReminderError
-from .kinds import CANCELLATION, NOTICE_KINDS, UPDATE
-from .leads import Lead
 from .logs import printable, setup_logging, use_zone
+from .model import CANCELLATION, NOTICE_KINDS, UPDATE, Lead
 
 if TYPE_CHECKING:
     from .config import Config
     from .ledger import Suppression
+    from .model import Session
     from .plan import Slot
-    from .sessions import Session
     from .snapshot import Snapshot
 
 log = logging.getLogger("reminder")
@@ -523,8 +522,7 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
     from email_validator import EmailNotValidError, validate_email
 
     from .clock import utc_now
-    from .plan import DeliveryKey
-    from .registrants import Registrant
+    from .model import DeliveryKey, Registrant
     from .snapshot import SAMPLE_REGISTRANT, load_snapshot
     from .transport import Envelope, Result, each
     from .worker import make_transport

@@ -28,8 +28,8 @@ from pathlib import Path
 from .config import load_config
 from .errors import ReminderError
 from .messages import Composer
-from .plan import Delivery, DeliveryKey, Slot
-from .registrants import Registrant
+from .model import DeliveryKey, Registrant
+from .plan import Delivery, Slot
 from .sessions import build_sessions
 from .snapshot import Snapshot, watched_paths
 from .snapshot import fingerprint as snapshot_fingerprint

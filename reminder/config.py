@@ -29,7 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from .errors import ConfigError, Problem
-from .leads import Lead, sort_leads
+from .model import Lead, sort_leads
 from .tomlpos import key_lines, line_of
 
 ENV_PREFIX = "REMINDER_"

@@ -14,22 +14,12 @@ from typing import Protocol
 from .composing import compose_all
 from .config import Config
 from .errors import ReminderError, TransportConfigError
-from .leads import Lead
 from .ledger import Claim, Outcome, Status
 from .logs import log_time
 from .messages import message_id
-from .notices import (
-    NOTICE_KINDS,
-    UPDATE,
-    Notice,
-    NoticePlan,
-    Told,
-    notice_wakeups,
-    plan_notices,
-    since_as_of,
-    version,
-)
-from .plan import Batch, Delivery, DeliveryKey, deadline, due_batch, next_wakeups
+from .model import NOTICE_KINDS, UPDATE, DeliveryKey, Lead
+from .notices import Notice, NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
+from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
 from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot

@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 from icalendar import Alarm, Calendar, Event, vCalAddress
 
 from .config import Config
-from .leads import Lead
+from .model import Lead, Session
 from .notices import CANCELLED, Facts
-from .sessions import Session
 from .typography import french
 from .vtimezone import vtimezone
 

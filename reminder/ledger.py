@@ -11,8 +11,9 @@ from pathlib import Path
 
 from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
 from .errors import LedgerError
-from .notices import ALWAYS, NOTICE_KINDS, Facts, NoticeView, Told
-from .plan import REMINDER, DeliveryKey, LedgerView
+from .model import NOTICE_KINDS, REMINDER, DeliveryKey
+from .notices import ALWAYS, Facts, NoticeView, Told
+from .plan import LedgerView
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)

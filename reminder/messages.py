@@ -18,12 +18,10 @@ import css_inline
 
 from .config import Config
 from .ics import calendar_method, session_calendar
-from .leads import Lead
+from .model import REMINDER as REMINDER_KIND
+from .model import DeliveryKey, Lead, Registrant, Session
 from .notices import CANCELLED, Facts, Notice, facts_for
-from .plan import REMINDER as REMINDER_KIND
-from .plan import DeliveryKey, Slot
-from .registrants import Registrant
-from .sessions import Session
+from .plan import Slot
 from .templating import Templates
 from .typography import french
 from .unsubscribe import link

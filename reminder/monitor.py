@@ -8,10 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .leads import Lead
 from .ledger import Ledger
 from .metrics import Metrics
-from .plan import REMINDER, DeliveryKey
+from .model import REMINDER, DeliveryKey, Lead
 from .sdnotify import Notifier
 from .snapshot import Snapshot
 

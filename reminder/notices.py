@@ -7,13 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-# Re-exported: their home is kinds.py, light enough for the command line's parser.
-from .kinds import CANCELLATION as CANCELLATION
-from .kinds import NOTICE_KINDS as NOTICE_KINDS
-from .kinds import UPDATE as UPDATE
-from .plan import DeliveryKey
-from .registrants import Registrant, Roster
-from .sessions import Session
+from .model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
 
 CONFIRMED, CANCELLED = "confirmed", "cancelled"
 # The `since` of a session version that was there when the ledger first saw the session:

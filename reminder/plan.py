@@ -7,24 +7,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
-from typing import NamedTuple
 
-from .leads import Lead
-from .registrants import Registrant, Roster
-from .sessions import Session
+from .model import REMINDER, DeliveryKey, Lead, Registrant, Roster, Session
 
-REMINDER = "reminder"
 # A wake-up a little behind its instant (a busy loop, a slow disk) is still on time.
 ON_TIME_TOLERANCE = timedelta(seconds=60)
-
-
-class DeliveryKey(NamedTuple):
-    """What the ledger holds once: one kind of mail, for one session and lead, to one person."""
-
-    session: str
-    kind: str
-    lead: str
-    recipient: str
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -14,7 +14,7 @@ from email_validator import EmailNotValidError, validate_email
 from .columns import Mapping, assign, describe, find_header, fold, plain
 from .config import Config, RegistrantsFormat
 from .errors import Problem, RegistrantsError
-from .sessions import Session
+from .model import Registrant, Roster, Session
 from .tables import Table, collection_paused, read_table
 from .timestamps import parse_timestamp
 
@@ -43,65 +43,6 @@ _PLAIN_ADDRESS = re.compile(
     r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
 )
-
-
-@dataclass(frozen=True)
-class Registrant:
-    """One person, by their canonical address, and the sessions they signed up for."""
-
-    email: str
-    first_name: str = ""
-    last_name: str = ""
-    role: str = ""
-    organisation: str = ""
-    join_url: str | None = None
-    sessions: frozenset[str] | None = None  # session ids; None means every session
-    language: str | None = None
-    registered_at: datetime | None = None
-    row: int = 0
-
-    @property
-    def key(self) -> str:
-        """What two rows must share to be the same person (and what the ledger records)."""
-        return self.email.casefold()
-
-    @property
-    def name(self) -> str:
-        return " ".join(part for part in (self.first_name, self.last_name) if part)
-
-    def attends(self, session: Session) -> bool:
-        return self.sessions is None or session.id in self.sessions
-
-
-@dataclass(frozen=True)
-class Roster:
-    """The usable registrants of an export, and what was wrong with the rest."""
-
-    source: str
-    registrants: tuple[Registrant, ...]
-    problems: tuple[Problem, ...] = ()
-    suppressed: tuple[str, ...] = ()
-    mapping: Mapping | None = None  # None when there is no export yet
-    _by_session: dict[str, tuple[Registrant, ...]] = field(
-        default_factory=dict, compare=False, repr=False
-    )
-
-    def attending(self, session: Session) -> tuple[Registrant, ...]:
-        found = self._by_session.get(session.id)
-        if found is None:
-            found = tuple(r for r in self.registrants if r.attends(session))
-            self._by_session[session.id] = found
-        return found
-
-    def find(self, email: str) -> Registrant | None:
-        key = email.strip().casefold()
-        return next((r for r in self.registrants if r.key == key), None)
-
-    def served_and_suppressed(self, stopped: frozenset[str]) -> tuple[int, int]:
-        """How many are mailed, and how many are not: the list file's suppressions plus
-        the registrants the ledger stops (`stopped`: unsubscribes, bounces, staff)."""
-        gone = sum(r.key in stopped for r in self.registrants)
-        return len(self.registrants) - gone, len(self.suppressed) + gone
 
 
 def masked(email: str) -> str:

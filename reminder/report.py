@@ -11,10 +11,10 @@ from typing import Any
 
 from .cluster import WorkerRow
 from .ledger import Row, Suppression
+from .model import Registrant, Roster, Session
 from .notices import NoticePlan
 from .plan import Slot, deadline
-from .registrants import Registrant, Roster, masked, redacted
-from .sessions import Session
+from .registrants import masked, redacted
 from .snapshot import Snapshot
 from .wording import long_date, time_range
 

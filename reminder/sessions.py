@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime, time, timedelta
-from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
@@ -14,43 +13,7 @@ from dateutil.rrule import rrulestr
 
 from .config import Config, SessionEntry
 from .errors import ConfigError, Problem
-
-
-@dataclass(frozen=True)
-class Session:
-    """One meeting of the cycle, with every instant aware in the cycle's zone."""
-
-    id: str  # the date it was planned on (ISO): stable through moves, names its calendar UID
-    start: datetime
-    end: datetime
-    semester: str
-    topic: str = ""
-    draft: bool = False
-    speakers: tuple[str, ...] = ()
-    partner: str = ""
-    agenda: str = ""
-    join_url: str | None = None
-    cancelled: bool = False
-    cancelled_reason: str = ""
-    moved_from: datetime | None = None
-    extra: bool = False
-    holiday: str = ""  # the public holiday it falls on, when the policy only warns
-    # The calendar SEQUENCE is derived from the ledger; staff may only raise its floor.
-    sequence: int = 0
-    notify_topic: bool = False  # a topic change alone owes registrants an update notice
-
-    @cached_property  # read for every delivery of a batch: formatted once
-    def key(self) -> str:
-        """What the ledger records: a moved session is a new appointment, so new reminders."""
-        return self.start.isoformat(timespec="minutes")
-
-    @property
-    def moved(self) -> bool:
-        return self.moved_from is not None
-
-    def matches(self, day: date) -> bool:
-        """`--session DATE` finds a session by its current or its planned date."""
-        return day in (self.start.date(), date.fromisoformat(self.id))
+from .model import Session
 
 
 def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:

@@ -12,8 +12,8 @@ from pathlib import Path
 from .config import Smtp
 from .delivery import Dispatcher, wakeups
 from .ledger import Ledger
+from .model import Roster
 from .outbox import Outbox
-from .registrants import Roster
 from .smtpsink import SmtpSink
 from .snapshot import Snapshot, load_snapshot
 from .transport import SmtpTransport, Transport

@@ -11,12 +11,12 @@ from pathlib import Path
 
 from .config import Config, load_config
 from .errors import InputError, Problem, TemplateError
-from .leads import Lead
 from .messages import Composer
-from .notices import NOTICE_KINDS, sample_notice
+from .model import NOTICE_KINDS, Lead, Registrant, Roster, Session
+from .notices import sample_notice
 from .plan import Slot, reminder_slots
-from .registrants import Registrant, Roster, load_roster
-from .sessions import Session, build_sessions
+from .registrants import load_roster
+from .sessions import build_sessions
 from .templating import Templates
 
 SAMPLE_REGISTRANT = Registrant(

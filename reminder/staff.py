@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from .ledger import Ledger
-from .plan import ON_TIME_TOLERANCE, REMINDER, Slot, deadline
+from .model import REMINDER
+from .plan import ON_TIME_TOLERANCE, Slot, deadline
 from .registrants import masked, redacted
 from .report import session_flags, slots_by_session
 from .snapshot import SAMPLE_REGISTRANT, Snapshot

@@ -10,8 +10,9 @@ from typing import Protocol
 from .config import Config
 from .errors import LedgerError
 from .ledger import Claim, Ledger, Outcome, Row, Suppression
+from .model import DeliveryKey
 from .notices import NoticeView
-from .plan import DeliveryKey, LedgerView
+from .plan import LedgerView
 
 
 class DeliveryLedger(Protocol):

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from babel.dates import format_date, format_time, format_timedelta
 
-from .leads import Lead
+from .model import Lead
 
 _NUMBERS_FR = {1: "une", 2: "deux", 3: "trois"}
 

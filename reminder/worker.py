@@ -27,9 +27,9 @@ from .composing import helper_count
 from .config import Config
 from .delivery import Clock, Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
-from .leads import Lead
 from .lock import StateLock
 from .logs import use_zone
+from .model import Lead
 from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths

@@ -14,7 +14,7 @@ import pytest
 from reminder.cli import main
 from reminder.dsn import parse_report
 from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.plan import DeliveryKey
+from reminder.model import DeliveryKey
 from reminder.worker import Worker
 
 from .conftest import DATA, Project, until

@@ -11,7 +11,7 @@ import pytest
 from reminder import __version__
 from reminder.cli import main
 from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.plan import DeliveryKey
+from reminder.model import DeliveryKey
 
 from .conftest import Project, Server, person
 

@@ -11,8 +11,8 @@ import icalendar
 import pytest
 
 from reminder.ledger import Claim, Ledger, Outcome, Status
+from reminder.model import DeliveryKey
 from reminder.notices import Facts, Told
-from reminder.plan import DeliveryKey
 
 from .conftest import Project
 from .test_cli import cli

@@ -5,8 +5,8 @@ from email import message_from_bytes, policy
 
 from reminder.composing import PARALLEL_FROM, compose_all
 from reminder.messages import message_id
+from reminder.model import Registrant
 from reminder.plan import Delivery
-from reminder.registrants import Registrant
 from reminder.snapshot import Snapshot
 
 from .conftest import Project

@@ -13,7 +13,8 @@ import pytest
 
 from reminder.config import Columns, load_config
 from reminder.errors import RegistrantsError
-from reminder.registrants import Roster, load_roster
+from reminder.model import Roster
+from reminder.registrants import load_roster
 from reminder.sessions import build_sessions
 
 from .conftest import DATA, Project

@@ -17,8 +17,8 @@ import pytest
 import time_machine
 
 from reminder.ledger import Ledger
+from reminder.model import DeliveryKey
 from reminder.monitor import Monitor
-from reminder.plan import DeliveryKey
 from reminder.unsubscribe import token
 from reminder.worker import Worker
 

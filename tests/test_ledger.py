@@ -11,8 +11,8 @@ import pytest
 from reminder.cluster import Membership, end_send, take_send, workers
 from reminder.errors import LedgerError
 from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
+from reminder.model import DeliveryKey
 from reminder.notices import ALWAYS, Facts, Told
-from reminder.plan import DeliveryKey
 from reminder.store import copy_ledger
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)

@@ -11,9 +11,8 @@ import icalendar
 import pytest
 
 from reminder.errors import TemplateError
-from reminder.leads import Lead
+from reminder.model import Lead, Registrant
 from reminder.plan import Slot
-from reminder.registrants import Registrant
 from reminder.snapshot import Snapshot, load_snapshot
 from reminder.wording import clock, lead_words, long_date, relative_day
 

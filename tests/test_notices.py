@@ -22,8 +22,8 @@ import vobject
 from reminder.cli import main
 from reminder.errors import LedgerError
 from reminder.ledger import Ledger
+from reminder.model import Session
 from reminder.notices import ALWAYS
-from reminder.sessions import Session
 from reminder.worker import Worker
 
 from .conftest import Project, Server, person, until

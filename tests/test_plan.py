@@ -3,10 +3,8 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reminder.leads import Lead
+from reminder.model import Lead, Registrant, Roster, Session
 from reminder.plan import LedgerView, Slot, due_batch, next_wakeups, reminder_slots
-from reminder.registrants import Registrant, Roster
-from reminder.sessions import Session
 
 PARIS = ZoneInfo("Europe/Paris")
 MARCH = Session(

@@ -9,7 +9,8 @@ import pytest
 
 from reminder.config import load_config
 from reminder.errors import RegistrantsError
-from reminder.registrants import Roster, load_roster, masked
+from reminder.model import Roster
+from reminder.registrants import load_roster, masked
 from reminder.sessions import build_sessions
 
 from .conftest import DATA, Project

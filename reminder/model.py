@@ -1,0 +1,192 @@
+"""The plain values the pure core works on: sessions, registrants, lead times and keys.
+
+Loaders (config, export, ledger) produce them; planning, wording and composing read them.
+Nothing here touches pydantic, a file or the network.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, NamedTuple
+
+from .errors import Problem
+
+if TYPE_CHECKING:
+    from .columns import Mapping
+
+# The kinds of mail the ledger records: reminders, and the change notices.
+REMINDER = "reminder"
+UPDATE, CANCELLATION = "update", "cancellation"
+NOTICE_KINDS = (UPDATE, CANCELLATION)
+
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# French staff write "j" (jours) and "sem"; both mean the same as d and w.
+_ALIASES = {"j": "d", "sem": "w"}
+_PATTERN = re.compile(r"^\s*(\d+)\s*([a-z]+)\s*$")
+
+
+@dataclass(frozen=True)
+class Lead:
+    """How long before a session a reminder goes out."""
+
+    amount: int
+    unit: str  # one of s, m, h, d, w
+
+    @classmethod
+    def parse(cls, text: str, *, allow_zero: bool = False) -> Lead:
+        match = _PATTERN.match(str(text).lower())
+        unit = _ALIASES.get(match.group(2), match.group(2)) if match else ""
+        if not match or unit not in _UNITS:
+            raise ValueError(
+                f"{text!r} is not a lead time: write a whole number and a unit, "
+                "s (seconds), m (minutes), h (hours), d (days) or w (weeks), e.g. '7d' or '1h'"
+            )
+        amount = int(match.group(1))
+        if amount == 0 and not allow_zero:
+            raise ValueError(f"{text!r}: a lead time must be more than zero")
+        return cls(amount, unit)
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+    @property
+    def delta(self) -> timedelta:
+        return timedelta(**{_UNITS[self.unit]: self.amount})
+
+    @property
+    def is_calendar(self) -> bool:
+        """Days and weeks count on the wall clock; hours and less are elapsed time."""
+        return self.unit in ("d", "w")
+
+    def before(self, start: datetime) -> datetime:
+        """The instant this lead falls before an aware `start`.
+
+        J-1 before a 17:00 session is 17:00 the day before even across a DST change
+        (aware arithmetic on a zoneinfo datetime is wall-clock arithmetic), while
+        "1h" is sixty real minutes before, whatever the clock says.
+        """
+        if start.tzinfo is None:
+            raise ValueError("session start must be timezone-aware")
+        if self.is_calendar:
+            wall = start - self.delta
+            # Round-trip through UTC to resolve a wall time that a DST jump skipped.
+            return wall.astimezone(UTC).astimezone(start.tzinfo)
+        return (start.astimezone(UTC) - self.delta).astimezone(start.tzinfo)
+
+
+def sort_leads(leads: list[Lead]) -> list[Lead]:
+    """Earliest reminder first (7d before 1d before 1h)."""
+    return sorted(set(leads), key=lambda lead: lead.delta, reverse=True)
+
+
+def parse_duration(text: str) -> timedelta:
+    """A configured duration ("10m", "0s", "30s"): the lead-time syntax, zero allowed."""
+    return Lead.parse(text, allow_zero=True).delta
+
+
+@dataclass(frozen=True)
+class Session:
+    """One meeting of the cycle, with every instant aware in the cycle's zone."""
+
+    id: str  # the date it was planned on (ISO): stable through moves, names its calendar UID
+    start: datetime
+    end: datetime
+    semester: str
+    topic: str = ""
+    draft: bool = False
+    speakers: tuple[str, ...] = ()
+    partner: str = ""
+    agenda: str = ""
+    join_url: str | None = None
+    cancelled: bool = False
+    cancelled_reason: str = ""
+    moved_from: datetime | None = None
+    extra: bool = False
+    holiday: str = ""  # the public holiday it falls on, when the policy only warns
+    # The calendar SEQUENCE is derived from the ledger; staff may only raise its floor.
+    sequence: int = 0
+    notify_topic: bool = False  # a topic change alone owes registrants an update notice
+
+    @cached_property  # read for every delivery of a batch: formatted once
+    def key(self) -> str:
+        """What the ledger records: a moved session is a new appointment, so new reminders."""
+        return self.start.isoformat(timespec="minutes")
+
+    @property
+    def moved(self) -> bool:
+        return self.moved_from is not None
+
+    def matches(self, day: date) -> bool:
+        """`--session DATE` finds a session by its current or its planned date."""
+        return day in (self.start.date(), date.fromisoformat(self.id))
+
+
+@dataclass(frozen=True)
+class Registrant:
+    """One person, by their canonical address, and the sessions they signed up for."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    role: str = ""
+    organisation: str = ""
+    join_url: str | None = None
+    sessions: frozenset[str] | None = None  # session ids; None means every session
+    language: str | None = None
+    registered_at: datetime | None = None
+    row: int = 0
+
+    @property
+    def key(self) -> str:
+        """What two rows must share to be the same person (and what the ledger records)."""
+        return self.email.casefold()
+
+    @property
+    def name(self) -> str:
+        return " ".join(part for part in (self.first_name, self.last_name) if part)
+
+    def attends(self, session: Session) -> bool:
+        return self.sessions is None or session.id in self.sessions
+
+
+@dataclass(frozen=True)
+class Roster:
+    """The usable registrants of an export, and what was wrong with the rest."""
+
+    source: str
+    registrants: tuple[Registrant, ...]
+    problems: tuple[Problem, ...] = ()
+    suppressed: tuple[str, ...] = ()
+    mapping: Mapping | None = None  # None when there is no export yet
+    _by_session: dict[str, tuple[Registrant, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+
+    def attending(self, session: Session) -> tuple[Registrant, ...]:
+        found = self._by_session.get(session.id)
+        if found is None:
+            found = tuple(r for r in self.registrants if r.attends(session))
+            self._by_session[session.id] = found
+        return found
+
+    def find(self, email: str) -> Registrant | None:
+        key = email.strip().casefold()
+        return next((r for r in self.registrants if r.key == key), None)
+
+    def served_and_suppressed(self, stopped: frozenset[str]) -> tuple[int, int]:
+        """How many are mailed, and how many are not: the list file's suppressions plus
+        the registrants the ledger stops (`stopped`: unsubscribes, bounces, staff)."""
+        gone = sum(r.key in stopped for r in self.registrants)
+        return len(self.registrants) - gone, len(self.suppressed) + gone
+
+
+class DeliveryKey(NamedTuple):
+    """What the ledger holds once: one kind of mail, for one session and lead, to one person."""
+
+    session: str
+    kind: str
+    lead: str
+    recipient: str
