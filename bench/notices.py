@@ -34,7 +34,7 @@ def main() -> None:
     config = load_config(sample_project())
     people = tuple(registrant(n) for n in range(args.registrants))
     sessions, _ = build_sessions(config)
-    leads = config.reminders.lead_list
+    leads = config.reminders.leads
     march = reminder_slots(sessions, leads)[:2]
     told_at = march[1].due_at + timedelta(minutes=1)
     link = config.cycle.join_url or ""

@@ -62,7 +62,7 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
     config = load_config(config_path)
     people = tuple(registrant(n) for n in range(args.registrants))
     sessions, _ = build_sessions(config)
-    leads = config.reminders.lead_list
+    leads = config.reminders.leads
     assert (len(sessions), len(leads)) == (10, 3)
     march = reminder_slots(sessions, leads)[:3]
     now = march[2].due_at + timedelta(seconds=5)  # the 1h reminder of 1 March is due

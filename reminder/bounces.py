@@ -111,9 +111,9 @@ def apply(ledger: Ledger, bounce: Bounce, now: datetime, run: BounceRun) -> None
 def open_source(config: Config) -> Source:
     settings = config.bounces
     if settings.maildir is not None:
-        return MaildirSource(config.path(settings.maildir))
+        return MaildirSource(settings.maildir)
     if settings.host:
-        return ImapSource(settings, config.path(settings.ca_file) if settings.ca_file else None)
+        return ImapSource(settings, settings.ca_file)
     raise BounceError("no bounce mailbox is configured: set bounces.host or bounces.maildir")
 
 

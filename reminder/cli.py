@@ -384,7 +384,7 @@ def do_check(args: argparse.Namespace, path: Path) -> int:
         out("\n".join(report.notices_lines(owed)))
     out(
         f"{path}: OK: {len(snapshot.sessions)} sessions ({cancelled} cancelled), "
-        f"leads {', '.join(snapshot.config.reminders.leads)}; "
+        f"leads {', '.join(map(str, snapshot.config.reminders.leads))}; "
         f"{len(roster.registrants) - len(stopped)} registrants served, "
         f"{report.suppressed_summary(roster, suppressions)}; templates OK; "
         f"state folder writable; {warnings} warning(s)"
@@ -459,7 +459,7 @@ def _slot(snapshot: Snapshot, day: date | None, lead: Lead | None) -> Slot:
         session = upcoming[0] if upcoming else snapshot.sessions[-1]
     else:
         session = _session(snapshot, day)
-    chosen = lead or snapshot.config.reminders.lead_list[0]
+    chosen = lead or snapshot.config.reminders.leads[0]
     return Slot(session, chosen, chosen.before(session.start))
 
 
@@ -738,7 +738,7 @@ def do_unsuppress(args: argparse.Namespace, path: Path) -> int:
     address = canonical(args.address)
     with open_ledger(config) as ledger:
         removed = ledger.unsuppress(address)
-    listed = address in load_suppression(config.path(config.paths.suppression))
+    listed = address in load_suppression(config.paths.suppression)
     if removed:
         out(f"{masked(address)} is mailed again from the service's next pass")
     if listed:
@@ -771,7 +771,7 @@ def do_suppressed(args: argparse.Namespace, path: Path) -> int:
 
     config = load_config(path)
     suppressions = _suppressions(config)
-    listed = sorted(load_suppression(config.path(config.paths.suppression)))
+    listed = sorted(load_suppression(config.paths.suppression))
     zone = UTC if args.utc else config.zone
     out(report.suppressed_output(suppressions, listed, args.format, args.show_addresses, zone))
     return OK

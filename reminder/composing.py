@@ -97,7 +97,7 @@ async def compose_all(
         helpers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start,
-        initargs=(os.getpid(), str(snapshot.config.source), snapshot.fingerprint),
+        initargs=(os.getpid(), str(snapshot.config.origin.file), snapshot.fingerprint),
     )
     usable = True
     try:
@@ -163,7 +163,7 @@ def _start(parent: int, config_path: str, fingerprint: tuple[tuple[str, int, int
         _composer = None
         return
     sessions, _ = build_sessions(config)
-    templates = Templates(config.path(config.paths.templates), config.cycle.language)
+    templates = Templates(config.paths.templates, config.cycle.language)
     _composer = Composer(config, sessions, templates)
 
 

@@ -20,6 +20,8 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
+    PlainValidator,
     PrivateAttr,
     SecretStr,
     ValidationError,
@@ -28,9 +30,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError, Problem
-from .model import Lead, sort_leads
-from .tomlpos import key_lines, line_of
+from .errors import ConfigError, KeyPath, Problem, dotted
+from .model import Lead, format_duration, parse_duration, sort_leads
+from .tomlpos import Origin, key_lines
 
 ENV_PREFIX = "REMINDER_"
 DEFAULT_RULE = "FREQ=MONTHLY;BYDAY=+1WE"
@@ -75,20 +77,33 @@ def _rule(value: str) -> str:
     return text
 
 
-def _lead(value: str) -> str:
-    return str(Lead.parse(value))
+def _lead(value: object) -> Lead:
+    if isinstance(value, Lead):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a lead time: write it in quotes, e.g. '7d' or '1h'")
+    return Lead.parse(value)
 
 
-def _duration(value: str) -> str:
-    return str(Lead.parse(value, allow_zero=True))
+def _duration(value: object) -> timedelta:
+    if isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a duration: write it in quotes, e.g. '10m' or '0s'")
+    return parse_duration(value)
+
+
+def _leads(value: tuple[Lead, ...]) -> tuple[Lead, ...]:
+    return tuple(sort_leads(list(value)))
 
 
 Day = date  # SessionEntry has a field named `date`
 WallTime = Annotated[time, BeforeValidator(_wall_time)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 RuleText = Annotated[str, AfterValidator(_rule)]
-LeadText = Annotated[str, AfterValidator(_lead)]
-DurationText = Annotated[str, AfterValidator(_duration)]
+# Parsed once, here: the rest of the code reads a Lead or a timedelta, never the text.
+LeadTime = Annotated[Lead, PlainValidator(_lead), PlainSerializer(str)]
+Duration = Annotated[timedelta, PlainValidator(_duration), PlainSerializer(format_duration)]
 Email = Annotated[str, Field(pattern=r"^[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+$")]
 Url = Annotated[str, Field(pattern=r"^https?://\S+$")]
 
@@ -188,17 +203,18 @@ class SessionEntry(Section):
 
 
 class Reminders(Section):
-    leads: Annotated[list[LeadText], Field(min_length=1)] = ["7d", "1d", "1h"]
-    late_cutoff: DurationText = "0s"
-    sweep_interval: DurationText = "5m"
-    notice_delay: DurationText = "10m"
-    calendar_alarm: DurationText | None = "15m"
+    # Earliest first, each once.
+    leads: Annotated[tuple[LeadTime, ...], Field(min_length=1), AfterValidator(_leads)] = (
+        Lead(7, "d"),
+        Lead(1, "d"),
+        Lead(1, "h"),
+    )
+    late_cutoff: Duration = timedelta(0)
+    sweep_interval: Duration = timedelta(minutes=5)
+    notice_delay: Duration = timedelta(minutes=10)
+    calendar_alarm: Duration | None = timedelta(minutes=15)
     unsubscribe_url: Url | None = None
     unsubscribe_mailto: Email | None = None
-
-    @property
-    def lead_list(self) -> list[Lead]:
-        return sort_leads([Lead.parse(text) for text in self.leads])
 
 
 class Paths(Section):
@@ -312,6 +328,11 @@ class Smtp(Section):
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
     @property
+    def sender_domain(self) -> str:
+        """Names what this tool mints: Message-IDs, calendar UIDs, the List-Id."""
+        return self.sender.rpartition("@")[2]
+
+    @property
     def host_is_loopback(self) -> bool:
         return self.host is None or _is_loopback(self.host)
 
@@ -335,7 +356,7 @@ class Bounces(Section):
     folder: str = "INBOX"
     maildir: Path | None = None
     ca_file: Path | None = None
-    interval: DurationText = "15m"
+    interval: Duration = timedelta(minutes=15)
     timeout: Annotated[float, Field(gt=0)] = 30.0
 
     @property
@@ -424,11 +445,14 @@ class LedgerSettings(Section):
     url: Annotated[str, Field(pattern=r"^(postgres(ql)?://\S+)?$")] = ""
     password: SecretStr | None = None
     password_file: Path | None = None
-    lease: DurationText = "30s"
+    lease: Duration = timedelta(seconds=30)
 
-    @property
-    def lease_delta(self) -> timedelta:
-        return Lead.parse(self.lease).delta
+    @field_validator("lease")
+    @classmethod
+    def _some_lease(cls, lease: timedelta) -> timedelta:
+        if lease <= timedelta(0):
+            raise ValueError("a lease must be more than zero, e.g. '30s'")
+        return lease
 
 
 class Config(BaseSettings):
@@ -452,8 +476,8 @@ class Config(BaseSettings):
     http: Http = Http()
     ledger: LedgerSettings = LedgerSettings()
 
-    _source: Path = PrivateAttr(default=Path("config.toml"))
-    _lines: dict[Any, int] = PrivateAttr(default_factory=dict)
+    # Where the file's keys are, for messages: set by `load_config` and nothing else.
+    _origin: Origin = PrivateAttr(default_factory=Origin)
 
     @classmethod
     def settings_customise_sources(
@@ -468,37 +492,22 @@ class Config(BaseSettings):
         return (env_settings, init_settings)
 
     @property
-    def source(self) -> Path:
-        return self._source
+    def origin(self) -> Origin:
+        return self._origin
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.cycle.timezone)
 
-    def problem(
-        self, message: str, path: tuple[str | int, ...], severity: str = "error"
-    ) -> Problem:
-        """A Problem located at the key `path` of this config's file."""
-        return Problem(
-            str(self._source),
-            message,
-            line=line_of(self._lines, path),
-            key=_dotted(path),
-            severity=severity,
-        )
-
-    def path(self, relative: Path) -> Path:
-        """A configured path, relative to the config file's folder."""
-        return relative if relative.is_absolute() else self._source.parent / relative
+    @property
+    def ledger_file(self) -> Path:
+        """The SQLite ledger, when no PostgreSQL URL is set."""
+        return self.paths.state / "ledger.sqlite"
 
 
 def config_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
     """--config beats REMINDER_CONFIG beats ./config.toml."""
     return Path(cli_value or os.environ.get(f"{ENV_PREFIX}CONFIG") or "config.toml")
-
-
-def ledger_path(config: Config) -> Path:
-    return config.path(config.paths.state) / "ledger.sqlite"
 
 
 def load_config(path: Path) -> Config:
@@ -528,7 +537,7 @@ def load_config(path: Path) -> Config:
             ]
         ) from None
 
-    lines = key_lines(text)
+    origin = Origin(path, key_lines(text))
     problems: list[Problem] = []
     for section, key in ENV_ONLY:
         table = data.get(section)
@@ -536,14 +545,12 @@ def load_config(path: Path) -> Config:
             del table[key]
             env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}"
             problems.append(
-                Problem(
-                    name,
+                origin.problem(
                     f"a {'password' if 'password' in key else 'secret'} must not be written in "
                     "config.toml (anyone who reads the file or "
                     f"its history would have it): remove the line and set {env}, or "
                     f"{env}_FILE naming a file only the service can read",
-                    line=line_of(lines, (section, key)),
-                    key=f"{section}.{key}",
+                    (section, key),
                 )
             )
     ledger = data.get("ledger")
@@ -551,27 +558,52 @@ def load_config(path: Path) -> Config:
     if isinstance(ledger, dict) and isinstance(url, str) and urlsplit(url).password:
         ledger["url"] = ""
         problems.append(
-            Problem(
-                name,
+            origin.problem(
                 "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
                 "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
-                line=line_of(lines, ("ledger", "url")),
-                key="ledger.url",
+                ("ledger", "url"),
             )
         )
     try:
         config = Config(**data)
     except ValidationError as exc:
-        problems += [_problem(name, lines, error) for error in exc.errors()]
+        problems += [_problem(origin, error) for error in exc.errors()]
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
-    config._source = path
-    config._lines = lines
+    config = _resolved(config, path.parent)
+    config._origin = origin
     for section, key in ENV_ONLY:
         config = _with_secret_file(config, section, key)
     _check_http(config)
     return config
+
+
+def _resolved(config: Config, folder: Path) -> Config:
+    """`config` with every file it names made absolute: relative ones are read from the
+    config file's folder, whatever the working directory of the command or service."""
+
+    def absolute(section: BaseModel, *names: str) -> dict[str, Path]:
+        found = {name: getattr(section, name) for name in names}
+        return {
+            name: path if path.is_absolute() else folder / path
+            for name, path in found.items()
+            if path is not None
+        }
+
+    def update(section: str, *names: str) -> dict[str, BaseModel]:
+        table = getattr(config, section)
+        return {section: table.model_copy(update=absolute(table, *names))}
+
+    return config.model_copy(
+        update={
+            **update("paths", "registrants", "suppression", "templates", "state"),
+            **update("smtp", "password_file", "ca_file"),
+            **update("bounces", "password_file", "maildir", "ca_file"),
+            **update("http", "secret_file", "staff_password_file"),
+            **update("ledger", "password_file"),
+        }
+    )
 
 
 # Secrets read from the environment (or a file it names), never from config.toml.
@@ -590,7 +622,6 @@ def _with_secret_file(config: Config, section: str, key: str) -> Config:
     file = getattr(table, f"{key}_file")
     if file is None or getattr(table, key) is not None:
         return config
-    file = config.path(file)
     env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE"
     try:
         secret = file.read_text(encoding="utf-8").strip()
@@ -598,7 +629,7 @@ def _with_secret_file(config: Config, section: str, key: str) -> Config:
         raise ConfigError(
             [
                 Problem(
-                    str(config.source),
+                    str(config.origin.file),
                     f"the {section}.{key} file {file} cannot be read "
                     f"({exc.strerror}); check {env} and its permissions",
                     key=f"{section}.{key}_file",
@@ -607,7 +638,7 @@ def _with_secret_file(config: Config, section: str, key: str) -> Config:
         ) from None
     updated = table.model_copy(update={key: SecretStr(secret)})
     loaded = config.model_copy(update={section: updated})
-    loaded._source, loaded._lines = config._source, config._lines
+    loaded._origin = config._origin
     return loaded
 
 
@@ -618,7 +649,7 @@ def _check_http(config: Config) -> None:
     secret = http.secret.get_secret_value() if http.secret else ""
     if http.secret is not None and len(secret) < MIN_SECRET:
         source = (
-            str(config.path(http.secret_file))
+            str(http.secret_file)
             if http.secret_file
             else f"environment variable {ENV_PREFIX}HTTP__SECRET"
         )
@@ -633,7 +664,7 @@ def _check_http(config: Config) -> None:
         )
     if http.public_url and http.secret is None:
         problems.append(
-            config.problem(
+            config.origin.problem(
                 "one-click unsubscribe links are signed: set REMINDER_HTTP__SECRET (or "
                 "REMINDER_HTTP__SECRET_FILE) to a random string of at least "
                 f"{MIN_SECRET} characters, or remove http.public_url",
@@ -643,7 +674,7 @@ def _check_http(config: Config) -> None:
     if (http.staff_user is None) != (http.staff_password is None):
         missing = "REMINDER_HTTP__STAFF_PASSWORD" if http.staff_password is None else "staff_user"
         problems.append(
-            config.problem(
+            config.origin.problem(
                 f"the status page needs both a staff user and a password: set {missing} "
                 "(or neither, and the page stays off)",
                 ("http", "staff_user"),
@@ -653,13 +684,12 @@ def _check_http(config: Config) -> None:
         raise ConfigError(problems)
 
 
-def _problem(name: str, lines: dict[Any, int], error: Any) -> Problem:
-    loc = tuple(error["loc"])
-    key = _dotted(loc)
+def _problem(origin: Origin, error: Any) -> Problem:
+    loc: KeyPath = tuple(error["loc"])
     env = _env_name(loc)
     if env in os.environ:
-        return Problem(f"environment variable {env}", _message(error, loc), key=key)
-    return Problem(name, _message(error, loc), line=line_of(lines, loc), key=key)
+        return Problem(f"environment variable {env}", _message(error, loc), key=dotted(loc))
+    return origin.problem(_message(error, loc), loc)
 
 
 def _message(error: Any, loc: tuple[Any, ...]) -> str:
@@ -687,10 +717,6 @@ def _model_at(loc: tuple[Any, ...]) -> type[BaseModel]:
         inner = getattr(annotation, "__args__", (annotation,))
         model = next(arg for arg in inner if isinstance(arg, type) and issubclass(arg, BaseModel))
     return model
-
-
-def _dotted(loc: tuple[Any, ...]) -> str:
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def _env_name(loc: tuple[Any, ...]) -> str:

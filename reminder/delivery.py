@@ -17,7 +17,7 @@ from .errors import ReminderError, TransportConfigError
 from .ledger import Claim, Outcome, Status
 from .logs import log_time
 from .messages import message_id
-from .model import NOTICE_KINDS, UPDATE, DeliveryKey, Lead
+from .model import NOTICE_KINDS, UPDATE, DeliveryKey
 from .notices import Notice, NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
 from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
 from .registrants import masked, redacted
@@ -110,7 +110,7 @@ def notice_plan(
     since = (
         ledger.observe(versions, now) if observe else since_as_of(ledger.versions(), versions, now)
     )
-    delay = Lead.parse(snapshot.config.reminders.notice_delay, allow_zero=True).delta
+    delay = snapshot.config.reminders.notice_delay
     view = ledger.notice_view(versions, since)
     # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
     # so status, plan, check and the stop line must not count it as owed either.
@@ -269,7 +269,7 @@ class Dispatcher:
         def claim_of(d: Delivery) -> Claim:
             return Claim(
                 d.key,
-                message_id(config, d.key),
+                message_id(d.key, config.cycle.id, config.smtp.sender_domain),
                 d.slot.due_at,
                 deadline(d.slot.session, cutoff),
                 d.slot.session.id,
@@ -279,7 +279,7 @@ class Dispatcher:
         notice_claims = [
             Claim(
                 n.key,
-                message_id(config, n.key),
+                message_id(n.key, config.cycle.id, config.smtp.sender_domain),
                 n.due_at,
                 n.not_after,
                 n.session.id,

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# A key of config.toml as a path: ("sessions", 2, "topic") is sessions[2].topic.
+KeyPath = tuple[str | int, ...]
+
+
+def dotted(at: KeyPath) -> str:
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in at).lstrip(".")
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -16,6 +23,13 @@ class Problem:
     key: str | None = None
     severity: str = "error"  # "error" | "warning"
     row: int | None = None  # for spreadsheets: the row as Excel numbers it (header = 1)
+    at: KeyPath = ()  # the config key it concerns, for `tomlpos.Origin.locate`
+
+    @classmethod
+    def of_key(cls, at: KeyPath, message: str, severity: str = "error") -> Problem:
+        """A problem with the config key `at`, not yet placed in a file: `Origin.locate`
+        gives it the file and line, so the code that finds it needs neither."""
+        return cls("", message, key=dotted(at), severity=severity, at=at)
 
     def __str__(self) -> str:
         where = self.source

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from icalendar import Alarm, Calendar, Event, vCalAddress
 
 from .config import Config
-from .model import Lead, Session
+from .model import Session
 from .notices import CANCELLED, Facts
 from .typography import french
 from .vtimezone import vtimezone
@@ -15,10 +15,9 @@ from .vtimezone import vtimezone
 PRODID = "-//reminder//Rappels de cycle//FR"
 
 
-def event_uid(config: Config, session: Session) -> str:
+def event_uid(session: Session, cycle: str, domain: str) -> str:
     """One UID per session, kept through moves, so calendars update the entry in place."""
-    domain = config.smtp.sender.rpartition("@")[2]
-    return f"{session.id}.{config.cycle.id}@{domain}"
+    return f"{session.id}.{cycle}@{domain}"
 
 
 def calendar_method(facts: Facts | None) -> str:
@@ -57,7 +56,7 @@ def session_calendar(
     calendar.add("method", method)
 
     event = Event()
-    event.add("uid", event_uid(config, session))
+    event.add("uid", event_uid(session, config.cycle.id, config.smtp.sender_domain))
     event.add("dtstamp", stamp.astimezone(UTC))
     event.add("dtstart", start)
     event.add("dtend", end)
@@ -77,11 +76,10 @@ def session_calendar(
         )
         event.add("organizer", organizer)
     if config.reminders.calendar_alarm and method == "PUBLISH":
-        lead = Lead.parse(config.reminders.calendar_alarm, allow_zero=True)
         alarm = Alarm()
         alarm.add("action", "DISPLAY")
         alarm.add("description", text(session.topic or config.cycle.title))
-        alarm.add("trigger", -lead.delta)
+        alarm.add("trigger", -config.reminders.calendar_alarm)
         event.add_component(alarm)
     # The VTIMEZONE first (RFC 5545 asks it be present; clients read it before the event),
     # built from the zone database for the years around the session.

@@ -49,12 +49,11 @@ class Composed:
     ics: bytes
 
 
-def message_id(config: Config, key: DeliveryKey) -> str:
+def message_id(key: DeliveryKey, cycle: str, domain: str) -> str:
     """Deterministic per delivery: a resend is recognisably the same mail to receivers."""
-    digest = hashlib.sha256("|".join((config.cycle.id, *key)).encode()).hexdigest()[:20]
-    domain = config.smtp.sender.rpartition("@")[2]
+    digest = hashlib.sha256("|".join((cycle, *key)).encode()).hexdigest()[:20]
     day = key.session[:10].replace("-", "")
-    return f"<{config.cycle.id}.{day}.{key.kind}.{key.lead}.{digest}@{domain}>"
+    return f"<{cycle}.{day}.{key.kind}.{key.lead}.{digest}@{domain}>"
 
 
 def display_name(text: str) -> str:
@@ -186,7 +185,7 @@ class Composer:
         html = _INLINER.inline(typeset(render("html", lead, language, context, kind), html=True))
         join_url = context["session"]["join_url"]
         ics = self._calendar(session, join_url, language, now, sequence, when)
-        mid = recorded_id or message_id(self.config, key)
+        mid = recorded_id or message_id(key, self.config.cycle.id, self.config.smtp.sender_domain)
         data = self._assemble(
             subject,
             text,
@@ -344,7 +343,6 @@ class Composer:
         """The MIME message, serialised directly: its shape never varies, and the email
         package spends milliseconds re-folding headers that are already encoded here."""
         config = self.config
-        domain = config.smtp.sender.rpartition("@")[2]
         headers = [
             ("Subject", _encoded(one_line(subject), len("Subject: "))),
             (
@@ -376,7 +374,7 @@ class Composer:
                 "List-Id",
                 _address(
                     display_name(config.cycle.title),
-                    f"{config.cycle.id}.{domain}",
+                    f"{config.cycle.id}.{config.smtp.sender_domain}",
                     len("List-Id: "),
                 ),
             ),

@@ -87,6 +87,15 @@ def parse_duration(text: str) -> timedelta:
     return Lead.parse(text, allow_zero=True).delta
 
 
+def format_duration(delta: timedelta) -> str:
+    """The duration as staff write it: the largest unit that divides it ("10m", "0s")."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
 @dataclass(frozen=True)
 class Session:
     """One meeting of the cycle, with every instant aware in the cycle's zone."""

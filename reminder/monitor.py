@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from .ledger import Ledger
 from .metrics import Metrics
-from .model import REMINDER, DeliveryKey, Lead
+from .model import REMINDER, DeliveryKey
 from .sdnotify import Notifier
 from .snapshot import Snapshot
 
@@ -57,7 +57,7 @@ class Monitor:
     def serving(self, snapshot: Snapshot, ledger: Ledger) -> None:
         """A snapshot is in service (at start and after each good reload)."""
         self.snapshot, self.ledger = snapshot, ledger
-        self.metrics.declare_leads("reminder", snapshot.config.reminders.leads)
+        self.metrics.declare_leads(REMINDER, map(str, snapshot.config.reminders.leads))
         self.count_registrants()
 
     def reloaded(self, snapshot: Snapshot | None) -> None:
@@ -150,8 +150,7 @@ class Monitor:
     def sweep(self) -> timedelta:
         if self.snapshot is None:
             return DEFAULT_SWEEP
-        text = self.snapshot.config.reminders.sweep_interval
-        return Lead.parse(text, allow_zero=True).delta or DEFAULT_SWEEP
+        return self.snapshot.config.reminders.sweep_interval or DEFAULT_SWEEP
 
     def status_line(self) -> str:
         """systemd's STATUS=: what `systemctl status reminder` shows under the unit."""

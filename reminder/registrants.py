@@ -66,9 +66,9 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     A missing or empty export is a warning, not an error: before the form has any answer
     the plan and the checks still work, and the service serves nobody until it appears.
     """
-    path = config.path(config.paths.registrants)
+    path = config.paths.registrants
     options = config.registrants
-    suppressed = load_suppression(config.path(config.paths.suppression))
+    suppressed = load_suppression(config.paths.suppression)
     with collection_paused():
         found = read_table(
             path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet

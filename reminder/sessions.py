@@ -6,18 +6,31 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import holidays as holidays_lib
 from dateutil.rrule import rrulestr
 
-from .config import Config, SessionEntry
-from .errors import ConfigError, Problem
+from .errors import ConfigError, KeyPath, Problem
 from .model import Session
+
+if TYPE_CHECKING:  # the expansion reads the config's values; it needs no schema to run
+    from .config import Config, SessionEntry
 
 
 def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
-    """Every session of the cycle in order, and warnings; raise ConfigError when inconsistent."""
+    """Every session of the cycle in order, and warnings placed in the config's file;
+    raise ConfigError when inconsistent."""
+    sessions, problems = expand_sessions(config)
+    located = config.origin.locate_all(problems)
+    if any(p.severity == "error" for p in located):
+        raise ConfigError(located)
+    return sessions, located
+
+
+def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
+    """Every session of the cycle in order, and what is wrong, by config key."""
     zone = config.zone
     problems: list[Problem] = []
     planned = _rule_sessions(config, zone, problems)
@@ -25,7 +38,7 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
     for index, entry in enumerate(config.sessions):
         if entry.date in entries:
             problems.append(
-                config.problem(
+                _problem(
                     f"a second entry for {entry.date}; merge it with the one above "
                     f"(sessions[{entries[entry.date][0]}])",
                     ("sessions", index, "date"),
@@ -34,6 +47,7 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
         entries[entry.date] = (index, entry)
 
     holidays = _holidays(config, planned, entries, problems)
+    set_by: dict[str, int] = {}  # session id -> the [[sessions]] entry that shapes it
     sessions: list[Session] = []
     for session in planned:
         day = session.start.date()
@@ -41,13 +55,14 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             index, entry = found
             if entry.extra:
                 problems.append(
-                    config.problem(
+                    _problem(
                         f"{day} is already a session of the rule ({session.semester}): "
                         "remove extra = true",
                         ("sessions", index, "extra"),
                     )
                 )
             session = _apply(session, entry, zone)
+            set_by[session.id] = index
         if not session.moved and not session.cancelled and (name := holidays.get(day)):
             kept = _holiday_policy(config, session, name, holidays, problems)
             if kept is None:
@@ -69,13 +84,14 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
                 extra=True,
             )
             sessions.append(_apply(session, entry, zone))
+            set_by[session.id] = index
             continue
         hint = ""
         if planned:
             near = min(planned, key=lambda s: abs((s.start.date() - day).days))
             hint = f"; did you mean {near.id}?"
         problems.append(
-            config.problem(
+            _problem(
                 f"{day} is not a session date of any semester{hint} To add a one-off session "
                 "on that day, set extra = true",
                 ("sessions", index, "date"),
@@ -85,10 +101,10 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
     for position, session in enumerate(sessions):
         if session.end <= session.start:
             problems.append(
-                config.problem(
+                _problem(
                     f"the session of {session.id} ends ({session.end:%H:%M}) before it starts "
                     f"({session.start:%H:%M})",
-                    ("sessions",),
+                    _entry(set_by, session, "end"),
                 )
             )
         name = holidays.get(session.start.date())
@@ -98,17 +114,19 @@ def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             and not session.cancelled
             and (session.moved or session.extra)
         ):
-            _holiday_warning(config, session, name, problems)
+            _holiday_warning(session, name, problems)
             sessions[position] = replace(session, holiday=name)
-    _no_two_at_once(config, sessions, problems)
-    if any(p.severity == "error" for p in problems):
-        raise ConfigError(problems)
+    _no_two_at_once(sessions, set_by, problems)
     return sorted(sessions, key=lambda s: s.start), problems
 
 
-def _holiday_warning(config: Config, session: Session, name: str, problems: list[Problem]) -> None:
+def _problem(message: str, at: KeyPath, severity: str = "error") -> Problem:
+    return Problem.of_key(at, message, severity)
+
+
+def _holiday_warning(session: Session, name: str, problems: list[Problem]) -> None:
     problems.append(
-        config.problem(
+        _problem(
             f"the session of {session.start.date()} falls on a public holiday ({name}); keep "
             "it, or set holidays = 'skip' or 'next-week', or move or cancel it in a "
             "[[sessions]] entry",
@@ -125,7 +143,7 @@ def _rule_sessions(config: Config, zone: ZoneInfo, problems: list[Problem]) -> l
     for (_, before), (index, after) in itertools.pairwise(ordered):
         if after.start <= before.end:
             problems.append(
-                config.problem(
+                _problem(
                     f"semester {after.name!r} starts ({after.start}) before {before.name!r} ends "
                     f"({before.end}); each date belongs to one semester",
                     ("semesters", index, "start"),
@@ -183,11 +201,11 @@ def _holiday_policy(
     policy = config.schedule.holidays
     day = session.start.date()
     if policy == "warn":
-        _holiday_warning(config, session, name, problems)
+        _holiday_warning(session, name, problems)
         return replace(session, holiday=name)
     if policy == "skip":
         problems.append(
-            config.problem(
+            _problem(
                 f"no session on {day} ({name}): schedule.holidays = 'skip'",
                 ("schedule", "holidays"),
                 severity="warning",
@@ -198,7 +216,7 @@ def _holiday_policy(
     while moved.date() in holidays:
         moved = moved + timedelta(days=7)  # wall-clock arithmetic: 17:00 stays 17:00
     problems.append(
-        config.problem(
+        _problem(
             f"the session of {day} ({name}) moves to {moved.date()}: "
             "schedule.holidays = 'next-week'",
             ("schedule", "holidays"),
@@ -231,7 +249,7 @@ def _holidays(
         )
     except NotImplementedError as exc:
         problems.append(
-            config.problem(
+            _problem(
                 f"the holidays package does not know this country or subdivision ({exc}); "
                 "use an ISO 3166 code such as 'FR'",
                 ("schedule", "holiday_country"),
@@ -241,17 +259,27 @@ def _holidays(
     return dict(calendar.items())
 
 
-def _no_two_at_once(config: Config, sessions: list[Session], problems: list[Problem]) -> None:
+def _entry(set_by: dict[str, int], session: Session, key: str | None = None) -> KeyPath:
+    """The key of the [[sessions]] entry that shapes `session`, for a problem about it."""
+    index = set_by.get(session.id)
+    if index is None:
+        return ("sessions",)
+    return ("sessions", index) if key is None else ("sessions", index, key)
+
+
+def _no_two_at_once(
+    sessions: list[Session], set_by: dict[str, int], problems: list[Problem]
+) -> None:
     seen: dict[datetime, Session] = {}
     for session in sessions:
         if session.cancelled:
             continue
         if (other := seen.get(session.start)) is not None:
             problems.append(
-                config.problem(
+                _problem(
                     f"the sessions planned on {other.id} and {session.id} would both take place at "
                     f"{session.start:%Y-%m-%d %H:%M}; move or cancel one of them",
-                    ("sessions",),
+                    _entry(set_by, session if session.id in set_by else other),
                 )
             )
         seen[session.start] = session

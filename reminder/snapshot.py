@@ -6,13 +6,12 @@ import os
 import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
 from pathlib import Path
 
 from .config import Config, load_config
 from .errors import InputError, Problem, TemplateError
 from .messages import Composer
-from .model import NOTICE_KINDS, Lead, Registrant, Roster, Session
+from .model import NOTICE_KINDS, Registrant, Roster, Session
 from .notices import sample_notice
 from .plan import Slot, reminder_slots
 from .registrants import load_roster
@@ -41,13 +40,14 @@ class Snapshot:
     problems: tuple[Problem, ...]  # warnings, and the registrant rows that were skipped
     fingerprint: tuple[tuple[str, int, int], ...]
 
-    @cached_property  # read for every slot of every pass: parse it once
+    @property
     def cutoff(self) -> timedelta:
-        return Lead.parse(self.config.reminders.late_cutoff, allow_zero=True).delta
+        """After `session.start - cutoff` nothing more is sent for a session."""
+        return self.config.reminders.late_cutoff
 
     @property
     def state_dir(self) -> Path:
-        return self.config.path(self.config.paths.state)
+        return self.config.paths.state
 
 
 def load_snapshot(path: Path) -> Snapshot:
@@ -56,7 +56,7 @@ def load_snapshot(path: Path) -> Snapshot:
     before = fingerprint(watched_paths(config))
     sessions, warnings = build_sessions(config)
     roster = load_roster(config, sessions)
-    templates = Templates(config.path(config.paths.templates), config.cycle.language)
+    templates = Templates(config.paths.templates, config.cycle.language)
     if template_problems := templates.check():
         raise TemplateError(template_problems)
     return _assemble(config, sessions, warnings, roster, templates, before)
@@ -72,7 +72,7 @@ def _assemble(
 ) -> Snapshot:
     """The snapshot of inputs already read and checked; renders every (session, lead) once."""
     composer = Composer(config, sessions, templates)
-    slots = reminder_slots(sessions, config.reminders.lead_list)
+    slots = reminder_slots(sessions, config.reminders.leads)
     _render_samples(composer, slots, roster)
     problems = warnings + _smtp_warnings(config) + _http_warnings(config)
     return Snapshot(
@@ -110,7 +110,7 @@ def _smtp_warnings(config: Config) -> list[Problem]:
     problems: list[Problem] = []
     if smtp.host and smtp.username and smtp.password is None:
         problems.append(
-            config.problem(
+            config.origin.problem(
                 "smtp.username is set but no password is in this environment: set "
                 "REMINDER_SMTP__PASSWORD or REMINDER_SMTP__PASSWORD_FILE for the service",
                 ("smtp", "username"),
@@ -120,7 +120,7 @@ def _smtp_warnings(config: Config) -> list[Problem]:
     organizer = config.contact.email or config.organizer.email
     if organizer and organizer.casefold() == smtp.sender.casefold():
         problems.append(
-            config.problem(
+            config.origin.problem(
                 "the calendar entry's organizer is the sender's own address; Exchange Online is "
                 "reported to drop such mail: use another smtp.sender or contact.email",
                 ("smtp", "sender"),
@@ -135,7 +135,7 @@ def _http_warnings(config: Config) -> list[Problem]:
     if not http.enabled or http.on_loopback:
         return []
     return [
-        config.problem(
+        config.origin.problem(
             f"the HTTP server listens on {http.listen}, beyond this machine: metrics, readiness "
             "and the status page would be reachable by others; keep 127.0.0.1 and let the "
             "reverse proxy expose only /u/ (README, Operations)",
@@ -147,11 +147,11 @@ def _http_warnings(config: Config) -> list[Problem]:
 
 def watched_paths(config: Config) -> list[Path]:
     """The files whose change means a new snapshot."""
-    templates = config.path(config.paths.templates)
+    templates = config.paths.templates
     paths = [
-        config.source,
-        config.path(config.paths.registrants),
-        config.path(config.paths.suppression),
+        config.origin.file,
+        config.paths.registrants,
+        config.paths.suppression,
         templates,
     ]
     if templates.is_dir():
@@ -187,7 +187,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
     problems: list[Problem] = []
     templates: Templates | None = None
     try:
-        templates = Templates(config.path(config.paths.templates), config.cycle.language)
+        templates = Templates(config.paths.templates, config.cycle.language)
         problems += templates.check()
     except InputError as exc:
         problems += exc.problems
@@ -227,7 +227,7 @@ def _roster_warnings(
     for session in sessions:
         if session.extra and session.start < now:
             found.append(
-                config.problem(
+                config.origin.problem(
                     f"the extra session of {session.id} is in the past: no reminder is sent "
                     "for it; check its date",
                     ("sessions",),
@@ -239,7 +239,7 @@ def _roster_warnings(
 
 def _state_problems(config: Config) -> list[Problem]:
     """The state folder must take the ledger, the lock and the outbox."""
-    folder = config.path(config.paths.state)
+    folder = config.paths.state
     # Where the worker would write first: the folder, or the nearest parent it creates it in.
     existing = next((p for p in (folder, *folder.parents) if p.exists()), folder)
     probe = existing / f".reminder-check-{os.getpid()}"
@@ -250,7 +250,7 @@ def _state_problems(config: Config) -> list[Problem]:
         probe.unlink()
     except OSError as exc:
         return [
-            config.problem(
+            config.origin.problem(
                 f"the state folder {folder} is not writable ({exc.strerror}): the service "
                 "could not record what it sends; give its user write access",
                 ("paths", "state"),

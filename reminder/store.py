@@ -81,7 +81,7 @@ class DeliveryLedger(Protocol):
 
 def ledger_target(config: Config) -> Path | str:
     """The PostgreSQL URL of ledger.url, or the SQLite file in the state folder."""
-    return config.ledger.url or config.path(config.paths.state) / "ledger.sqlite"
+    return config.ledger.url or config.paths.state / "ledger.sqlite"
 
 
 def ledger_password(config: Config) -> str | None:
@@ -101,7 +101,7 @@ def open_ledger(
         worker=worker,
         readonly=readonly,
         password=ledger_password(config),
-        patience=max(30.0, 2 * config.ledger.lease_delta.total_seconds()),
+        patience=max(30.0, 2 * config.ledger.lease.total_seconds()),
         migrate=migrate,
     )
 

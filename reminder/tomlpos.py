@@ -8,13 +8,16 @@ tomllib gives values, not positions; this scanner knows just enough TOML
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from .errors import KeyPath, Problem
 
 _TABLE = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _ARRAY_TABLE = re.compile(r"^\s*\[\[\s*([^\[\]]+?)\s*\]\]\s*(#.*)?$")
 _PART = r"""(?:[A-Za-z0-9_-]+|"[^"]*"|'[^']*')"""
 _KEY = re.compile(rf"^\s*({_PART}(?:\s*\.\s*{_PART})*)\s*=")
-
-KeyPath = tuple[str | int, ...]
 
 
 def _split_key(dotted: str) -> tuple[str, ...]:
@@ -89,9 +92,29 @@ def _open_string(text: str, delimiter: str | None) -> str | None:
     return delimiter
 
 
-def line_of(lines: dict[KeyPath, int], path: KeyPath) -> int | None:
+def line_of(lines: Mapping[KeyPath, int], path: KeyPath) -> int | None:
     """The line of `path`, or of its nearest enclosing key or table that is in the file."""
     for end in range(len(path), 0, -1):
         if (found := lines.get(tuple(path[:end]))) is not None:
             return found
     return None
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a config came from: the one place a key path becomes a file and a line."""
+
+    file: Path = Path("config.toml")
+    lines: Mapping[KeyPath, int] = field(default_factory=dict, repr=False)
+
+    def problem(self, message: str, at: KeyPath, severity: str = "error") -> Problem:
+        return self.locate(Problem.of_key(at, message, severity))
+
+    def locate(self, problem: Problem) -> Problem:
+        """`problem` placed in this file, unless it already names its source."""
+        if problem.source:
+            return problem
+        return replace(problem, source=str(self.file), line=line_of(self.lines, problem.at))
+
+    def locate_all(self, problems: Iterable[Problem]) -> list[Problem]:
+        return [self.locate(problem) for problem in problems]

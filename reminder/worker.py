@@ -29,7 +29,6 @@ from .delivery import Clock, Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .lock import StateLock
 from .logs import use_zone
-from .model import Lead
 from .monitor import Monitor
 from .outbox import Outbox
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
@@ -48,7 +47,7 @@ def make_transport(config: Config) -> Transport:
     """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
     if config.smtp.host:
         return SmtpTransport(config.smtp)
-    return Outbox(config.path(config.paths.state) / "outbox")
+    return Outbox(config.paths.state / "outbox")
 
 
 def _out_of_collections() -> None:
@@ -112,7 +111,7 @@ class Worker:
             config = self.snapshot.config
             self.ledger = open_ledger(config, worker=self.identity)
             self._ledger_identity = self._ledger_file()
-            self.presence = Presence(self.ledger, self.clock, config.ledger.lease_delta)
+            self.presence = Presence(self.ledger, self.clock, config.ledger.lease)
             try:
                 self.presence.join()
                 # Alone on a SQLite file (the state lock says so), every other claim is a
@@ -270,7 +269,7 @@ class Worker:
             snapshot.config.cycle.id,
             len(snapshot.sessions),
             len(snapshot.config.reminders.leads),
-            ", ".join(snapshot.config.reminders.leads),
+            ", ".join(map(str, snapshot.config.reminders.leads)),
         )
         # Served means mailed: the ledger's suppressions (unsubscribes, bounces) count too.
         served, suppressed = snapshot.roster.served_and_suppressed(
@@ -323,8 +322,8 @@ class Worker:
                 await self.poll()
             except Exception:  # a watcher that dies would silently stop reloads
                 log.exception("watching the input files failed; trying again")
-            sweep = Lead.parse(self.snapshot.config.reminders.sweep_interval, allow_zero=True)
-            if sweep.delta and loop.time() >= next_sweep + sweep.delta.total_seconds():
+            sweep = self.snapshot.config.reminders.sweep_interval
+            if sweep and loop.time() >= next_sweep + sweep.total_seconds():
                 next_sweep = loop.time()
                 await self._trigger("sweep")
 
@@ -365,7 +364,7 @@ class Worker:
         """
         while not self.stopping.is_set():
             settings = self.snapshot.config.bounces
-            wait = Lead.parse(settings.interval).delta.total_seconds()
+            wait = settings.interval.total_seconds()
             if settings.configured:
                 try:
                     run = await asyncio.to_thread(self._collect_bounces, self.snapshot.config)
@@ -591,5 +590,5 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def _roster_mark(snapshot: Snapshot) -> tuple[str, int, int] | None:
-    path = str(snapshot.config.path(snapshot.config.paths.registrants))
+    path = str(snapshot.config.paths.registrants)
     return next((mark for mark in snapshot.fingerprint if mark[0] == path), None)

@@ -38,7 +38,9 @@ async def test_helpers_compose_the_same_messages(project: Project) -> None:
     for delivery in deliveries[:: len(deliveries) // 10]:
         data = out[delivery.registrant.email]
         assert isinstance(data, bytes)
-        assert f"Message-ID: {message_id(snapshot.config, delivery.key)}".encode() in data
+        config = snapshot.config
+        mid = message_id(delivery.key, config.cycle.id, config.smtp.sender_domain)
+        assert f"Message-ID: {mid}".encode() in data
         assert f"<{delivery.registrant.email}>".encode() in data
 
 

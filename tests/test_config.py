@@ -1,6 +1,6 @@
 """config.toml: the sample loads, env overrides it, and every bad input gets a precise message."""
 
-from datetime import time
+from datetime import time, timedelta
 from pathlib import Path
 
 import pytest
@@ -37,10 +37,15 @@ def test_the_sample_config_encodes_the_event_page() -> None:
     assert config.smtp.password is None
 
 
-def test_paths_are_relative_to_the_config_folder(project: Project) -> None:
+def test_paths_are_relative_to_the_config_folder(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_PATHS__SUPPRESSION", "/srv/x.txt")
+    monkeypatch.chdir("/")
     config = load_config(project.config)
-    assert config.path(config.paths.registrants) == project.root / "registrants.csv"
-    assert config.path(Path("/srv/x.csv")) == Path("/srv/x.csv")
+    assert config.paths.registrants == project.root / "registrants.csv"
+    assert config.paths.templates.is_absolute()
+    assert config.paths.suppression == Path("/srv/x.txt")
 
 
 def test_environment_overrides_any_key(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +60,7 @@ def test_environment_overrides_any_key(project: Project, monkeypatch: pytest.Mon
         465,
         "tls",
     )
-    assert [str(lead) for lead in config.reminders.lead_list] == ["2d", "30m"]
+    assert [str(lead) for lead in config.reminders.leads] == ["2d", "30m"]
     assert config.cycle.title == "Autre titre"
     assert config.cycle.id == "irev-elus-2023"  # the rest still comes from the file
 
@@ -206,6 +211,36 @@ def test_two_sessions_moved_onto_one_instant(project: Project) -> None:
     project.append("[[sessions]]\ndate = 2023-12-06\nmoved_to = 2023-10-04")
     [problem] = problems_of(project)
     assert "2023-10-04 and 2023-12-06 would both take place at 2023-10-04 17:00" in problem
+    # At the entry that moved it, not at the first [[sessions]] of the file.
+    last_entry = project.config.read_text().splitlines().count("[[sessions]]")
+    lines = project.config.read_text().splitlines()
+    header = [n for n, line in enumerate(lines, 1) if line == "[[sessions]]"][last_entry - 1]
+    assert f"config.toml:{header}:" in problem
+
+
+def test_a_session_ending_before_it_starts_is_reported_at_its_end_key(project: Project) -> None:
+    project.append('[[sessions]]\ndate = 2023-12-06\nstart = "18:00"\nend = "17:30"')
+    [problem] = problems_of(project)
+    assert "ends (17:30) before it starts (18:00)" in problem
+    end_line = line_of(project, 'end = "17:30"')
+    assert f"config.toml:{end_line}:" in problem
+
+
+def test_durations_are_parsed_once_into_values(project: Project) -> None:
+    project.edit('sweep_interval = "5m"', 'sweep_interval = "2h"')
+    config = load_config(project.config)
+    assert config.reminders.sweep_interval == timedelta(hours=2)
+    assert config.reminders.late_cutoff == timedelta(0)
+    assert [str(lead) for lead in config.reminders.leads] == ["7d", "1d", "1h"]
+
+
+def test_a_duration_written_as_a_number_says_to_quote_it(project: Project) -> None:
+    project.edit('sweep_interval = "5m"', "sweep_interval = 5")
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    [problem] = caught.value.problems
+    assert "write it in quotes, e.g. '10m'" in str(problem)
+    assert f"config.toml:{line_of(project, 'sweep_interval = 5')}:" in str(problem)
 
 
 def test_every_problem_is_reported_at_once(project: Project) -> None:
@@ -324,5 +359,5 @@ def test_the_ledger_url_and_password_come_from_the_environment(
     assert config.ledger.url == "postgresql://reminder@db:5432/reminder"
     assert config.ledger.password is not None
     assert config.ledger.password.get_secret_value() == "s3cret-db"
-    assert config.ledger.lease_delta.total_seconds() == 45
+    assert config.ledger.lease.total_seconds() == 45
     assert "s3cret-db" not in repr(config)

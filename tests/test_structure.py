@@ -1,0 +1,21 @@
+"""The layering a reader relies on: the pure core imports no schema, file format or network."""
+
+import subprocess
+import sys
+
+import pytest
+
+# What planning must never pull in: validation, file formats, databases, sockets.
+IMPURE = ("pydantic", "pydantic_settings", "csv", "sqlite3", "socket", "ssl", "aiosmtplib")
+
+
+@pytest.mark.parametrize("module", ["reminder.model", "reminder.plan", "reminder.wording"])
+def test_the_pure_core_imports_nothing_of_io(module: str) -> None:
+    probe = (
+        f"import sys, {module}; "
+        f"print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in {IMPURE!r})))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert found == [], f"{module} imports {found}"
