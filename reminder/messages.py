@@ -18,14 +18,13 @@ import css_inline
 
 from .config import Config
 from .ics import calendar_method, session_calendar
-from .model import REMINDER as REMINDER_KIND
-from .model import DeliveryKey, Lead, Registrant, Session
+from .model import REMINDER, DeliveryKey, Lead, Registrant, Session
 from .notices import CANCELLED, Facts, Notice, facts_for
 from .plan import Slot
 from .templating import Templates
 from .typography import french
 from .unsubscribe import link
-from .wording import clock, lead_words, long_date, relative_day, time_range
+from .wording import date_at_time, lead_words, long_date, relative_day, time_of_day, time_range
 
 _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
 MAX_DISPLAY_NAME = 64
@@ -105,7 +104,7 @@ class Composer:
         language = self.language_for(registrant)
         context = self.context(slot, registrant, now, language)
         return self._finish(
-            REMINDER_KIND,
+            REMINDER,
             str(slot.lead),
             context,
             slot.session,
@@ -144,8 +143,8 @@ class Composer:
             return {
                 "date": long_date(facts.start, language),
                 "day": long_date(facts.start, language, year=False),
-                "start_time": clock(facts.start, language),
-                "end_time": clock(facts.end, language),
+                "start_time": time_of_day(facts.start, language),
+                "end_time": time_of_day(facts.end, language),
                 "time": time_range(facts.start, facts.end, language),
                 "join_url": facts.join_url,
                 "topic": facts.topic,
@@ -244,8 +243,8 @@ class Composer:
             "id": session.id,
             "date": long_date(session.start, language),
             "day": long_date(session.start, language, year=False),
-            "start_time": clock(session.start, language),
-            "end_time": clock(session.end, language),
+            "start_time": time_of_day(session.start, language),
+            "end_time": time_of_day(session.end, language),
             "time": time_range(session.start, session.end, language),
             "start": session.start.isoformat(),
             "semester": session.semester,
@@ -262,15 +261,9 @@ class Composer:
             "cancelled_reason": session.cancelled_reason,
             "moved": session.moved,
             "moved_from": (
-                f"{long_date(session.moved_from, language)} à {clock(session.moved_from, language)}"
-                if session.moved_from
-                else ""
+                date_at_time(session.moved_from, language) if session.moved_from else ""
             ),
-            "moved_to": (
-                f"{long_date(session.start, language)} à {clock(session.start, language)}"
-                if session.moved_from
-                else ""
-            ),
+            "moved_to": date_at_time(session.start, language) if session.moved_from else "",
             "holiday": session.holiday,
             "extra": session.extra,
         }

@@ -102,7 +102,7 @@ def due_batch(
     """
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
-    for session, session_slots in _by_session(slots).items():
+    for session, session_slots in slots_by_session(slots).items():
         if now >= deadline(session, cutoff):
             continue
         fallen = [slot for slot in session_slots if slot.due_at <= now]
@@ -139,7 +139,8 @@ def next_wakeups(
     return sorted(instants)
 
 
-def _by_session(slots: Iterable[Slot]) -> dict[Session, list[Slot]]:
+def slots_by_session(slots: Iterable[Slot]) -> dict[Session, list[Slot]]:
+    """The reminders of each session, earliest first."""
     grouped: dict[Session, list[Slot]] = defaultdict(list)
     for slot in sorted(slots, key=lambda s: s.due_at):
         grouped[slot.session].append(slot)

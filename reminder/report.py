@@ -11,9 +11,9 @@ from typing import Any
 
 from .cluster import WorkerRow
 from .ledger import Row, Suppression
-from .model import Registrant, Roster, Session
+from .model import REMINDER, Registrant, Roster, Session
 from .notices import NoticePlan
-from .plan import Slot, deadline
+from .plan import Slot, deadline, slots_by_session
 from .registrants import masked, redacted
 from .snapshot import Snapshot
 from .wording import long_date, time_range
@@ -55,14 +55,6 @@ def session_flags(session: Session, now: datetime) -> list[str]:
     if session.draft:
         flags.append("draft")
     return flags
-
-
-def slots_by_session(snapshot: Snapshot) -> dict[Session, list[Slot]]:
-    """The reminders the snapshot planned, per session, earliest first."""
-    found: dict[Session, list[Slot]] = {}
-    for slot in snapshot.slots:
-        found.setdefault(slot.session, []).append(slot)
-    return found
 
 
 def notices_data(
@@ -116,7 +108,7 @@ def plan_data(
     roster: Roster | None,
     notices: NoticePlan | None = None,
 ) -> dict[str, Any]:
-    by_session = slots_by_session(snapshot)
+    by_session = slots_by_session(snapshot.slots)
     owed = notices_data(notices, snapshot, now)
     items = []
     for session in sessions:
@@ -170,7 +162,7 @@ def plan_text(
     config = snapshot.config
     language = config.cycle.language
     zone = config.zone
-    by_session = slots_by_session(snapshot)
+    by_session = slots_by_session(snapshot.slots)
     lines = [
         f"{config.cycle.title} ({config.cycle.id}): {len(sessions)} sessions, "
         f"{config.cycle.timezone}, now {now.astimezone(zone):%Y-%m-%d %H:%M}"
@@ -389,7 +381,7 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
             (
                 local(row.due_at, zone),
                 row.session[:16].replace("T", " "),
-                row.lead if row.kind == "reminder" else f"{row.kind} {row.lead}",
+                row.lead if row.kind == REMINDER else f"{row.kind} {row.lead}",
                 who(row),
                 "waiting" if row.fault else row.status,
                 row.attempts,
@@ -459,7 +451,7 @@ def status_data(
     lines = []
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
-        found = counts.get((slot.session.key, "reminder", str(slot.lead)), {})
+        found = counts.get((slot.session.key, REMINDER, str(slot.lead)), {})
         attendees = attending(slot.session)
         settled = sum(
             found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
@@ -491,7 +483,7 @@ def status_data(
             "in_flight": found.get("claimed", 0),
         }
         for (session, kind, lead), found in sorted(counts.items())
-        if kind != "reminder"
+        if kind != REMINDER
     ]
     error = None
     if last_error is not None:

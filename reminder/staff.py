@@ -7,11 +7,11 @@ from datetime import datetime
 
 from .ledger import Ledger
 from .model import REMINDER
-from .plan import ON_TIME_TOLERANCE, Slot, deadline
+from .plan import ON_TIME_TOLERANCE, Slot, deadline, slots_by_session
 from .registrants import masked, redacted
-from .report import session_flags, slots_by_session
+from .report import session_flags
 from .snapshot import SAMPLE_REGISTRANT, Snapshot
-from .wording import clock, lead_words, long_date, time_range
+from .wording import date_at_time, lead_words, long_date, time_of_day, time_range
 
 FLAGS = {
     "cancelled": "annulée",
@@ -70,14 +70,13 @@ class StatusPage:
 
 
 def french(moment: datetime, snapshot: Snapshot) -> str:
-    local = moment.astimezone(snapshot.config.zone)
-    return f"{long_date(local, 'fr')} à {clock(local, 'fr')}"
+    return date_at_time(moment.astimezone(snapshot.config.zone), "fr")
 
 
 def short(moment: datetime, snapshot: Snapshot) -> str:
     """22/02 17h00: fits a table cell on a phone (the session above gives the year)."""
     local = moment.astimezone(snapshot.config.zone)
-    return f"{local:%d/%m} {clock(local, 'fr')}"
+    return f"{local:%d/%m} {time_of_day(local, 'fr')}"
 
 
 def status_page(
@@ -91,7 +90,7 @@ def status_page(
     counts = ledger.counts()
     late = ledger.late_counts(ON_TIME_TOLERANCE)
     stopped = ledger.suppressed_addresses()
-    by_session = slots_by_session(snapshot)
+    by_session = slots_by_session(snapshot.slots)
     sessions = []
     for session in snapshot.sessions:
         attendees = [r for r in snapshot.roster.attending(session) if r.key not in stopped]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from babel.dates import format_date, format_time, format_timedelta
+from babel.dates import format_date, format_time, format_timedelta, get_datetime_format
 
 from .model import Lead
 
@@ -19,7 +19,7 @@ def long_date(moment: datetime, language: str, *, year: bool = True) -> str:
     return format_date(moment.date(), "full" if year else "EEEE d MMMM", locale=language)
 
 
-def clock(moment: datetime, language: str) -> str:
+def time_of_day(moment: datetime, language: str) -> str:
     """'17h00' in French; the locale's short time elsewhere.
 
     Babel reads a naive datetime as UTC, so it is given the wall time alone, already
@@ -30,8 +30,17 @@ def clock(moment: datetime, language: str) -> str:
     return format_time(moment.time(), "short", locale=language)
 
 
+def date_at_time(moment: datetime, language: str) -> str:
+    """'mercredi 1er mars 2023 à 17h00'; the locale's own joining elsewhere
+    ('Wednesday, March 1, 2023, 5:00 PM')."""
+    day, hour = long_date(moment, language), time_of_day(moment, language)
+    if language == "fr":
+        return f"{day} à {hour}"
+    return str(get_datetime_format("long", locale=language)).replace("'", "").format(hour, day)
+
+
 def time_range(start: datetime, end: datetime, language: str) -> str:
-    return f"{clock(start, language)} – {clock(end, language)}"
+    return f"{time_of_day(start, language)} – {time_of_day(end, language)}"
 
 
 def lead_words(lead: Lead, language: str) -> str:

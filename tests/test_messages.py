@@ -14,7 +14,7 @@ from reminder.errors import TemplateError
 from reminder.model import Lead, Registrant
 from reminder.plan import Slot
 from reminder.snapshot import Snapshot, load_snapshot
-from reminder.wording import clock, lead_words, long_date, relative_day
+from reminder.wording import date_at_time, lead_words, long_date, relative_day, time_of_day
 
 from .conftest import Project
 
@@ -68,7 +68,7 @@ def test_french_dates_and_times_whatever_the_server_zone(monkeypatch: pytest.Mon
         start = datetime(2023, 3, 1, 17, tzinfo=PARIS)
         assert long_date(start, "fr") == "mercredi 1er mars 2023"
         assert long_date(datetime(2023, 4, 5, 17, tzinfo=PARIS), "fr") == "mercredi 5 avril 2023"
-        assert clock(start, "fr") == "17h00"
+        assert time_of_day(start, "fr") == "17h00"
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
@@ -88,6 +88,12 @@ def test_french_dates_and_times_whatever_the_server_zone(monkeypatch: pytest.Mon
 )
 def test_lead_times_in_french_words(lead: str, words: str) -> None:
     assert lead_words(Lead.parse(lead), "fr") == words
+
+
+def test_a_moved_session_is_dated_in_the_reader_s_language() -> None:
+    moment = datetime(2023, 3, 1, 17, tzinfo=PARIS)
+    assert date_at_time(moment, "fr") == "mercredi 1er mars 2023 à 17h00"
+    assert date_at_time(moment, "en") == "Wednesday, March 1, 2023, 5:00\u202fPM"
 
 
 def test_relative_day_follows_the_real_send_time() -> None:
