@@ -17,7 +17,6 @@ from prometheus_client import (
 # Prometheus release reads.
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTCOMES = ("sent", "late", "failed", "superseded")
-REGISTRANT_STATES = ("served", "suppressed", "problems")
 # From a prompt send (well under a second) to a reminder sent days late.
 DUE_TO_ACCEPT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
 

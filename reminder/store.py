@@ -81,7 +81,7 @@ class DeliveryLedger(Protocol):
 
 def ledger_target(config: Config) -> Path | str:
     """The PostgreSQL URL of ledger.url, or the SQLite file in the state folder."""
-    return config.ledger.url or config.paths.state / "ledger.sqlite"
+    return config.ledger.url or config.ledger_file
 
 
 def ledger_password(config: Config) -> str | None:
