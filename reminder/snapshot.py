@@ -224,13 +224,14 @@ def _roster_warnings(
                 severity="warning",
             )
         )
+    entries = {entry.date.isoformat(): index for index, entry in enumerate(config.sessions)}
     for session in sessions:
         if session.extra and session.start < now:
             found.append(
                 config.origin.problem(
                     f"the extra session of {session.id} is in the past: no reminder is sent "
                     "for it; check its date",
-                    ("sessions",),
+                    ("sessions", entries[session.id], "date"),
                     severity="warning",
                 )
             )

@@ -74,6 +74,9 @@ def test_check_warns_of_an_export_with_nobody_and_a_past_extra_session(
     err = capsys.readouterr().err
     assert "registrants.csv: warning: no registrant would be served" in err
     assert "the extra session of 2023-06-14 is in the past" in err
+    lines = project.config.read_text().splitlines()
+    at = lines.index("date = 2023-06-14") + 1  # the entry's own line, not the first [[sessions]]
+    assert f"config.toml:{at}: warning: sessions[" in err
 
 
 def test_a_toml_error_does_not_invent_a_templates_error(
