@@ -99,7 +99,8 @@ def lint() -> None:
 
 def test() -> None:
     lint()
-    run(BIN / "python", "-m", "pytest", *sys.argv[2:])
+    # Four workers by default (pass -n 0 to run in one process, e.g. with a debugger).
+    run(BIN / "python", "-m", "pytest", "-n", "4", *sys.argv[2:])
 
 
 def demo() -> None:
