@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -125,6 +125,28 @@ def due_batch(
                 (slot.key(who), slot.due_at) for slot, done in older_unsettled if who not in done
             ]
     return Batch(tuple(sends), tuple(superseded))
+
+
+# Ledger states that account for an attendee of a reminder: done, or on its way.
+ACCOUNTED = ("sent", "failed", "superseded", "claimed", "waiting")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where one reminder stands for its attendees."""
+
+    pending: int  # still to go out (the session's deadline has not passed)
+    missed: int  # fell due, but the deadline passed before they went out
+
+
+def progress(
+    slot: Slot, attendees: int, counts: Mapping[str, int], now: datetime, cutoff: timedelta
+) -> Progress:
+    """`counts`: the slot's deliveries per ledger state, as `Ledger.counts` gives them."""
+    left = max(0, attendees - sum(counts.get(state, 0) for state in ACCOUNTED))
+    if now < deadline(slot.session, cutoff):
+        return Progress(pending=left, missed=0)
+    return Progress(pending=0, missed=left if slot.due_at <= now else 0)
 
 
 def next_wakeups(

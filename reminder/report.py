@@ -13,7 +13,7 @@ from .cluster import WorkerRow
 from .ledger import Row, Suppression
 from .model import REMINDER, Registrant, Roster, Session
 from .notices import NoticePlan
-from .plan import Slot, deadline, slots_by_session
+from .plan import Slot, deadline, progress, slots_by_session
 from .registrants import masked, redacted
 from .snapshot import Snapshot
 from .wording import long_date, time_range
@@ -453,10 +453,7 @@ def status_data(
     for slot in ordered:
         found = counts.get((slot.session.key, REMINDER, str(slot.lead)), {})
         attendees = attending(slot.session)
-        settled = sum(
-            found.get(k, 0) for k in ("sent", "failed", "superseded", "claimed", "waiting")
-        )
-        closed = now >= deadline(slot.session, snapshot.cutoff)
+        standing = progress(slot, attendees, found, now, snapshot.cutoff)
         lines.append(
             {
                 "session": slot.session.id,
@@ -468,8 +465,8 @@ def status_data(
                 "superseded": found.get("superseded", 0),
                 "in_flight": found.get("claimed", 0),
                 "waiting_on_fault": found.get("waiting", 0),
-                "pending": 0 if closed else max(0, attendees - settled),
-                "missed": max(0, attendees - settled) if closed and slot.due_at <= now else 0,
+                "pending": standing.pending,
+                "missed": standing.missed,
             }
         )
     told = [

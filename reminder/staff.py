@@ -7,7 +7,7 @@ from datetime import datetime
 
 from .ledger import Ledger
 from .model import REMINDER
-from .plan import ON_TIME_TOLERANCE, Slot, deadline, slots_by_session
+from .plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
 from .registrants import masked, redacted
 from .report import session_flags
 from .snapshot import SAMPLE_REGISTRANT, Snapshot
@@ -94,19 +94,17 @@ def status_page(
     sessions = []
     for session in snapshot.sessions:
         attendees = [r for r in snapshot.roster.attending(session) if r.key not in stopped]
-        closed = now >= deadline(session, snapshot.cutoff)
         lines = []
         for slot in by_session.get(session, []):
             key = (session.key, REMINDER, str(slot.lead))
             found = counts.get(key, {})
-            settled = sum(found.get(s, 0) for s in ("sent", "failed", "superseded", "claimed"))
             lines.append(
                 LeadLine(
                     lead=str(slot.lead),
                     words=lead_words(slot.lead, "fr"),
                     due=short(slot.due_at, snapshot),
                     sent=found.get("sent", 0),
-                    owed=0 if closed else max(0, len(attendees) - settled),
+                    owed=progress(slot, len(attendees), found, now, snapshot.cutoff).pending,
                     failed=found.get("failed", 0),
                     late=late.get(key, 0),
                     superseded=found.get("superseded", 0),
