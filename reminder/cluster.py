@@ -148,7 +148,8 @@ class Presence:
     The lease is also checked locally, on the monotonic clock, before every message: a
     worker frozen (SIGSTOP, a suspended VM) or cut off from the database past the lease
     sends nothing more until a heartbeat has renewed it, since by then another worker
-    may have adopted its claims.
+    may have adopted its claims. A renewal after such a lapse starts a new `term`: what
+    was claimed under the old one is not sent, even though the lease is held again.
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class Presence:
         # Trusted a little less long than others wait: clocks of two machines differ.
         self.trusted = lease.total_seconds() * 5 / 6
         self.valid_until = 0.0
+        self.term = 0  # renewals after a lapse; claims of an earlier term may be adopted
         self.in_flight: Callable[[], int] = lambda: 0
 
     def held(self) -> bool:
@@ -180,6 +182,8 @@ class Presence:
         kept = self.membership.renew(self.clock(), self.lease, self.in_flight())
         if not kept:
             self.membership.join(socket.gethostname(), os.getpid(), self.clock(), self.lease)
+        if not (held and kept):
+            self.term += 1
         self.valid_until = started + self.trusted
         adopted = (
             self.ledger.adopt_claims(self.clock(), only_expired=True) if self.ledger.shared else 0

@@ -230,6 +230,7 @@ class Dispatcher:
         *,
         helpers: int = 0,
         may_send: Callable[[], bool] = lambda: True,
+        lease_term: Callable[[], int] = lambda: 0,
         observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
@@ -237,6 +238,7 @@ class Dispatcher:
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
         self.may_send = may_send  # False while this worker does not hold its lease
+        self.lease_term = lease_term  # changes when the lease lapsed and was renewed
         self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
         self.observer = observer or NoObserver()
         self._notices: tuple[Snapshot, NoticePlan] | None = None
@@ -249,6 +251,12 @@ class Dispatcher:
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""
         now = self.clock()
+        term = self.lease_term()
+
+        def may_send() -> bool:
+            # After a lapse, another worker may have adopted (and sent) this pass's claims.
+            return self.may_send() and self.lease_term() == term
+
         tally = Tally(expired=self.ledger.expire(now))
         notices = notice_plan(self.ledger, snapshot, now, observe=True)
         self._notices = (snapshot, notices)
@@ -309,7 +317,7 @@ class Dispatcher:
             the first leaves after one step's claim, not the whole batch's."""
             nonlocal unclaimed
             for start in range(0, len(sends), step):
-                if not self.may_send():
+                if not may_send():
                     return  # the lease lapsed: another worker may hold these claims now
                 part = sends[start : start + step]
                 taken = {c.key: c for c in self.ledger.claim([claim_of(d) for d in part], now)}
@@ -332,7 +340,7 @@ class Dispatcher:
         async def envelopes() -> AsyncIterator[Envelope]:
             # Notices first: a cancellation must not wait behind a large reminder batch.
             for notice in changes:
-                if not self.may_send():
+                if not may_send():
                     return
                 claim = claims[notice.key]
                 try:
@@ -351,7 +359,7 @@ class Dispatcher:
                 size=len(sends),
                 message_ids=_MessageIds(claims),
             ):
-                if not self.may_send():
+                if not may_send():
                     return
                 if isinstance(composed, str):
                     self._report_failure(unsettled, tally, _Sent.of(delivery), composed)

@@ -244,6 +244,7 @@ class Worker:
             self.clock,
             helpers=helpers,
             may_send=self.presence.held,
+            lease_term=lambda: self.presence.term,
             observer=self.monitor,
         )
 
