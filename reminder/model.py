@@ -132,6 +132,18 @@ class Session:
         """`--session DATE` finds a session by its current or its planned date."""
         return day in (self.start.date(), date.fromisoformat(self.id))
 
+    def flags(self, now: datetime) -> list[str]:
+        """What `plan`, `status` and the status page say of it: where it stands, then how
+        it came to be (moved, on a holiday, extra, a draft)."""
+        standing = "cancelled" if self.cancelled else "past" if self.end <= now else "upcoming"
+        marks = {
+            "moved": self.moved,
+            "holiday": bool(self.holiday),
+            "extra": self.extra,
+            "draft": self.draft,
+        }
+        return [standing, *(flag for flag, set_ in marks.items() if set_)]
+
 
 @dataclass(frozen=True)
 class Registrant:

@@ -38,25 +38,6 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
-def session_flags(session: Session, now: datetime) -> list[str]:
-    flags = []
-    if session.cancelled:
-        flags.append("cancelled")
-    elif session.end <= now:
-        flags.append("past")
-    else:
-        flags.append("upcoming")
-    if session.moved:
-        flags.append("moved")
-    if session.holiday:
-        flags.append("holiday")
-    if session.extra:
-        flags.append("extra")
-    if session.draft:
-        flags.append("draft")
-    return flags
-
-
 def notices_data(
     plan: NoticePlan | None, snapshot: Snapshot, now: datetime, zone: tzinfo | None = None
 ) -> list[dict[str, Any]]:
@@ -129,7 +110,7 @@ def plan_data(
                 "semester": session.semester,
                 "topic": session.topic,
                 "draft": session.draft,
-                "status": session_flags(session, now),
+                "status": session.flags(now),
                 "cancelled_reason": session.cancelled_reason,
                 "moved_from": iso(session.moved_from) if session.moved_from else None,
                 "holiday": session.holiday or None,
@@ -172,7 +153,7 @@ def plan_text(
         if session.semester != semester:
             semester = session.semester
             lines += ["", semester]
-        flags = ", ".join(session_flags(session, now))
+        flags = ", ".join(session.flags(now))
         count = f", {len(roster.attending(session))} registrants" if roster else ""
         lines.append(
             f"  {long_date(session.start, language)}, "

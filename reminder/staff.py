@@ -9,7 +9,6 @@ from .ledger import Ledger
 from .model import REMINDER
 from .plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
 from .registrants import masked, redacted
-from .report import session_flags
 from .snapshot import SAMPLE_REGISTRANT, Snapshot
 from .wording import date_at_time, lead_words, long_date, time_of_day, time_range
 
@@ -117,7 +116,7 @@ def status_page(
                 date=long_date(session.start.astimezone(snapshot.config.zone), "fr"),
                 time=time_range(session.start, session.end, "fr"),
                 topic=session.topic,
-                flags=tuple(FLAGS[f] for f in session_flags(session, now)),
+                flags=tuple(FLAGS[f] for f in session.flags(now)),
                 registrants=len(attendees),
                 leads=tuple(lines),
             )
