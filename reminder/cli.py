@@ -523,9 +523,9 @@ def do_send_test(args: argparse.Namespace, path: Path) -> int:
 
     from .clock import utc_now
     from .model import DeliveryKey, Registrant
+    from .outbox import make_transport
     from .snapshot import SAMPLE_REGISTRANT, load_snapshot
     from .transport import Envelope, Result, each
-    from .worker import make_transport
 
     try:
         # As registrants' addresses are read: no SMTPUTF8, international domains in ASCII.

@@ -7,17 +7,17 @@ import contextlib
 import random
 import re
 import ssl
-import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Protocol, cast
 
 import aiosmtplib
 
+from .clock import Clock, utc_now
 from .config import Smtp
 from .errors import TransportConfigError
 from .ratelimit import Budget, RateLimit
@@ -83,8 +83,9 @@ class Transport(Protocol):
 class SmtpTransport:
     """A pool of aiosmtplib connections, each sending many messages in turn."""
 
-    def __init__(self, settings: Smtp, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Smtp, *, clock: Clock = utc_now) -> None:
         self.settings = settings
+        self.clock = clock  # judges whether a retry would still arrive before `not_after`
         limits: list[tuple[int, float]] = []
         if settings.max_per_minute:
             limits.append((settings.max_per_minute, 60.0))
@@ -92,7 +93,8 @@ class SmtpTransport:
             # 2.5 a second is 5 every 2 seconds: a whole count over a window.
             rate = Fraction(settings.max_per_second).limit_denominator(100)
             limits.append((rate.numerator, float(rate.denominator)))
-        self.rate: Budget = RateLimit(limits, clock)
+        # Elapsed time, on the monotonic clock: a rate is not a date.
+        self.rate: Budget = RateLimit(limits)
         self._clients: list[aiosmtplib.SMTP] = []
         self.failed_attempts = 0  # transient failures so far, for logs and tests
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}
@@ -168,7 +170,7 @@ class SmtpTransport:
             if verdict is Verdict.RETRY and attempt < self.settings.attempts:
                 delay = _backoff(self.settings.retry_base, attempt)
                 if envelope.not_after is None or (
-                    datetime.now(UTC).timestamp() + delay < envelope.not_after.timestamp()
+                    self.clock().timestamp() + delay < envelope.not_after.timestamp()
                 ):
                     pending.retry_later(envelope, attempt + 1, delay)
                     continue

@@ -30,7 +30,7 @@ from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .lock import StateLock
 from .logs import use_zone
 from .monitor import Monitor
-from .outbox import Outbox
+from .outbox import make_transport
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .store import open_ledger
 from .transport import SmtpTransport, Transport
@@ -41,13 +41,6 @@ log = logging.getLogger("reminder")
 POLL_SECONDS = 2.0  # config, export, suppression list and templates: seen within 5 s
 DRAIN_SECONDS = 30.0
 WAKEUP_PREFIX = "due:"
-
-
-def make_transport(config: Config) -> Transport:
-    """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
-    if config.smtp.host:
-        return SmtpTransport(config.smtp)
-    return Outbox(config.paths.state / "outbox")
 
 
 def _out_of_collections() -> None:
@@ -71,7 +64,7 @@ class Worker:
         config_path: Path,
         *,
         clock: Clock = utc_now,
-        transport_factory: Callable[[Config], Transport] = make_transport,
+        transport_factory: Callable[[Config, Clock], Transport] = make_transport,
         poll_seconds: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
         utc_logs: bool = False,
@@ -135,7 +128,7 @@ class Worker:
             raise self.failure
 
     def _transport(self, config: Config) -> Transport:
-        transport = self.transport_factory(config)
+        transport = self.transport_factory(config, self.clock)
         if self.ledger.shared and isinstance(transport, SmtpTransport) and transport.rate.limits:
             # The server counts messages per account, whichever machine sends them.
             transport.rate = SharedRateLimit(

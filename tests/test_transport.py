@@ -175,6 +175,24 @@ async def test_retries_never_run_past_the_deadline(smtp_server: Server) -> None:
     assert len(smtp_server.handler.messages) == 0
 
 
+async def test_the_deadline_of_a_retry_is_judged_by_the_injected_clock(
+    smtp_server: Server,
+) -> None:
+    smtp_server.handler.rcpt_replies["p0@example.org"] = ["451 4.7.1 Try later"]
+    # Past by the real clock, a day ahead by the transport's own: the retry goes out.
+    deadline = datetime.now(UTC) - timedelta(hours=1)
+    item = Envelope(
+        0, SENDER, "p0@example.org", "<m0@irev.fr>", b"Subject: x\r\n\r\nx\r\n", deadline
+    )
+    transport = SmtpTransport(plain(smtp_server), clock=lambda: deadline - timedelta(days=1))
+    results: list[Result] = []
+    try:
+        await transport.deliver(each([item]), results.append)
+    finally:
+        await transport.close()
+    assert [r.verdict for r in results] == [Verdict.SENT]
+
+
 async def test_server_down_at_start_then_back() -> None:
     port = free_port()
     handler = FaultyRecorder()

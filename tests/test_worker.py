@@ -417,8 +417,7 @@ async def test_a_second_worker_on_the_same_state_folder_is_refused(
 
 
 def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
-    from reminder.outbox import Outbox
-    from reminder.worker import make_transport
+    from reminder.outbox import Outbox, make_transport
 
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)
