@@ -20,6 +20,7 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .answer import INTERRUPTED, OK, Answer
 from .bounces import BounceRun, collect
 from .clock import utc_now
 from .cluster import Presence, SharedRateLimit
@@ -54,6 +55,13 @@ def _out_of_collections() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+
+
+def serve(config_path: Path, *, utc: bool = False) -> Answer:
+    """`reminder run`: serve until SIGTERM (exit 0) or SIGINT (exit 130)."""
+    worker = Worker(config_path, utc_logs=utc)
+    asyncio.run(worker.run())
+    return Answer(status=INTERRUPTED if worker.signal == signal.SIGINT else OK)
 
 
 class Worker:
