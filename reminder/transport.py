@@ -276,26 +276,33 @@ class SmtpTransport:
 
 
 class _Pending:
-    """Envelopes still to attempt: fresh ones from the iterator, and retries once due."""
+    """Envelopes still to attempt: fresh ones from the iterator, and retries once due.
+
+    A connection with nothing to take waits on `_changed`, set when a retry comes due, a
+    message is settled or sending halts, or on `stopping`: no timer polls.
+    """
 
     def __init__(self, fresh: AsyncIterator[Envelope], stopping: asyncio.Event) -> None:
         self.fresh: AsyncIterator[Envelope] | None = fresh
         self._taking = asyncio.Lock()  # an async generator serves one caller at a time
         self.stopping = stopping
-        self.retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
+        self.retries: deque[tuple[Envelope, int]] = deque()
         self.open = 0  # taken and not yet reported: in a transaction or waiting to retry
         self.halted = False
+        self._changed = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
 
     def halt(self) -> None:
         self.halted = True
+        self._changed.set()
 
     def _closed(self) -> bool:
         return self.halted or self.stopping.is_set()
 
     async def next(self) -> tuple[Envelope, int] | None:
         while not self._closed():
-            if not self.retries.empty():
-                return self.retries.get_nowait()
+            if self.retries:
+                return self.retries.popleft()
             if self.fresh is not None:
                 async with self._taking:
                     envelope = await anext(self.fresh, None) if self.fresh else None
@@ -303,25 +310,44 @@ class _Pending:
                     self.open += 1
                     return envelope, 1
                 self.fresh = None
+                continue  # a retry may have come due while the iterator was read
             if self.open == 0:
                 return None
-            # Others still hold messages that may come back as retries: look again soon.
-            try:
-                return await asyncio.wait_for(self.retries.get(), timeout=0.05)
-            except TimeoutError:
-                continue
+            # Others still hold messages that may come back as retries.
+            self._changed.clear()
+            await self._change()
         return None
 
+    async def _change(self) -> None:
+        changed = asyncio.ensure_future(self._changed.wait())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            stopped.cancel()
+
     async def close(self) -> None:
-        """Stop the producer (and any helper processes composing for it)."""
+        """Stop the producer (and any helper processes composing for it), and the timers
+        of retries nobody will take."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if isinstance(self.fresh, AsyncGenerator):
             await self.fresh.aclose()
 
     def retry_later(self, envelope: Envelope, attempt: int, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.retries.put_nowait, (envelope, attempt))
+        def due() -> None:
+            self._timers.discard(timer)
+            self.retries.append((envelope, attempt))
+            self._changed.set()
+
+        timer = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(timer)
 
     def done(self) -> None:
         self.open -= 1
+        self._changed.set()
 
 
 async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:

@@ -25,7 +25,7 @@ import time_machine
 from reminder.ledger import Ledger
 from reminder.worker import Worker
 
-from .conftest import Project, Server, person, until
+from .conftest import Project, Server, person, started, until
 
 PARIS = ZoneInfo("Europe/Paris")
 pytestmark = pytest.mark.timeout(90)
@@ -63,9 +63,7 @@ def delivered(server: Server) -> Counter[tuple[str, str]]:
 async def running(project: Project, poll: float = 0.05) -> AsyncIterator[Worker]:
     worker = Worker(project.config, poll_seconds=poll)
     task = asyncio.create_task(worker.run())
-    await until(lambda: (hasattr(worker, "scheduler") and worker.wakeups >= 1) or task.done())
-    if task.done():
-        task.result()
+    await started(worker, task)
     try:
         yield worker
     finally:
@@ -511,3 +509,17 @@ async def test_the_start_banner_counts_the_ledgers_suppressions(
         async with running(project):
             pass
     assert "registrants.csv: 2 served, 1 suppressed, 0 problems" in caplog.text
+
+
+async def test_the_worker_declares_its_state_before_it_runs(project: Project) -> None:
+    worker = Worker(project.config, helpers=0)
+    assert not worker.started.is_set()
+    assert worker.snapshot.config.cycle.id == "irev-elus-2023"
+    assert worker.scheduler is not None and worker.helpers == 0
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = worker.ledger
+    task = asyncio.create_task(worker.run())
+    await started(worker, task)
+    assert worker.dispatcher.helpers == 0  # as given, whatever the clock
+    worker.stop()
+    await asyncio.wait_for(task, 30)
