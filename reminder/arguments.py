@@ -13,8 +13,7 @@ from typing import Any
 
 from . import __version__, written
 from .model import NOTICE_KINDS
-
-DEFAULT_WINDOW = "24h"  # what status and history judge when no --since is given
+from .written import DEFAULT_WINDOW
 
 
 def _typed(read: Callable[[str], Any]) -> Callable[[str], Any]:

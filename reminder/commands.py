@@ -10,7 +10,7 @@ import json
 from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
-from . import report
+from . import report, written
 from .answer import Answer
 from .clock import Clock, utc_now
 from .config import Config
@@ -21,7 +21,7 @@ from .model import Lead, Session
 from .snapshot import Snapshot, load_snapshot
 from .store import ledger_target, open_ledger
 
-DEFAULT_WINDOW = Lead.parse("24h")  # what status and history judge when no --since is given
+DEFAULT_WINDOW = Lead.parse(written.DEFAULT_WINDOW)
 
 
 def at(snapshot: Snapshot, given: datetime | None, clock: Clock = utc_now) -> datetime:

@@ -112,7 +112,6 @@ class Worker:
         self.failure: ReminderError | None = None  # why the worker stopped on its own
         self.signal: int | None = None  # the signal that stopped it
         self.sent = 0  # since start, for the stop line
-        self.wakeups = 0
         self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
         self.http: web.AppRunner | None = None
         self.started = asyncio.Event()  # set once the first pass has run and jobs are planned
@@ -495,7 +494,6 @@ class Worker:
             return
         if not self._guard_state():
             return
-        self.wakeups += 1
         self.monitor.pass_started()
         try:
             tally = await self.dispatcher.run(self.snapshot, self.stopping)

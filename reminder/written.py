@@ -11,6 +11,8 @@ from pathlib import Path
 
 from .model import Lead
 
+DEFAULT_WINDOW = "24h"  # what status and history judge when no --since is given
+
 
 def day(text: str) -> date:
     """2023-03-01 or 01/03/2023."""
