@@ -34,11 +34,11 @@ from apscheduler.triggers.date import DateTrigger
 
 from .answer import INTERRUPTED, OK, Answer
 from .bounces import BounceRun, collect
-from .clock import utc_now
+from .clock import Clock, utc_now
 from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
-from .delivery import Clock, Dispatcher, owed, still_owed
+from .delivery import Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .ledger import Ledger
 from .lock import StateLock
@@ -106,7 +106,6 @@ class Worker:
         self._paused: str | None = None  # why deliveries wait for a reload
         self._again = False  # a wake-up came while another ran
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: tuple[tuple[str, int, int], ...] = ()
         self._refused_roster: tuple[str, int, int] | None = None  # an export held back
         self._state_fault = ""  # the last state-folder fault logged, so it is logged once
         self.failure: ReminderError | None = None  # why the worker stopped on its own
@@ -116,7 +115,7 @@ class Worker:
         self.http: web.AppRunner | None = None
         self.started = asyncio.Event()  # set once the first pass has run and jobs are planned
         self.snapshot = load_snapshot(config_path)  # what is served; replaced by each reload
-        self._seen = self.snapshot.fingerprint
+        self._seen = self.snapshot.fingerprint  # the watched files as last read
         self.lock = StateLock(self.snapshot.state_dir)
         self.scheduler = AsyncIOScheduler(
             timezone=UTC,
