@@ -77,24 +77,24 @@ class StateError(ReminderError):
     """The state folder (ledger, lock, outbox) cannot be used, or changed under the worker."""
 
 
+class UsageError(ReminderError):
+    """A command was given a value it cannot use; the command line exits 2, as for a typo."""
+
+
 class AlreadyRunning(ReminderError):  # noqa: N818 - reads as a sentence where raised
     """Another worker holds the state folder."""
 
 
 class DeliveryError(ReminderError):
-    """A delivery could not be made; `permanent` tells whether retrying can help."""
+    """A delivery could not be made; `reply` is the server's answer, when it gave one."""
 
-    def __init__(self, message: str, *, reply: str = "", permanent: bool = False) -> None:
+    def __init__(self, message: str, *, reply: str = "") -> None:
         super().__init__(message)
         self.reply = reply
-        self.permanent = permanent
 
 
 class TransportConfigError(DeliveryError):
     """The transport itself is misconfigured (login, TLS, sender): stop, do not hammer."""
-
-    def __init__(self, message: str, *, reply: str = "") -> None:
-        super().__init__(message, reply=reply, permanent=True)
 
 
 class BounceError(ReminderError):

@@ -1,4 +1,5 @@
-"""The local outbox: each message a file in a Maildir-style folder, nobody mailed."""
+"""The local outbox: each message a file in a Maildir-style folder, nobody mailed; and the
+choice between it and SMTP that the config makes."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .transport import Envelope, Report, Result, Verdict
+from .clock import Clock, utc_now
+from .config import Config
+from .transport import Envelope, Report, Result, SmtpTransport, Transport, Verdict
 
 log = logging.getLogger("reminder")
 
@@ -71,3 +74,10 @@ class Outbox:
 
     async def close(self) -> None:
         return None
+
+
+def make_transport(config: Config, clock: Clock = utc_now) -> Transport:
+    """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
+    if config.smtp.host:
+        return SmtpTransport(config.smtp, clock=clock)
+    return Outbox(config.paths.state / "outbox")

@@ -92,7 +92,7 @@ async def simulate(
     result = Simulation(folder, folder / "outbox" / "new")
     pending = list(changes)
     with Ledger(folder / "ledger.sqlite", worker="simulation") as ledger:
-        async with _transport(snapshot, folder, smtp) as (transport, messages):
+        async with _transport(snapshot, folder, smtp, clock) as (transport, messages):
             result.messages = messages
             dispatcher = Dispatcher(ledger, transport, clock)
             queue = set(window)
@@ -135,7 +135,7 @@ def _as_of(snapshot: Snapshot, instant: datetime) -> Snapshot:
 
 @asynccontextmanager
 async def _transport(
-    snapshot: Snapshot, folder: Path, smtp: bool
+    snapshot: Snapshot, folder: Path, smtp: bool, clock: _VirtualClock
 ) -> AsyncIterator[tuple[Transport, Path]]:
     if not smtp:
         outbox = Outbox(folder / "outbox", durable=False)
@@ -150,7 +150,7 @@ async def _transport(
             connections=4,
             timeout=10,
         )
-        transport = SmtpTransport(settings)
+        transport = SmtpTransport(settings, clock=clock)
         try:
             yield transport, folder / "received"
         finally:

@@ -7,17 +7,17 @@ import contextlib
 import random
 import re
 import ssl
-import time
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 from fractions import Fraction
 from typing import Any, Protocol, cast
 
 import aiosmtplib
 
+from .clock import Clock, utc_now
 from .config import Smtp
 from .errors import TransportConfigError
 from .ratelimit import Budget, RateLimit
@@ -83,8 +83,9 @@ class Transport(Protocol):
 class SmtpTransport:
     """A pool of aiosmtplib connections, each sending many messages in turn."""
 
-    def __init__(self, settings: Smtp, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, settings: Smtp, *, clock: Clock = utc_now) -> None:
         self.settings = settings
+        self.clock = clock  # judges whether a retry would still arrive before `not_after`
         limits: list[tuple[int, float]] = []
         if settings.max_per_minute:
             limits.append((settings.max_per_minute, 60.0))
@@ -92,7 +93,8 @@ class SmtpTransport:
             # 2.5 a second is 5 every 2 seconds: a whole count over a window.
             rate = Fraction(settings.max_per_second).limit_denominator(100)
             limits.append((rate.numerator, float(rate.denominator)))
-        self.rate: Budget = RateLimit(limits, clock)
+        # Elapsed time, on the monotonic clock: a rate is not a date.
+        self.rate: Budget = RateLimit(limits)
         self._clients: list[aiosmtplib.SMTP] = []
         self.failed_attempts = 0  # transient failures so far, for logs and tests
         security = {"starttls": "STARTTLS", "tls": "TLS", "none": "no encryption"}
@@ -168,7 +170,7 @@ class SmtpTransport:
             if verdict is Verdict.RETRY and attempt < self.settings.attempts:
                 delay = _backoff(self.settings.retry_base, attempt)
                 if envelope.not_after is None or (
-                    datetime.now(UTC).timestamp() + delay < envelope.not_after.timestamp()
+                    self.clock().timestamp() + delay < envelope.not_after.timestamp()
                 ):
                     pending.retry_later(envelope, attempt + 1, delay)
                     continue
@@ -274,26 +276,33 @@ class SmtpTransport:
 
 
 class _Pending:
-    """Envelopes still to attempt: fresh ones from the iterator, and retries once due."""
+    """Envelopes still to attempt: fresh ones from the iterator, and retries once due.
+
+    A connection with nothing to take waits on `_changed`, set when a retry comes due, a
+    message is settled or sending halts, or on `stopping`: no timer polls.
+    """
 
     def __init__(self, fresh: AsyncIterator[Envelope], stopping: asyncio.Event) -> None:
         self.fresh: AsyncIterator[Envelope] | None = fresh
         self._taking = asyncio.Lock()  # an async generator serves one caller at a time
         self.stopping = stopping
-        self.retries: asyncio.Queue[tuple[Envelope, int]] = asyncio.Queue()
+        self.retries: deque[tuple[Envelope, int]] = deque()
         self.open = 0  # taken and not yet reported: in a transaction or waiting to retry
         self.halted = False
+        self._changed = asyncio.Event()
+        self._timers: set[asyncio.TimerHandle] = set()
 
     def halt(self) -> None:
         self.halted = True
+        self._changed.set()
 
     def _closed(self) -> bool:
         return self.halted or self.stopping.is_set()
 
     async def next(self) -> tuple[Envelope, int] | None:
         while not self._closed():
-            if not self.retries.empty():
-                return self.retries.get_nowait()
+            if self.retries:
+                return self.retries.popleft()
             if self.fresh is not None:
                 async with self._taking:
                     envelope = await anext(self.fresh, None) if self.fresh else None
@@ -301,25 +310,44 @@ class _Pending:
                     self.open += 1
                     return envelope, 1
                 self.fresh = None
+                continue  # a retry may have come due while the iterator was read
             if self.open == 0:
                 return None
-            # Others still hold messages that may come back as retries: look again soon.
-            try:
-                return await asyncio.wait_for(self.retries.get(), timeout=0.05)
-            except TimeoutError:
-                continue
+            # Others still hold messages that may come back as retries.
+            self._changed.clear()
+            await self._change()
         return None
 
+    async def _change(self) -> None:
+        changed = asyncio.ensure_future(self._changed.wait())
+        stopped = asyncio.ensure_future(self.stopping.wait())
+        try:
+            await asyncio.wait({changed, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            changed.cancel()
+            stopped.cancel()
+
     async def close(self) -> None:
-        """Stop the producer (and any helper processes composing for it)."""
+        """Stop the producer (and any helper processes composing for it), and the timers
+        of retries nobody will take."""
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
         if isinstance(self.fresh, AsyncGenerator):
             await self.fresh.aclose()
 
     def retry_later(self, envelope: Envelope, attempt: int, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.retries.put_nowait, (envelope, attempt))
+        def due() -> None:
+            self._timers.discard(timer)
+            self.retries.append((envelope, attempt))
+            self._changed.set()
+
+        timer = asyncio.get_running_loop().call_later(delay, due)
+        self._timers.add(timer)
 
     def done(self) -> None:
         self.open -= 1
+        self._changed.set()
 
 
 async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:

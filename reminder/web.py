@@ -54,9 +54,11 @@ class Service(Protocol):
     """What the HTTP layer reads from the worker."""
 
     snapshot: Snapshot
-    ledger: Ledger
     monitor: Monitor
     clock: Callable[[], datetime]
+
+    @property
+    def ledger(self) -> Ledger: ...
 
 
 SERVICE = web.AppKey("service", Service)

@@ -1,4 +1,16 @@
-"""The service: wakes at the plan's instants, reloads on change, stops cleanly."""
+"""The service: wakes at the plan's instants, reloads on change, stops cleanly.
+
+Three mechanisms time it, and they stay three because each answers a different clock:
+- APScheduler one-shot jobs wake the worker at the plan's instants, which are dates on
+  the (injected) wall clock; rebuilt after every pass, never persisted.
+- The watch loop polls the input files and runs the sweep on the event loop's monotonic
+  clock: intervals of elapsed time, which a jumping wall clock (a suspended VM, NTP) must
+  not multiply. As scheduler interval jobs they would follow the wall clock instead.
+- The busy lock times nothing: it makes passes and reloads take turns and folds a wake-up
+  that comes during a pass into one more pass, so no timer needs to know about another.
+Nothing polls faster than the watch interval: waits are on events (stopping, started,
+a retry coming due in the transport).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +23,7 @@ import signal
 import socket
 import sqlite3
 from collections.abc import Callable, Coroutine
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,17 +32,19 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
+from .answer import INTERRUPTED, OK, Answer
 from .bounces import BounceRun, collect
-from .clock import utc_now
+from .clock import Clock, utc_now
 from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
-from .delivery import Clock, Dispatcher, owed, still_owed
+from .delivery import Dispatcher, owed, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
+from .ledger import Ledger
 from .lock import StateLock
 from .logs import use_zone
 from .monitor import Monitor
-from .outbox import Outbox
+from .outbox import make_transport
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .store import open_ledger
 from .transport import SmtpTransport, Transport
@@ -41,13 +55,6 @@ log = logging.getLogger("reminder")
 POLL_SECONDS = 2.0  # config, export, suppression list and templates: seen within 5 s
 DRAIN_SECONDS = 30.0
 WAKEUP_PREFIX = "due:"
-
-
-def make_transport(config: Config) -> Transport:
-    """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
-    if config.smtp.host:
-        return SmtpTransport(config.smtp)
-    return Outbox(config.paths.state / "outbox")
 
 
 def _out_of_collections() -> None:
@@ -63,6 +70,13 @@ def _out_of_collections() -> None:
     gc.freeze()
 
 
+def serve(config_path: Path, *, utc: bool = False) -> Answer:
+    """`reminder run`: serve until SIGTERM (exit 0) or SIGINT (exit 130)."""
+    worker = Worker(config_path, utc_logs=utc)
+    asyncio.run(worker.run())
+    return Answer(status=INTERRUPTED if worker.signal == signal.SIGINT else OK)
+
+
 class Worker:
     """`reminder run`: one process, one state folder, restart-safe."""
 
@@ -71,7 +85,8 @@ class Worker:
         config_path: Path,
         *,
         clock: Clock = utc_now,
-        transport_factory: Callable[[Config], Transport] = make_transport,
+        transport_factory: Callable[[Config, Clock], Transport] = make_transport,
+        helpers: int | None = None,
         poll_seconds: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
         utc_logs: bool = False,
@@ -79,6 +94,9 @@ class Worker:
         self.config_path = config_path
         self.clock = clock
         self.transport_factory = transport_factory
+        # Processes that help compose large batches (None: one per spare core). They date
+        # messages by the real clock, so a caller that injects another clock gives 0.
+        self.helpers = helper_count() if helpers is None else helpers
         self.poll_seconds = poll_seconds
         self.drain_seconds = drain_seconds
         self.utc_logs = utc_logs
@@ -88,54 +106,84 @@ class Worker:
         self._paused: str | None = None  # why deliveries wait for a reload
         self._again = False  # a wake-up came while another ran
         self._tasks: set[asyncio.Task[None]] = set()
-        self._seen: tuple[tuple[str, int, int], ...] = ()
         self._refused_roster: tuple[str, int, int] | None = None  # an export held back
         self._state_fault = ""  # the last state-folder fault logged, so it is logged once
         self.failure: ReminderError | None = None  # why the worker stopped on its own
         self.signal: int | None = None  # the signal that stopped it
         self.sent = 0  # since start, for the stop line
-        self.wakeups = 0
         self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
         self.http: web.AppRunner | None = None
+        self.started = asyncio.Event()  # set once the first pass has run and jobs are planned
+        self.snapshot = load_snapshot(config_path)  # what is served; replaced by each reload
+        self._seen = self.snapshot.fingerprint  # the watched files as last read
+        self.lock = StateLock(self.snapshot.state_dir)
+        self.scheduler = AsyncIOScheduler(
+            timezone=UTC,
+            job_defaults={
+                # Never drop a late run: the ledger, not the timer, decides what is owed.
+                "misfire_grace_time": None,
+                "coalesce": True,
+                "max_instances": 1,
+            },
+        )
+        self._open: _Open | None = None  # what run() opens once it holds the lock
+
+    @property
+    def ledger(self) -> Ledger:
+        return self._opened().ledger
+
+    @property
+    def presence(self) -> Presence:
+        return self._opened().presence
+
+    @property
+    def transport(self) -> Transport:
+        return self._opened().transport
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self._opened().dispatcher
+
+    def _opened(self) -> _Open:
+        if self._open is None:
+            raise RuntimeError("the worker is not running: run() opens the ledger and transport")
+        return self._open
 
     async def run(self) -> None:
         """Serve until SIGTERM or SIGINT (or stop()); raise if the start itself is impossible."""
-        self.snapshot = load_snapshot(self.config_path)
         _out_of_collections()
         use_zone(UTC if self.utc_logs else self.snapshot.config.zone)
-        self._seen = self.snapshot.fingerprint
-        state = self.snapshot.state_dir
-        self.lock = StateLock(state)
         self.lock.acquire()
         try:
             config = self.snapshot.config
-            self.ledger = open_ledger(config, worker=self.identity)
-            self._ledger_identity = self._ledger_file()
-            self.presence = Presence(self.ledger, self.clock, config.ledger.lease)
+            ledger = open_ledger(config, worker=self.identity)
             try:
-                self.presence.join()
+                presence = Presence(ledger, self.clock, config.ledger.lease)
+                presence.join()
                 # Alone on a SQLite file (the state lock says so), every other claim is a
                 # dead worker's; on a shared ledger, only those whose lease expired.
-                adopted = self.ledger.adopt_claims(self.clock(), only_expired=self.ledger.shared)
-                self.transport = self._transport(config)
-                self.dispatcher = self._dispatcher(config)
-                self.presence.in_flight = lambda: len(self.dispatcher.unsettled)
-                self.monitor.serving(self.snapshot, self.ledger)
+                adopted = ledger.adopt_claims(self.clock(), only_expired=ledger.shared)
+                opened = _Open(ledger, presence, _ledger_file(ledger))
+                self._open = opened
+                opened.transport = self._transport(config)
+                opened.dispatcher = self._dispatcher(config)
+                presence.in_flight = lambda: len(self.dispatcher.unsettled)
+                self.monitor.serving(self.snapshot, ledger)
                 try:
                     await self._serve(adopted)
                 finally:
-                    await self.transport.close()
+                    await opened.transport.close()
                     with contextlib.suppress(ReminderError):
-                        self.presence.leave()
+                        presence.leave()
             finally:
-                self.ledger.close()
+                ledger.close()
         finally:
             self.lock.release()
         if self.failure is not None:
             raise self.failure
 
     def _transport(self, config: Config) -> Transport:
-        transport = self.transport_factory(config)
+        transport = self.transport_factory(config, self.clock)
         if self.ledger.shared and isinstance(transport, SmtpTransport) and transport.rate.limits:
             # The server counts messages per account, whichever machine sends them.
             transport.rate = SharedRateLimit(
@@ -143,15 +191,11 @@ class Worker:
             )
         return transport
 
-    def _ledger_file(self) -> tuple[int, int] | None:
-        """The SQLite file's identity (a shared database has none to watch)."""
-        return None if self.ledger.shared else _identity(Path(self.ledger.path))
-
     def _state_lost(self) -> str | None:
         """Why the state folder no longer is the one this worker locked, if it is not."""
         if reason := self.lock.lost():
             return reason
-        if self._ledger_file() != self._ledger_identity:
+        if _ledger_file(self.ledger) != self._opened().ledger_identity:
             return f"{self.ledger.path} was removed or replaced"
         return None
 
@@ -176,15 +220,6 @@ class Worker:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
         loop.add_signal_handler(signal.SIGHUP, lambda: self._spawn(self.reload("SIGHUP")))
-        self.scheduler = AsyncIOScheduler(
-            timezone=UTC,
-            job_defaults={
-                # Never drop a late run: the ledger, not the timer, decides what is owed.
-                "misfire_grace_time": None,
-                "coalesce": True,
-                "max_instances": 1,
-            },
-        )
         self.scheduler.start()
         http = self.snapshot.config.http
         try:
@@ -202,6 +237,7 @@ class Worker:
             heart = asyncio.create_task(self._heartbeat())
             alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
             await self.wake("start")
+            self.started.set()
             await self.stopping.wait()
             await watcher
             await bounces
@@ -235,9 +271,9 @@ class Worker:
     def _dispatcher(self, config: Config) -> Dispatcher:
         # Helper processes compose large batches when sending is fast enough to wait on
         # composing: not under a rate limit (they would compose minutes ahead of the
-        # Date they stamp), and only on the real clock, which is all they can read.
+        # Date they stamp).
         throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
-        helpers = helper_count() if self.clock is utc_now and not throttled else 0
+        helpers = 0 if throttled else self.helpers
         return Dispatcher(
             self.ledger,
             self.transport,
@@ -458,7 +494,6 @@ class Worker:
             return
         if not self._guard_state():
             return
-        self.wakeups += 1
         self.monitor.pass_started()
         try:
             tally = await self.dispatcher.run(self.snapshot, self.stopping)
@@ -531,8 +566,8 @@ class Worker:
         async with self._busy:
             if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
                 await self.transport.close()
-                self.transport = self._transport(fresh.config)
-                self.dispatcher = self._dispatcher(fresh.config)
+                self._opened().transport = self._transport(fresh.config)
+                self._opened().dispatcher = self._dispatcher(fresh.config)
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh
@@ -580,6 +615,23 @@ class Worker:
             limit * 100,
         )
         return replace(fresh, roster=self.snapshot.roster)
+
+
+@dataclass
+class _Open:
+    """What the worker opens once it holds the state lock, and closes when it stops; the
+    transport and dispatcher are replaced when a reload changes the SMTP settings."""
+
+    ledger: Ledger
+    presence: Presence
+    ledger_identity: tuple[int, int] | None  # the SQLite file locked at start
+    transport: Transport = field(init=False)
+    dispatcher: Dispatcher = field(init=False)
+
+
+def _ledger_file(ledger: Ledger) -> tuple[int, int] | None:
+    """The SQLite file's identity (a shared database has none to watch)."""
+    return None if ledger.shared else _identity(Path(ledger.path))
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

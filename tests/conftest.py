@@ -24,6 +24,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from reminder.ledger import Ledger
 from reminder.smtpsink import Received, SmtpSink
 from reminder.snapshot import Snapshot, load_snapshot
+from reminder.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
@@ -273,3 +274,16 @@ async def until(condition: Callable[[], bool], within: float = 20.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.01)
+
+
+async def started(worker: Worker, task: asyncio.Task[None], within: float = 20.0) -> None:
+    """Until the worker's first pass has run, or its start failed (raised here)."""
+    first_pass = asyncio.ensure_future(worker.started.wait())
+    try:
+        await asyncio.wait({task, first_pass}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        first_pass.cancel()
+    if task.done():
+        task.result()
+    if not worker.started.is_set():
+        raise AssertionError("the worker did not start in time")

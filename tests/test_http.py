@@ -22,7 +22,7 @@ from reminder.monitor import Monitor
 from reminder.unsubscribe import token
 from reminder.worker import Worker
 
-from .conftest import Project, Server, person, until
+from .conftest import Project, Server, person, started, until
 
 PARIS = ZoneInfo("Europe/Paris")
 CYCLE = "irev-elus-2023"
@@ -60,9 +60,7 @@ async def serving(project: Project) -> AsyncIterator[tuple[Worker, str]]:
     """A real worker with its HTTP server on a free port, after its first pass."""
     worker = Worker(project.config, poll_seconds=0.05)
     task = asyncio.create_task(worker.run())
-    await until(lambda: worker.monitor.first_pass_done or task.done())
-    if task.done():
-        task.result()
+    await started(worker, task)
     assert worker.http is not None
     host, port = worker.http.addresses[0][:2]
     try:

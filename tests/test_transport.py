@@ -175,6 +175,50 @@ async def test_retries_never_run_past_the_deadline(smtp_server: Server) -> None:
     assert len(smtp_server.handler.messages) == 0
 
 
+async def test_the_deadline_of_a_retry_is_judged_by_the_injected_clock(
+    smtp_server: Server,
+) -> None:
+    smtp_server.handler.rcpt_replies["p0@example.org"] = ["451 4.7.1 Try later"]
+    # Past by the real clock, a day ahead by the transport's own: the retry goes out.
+    deadline = datetime.now(UTC) - timedelta(hours=1)
+    item = Envelope(
+        0, SENDER, "p0@example.org", "<m0@irev.fr>", b"Subject: x\r\n\r\nx\r\n", deadline
+    )
+    transport = SmtpTransport(plain(smtp_server), clock=lambda: deadline - timedelta(days=1))
+    results: list[Result] = []
+    try:
+        await transport.deliver(each([item]), results.append)
+    finally:
+        await transport.close()
+    assert [r.verdict for r in results] == [Verdict.SENT]
+
+
+async def test_connections_idle_while_a_retry_waits_instead_of_polling(
+    smtp_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    smtp_server.handler.rcpt_replies["p0@example.org"] = ["451 4.7.1 Try later"]
+    transport = SmtpTransport(plain(smtp_server, connections=4, retry_base=0.5))
+    timed_waits = 0
+    wait_for = asyncio.wait_for
+
+    async def counted(awaitable: Any, timeout: float | None) -> Any:  # noqa: ASYNC109 - wait_for's own signature
+        nonlocal timed_waits
+        if timeout is not None and timeout < 0.5:  # shorter than the retry it waits for
+            timed_waits += 1
+        return await wait_for(awaitable, timeout)
+
+    results: list[Result] = []
+    monkeypatch.setattr(asyncio, "wait_for", counted)
+    try:
+        await transport.deliver(each(envelopes(1)), results.append)
+    finally:
+        monkeypatch.undo()
+        await transport.close()
+    assert [r.verdict for r in results] == [Verdict.SENT]
+    # Connections idle for the half second the retry waits: none wakes on a shorter timer.
+    assert timed_waits == 0
+
+
 async def test_server_down_at_start_then_back() -> None:
     port = free_port()
     handler = FaultyRecorder()

@@ -25,7 +25,7 @@ import time_machine
 from reminder.ledger import Ledger
 from reminder.worker import Worker
 
-from .conftest import Project, Server, person, until
+from .conftest import Project, Server, person, started, until
 
 PARIS = ZoneInfo("Europe/Paris")
 pytestmark = pytest.mark.timeout(90)
@@ -63,9 +63,7 @@ def delivered(server: Server) -> Counter[tuple[str, str]]:
 async def running(project: Project, poll: float = 0.05) -> AsyncIterator[Worker]:
     worker = Worker(project.config, poll_seconds=poll)
     task = asyncio.create_task(worker.run())
-    await until(lambda: (hasattr(worker, "scheduler") and worker.wakeups >= 1) or task.done())
-    if task.done():
-        task.result()
+    await started(worker, task)
     try:
         yield worker
     finally:
@@ -417,8 +415,7 @@ async def test_a_second_worker_on_the_same_state_folder_is_refused(
 
 
 def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
-    from reminder.outbox import Outbox
-    from reminder.worker import make_transport
+    from reminder.outbox import Outbox, make_transport
 
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)
@@ -512,3 +509,17 @@ async def test_the_start_banner_counts_the_ledgers_suppressions(
         async with running(project):
             pass
     assert "registrants.csv: 2 served, 1 suppressed, 0 problems" in caplog.text
+
+
+async def test_the_worker_declares_its_state_before_it_runs(project: Project) -> None:
+    worker = Worker(project.config, helpers=0)
+    assert not worker.started.is_set()
+    assert worker.snapshot.config.cycle.id == "irev-elus-2023"
+    assert worker.scheduler is not None and worker.helpers == 0
+    with pytest.raises(RuntimeError, match="not running"):
+        _ = worker.ledger
+    task = asyncio.create_task(worker.run())
+    await started(worker, task)
+    assert worker.dispatcher.helpers == 0  # as given, whatever the clock
+    worker.stop()
+    await asyncio.wait_for(task, 30)

@@ -146,9 +146,11 @@ async def test_an_export_that_drops_most_registrants_keeps_the_last_good_list(
             assert "5 of 5 registrants would be removed" in caplog.text
             assert "accept it with SIGHUP" in caplog.text
             assert len(worker.snapshot.roster.registrants) == 5
+            # The start pass sent the late 7d reminders; the 1d one goes to the last good list.
+            before = len(smtp_server.handler.messages)
             traveller.move_to(datetime(2023, 2, 28, 17, 0, 1, tzinfo=PARIS))
             await worker.wake("sweep")
-            await until(lambda: len(smtp_server.handler.messages) == 5)
+            await until(lambda: len(smtp_server.handler.messages) == before + 5)
             await worker.reload("SIGHUP")  # the file unchanged: staff accept it
             assert worker.snapshot.roster.registrants == ()
             assert "5 of 5 removed, accepted by SIGHUP" in caplog.text
