@@ -176,3 +176,38 @@ def test_columns_can_be_renamed_in_the_config(project: Project, tmp_path: Path) 
     project.edit('email = [\n    "Courriel"', 'email = [\n    "Mél", "Courriel"')
     roster = load(project)
     assert [r.email for r in roster.registrants] == ["anne@example.org"]
+
+
+def test_registrants_equal_those_the_dataclass_builds(project: Project) -> None:
+    """The loader builds registrants without the frozen __init__: the same values."""
+    from dataclasses import asdict
+
+    from reminder.model import Registrant
+
+    for fixture in ("excel-fr.csv", "online-form.csv", "utf8-bom.csv", "bad-duplicate.csv"):
+        for registrant in load(project, fixture).registrants:
+            rebuilt = Registrant(**asdict(registrant))
+            assert rebuilt == registrant
+            assert vars(rebuilt) == vars(registrant)
+            assert hash(rebuilt) == hash(registrant)
+
+
+def test_attendance_keeps_the_export_order_across_groups(project: Project) -> None:
+    """Who attends a session is the union of the groups naming it, in the export's order."""
+    from reminder.model import Registrant
+
+    sessions, _ = build_sessions(load_config(project.config))
+    march, april, may = sessions[:3]
+    named = [None, frozenset({march.id}), frozenset({march.id, april.id}), frozenset({april.id})]
+    people = tuple(
+        Registrant(f"p{n}@example.org", sessions=named[n * 7 % 4], row=n) for n in range(40)
+    )
+    roster = Roster("export.csv", people)
+    for session in (march, april, may):
+        expected = tuple(r for r in people if r.attends(session))
+        assert roster.count(session) == len(expected)
+        assert roster.attending(session) == expected
+        assert roster.count(session) == len(expected)  # once listed, from the list
+    assert Roster("empty.csv", ()).attending(march) == ()
+    only_named = Roster("named.csv", people[1:2])
+    assert only_named.attending(may) == () and only_named.count(may) == 0
