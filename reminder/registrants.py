@@ -62,10 +62,13 @@ _ATTRIBUTES = (
 # Distinct cell texts kept to share one string between rows (roles, towns, first names).
 _KEPT_TEXTS = 50_000
 # The shape nearly every address has; anything else gets email-validator's full verdict.
+_PLAIN_LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _PLAIN_ADDRESS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    rf"^{_PLAIN_LOCAL_PART}"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
 )
+# Once a domain is known good (it matched above), a new address on it needs only this.
+_PLAIN_LOCAL = re.compile(_PLAIN_LOCAL_PART)
 
 
 def masked(email: str) -> str:
@@ -202,7 +205,7 @@ class _Reader:
         email_column = header[email_at]
         sessions_column = self._name(index, "sessions")
         registered_column = self._name(index, "registered_at")
-        plain_address = _PLAIN_ADDRESS.fullmatch
+        plain_local = _PLAIN_LOCAL.fullmatch
         good_domains = self.good_domains
         session_cells: dict[str, frozenset[str] | str | None] = {}
         texts: dict[str, str] = {}
@@ -216,6 +219,7 @@ class _Reader:
                     texts[text] = found
             return found
 
+        kept = texts.get  # a text seen before, without a call to tidy
         new = object.__new__
         found: dict[str, Registrant] = {}
         for row, cells in enumerate(data, start=first_row):
@@ -224,8 +228,10 @@ class _Reader:
                 continue
             count = len(cells)
             raw = cells[email_at] if email_at < count else ""
-            address = plain_address(raw)
-            if address is None and not any(cell.strip() for cell in cells):
+            # A plain address on a domain already validated: the local part is all to check.
+            local, _, domain = raw.rpartition("@")
+            known = domain in good_domains and plain_local(local) is not None
+            if not known and not any(cell.strip() for cell in cells):
                 continue
             if count > width and delimiter:
                 self._problem(
@@ -235,7 +241,7 @@ class _Reader:
                     f"{width} (a '{delimiter}' inside an unquoted cell?); skipped",
                 )
                 continue
-            if address is not None and address.group(1) in good_domains:
+            if known:
                 email = raw
             else:
                 checked = self._email(row, " ".join(raw.split()), email_column)
@@ -258,19 +264,25 @@ class _Reader:
             registrant = new(Registrant)
             registrant.__dict__.update(
                 email=email,
-                first_name=tidy(cells[first_at]) if first_at < count else "",
-                last_name=tidy(cells[last_at]) if last_at < count else "",
-                role=tidy(cells[role_at]) if role_at < count else "",
-                organisation=tidy(cells[organisation_at]) if organisation_at < count else "",
+                first_name=(kept(cells[first_at]) or tidy(cells[first_at]))
+                if first_at < count
+                else "",
+                last_name=(kept(cells[last_at]) or tidy(cells[last_at])) if last_at < count else "",
+                role=(kept(cells[role_at]) or tidy(cells[role_at])) if role_at < count else "",
+                organisation=(kept(cells[organisation_at]) or tidy(cells[organisation_at]))
+                if organisation_at < count
+                else "",
                 join_url=self._join_url(row, join_url, index) if join_url else None,
                 sessions=sessions,
                 language=tidy(language).lower()[:2] or None if language else None,
-                registered_at=self._timestamp(row, tidy(registered), registered_column)
+                registered_at=self._timestamp(row, registered, registered_column)
                 if registered
                 else None,
                 row=row,
             )
             key = email.casefold()
+            if key == email:
+                key = email  # one string, not two, for the common lower-case address
             if (earlier := found.get(key)) is not None:
                 self.problems.append(
                     Problem(
@@ -433,6 +445,16 @@ class _Reader:
             return None
 
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
+        try:  # the commonest form, tried before tidying the cell: unique, not worth keeping
+            written = datetime.fromisoformat(text)
+            # combine: as replace(tzinfo=...) would, in a seventh of its time (Python 3.11)
+            return (
+                written
+                if written.tzinfo
+                else datetime.combine(written.date(), written.time(), self.zone)
+            )
+        except ValueError:
+            text = " ".join(text.split())
         if not text:
             return None
         found = parse_timestamp(text, self.zone)
