@@ -176,6 +176,8 @@ class Roster:
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # Registrants by key, when the loader already has them so (it merged rows by key).
+    keyed: dict[str, Registrant] | None = field(default=None, compare=False, repr=False)
 
     def attending(self, session: Session) -> tuple[Registrant, ...]:
         """Its attendees, in the export's order; each session's list is made once."""
@@ -194,9 +196,22 @@ class Roster:
     def _attendance(self) -> Attendance:
         return Attendance(self.registrants)
 
+    @cached_property
+    def by_key(self) -> dict[str, Registrant]:
+        """Each registrant under its key (what the ledger records)."""
+        keyed = self.keyed
+        if keyed is not None and len(keyed) == len(self.registrants):
+            return keyed
+        # A roster copied with other registrants (dataclasses.replace) carries a stale one.
+        return {r.key: r for r in self.registrants}
+
+    @cached_property
+    def with_own_link(self) -> tuple[Registrant, ...]:
+        """Those whose row gives a personal join link: usually few, often none."""
+        return tuple(r for r in self.registrants if r.join_url)
+
     def find(self, email: str) -> Registrant | None:
-        key = email.strip().casefold()
-        return next((r for r in self.registrants if r.key == key), None)
+        return self.by_key.get(email.strip().casefold())
 
     def served_and_suppressed(self, stopped: frozenset[str]) -> tuple[int, int]:
         """How many are mailed, and how many are not: the list file's suppressions plus

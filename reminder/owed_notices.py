@@ -41,7 +41,7 @@ def notice_plan(
     roster = snapshot.roster
     if stopped:
         served = tuple(r for r in roster.registrants if r.key not in stopped)
-        roster = replace(roster, registrants=served, _by_session={})
+        roster = replace(roster, registrants=served, _by_session={}, keyed=None)
     return plan_notices(now, live, roster, view, delay, default)
 
 

@@ -114,9 +114,11 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
                 ),
             ),
         )
-    kept = tuple(r for key, r in registrants.items() if key not in suppressed)
     gone = tuple(sorted(key for key in suppressed if key in registrants))
-    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
+    for key in gone:
+        del registrants[key]
+    kept = tuple(registrants.values())
+    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping, keyed=registrants)
 
 
 def load_suppression(path: Path) -> frozenset[str]:

@@ -241,7 +241,7 @@ def suppression_line(d: dict[str, Any]) -> str:
 
 def among(roster: Roster, suppressions: Sequence[Suppression]) -> list[Suppression]:
     """The ledger's suppressions that stop a registrant of this export."""
-    keys = {r.key for r in roster.registrants}
+    keys = roster.by_key
     return [s for s in suppressions if s.address in keys]
 
 
