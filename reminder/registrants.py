@@ -214,11 +214,11 @@ class _Reader:
 
         def tidy(text: str) -> str:
             # Each cell on one line, runs of spaces collapsed: a name never carries a newline.
-            found = texts.get(text)
-            if found is None:
-                found = " ".join(text.split())
-                if len(texts) < _KEPT_TEXTS:
-                    texts[text] = found
+            # Called for a text not kept yet (`kept` first), or one not worth keeping.
+            # Any space but the ASCII one is unprintable: without those, nothing to collapse.
+            found = text if " " not in text and text.isprintable() else " ".join(text.split())
+            if len(texts) < _KEPT_TEXTS:
+                texts[text] = found
             return found
 
         kept = texts.get  # a text seen before, without a call to tidy

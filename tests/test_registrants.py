@@ -211,3 +211,19 @@ def test_attendance_keeps_the_export_order_across_groups(project: Project) -> No
     assert Roster("empty.csv", ()).attending(march) == ()
     only_named = Roster("named.csv", people[1:2])
     assert only_named.attending(may) == () and only_named.count(may) == 0
+
+
+def test_cells_are_tidied_to_one_line_with_single_spaces(project: Project) -> None:
+    (project.root / "registrants.csv").write_text(
+        "Courriel;Prénom;Nom;Fonction;Séances\n"
+        "a@example.org;  Jean\u00a0 Paul\t;Le\u2028Roy;Maire;toutes\n"
+        'b@example.org;"Anne\nMarie";Roy ;Maire;toutes\n'
+        "c@example.org;Léa;Roy;Maire  adjointe;toutes\n",
+        encoding="utf-8",
+    )
+    people = by_email(load(project))
+    assert [(p.first_name, p.last_name, p.role) for p in people.values()] == [  # type: ignore[attr-defined]
+        ("Jean Paul", "Le Roy", "Maire"),
+        ("Anne Marie", "Roy", "Maire"),
+        ("Léa", "Roy", "Maire adjointe"),
+    ]
