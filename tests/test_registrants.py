@@ -178,18 +178,24 @@ def test_columns_can_be_renamed_in_the_config(project: Project, tmp_path: Path) 
     assert [r.email for r in roster.registrants] == ["anne@example.org"]
 
 
-def test_registrants_equal_those_the_dataclass_builds(project: Project) -> None:
-    """The loader builds registrants without the frozen __init__: the same values."""
-    from dataclasses import asdict
+def test_the_loader_builds_registrants_field_by_field_in_order() -> None:
+    """The loader passes a registrant's fields by position: their order is pinned here."""
+    from dataclasses import fields
 
     from reminder.model import Registrant
 
-    for fixture in ("excel-fr.csv", "online-form.csv", "utf8-bom.csv", "bad-duplicate.csv"):
-        for registrant in load(project, fixture).registrants:
-            rebuilt = Registrant(**asdict(registrant))
-            assert rebuilt == registrant
-            assert vars(rebuilt) == vars(registrant)
-            assert hash(rebuilt) == hash(registrant)
+    assert [f.name for f in fields(Registrant)] == [
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "organisation",
+        "join_url",
+        "sessions",
+        "language",
+        "registered_at",
+        "row",
+    ]
 
 
 def test_attendance_keeps_the_export_order_across_groups(project: Project) -> None:
