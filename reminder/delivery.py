@@ -8,22 +8,25 @@ import random
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Protocol
 
 from .composing import compose_all
-from .config import Config
 from .errors import ReminderError, TransportConfigError
 from .ledger import Claim, Outcome, Status
 from .logs import log_time
 from .messages import message_id
 from .model import NOTICE_KINDS, UPDATE, DeliveryKey
-from .notices import Notice, NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
+from .notices import Notice, NoticePlan, Told, notice_wakeups
+
+# Re-exported while commands still import them from here.
+from .owed_notices import notice_plan as notice_plan
+from .owed_notices import notices_in as notices_in
+from .owed_notices import told as told
 from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
 from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
-from .store import DeliveryLedger, ledger_target, open_ledger
+from .store import DeliveryLedger
 from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
@@ -93,55 +96,6 @@ class Tally:
             f"; {session} {lead}: {count} sent{' late' if late else ''}"
             for (session, lead, late), count in self.lines.items()
         )
-
-
-def notice_plan(
-    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, *, observe: bool = False
-) -> NoticePlan:
-    """Change notices owed at `now`. With `observe`, the sessions' current versions are
-    recorded first (the worker); without, the ledger is only read (plan, status, check)."""
-    default = snapshot.config.cycle.join_url or ""
-    live = [
-        s
-        for s in snapshot.sessions
-        if now < s.start or (s.moved_from is not None and now < s.moved_from)
-    ]
-    versions = {s.id: version(s, snapshot.roster, default) for s in live}
-    since = (
-        ledger.observe(versions, now) if observe else since_as_of(ledger.versions(), versions, now)
-    )
-    delay = snapshot.config.reminders.notice_delay
-    view = ledger.notice_view(versions, since)
-    # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
-    # so status, plan, check and the stop line must not count it as owed either.
-    stopped = ledger.suppressed_addresses()
-    roster = snapshot.roster
-    if stopped:
-        served = tuple(r for r in roster.registrants if r.key not in stopped)
-        roster = replace(roster, registrants=served, _by_session={})
-    return plan_notices(now, live, roster, view, delay, default)
-
-
-def _no_ledger_yet(config: Config) -> bool:
-    target = ledger_target(config)
-    return isinstance(target, Path) and not target.exists()
-
-
-def notices_in(config: Config, snapshot: Snapshot, now: datetime) -> NoticePlan | None:
-    """The notices the configured ledger and these files make owed, without writing
-    anything (None when there is no ledger yet: nobody has been told anything)."""
-    if _no_ledger_yet(config):
-        return None
-    with open_ledger(config, readonly=True) as ledger:
-        return notice_plan(ledger, snapshot, now)
-
-
-def told(config: Config, session_id: str, recipient: str) -> Told | None:
-    """What the configured ledger says `recipient` was last told about a session."""
-    if _no_ledger_yet(config):
-        return None
-    with open_ledger(config, readonly=True) as ledger:
-        return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
 
 
 def owed(

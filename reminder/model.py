@@ -7,9 +7,12 @@ Nothing here touches pydantic, a file or the network.
 from __future__ import annotations
 
 import re
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
+from itertools import chain
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import Problem
@@ -185,23 +188,87 @@ class Roster:
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # Registrants by key, when the loader already has them so (it merged rows by key).
+    keyed: dict[str, Registrant] | None = field(default=None, compare=False, repr=False)
 
     def attending(self, session: Session) -> tuple[Registrant, ...]:
+        """Its attendees, in the export's order; each session's list is made once."""
         found = self._by_session.get(session.id)
         if found is None:
-            found = tuple(r for r in self.registrants if r.attends(session))
+            found = self._attendance.of(session.id, self.registrants)
             self._by_session[session.id] = found
         return found
 
+    def count(self, session: Session) -> int:
+        """How many attend it, without listing them."""
+        found = self._by_session.get(session.id)
+        return len(found) if found is not None else self._attendance.count(session.id)
+
+    @cached_property
+    def _attendance(self) -> Attendance:
+        return Attendance(self.registrants)
+
+    @cached_property
+    def by_key(self) -> dict[str, Registrant]:
+        """Each registrant under its key (what the ledger records)."""
+        keyed = self.keyed
+        if keyed is not None and len(keyed) == len(self.registrants):
+            return keyed
+        # A roster copied with other registrants (dataclasses.replace) carries a stale one.
+        return {r.key: r for r in self.registrants}
+
+    @cached_property
+    def with_own_link(self) -> tuple[Registrant, ...]:
+        """Those whose row gives a personal join link: usually few, often none."""
+        return tuple(r for r in self.registrants if r.join_url)
+
     def find(self, email: str) -> Registrant | None:
-        key = email.strip().casefold()
-        return next((r for r in self.registrants if r.key == key), None)
+        return self.by_key.get(email.strip().casefold())
 
     def served_and_suppressed(self, stopped: frozenset[str]) -> tuple[int, int]:
         """How many are mailed, and how many are not: the list file's suppressions plus
         the registrants the ledger stops (`stopped`: unsubscribes, bounces, staff)."""
-        gone = sum(r.key in stopped for r in self.registrants)
+        gone = sum(r.key in stopped for r in self.registrants) if stopped else 0
         return len(self.registrants) - gone, len(self.suppressed) + gone
+
+
+class Attendance:
+    """Who attends which session, from one pass over the registrants.
+
+    Registrants are grouped by the sessions they named (an export repeats a handful of
+    session cells), so a session's attendees are the union of a few groups: no look at
+    each registrant for each session.
+    """
+
+    def __init__(self, registrants: Sequence[Registrant]) -> None:
+        # sessions named (None: every session) -> positions in the roster, ascending
+        self.groups: dict[frozenset[str] | None, array[int]] = {}
+        groups = self.groups
+        for position, registrant in enumerate(registrants):
+            try:
+                groups[registrant.sessions].append(position)
+            except KeyError:
+                groups[registrant.sessions] = array("L", (position,))
+
+    def _matching(self, session_id: str) -> list[array[int]]:
+        return [
+            positions
+            for named, positions in self.groups.items()
+            if named is None or session_id in named
+        ]
+
+    def count(self, session_id: str) -> int:
+        return sum(map(len, self._matching(session_id)))
+
+    def of(self, session_id: str, registrants: Sequence[Registrant]) -> tuple[Registrant, ...]:
+        matching = self._matching(session_id)
+        if not matching:
+            return ()
+        if len(matching) == 1 and len(matching[0]) == len(registrants):
+            return tuple(registrants)
+        # Each group is in ascending order: sorting their concatenation merges the runs.
+        positions = matching[0] if len(matching) == 1 else sorted(chain(*matching))
+        return tuple(map(registrants.__getitem__, positions))
 
 
 class DeliveryKey(NamedTuple):

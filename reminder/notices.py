@@ -123,7 +123,7 @@ def version(session: Session, roster: Roster, default_url: str) -> str:
         session.topic if session.notify_topic else "",
     ]
     # Registrants' own links come from the export: a changed one is a change of the session.
-    parts += sorted(f"{r.key}={r.join_url}" for r in roster.attending(session) if r.join_url)
+    parts += sorted(f"{r.key}={r.join_url}" for r in roster.with_own_link if r.attends(session))
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
 
@@ -143,7 +143,7 @@ def plan_notices(
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
     longer in the export (or suppressed) are not mailed.
     """
-    people = {r.key: r for r in roster.registrants}
+    people = roster.by_key
     owed: list[Notice] = []
     waiting: list[Notice] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []

@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from datetime import date, datetime
+from itertools import chain, islice
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 
-from .columns import Mapping, assign, describe, find_header, fold, plain
+from .columns import (
+    HEADER_SEARCH_ROWS,
+    SAMPLE_ROWS,
+    Mapping,
+    assign,
+    describe,
+    find_header,
+    fold,
+    plain,
+)
 from .config import Config, RegistrantsFormat
 from .errors import Problem, RegistrantsError
 from .model import Registrant, Roster, Session
@@ -38,11 +48,27 @@ _DATE = re.compile(
     r"|(?P<d>\d{1,2})/(?P<m>\d{1,2})(?:/(?P<y>\d{2,4}))?"
     rf"|(?P<fd>\d{{1,2}})(?:er)?\s+(?P<fm>{'|'.join(_MONTHS)})(?:\s+(?P<fy>\d{{4}}))?"
 )
+# The fields a row may fill besides the address, as Registrant names them.
+_ATTRIBUTES = (
+    "first_name",
+    "last_name",
+    "role",
+    "organisation",
+    "sessions",
+    "join_url",
+    "language",
+    "registered_at",
+)
+# Distinct cell texts kept to share one string between rows (roles, towns, first names).
+_KEPT_TEXTS = 50_000
 # The shape nearly every address has; anything else gets email-validator's full verdict.
+_PLAIN_LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
 _PLAIN_ADDRESS = re.compile(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    rf"^{_PLAIN_LOCAL_PART}"
     r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
 )
+# Once a domain is known good (it matched above), a new address on it needs only this.
+_PLAIN_LOCAL = re.compile(_PLAIN_LOCAL_PART)
 
 
 def masked(email: str) -> str:
@@ -74,7 +100,7 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
             path, encoding=options.encoding, delimiter=options.delimiter, sheet=options.sheet
         )
         reader = _Reader(found, options, sessions, config.zone) if found else None
-        registrants = reader.rows() if reader else []
+        registrants = reader.rows() if reader else {}
     if found is None or reader is None:
         return Roster(
             str(path),
@@ -88,9 +114,11 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
                 ),
             ),
         )
-    kept = tuple(r for r in registrants if r.key not in suppressed)
-    gone = tuple(sorted({r.key for r in registrants} & suppressed))
-    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
+    gone = tuple(sorted(key for key in suppressed if key in registrants))
+    for key in gone:
+        del registrants[key]
+    kept = tuple(registrants.values())
+    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping, keyed=registrants)
 
 
 def load_suppression(path: Path) -> frozenset[str]:
@@ -139,53 +167,145 @@ class _Reader:
             self.session_days[date.fromisoformat(session.id)] = session.id
             self.session_days.setdefault(session.start.date(), session.id)
         self.good_domains: set[str] = set()
-        self.session_cells: dict[str, frozenset[str] | str | None] = {}
         self.header: list[str] = []
         self.mapping: Mapping | None = None
 
-    def rows(self) -> list[Registrant]:
-        rows = self.table.rows
-        start = self._header_index()
-        header = rows[start]
+    def rows(self) -> dict[str, Registrant]:
+        """The registrants by key, in the export's order."""
+        stream = iter(self.table.rows)
+        head = list(islice(stream, max(HEADER_SEARCH_ROWS, self.options.header_row or 0)))
+        start = self._header_index(head, stream)
+        header = head[start]
         assert isinstance(header, list)  # noqa: S101 - _header_index never picks a broken row
         self.header = header
-        index = self._columns(header, rows[start + 1 :], start + 1)
+        # The columns are judged on the first rows after the header, as many as assign reads.
+        sample = head[start + 1 :]
+        whole = sum(not isinstance(cells, str) for cells in sample)
+        while whole < SAMPLE_ROWS and (cells := next(stream, None)) is not None:
+            sample.append(cells)
+            whole += not isinstance(cells, str)
+        index = self._columns(header, sample, start + 1)
+        return self._registrants(chain(sample, stream), start + 2, index)
+
+    def _registrants(
+        self, data: Iterable[list[str] | str], first_row: int, index: dict[str, int]
+    ) -> dict[str, Registrant]:
+        """Every row's registrant, merged by address.
+
+        A million rows pass through here: the common row (a plain address on a domain
+        already checked, a session cell already read) takes no call beyond the few it
+        must, and repeated texts (roles, towns, names) are kept once.
+        """
+        header, delimiter = self.header, self.table.delimiter
+        width = len(header)
+        far = 1 << 62  # the position of a column the export lacks: past any row's end
+        at = {attribute: index.get(attribute, far) for attribute in _ATTRIBUTES}
+        email_at = index["email"]
+        first_at, last_at, role_at = at["first_name"], at["last_name"], at["role"]
+        organisation_at, sessions_at = at["organisation"], at["sessions"]
+        url_at, language_at, registered_at = at["join_url"], at["language"], at["registered_at"]
+        email_column = header[email_at]
+        sessions_column = self._name(index, "sessions")
+        registered_column = self._name(index, "registered_at")
+        plain_local = _PLAIN_LOCAL.fullmatch
+        good_domains = self.good_domains
+        session_cells: dict[str, frozenset[str] | str | None] = {}
+        texts: dict[str, str] = {}
+
+        def tidy(text: str) -> str:
+            # Each cell on one line, runs of spaces collapsed: a name never carries a newline.
+            # Called for a text not kept yet (`kept` first), or one not worth keeping.
+            # Any space but the ASCII one is unprintable: without those, nothing to collapse.
+            found = text if " " not in text and text.isprintable() else " ".join(text.split())
+            if len(texts) < _KEPT_TEXTS:
+                texts[text] = found
+            return found
+
+        kept = texts.get  # a text seen before, without a call to tidy
         found: dict[str, Registrant] = {}
-        for row, cells in enumerate(rows[start + 1 :], start=start + 2):
-            if isinstance(cells, str):
+        for row, cells in enumerate(data, start=first_row):
+            if type(cells) is str:
                 self._problem(row, None, cells)
                 continue
-            if not any(cell.strip() for cell in cells):
+            count = len(cells)
+            raw = cells[email_at] if email_at < count else ""
+            # A plain address on a domain already validated: the local part is all to check.
+            local, _, domain = raw.rpartition("@")
+            known = domain in good_domains and plain_local(local) is not None
+            if not known and not any(cell.strip() for cell in cells):
                 continue
-            if len(cells) > len(header) and self.table.delimiter:
+            if count > width and delimiter:
                 self._problem(
                     row,
                     None,
-                    f"has {len(cells)} cells where the header has "
-                    f"{len(header)} (a '{self.table.delimiter}' inside an unquoted cell?); "
-                    "skipped",
+                    f"has {count} cells where the header has "
+                    f"{width} (a '{delimiter}' inside an unquoted cell?); skipped",
                 )
                 continue
-            registrant = self._registrant(row, cells, index)
-            if registrant is None:
+            if known:
+                email = raw
+            else:
+                checked = self._email(row, " ".join(raw.split()), email_column)
+                if checked is None:
+                    continue
+                email = checked
+            text = cells[sessions_at] if sessions_at < count else ""
+            try:
+                sessions = session_cells[text]
+            except KeyError:  # exports repeat a handful of session cells: each read once
+                sessions = session_cells[text] = self._parse_sessions(" ".join(text.split()))
+            if isinstance(sessions, str):
+                self._problem(row, sessions_column, sessions)
                 continue
-            if (first := found.get(registrant.key)) is not None:
+            join_url = tidy(cells[url_at]) if url_at < count else ""
+            language = cells[language_at] if language_at < count else ""
+            registered = cells[registered_at] if registered_at < count else ""
+            # By position, the fields' order: keywords cost a fifth more at a million rows
+            # (test_registrants pins the order).
+            registrant = Registrant(
+                email,
+                (kept(cells[first_at]) or tidy(cells[first_at])) if first_at < count else "",
+                (kept(cells[last_at]) or tidy(cells[last_at])) if last_at < count else "",
+                (kept(cells[role_at]) or tidy(cells[role_at])) if role_at < count else "",
+                (kept(cells[organisation_at]) or tidy(cells[organisation_at]))
+                if organisation_at < count
+                else "",
+                self._join_url(row, join_url, index) if join_url else None,
+                sessions,
+                tidy(language).lower()[:2] or None if language else None,
+                self._timestamp(row, registered, registered_column) if registered else None,
+                row,
+            )
+            key = email.casefold()
+            if key == email:
+                key = email  # one string, not two, for the common lower-case address
+            if (earlier := found.get(key)) is not None:
                 self.problems.append(
                     Problem(
                         self.source,
-                        f"row {row} repeats the address of row {first.row} "
-                        f"({masked(registrant.email)}): one registrant, sessions merged",
+                        f"row {row} repeats the address of row {earlier.row} "
+                        f"({masked(email)}): one registrant, sessions merged",
                         row=row,
                         severity="warning",
                     )
                 )
-                found[registrant.key] = _merge(first, registrant)
+                found[key] = _merge(earlier, registrant)
             else:
-                found[registrant.key] = registrant
-        return list(found.values())
+                found[key] = registrant
+        return found
 
-    def _header_index(self) -> int:
-        rows = self.table.rows
+    def _join_url(self, row: int, join_url: str, index: dict[str, int]) -> str | None:
+        if re.fullmatch(r"https?://\S+", join_url):
+            return join_url
+        self._problem(
+            row,
+            self._name(index, "join_url"),
+            f"{join_url!r} is not a web link; the session's link is used instead",
+            severity="warning",
+        )
+        return None
+
+    def _header_index(self, rows: list[list[str] | str], rest: Iterator[list[str] | str]) -> int:
         where = f"sheet {self.table.sheet!r}: " if self.table.sheet else ""
         if self.options.header_row is not None:
             index = self.options.header_row - 1
@@ -203,7 +323,8 @@ class _Reader:
             return index
         found = find_header(rows, self.options.columns.email)
         if found is None:
-            first = next((r for r in rows if not isinstance(r, str) and any(r)), [])
+            every = chain(rows, rest)
+            first = next((r for r in every if not isinstance(r, str) and any(r)), [])
             raise RegistrantsError(
                 [
                     Problem(
@@ -258,43 +379,6 @@ class _Reader:
             )
         return index
 
-    def _registrant(self, row: int, cells: list[str], index: dict[str, int]) -> Registrant | None:
-        # Each cell on one line, runs of spaces collapsed: a name never carries a newline.
-        cell = {
-            attribute: " ".join(cells[position].split()) if position < len(cells) else ""
-            for attribute, position in index.items()
-        }
-        email = self._email(row, cell["email"], self.header[index["email"]])
-        if email is None:
-            return None
-        try:
-            sessions = self._sessions(row, cell.get("sessions", ""), self._name(index, "sessions"))
-        except _SkipRow:
-            return None
-        join_url = cell.get("join_url") or None
-        if join_url and not re.fullmatch(r"https?://\S+", join_url):
-            self._problem(
-                row,
-                self._name(index, "join_url"),
-                f"{join_url!r} is not a web link; the session's link is used instead",
-                severity="warning",
-            )
-            join_url = None
-        return Registrant(
-            email=email,
-            first_name=cell.get("first_name", ""),
-            last_name=cell.get("last_name", ""),
-            role=cell.get("role", ""),
-            organisation=cell.get("organisation", ""),
-            join_url=join_url,
-            sessions=sessions,
-            language=(cell.get("language", "").lower()[:2] or None),
-            registered_at=self._timestamp(
-                row, cell.get("registered_at", ""), self._name(index, "registered_at")
-            ),
-            row=row,
-        )
-
     def _name(self, index: dict[str, int], attribute: str) -> str:
         return self.header[index[attribute]] if attribute in index else attribute
 
@@ -315,16 +399,6 @@ class _Reader:
         if plain:
             self.good_domains.add(plain.group(1).lower())
         return str(result.ascii_email or result.normalized)
-
-    def _sessions(self, row: int, text: str, column: str) -> frozenset[str] | None:
-        """The session ids a cell names; exports repeat a handful of cells, so cached."""
-        if text not in self.session_cells:
-            self.session_cells[text] = self._parse_sessions(text)
-        found = self.session_cells[text]
-        if isinstance(found, str):
-            self._problem(row, column, found)
-            raise _SkipRow
-        return found
 
     def _parse_sessions(self, text: str) -> frozenset[str] | str | None:
         if fold(text) in ALL_SESSIONS:
@@ -367,6 +441,16 @@ class _Reader:
             return None
 
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
+        try:  # the commonest form, tried before tidying the cell: unique, not worth keeping
+            written = datetime.fromisoformat(text)
+            # combine: as replace(tzinfo=...) would, in a seventh of its time (Python 3.11)
+            return (
+                written
+                if written.tzinfo
+                else datetime.combine(written.date(), written.time(), self.zone)
+            )
+        except ValueError:
+            text = " ".join(text.split())
         if not text:
             return None
         found = parse_timestamp(text, self.zone)

@@ -7,16 +7,18 @@ import io
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .cluster import WorkerRow
-from .ledger import Row, Suppression
 from .model import REMINDER, Registrant, Roster, Session
-from .notices import NoticePlan
 from .plan import Slot, deadline, progress, slots_by_session
 from .registrants import masked, redacted
-from .snapshot import Snapshot
 from .wording import long_date, time_range
+
+if TYPE_CHECKING:  # types only: `reminder plan` must not import the ledger or the cluster
+    from .cluster import WorkerRow
+    from .ledger import Row, Suppression
+    from .notices import NoticePlan
+    from .snapshot import Snapshot
 
 
 def iso(moment: datetime) -> str:
@@ -117,7 +119,7 @@ def plan_data(
                 "speakers": list(session.speakers),
                 "partner": session.partner,
                 "join_url": session.join_url,
-                "registrants": len(roster.attending(session)) if roster else None,
+                "registrants": roster.count(session) if roster else None,
                 "reminders": reminders,
                 "notices": [n for n in owed if n["session"] == session.id],
             }
@@ -154,7 +156,7 @@ def plan_text(
             semester = session.semester
             lines += ["", semester]
         flags = ", ".join(session.flags(now))
-        count = f", {len(roster.attending(session))} registrants" if roster else ""
+        count = f", {roster.count(session)} registrants" if roster else ""
         lines.append(
             f"  {long_date(session.start, language)}, "
             f"{time_range(session.start, session.end, language)}  [{flags}]{count}"
@@ -220,7 +222,7 @@ def suppression_line(d: dict[str, Any]) -> str:
 
 def among(roster: Roster, suppressions: Sequence[Suppression]) -> list[Suppression]:
     """The ledger's suppressions that stop a registrant of this export."""
-    keys = {r.key for r in roster.registrants}
+    keys = roster.by_key
     return [s for s in suppressions if s.address in keys]
 
 
@@ -260,7 +262,7 @@ def registrants_output(
                     "ignored": list(mapping.ignored),
                     "notes": list(mapping.notes),
                 },
-                "counts": {s.id: len(roster.attending(s)) for s in snapshot.sessions},
+                "counts": {s.id: roster.count(s) for s in snapshot.sessions},
                 "suppressed": len(roster.suppressed),
                 "suppressed_in_ledger": [
                     suppression_dict(x, show, snapshot.config.zone) for x in stopped
@@ -286,7 +288,7 @@ def registrants_output(
         return out.getvalue().rstrip("\n")
     counts = table(
         [
-            (s.id, f"{s.start:%H:%M}", len(roster.attending(s)), "cancelled" if s.cancelled else "")
+            (s.id, f"{s.start:%H:%M}", roster.count(s), "cancelled" if s.cancelled else "")
             for s in snapshot.sessions
         ],
         ["session", "time", "registrants", ""],
@@ -404,8 +406,15 @@ def status_data(
     # Nobody suppressed in the ledger is mailed: not owed, so never "missed" either.
     stopped = {s.address for s in suppressions}
 
+    counted: dict[str, int] = {}
+
     def attending(session: Session) -> int:
-        return sum(r.key not in stopped for r in snapshot.roster.attending(session))
+        if not stopped:
+            return snapshot.roster.count(session)
+        if session.id not in counted:
+            attendees = snapshot.roster.attending(session)
+            counted[session.id] = sum(r.key not in stopped for r in attendees)
+        return counted[session.id]
 
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}

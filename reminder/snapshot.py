@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Config, load_config
 from .errors import InputError, Problem, TemplateError
-from .messages import Composer
 from .model import NOTICE_KINDS, Registrant, Roster, Session
-from .notices import sample_notice
 from .plan import Slot, reminder_slots
 from .registrants import load_roster
 from .sessions import build_sessions
-from .templating import Templates
+
+if TYPE_CHECKING:
+    from .messages import Composer
+    from .templating import Templates
 
 SAMPLE_REGISTRANT = Registrant(
     email="camille.exemple@example.org",
@@ -29,16 +33,19 @@ SAMPLE_REGISTRANT = Registrant(
 
 @dataclass(frozen=True)
 class Snapshot:
-    """Config, sessions, registrants and templates as of one reading of the files."""
+    """Config, sessions, registrants and templates as of one reading of the files.
+
+    The templates and the composer are read on first use: plan, status and the other
+    reports never pay for Jinja2, Babel's messages or the MIME machinery.
+    """
 
     config: Config
     sessions: tuple[Session, ...]
     roster: Roster
-    templates: Templates
-    composer: Composer
     slots: tuple[Slot, ...]
     problems: tuple[Problem, ...]  # warnings, and the registrant rows that were skipped
     fingerprint: tuple[tuple[str, int, int], ...]
+    checked_templates: Templates | None = field(default=None, compare=False, repr=False)
 
     @property
     def cutoff(self) -> timedelta:
@@ -49,17 +56,42 @@ class Snapshot:
     def state_dir(self) -> Path:
         return self.config.paths.state
 
+    @cached_property
+    def templates(self) -> Templates:
+        """The templates folder, checked: a TemplateError names every problem in it."""
+        if self.checked_templates is not None:
+            return self.checked_templates
+        from .templating import Templates
 
-def load_snapshot(path: Path) -> Snapshot:
-    """Read and validate everything; raise InputError naming every problem found."""
+        templates = Templates(self.config.paths.templates, self.config.cycle.language)
+        if template_problems := templates.check():
+            raise TemplateError(template_problems)
+        return templates
+
+    @cached_property
+    def composer(self) -> Composer:
+        """Renders every (session, lead) once, so a template error shows now, not at send time."""
+        from .messages import Composer
+
+        composer = Composer(self.config, self.sessions, self.templates)
+        _render_samples(composer, self.slots, self.roster)
+        return composer
+
+
+def load_snapshot(path: Path, *, compose: bool = True) -> Snapshot:
+    """Read and validate everything; raise InputError naming every problem found.
+
+    With `compose` false the templates are left for first use (`Snapshot.templates`,
+    `Snapshot.composer`): what commands that only report need.
+    """
     config = load_config(path)
     before = fingerprint(watched_paths(config))
     sessions, warnings = build_sessions(config)
     roster = load_roster(config, sessions)
-    templates = Templates(config.paths.templates, config.cycle.language)
-    if template_problems := templates.check():
-        raise TemplateError(template_problems)
-    return _assemble(config, sessions, warnings, roster, templates, before)
+    snapshot = _assemble(config, sessions, warnings, roster, before)
+    if compose:
+        snapshot.composer  # noqa: B018 - read now: the templates' errors belong to loading
+    return snapshot
 
 
 def _assemble(
@@ -67,29 +99,28 @@ def _assemble(
     sessions: list[Session],
     warnings: list[Problem],
     roster: Roster,
-    templates: Templates,
     before: tuple[tuple[str, int, int], ...],
+    templates: Templates | None = None,
 ) -> Snapshot:
-    """The snapshot of inputs already read and checked; renders every (session, lead) once."""
-    composer = Composer(config, sessions, templates)
+    """The snapshot of inputs already read and checked."""
     slots = reminder_slots(sessions, config.reminders.leads)
-    _render_samples(composer, slots, roster)
     problems = warnings + _smtp_warnings(config) + _http_warnings(config)
     return Snapshot(
         config,
         tuple(sessions),
         roster,
-        templates,
-        composer,
         tuple(slots),
         tuple(problems) + roster.problems,
         before,
+        templates,
     )
 
 
-def _render_samples(composer: Composer, slots: list[Slot], roster: Roster) -> None:
+def _render_samples(composer: Composer, slots: Sequence[Slot], roster: Roster) -> None:
     """Render every (session, lead) once, and each notice once, so a template error shows
     now, not at send time (where it would fail every notice of a cancellation)."""
+    from .notices import sample_notice
+
     if slots:
         session = slots[0].session
         link = composer.config.cycle.join_url or ""
@@ -187,6 +218,8 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
     problems: list[Problem] = []
     templates: Templates | None = None
     try:
+        from .templating import Templates
+
         templates = Templates(config.paths.templates, config.cycle.language)
         problems += templates.check()
     except InputError as exc:
@@ -204,7 +237,8 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
         return None, problems
     # Everything is read once: the snapshot is built from what was just checked.
     try:
-        snapshot = _assemble(config, sessions, warnings, roster, templates, before)
+        snapshot = _assemble(config, sessions, warnings, roster, before, templates)
+        snapshot.composer  # noqa: B018 - renders every (session, lead): template errors now
     except InputError as exc:
         return None, problems + list(exc.problems)
     seen = set(snapshot.problems)
@@ -272,6 +306,8 @@ def _templates_beside(path: Path) -> list[Problem]:
     if folder is None:
         return []
     folder = folder if folder.is_absolute() else path.parent / folder
+    from .templating import Templates
+
     try:
         return Templates(folder, "fr").check()
     except InputError as exc:

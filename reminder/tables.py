@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 from xml.etree import ElementTree
 
 if TYPE_CHECKING:
@@ -24,10 +24,14 @@ ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 
 @dataclass(frozen=True)
 class Table:
-    """The cells of one sheet or CSV file, as text; a str row is a CSV row that broke."""
+    """The cells of one sheet or CSV file, as text; a str row is a CSV row that broke.
+
+    The rows are streamed, to be read once: a million-row export never exists as a
+    second, parsed copy beside the registrants made from it.
+    """
 
     source: str
-    rows: list[list[str] | str]
+    rows: Iterator[list[str] | str]
     kind: str  # csv, xlsx or ods
     sheet: str = ""
     delimiter: str = ""
@@ -123,16 +127,66 @@ def _sniff_delimiter(text: str) -> str:
     return max((";", ",", "\t"), key=lambda d: max(line.count(d) for line in lines))
 
 
-def _csv_rows(text: str, delimiter: str) -> list[list[str] | str]:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    rows: list[list[str] | str] = []
+def _csv_rows(text: str, delimiter: str) -> Iterator[list[str] | str]:
+    """The rows of CSV text; a line without a quote is split without the csv module.
+
+    Most exports quote only the cells that need it, so most lines take the fast path;
+    a line with a quote goes to the csv module, which reads on through following lines
+    when a quoted cell holds a line break.
+    """
+    if text.count("\r") != text.count("\r\n"):
+        # A lone carriage return ends a line too (old Mac exports): the csv module's own
+        # universal-newline reading, at the cost of a copy of the text.
+        yield from _parsed(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
+        return
+    lines = _lines(text)
+    pending: list[str] = []
+    reader = csv.reader(_fed(pending, lines), delimiter=delimiter)
+    limit = csv.field_size_limit()
+    for line in lines:
+        body = line.rstrip("\r\n")
+        if '"' in body or len(body) > limit:
+            pending.append(line)
+            try:
+                yield next(reader)
+            except csv.Error as exc:
+                yield f"broken row ({exc}); skipped"
+            except StopIteration:  # pragma: no cover - the reader was just given a line
+                return
+            continue
+        yield body.split(delimiter) if body else []
+
+
+def _parsed(reader: Iterator[list[str]]) -> Iterator[list[str] | str]:
     while True:
         try:
-            rows.append(next(reader))
+            yield next(reader)
         except StopIteration:
-            return rows
+            return
         except csv.Error as exc:
-            rows.append(f"broken row ({exc}); skipped")
+            yield f"broken row ({exc}); skipped"
+
+
+def _lines(text: str) -> Iterator[str]:
+    """Each line with its end: no copy of the text, no list of a million lines."""
+    start, end = 0, len(text)
+    find = text.find
+    while start < end:
+        stop = find("\n", start) + 1 or end
+        yield text[start:stop]
+        start = stop
+
+
+def _fed(pending: list[str], lines: Iterator[str]) -> Iterator[str]:
+    """The line handed over first, then the following ones (a quoted cell's next lines)."""
+    while True:
+        if pending:
+            yield pending.pop()
+            continue
+        line = next(lines, None)
+        if line is None:
+            return
+        yield line
 
 
 def _read_zip(path: Path, raw: bytes, sheet: str | None) -> Table:
@@ -176,24 +230,35 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
 
 
 def _read_xlsx(path: Path, raw: bytes, sheet: str | None) -> Table:
-    damaged = "looks like an Excel workbook but cannot be read ({}): open it and save again"
     try:
         book = _open_workbook(raw)
     except Exception as exc:  # openpyxl raises a zoo of types for a damaged file
-        raise _unreadable(path, damaged.format(exc)) from None
+        raise _unreadable(path, _DAMAGED.format(exc)) from None
     try:
         name = _pick_sheet(path, book.sheetnames, sheet)
         worksheet = book[name]
         # Some tools write a wrong <dimension>; read-only mode would trust it and cut rows.
         worksheet.reset_dimensions()
-        rows = [_texts(row) for row in worksheet.iter_rows(values_only=True)]
     except RegistrantsError:
+        book.close()
         raise
+    except Exception as exc:
+        book.close()
+        raise _unreadable(path, _DAMAGED.format(exc)) from None
+    return Table(str(path), _xlsx_rows(path, book, worksheet), "xlsx", sheet=name)
+
+
+_DAMAGED = "looks like an Excel workbook but cannot be read ({}): open it and save again"
+
+
+def _xlsx_rows(path: Path, book: Workbook, worksheet: Any) -> Iterator[list[str] | str]:
+    try:
+        for row in worksheet.iter_rows(values_only=True):
+            yield _trimmed(_texts(row))
     except Exception as exc:  # a damaged sheet shows only as it is streamed
-        raise _unreadable(path, damaged.format(exc)) from None
+        raise _unreadable(path, _DAMAGED.format(exc)) from None
     finally:
         book.close()
-    return Table(str(path), _trimmed(rows), "xlsx", sheet=name)
 
 
 def _open_workbook(raw: bytes) -> Workbook:
@@ -249,7 +314,8 @@ def _read_ods(path: Path, sheet: str | None) -> Table:
             f"looks like an OpenDocument spreadsheet but cannot be read ({exc}): open it and "
             "save again as .ods or .xlsx",
         ) from None
-    return Table(str(path), _trimmed([_texts(row) for row in values]), "ods", sheet=name)
+    rows: Iterator[list[str] | str] = (_trimmed(_texts(row)) for row in values)
+    return Table(str(path), rows, "ods", sheet=name)
 
 
 def _texts(row: Iterable[object]) -> list[str]:
@@ -269,12 +335,9 @@ def _text(cell: object) -> str:
     return str(cell)
 
 
-def _trimmed(rows: list[list[str]]) -> list[list[str] | str]:
+def _trimmed(row: list[str]) -> list[str]:
     """Without the empty cells a sheet pads rows with on the right."""
-    out: list[list[str] | str] = []
-    for row in rows:
-        end = len(row)
-        while end and not row[end - 1]:
-            end -= 1
-        out.append(row[:end])
-    return out
+    end = len(row)
+    while end and not row[end - 1]:
+        end -= 1
+    return row if end == len(row) else row[:end]

@@ -176,3 +176,60 @@ def test_columns_can_be_renamed_in_the_config(project: Project, tmp_path: Path) 
     project.edit('email = [\n    "Courriel"', 'email = [\n    "Mél", "Courriel"')
     roster = load(project)
     assert [r.email for r in roster.registrants] == ["anne@example.org"]
+
+
+def test_the_loader_builds_registrants_field_by_field_in_order() -> None:
+    """The loader passes a registrant's fields by position: their order is pinned here."""
+    from dataclasses import fields
+
+    from reminder.model import Registrant
+
+    assert [f.name for f in fields(Registrant)] == [
+        "email",
+        "first_name",
+        "last_name",
+        "role",
+        "organisation",
+        "join_url",
+        "sessions",
+        "language",
+        "registered_at",
+        "row",
+    ]
+
+
+def test_attendance_keeps_the_export_order_across_groups(project: Project) -> None:
+    """Who attends a session is the union of the groups naming it, in the export's order."""
+    from reminder.model import Registrant
+
+    sessions, _ = build_sessions(load_config(project.config))
+    march, april, may = sessions[:3]
+    named = [None, frozenset({march.id}), frozenset({march.id, april.id}), frozenset({april.id})]
+    people = tuple(
+        Registrant(f"p{n}@example.org", sessions=named[n * 7 % 4], row=n) for n in range(40)
+    )
+    roster = Roster("export.csv", people)
+    for session in (march, april, may):
+        expected = tuple(r for r in people if r.attends(session))
+        assert roster.count(session) == len(expected)
+        assert roster.attending(session) == expected
+        assert roster.count(session) == len(expected)  # once listed, from the list
+    assert Roster("empty.csv", ()).attending(march) == ()
+    only_named = Roster("named.csv", people[1:2])
+    assert only_named.attending(may) == () and only_named.count(may) == 0
+
+
+def test_cells_are_tidied_to_one_line_with_single_spaces(project: Project) -> None:
+    (project.root / "registrants.csv").write_text(
+        "Courriel;Prénom;Nom;Fonction;Séances\n"
+        "a@example.org;  Jean\u00a0 Paul\t;Le\u2028Roy;Maire;toutes\n"
+        'b@example.org;"Anne\nMarie";Roy ;Maire;toutes\n'
+        "c@example.org;Léa;Roy;Maire  adjointe;toutes\n",
+        encoding="utf-8",
+    )
+    people = by_email(load(project))
+    assert [(p.first_name, p.last_name, p.role) for p in people.values()] == [  # type: ignore[attr-defined]
+        ("Jean Paul", "Le Roy", "Maire"),
+        ("Anne Marie", "Roy", "Maire"),
+        ("Léa", "Roy", "Maire adjointe"),
+    ]

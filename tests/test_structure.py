@@ -19,3 +19,33 @@ def test_the_pure_core_imports_nothing_of_io(module: str) -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True
     ).stdout.split()
     assert found == [], f"{module} imports {found}"
+
+
+# What a report needs none of: templates, MIME, calendars, SMTP and the sending loop.
+SENDING = (
+    "reminder.composing",
+    "reminder.delivery",
+    "reminder.messages",
+    "reminder.transport",
+    "reminder.templating",
+    "jinja2",
+    "icalendar",
+    "aiosmtplib",
+)
+
+
+def test_reports_import_no_composing_or_sending_code() -> None:
+    """`reminder plan` answers fast because its modules never reach the sending side."""
+    modules = "reminder.snapshot, reminder.report, reminder.owed_notices"
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, {modules}; "
+            f"print(' '.join(sorted(m for m in sys.modules if m in {SENDING!r})))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert found == []
