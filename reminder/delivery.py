@@ -528,7 +528,8 @@ class _Planned:
     def __init__(self, chunks: Iterator[Batch]) -> None:
         self._chunks = chunks
         self._ahead: list[tuple[Delivery, ...]] = []  # planned, not handed out yet
-        self.size_hint = 0  # at least this many to send, as far as planning has gone
+        self.size_hint: int | None = 0  # how many to send, while it is known
+        self.total: int | None = None  # how many, when planned in full beforehand
 
     def spread(self, step: int) -> _Planned:
         """On a shared ledger: the whole batch, in small steps from a random place, so
@@ -543,6 +544,7 @@ class _Planned:
             sends = sends[turn:] + sends[:turn]
         parts = [tuple(sends[at : at + step]) for at in range(0, len(sends), step)]
         spread = _Planned(iter([Batch((), tuple(superseded))] + [Batch(p) for p in parts]))
+        spread.total = len(sends)
         return spread
 
     def start(self, supersede: Callable[[Sequence[tuple[DeliveryKey, datetime]]], None]) -> bool:
@@ -552,8 +554,13 @@ class _Planned:
                 supersede(batch.superseded)
             if batch.sends:
                 self._ahead.append(batch.sends)
-                # A full first chunk says more follow: enough to call the batch large.
-                self.size_hint = len(batch.sends) * (2 if len(batch.sends) >= CLAIM_CHUNK else 1)
+                # A full first chunk says more may follow: the size is not known yet.
+                if self.total is not None:
+                    self.size_hint = self.total
+                elif len(batch.sends) >= CLAIM_CHUNK:
+                    self.size_hint = None
+                else:
+                    self.size_hint = len(batch.sends)
                 return True
         return False
 
