@@ -115,11 +115,7 @@ def notice_plan(
     # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
     # so status, plan, check and the stop line must not count it as owed either.
     stopped = ledger.suppressed_addresses()
-    roster = snapshot.roster
-    if stopped:
-        served = tuple(r for r in roster.registrants if r.key not in stopped)
-        roster = replace(roster, registrants=served, _by_session={})
-    return plan_notices(now, live, roster, view, delay, default)
+    return plan_notices(now, live, snapshot.roster, view, delay, default, stopped)
 
 
 def _no_ledger_yet(config: Config) -> bool:
@@ -212,8 +208,17 @@ def reminders_owed(
 def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
     """Deliveries a next start would owe: open claims, and what is due but not claimed."""
     notices = notice_plan(ledger, snapshot, now)
-    fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now, notices).sends)
+    fresh = sum(
+        not delivery.retry
+        for batch in reminders_owed(ledger, snapshot, now, notices)
+        for delivery in batch.sends
+    )
     return ledger.open_claims(now) + fresh + len(notices.owed)
+
+
+def owed_count(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
+    """How many reminders are owed at `now`, counted a chunk at a time (never all held)."""
+    return sum(len(batch.sends) for batch in reminders_owed(ledger, snapshot, now))
 
 
 def wakeups(

@@ -155,7 +155,9 @@ class Registrant:
     key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "key", self.email.casefold())
+        folded = self.email.casefold()
+        # Most addresses are written in lower case already: one string, not two equal ones.
+        object.__setattr__(self, "key", self.email if folded == self.email else folded)
 
     @property
     def name(self) -> str:

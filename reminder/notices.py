@@ -134,6 +134,7 @@ def plan_notices(
     view: NoticeView,
     delay: timedelta,
     default_url: str,
+    suppressed: frozenset[str] = frozenset(),
 ) -> NoticePlan:
     """Notices owed at `now`, those waiting for the settling delay, and each calendar SEQUENCE.
 
@@ -141,9 +142,15 @@ def plan_notices(
     session differ from today's: a cancellation when the session is cancelled or they no
     longer attend it, an update otherwise. It goes out once the session's current version
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
-    longer in the export (or suppressed) are not mailed.
+    longer in the export, or `suppressed` (the ledger's suppressions), are not mailed.
     """
-    people = {r.key: r for r in roster.registrants}
+    sessions = list(sessions)
+    # Only a session somebody was told about needs everyone by address.
+    people = (
+        {r.key: r for r in roster.registrants if r.key not in suppressed}
+        if any(view.told.get(session.id) for session in sessions)
+        else {}
+    )
     owed: list[Notice] = []
     waiting: list[Notice] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []

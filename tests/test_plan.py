@@ -149,3 +149,5 @@ def test_a_registrant_folds_its_address_once() -> None:
     assert anne.key == "anne.martin@example.org"
     assert anne == Registrant("Anne.Martin@Example.org")
     assert not hasattr(anne, "__dict__")  # slotted: a million of them stay small
+    luc = Registrant("luc@example.org")
+    assert luc.key is luc.email  # already folded: the same string, not a copy
