@@ -104,7 +104,7 @@ async def compose_all(
     share = composing / max(composing + waiting, 1e-9)
     if share <= COMPOSING_BOUND:
         # The transport sets the pace: helpers would add memory, not speed.
-        log.debug("composing takes %.0f%% of the batch's time: no helper started", share * 100)
+        log.info("composing takes %.0f%% of the batch's time: no helper started", share * 100)
         for delivery in source:
             counts["here"] += 1
             yield delivery, _compose_here(snapshot.composer, delivery, clock, ids)
