@@ -336,7 +336,7 @@ class Dispatcher:
                 taken = {c.key: c for c in self.ledger.claim([claim_of(d) for d in part], now)}
                 claims.update(taken)
                 unsettled.update(taken)
-                # What composing has not reached is dropped, not claimed: settled ones go.
+                # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
                 for key in [k for k in claims if k not in unsettled]:
                     del claims[key]
                 yield from (d for d in part if d.key in taken)
