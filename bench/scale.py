@@ -14,8 +14,14 @@ peak RSS), then a real `reminder run` against Postfix's smtp-sink (4 connections
 The ledger's 2x rows are two reminders (7d, 1d) of an earlier session, settled, for
 every registrant: rows the ledger's readers must step over, not notices owed.
 
+After each batch, the transport alone (`bench/transport.py`'s (c): 4 connections, a
+SQLite ledger, a commit per result) sends `--transport-messages` composed messages to
+the same kind of sink: the rate the batch is compared with, measured under the same
+load. `--no-commands` leaves out `check`, `plan` and `status`.
+
     .venv/bin/python bench/scale.py [--sizes 10000 100000 1000000] [--rounds 3]
-                                    [--window 60]
+                                    [--window 60] [--transport-messages 10000]
+                                    [--no-commands]
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from common import postfix_sink, sample_project
+from common import compose_many, postfix_sink, sample_project
+from transport import ours
 from worker import write_project
 
 from reminder.ledger import Ledger, stamp
@@ -124,7 +131,18 @@ def sent_so_far(path: Path, session: str) -> tuple[int, str | None, str | None]:
         return 0, None, None
 
 
-def one_round(registrants: int, window: float) -> dict[str, float]:
+def transport_alone(messages: int) -> float:
+    """Messages per second of the transport alone, ledger included, on smtp-sink."""
+    _, composed = compose_many(messages)
+    with postfix_sink() as port:
+        started = time.perf_counter()
+        ours(4)(port, composed)
+        return messages / (time.perf_counter() - started)
+
+
+def one_round(
+    registrants: int, window: float, commands: bool = True, transport: int = 10_000
+) -> dict[str, float]:
     config = sample_project()
     result: dict[str, float] = {}
     with postfix_sink() as port:
@@ -135,9 +153,13 @@ def one_round(registrants: int, window: float) -> dict[str, float]:
         fill_ledger(config, registrants)
         now = (later - timedelta(hours=1, seconds=1)).isoformat()
         for name, command in (
-            ("check", ("check", "--now", now)),
-            ("plan", ("plan", "--now", now)),
-            ("status", ("status", "--now", now)),
+            (
+                ("check", ("check", "--now", now)),
+                ("plan", ("plan", "--now", now)),
+                ("status", ("status", "--now", now)),
+            )
+            if commands
+            else ()
         ):
             seconds, peak, _ = timed("--config", str(config), *command)
             result[f"{name} s"], result[f"{name} MB"] = seconds, peak
@@ -193,6 +215,8 @@ def one_round(registrants: int, window: float) -> dict[str, float]:
         peak_total,
     )
     result["helpers"] = helpers
+    result["transport"] = transport_alone(transport) if transport else 0.0
+    result["share"] = result["rate"] / result["transport"] * 100 if transport else 0.0
     return result
 
 
@@ -208,19 +232,21 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--window", type=float, default=60, help="seconds of batch observed")
+    parser.add_argument("--transport-messages", type=int, default=10_000, help="0: not measured")
+    parser.add_argument("--no-commands", action="store_true", help="only the worker's batch")
     args = parser.parse_args()
     results: dict[int, list[dict[str, float]]] = {size: [] for size in args.sizes}
     for number in range(args.rounds):  # interleaved: a busy moment touches every size
         for size in args.sizes:
-            found = one_round(size, args.window)
+            found = one_round(size, args.window, not args.no_commands, args.transport_messages)
             print(f"round {number + 1}, {size:,}: {found}", flush=True)
             results[size].append(found)
     print(
         "\n| registrants (ledger 2×) | first message after due | batch rate (messages/s) "
-        "| worker idle RSS | worker peak in the batch | with helpers | `check` | `plan` "
-        "| `status` |"
+        "| transport alone | batch / transport | worker idle RSS | worker peak in the batch "
+        "| with helpers | `check` | `plan` | `status` |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for size, rounds in results.items():
         column = {key: [r[key] for r in rounds] for key in rounds[0]}
         observed = min(column["sent"])
@@ -228,14 +254,20 @@ def main() -> None:
         print(
             f"| {size:,} | {median_range(column['first s'], 2)} s "
             f"| {median_range(column['rate'], 0)}{note} "
+            f"| {median_range(column['transport'], 0)} "
+            f"| {median_range(column['share'], 0)}% "
             f"| {median_range(column['idle MB'], 0)} MB "
             f"| {median_range(column['peak MB'], 0)} MB "
             f"| {median_range(column['peak+helpers MB'], 0)} MB "
             f"({int(max(column['helpers']))} helpers) "
-            f"| {median_range(column['check s'], 2)} s, {median_range(column['check MB'], 0)} MB "
-            f"| {median_range(column['plan s'], 2)} s, {median_range(column['plan MB'], 0)} MB "
-            f"| {median_range(column['status s'], 2)} s, "
-            f"{median_range(column['status MB'], 0)} MB |"
+            + "".join(
+                f"| {median_range(column[f'{name} s'], 2)} s, "
+                f"{median_range(column[f'{name} MB'], 0)} MB "
+                if f"{name} s" in column
+                else "| — "
+                for name in ("check", "plan", "status")
+            )
+            + "|"
         )
 
 

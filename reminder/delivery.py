@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -22,7 +22,7 @@ from .notices import Notice, NoticePlan, Told, notice_wakeups
 from .owed_notices import notice_plan as notice_plan
 from .owed_notices import notices_in as notices_in
 from .owed_notices import told as told
-from .plan import Batch, Delivery, deadline, due_batch, next_wakeups
+from .plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries, next_wakeups
 from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
@@ -101,10 +101,28 @@ class Tally:
 def owed(
     ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
 ) -> Batch:
-    """What the plan and the ledger say is owed at `now`.
+    """What the plan and the ledger say is owed at `now`, in one piece."""
+    sends: list[Delivery] = []
+    superseded: list[tuple[DeliveryKey, datetime]] = []
+    for chunk in reminders_owed(ledger, snapshot, now, notices):
+        sends += chunk.sends
+        superseded += chunk.superseded
+    return Batch(tuple(sends), tuple(superseded))
+
+
+def reminders_owed(
+    ledger: DeliveryLedger,
+    snapshot: Snapshot,
+    now: datetime,
+    notices: NoticePlan | None = None,
+    chunk: int = PLAN_CHUNK,
+) -> Iterator[Batch]:
+    """The reminders owed at `now`, a chunk at a time: the caller claims and sends the
+    first while the rest of a large batch is still to be planned.
 
     Reminders of a session whose change is still settling wait with its notices; an
     update owed now stands in for a late reminder of the new date to the same person.
+    The ledger is read once, before the first chunk.
     """
     notices = notices or notice_plan(ledger, snapshot, now)
     slots = [slot for slot in snapshot.slots if slot.session.key not in notices.held]
@@ -114,35 +132,51 @@ def owed(
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
     # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
-    batch = due_batch(
+    planned = due_deliveries(
         now,
         slots,
         snapshot.roster,
         ledger.view(active),
         snapshot.cutoff,
         ledger.suppressed_addresses(),
+        chunk,
     )
     updated = {(n.session.key, n.registrant.key) for n in notices.owed if n.kind == UPDATE}
-    sends: list[Delivery] = []
-    replaced: list[tuple[DeliveryKey, datetime]] = []
-    for delivery in batch.sends:
-        who = delivery.registrant.key
-        if updated and delivery.late and (delivery.slot.session.key, who) in updated:
-            replaced.append((delivery.key, delivery.slot.due_at))
+    # Almost always every calendar SEQUENCE is 0, as a planned delivery carries it.
+    sequences = any(notices.sequences.values())
+    for batch in planned:
+        if not updated and not sequences:
+            yield batch
             continue
-        sequence = notices.sequence(delivery.slot.session, who)
-        # Copied only when it changes: a million copies cost seconds before the first send.
-        sends.append(
-            delivery if sequence == delivery.sequence else replace(delivery, sequence=sequence)
-        )
-    return Batch(tuple(sends), batch.superseded + tuple(replaced))
+        sends: list[Delivery] = []
+        replaced: list[tuple[DeliveryKey, datetime]] = []
+        for delivery in batch.sends:
+            who = delivery.registrant.key
+            if updated and delivery.late and (delivery.slot.session.key, who) in updated:
+                replaced.append((delivery.key, delivery.slot.due_at))
+                continue
+            sequence = notices.sequence(delivery.slot.session, who)
+            # Copied only when it changes: a million copies cost seconds.
+            sends.append(
+                delivery if sequence == delivery.sequence else replace(delivery, sequence=sequence)
+            )
+        yield Batch(tuple(sends), batch.superseded + tuple(replaced))
 
 
 def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
     """Deliveries a next start would owe: open claims, and what is due but not claimed."""
     notices = notice_plan(ledger, snapshot, now)
-    fresh = sum(not delivery.retry for delivery in owed(ledger, snapshot, now, notices).sends)
+    fresh = sum(
+        not delivery.retry
+        for batch in reminders_owed(ledger, snapshot, now, notices)
+        for delivery in batch.sends
+    )
     return ledger.open_claims(now) + fresh + len(notices.owed)
+
+
+def owed_count(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
+    """How many reminders are owed at `now`, counted a chunk at a time (never all held)."""
+    return sum(len(batch.sends) for batch in reminders_owed(ledger, snapshot, now))
 
 
 def wakeups(
@@ -214,34 +248,34 @@ class Dispatcher:
         tally = Tally(expired=self.ledger.expire(now))
         notices = notice_plan(self.ledger, snapshot, now, observe=True)
         self._notices = (snapshot, notices)
-        batch = owed(self.ledger, snapshot, now, notices)
-        superseded = batch.superseded + notices.superseded
-        if superseded:
-            self.ledger.supersede(superseded, now)
-            tally.superseded = len(superseded)
-            for key, _ in superseded:
-                self.observer.settled(key, "superseded")
+        if notices.superseded:
+            self._supersede(tally, notices.superseded, now)
         # notice_plan already leaves out whoever the ledger suppresses.
-        if not batch.sends and not notices.owed:
+        plan = _Planned(reminders_owed(self.ledger, snapshot, now, notices, CLAIM_CHUNK))
+        if self.ledger.shared:
+            plan = plan.spread(SHARED_CLAIM_STEP)
+        if not plan.start(lambda found: self._supersede(tally, found, now)) and not notices.owed:
             return tally
         config = snapshot.config
         composer = snapshot.composer
         cutoff = snapshot.cutoff
+        sender_domain, cycle = config.smtp.sender_domain, config.cycle.id
 
         def claim_of(d: Delivery) -> Claim:
+            session = d.slot.session
             return Claim(
                 d.key,
-                message_id(d.key, config.cycle.id, config.smtp.sender_domain),
+                message_id(d.key, cycle, sender_domain),
                 d.slot.due_at,
-                deadline(d.slot.session, cutoff),
-                d.slot.session.id,
-                Told(composer.facts(d.slot.session, d.registrant), d.sequence, now),
+                deadline(session, cutoff),
+                session.id,
+                Told(composer.facts(session, d.registrant), d.sequence, now),
             )
 
         notice_claims = [
             Claim(
                 n.key,
-                message_id(n.key, config.cycle.id, config.smtp.sender_domain),
+                message_id(n.key, cycle, sender_domain),
                 n.due_at,
                 n.not_after,
                 n.session.id,
@@ -256,28 +290,21 @@ class Dispatcher:
         changes = [n for n in notices.owed if n.key in claims]
         unsettled = {n.key for n in changes}
         self.unsettled = unsettled
-        sends = batch.sends
-        step = CLAIM_CHUNK
-        if self.ledger.shared and sends:
-            # Workers sharing a ledger claim a little at a time, each from its own random
-            # place in the batch, so all of them send a large batch together.
-            step = SHARED_CLAIM_STEP
-            turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
-            sends = sends[turn:] + sends[:turn]
-        unclaimed = len(sends)  # not claimed yet: owed at the next pass if we stop
 
         def reminders() -> Iterator[Delivery]:
-            """The batch's reminders, claimed a step at a time as composing reaches them:
-            the first leaves after one step's claim, not the whole batch's."""
-            nonlocal unclaimed
-            for start in range(0, len(sends), step):
+            """The batch's reminders, planned and claimed a chunk at a time as composing
+            reaches them: the first leaves after one chunk's plan and claim, not the
+            whole batch's."""
+            for part in plan.chunks(lambda found: self._supersede(tally, found, now)):
                 if not may_send():
+                    plan.put_back(part)
                     return  # the lease lapsed: another worker may hold these claims now
-                part = sends[start : start + step]
                 taken = {c.key: c for c in self.ledger.claim([claim_of(d) for d in part], now)}
                 claims.update(taken)
                 unsettled.update(taken)
-                unclaimed -= len(part)
+                # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
+                for key in [k for k in claims if k not in unsettled]:
+                    del claims[key]
                 yield from (d for d in part if d.key in taken)
 
         def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
@@ -310,7 +337,7 @@ class Dispatcher:
                 reminders(),
                 self.clock,
                 helpers=self.helpers,
-                size=len(sends),
+                size=plan.size_hint,
                 message_ids=_MessageIds(claims),
             ):
                 if not may_send():
@@ -332,14 +359,23 @@ class Dispatcher:
             # due again as soon as a fixed configuration is loaded.
             tally.fault = exc.reply or str(exc)
             self.ledger.hold(sorted(unsettled), f"configuration fault: {tally.fault}", self.clock())
-            tally.left = len(unsettled) + unclaimed
+            tally.left = len(unsettled) + plan.left()
             raise
-        tally.left = len(unsettled) + unclaimed
+        tally.left = len(unsettled) + plan.left()
         if unsettled:
             # Claimed, never attempted (a stop, or the lease lapsed): due again at once for
             # whichever worker holds a lease; an adopter's claims are left alone.
             self.ledger.release(sorted(unsettled), self.clock())
         return tally
+
+    def _supersede(
+        self, tally: Tally, superseded: Sequence[tuple[DeliveryKey, datetime]], now: datetime
+    ) -> None:
+        """Older deliveries that a more recent one replaces: recorded, never sent."""
+        self.ledger.supersede(superseded, now)
+        tally.superseded += len(superseded)
+        for key, _ in superseded:
+            self.observer.settled(key, "superseded")
 
     def _settle(
         self,
@@ -455,6 +491,70 @@ class _Sent:
             lead,
             item.late,
         )
+
+
+class _Planned:
+    """The reminders owed by one pass, planned a chunk at a time as sending reaches them."""
+
+    def __init__(self, chunks: Iterator[Batch]) -> None:
+        self._chunks = chunks
+        self._ahead: list[tuple[Delivery, ...]] = []  # planned, not handed out yet
+        self.size_hint: int | None = 0  # how many to send, while it is known
+        self.total: int | None = None  # how many, when planned in full beforehand
+
+    def spread(self, step: int) -> _Planned:
+        """On a shared ledger: the whole batch, in small steps from a random place, so
+        that workers sharing it send a large batch together instead of racing."""
+        superseded: list[tuple[DeliveryKey, datetime]] = []
+        sends: list[Delivery] = []
+        for batch in self._chunks:
+            sends += batch.sends
+            superseded += batch.superseded
+        if sends:
+            turn = random.randrange(len(sends))  # noqa: S311 - spreading load, not a secret
+            sends = sends[turn:] + sends[:turn]
+        parts = [tuple(sends[at : at + step]) for at in range(0, len(sends), step)]
+        spread = _Planned(iter([Batch((), tuple(superseded))] + [Batch(p) for p in parts]))
+        spread.total = len(sends)
+        return spread
+
+    def start(self, supersede: Callable[[Sequence[tuple[DeliveryKey, datetime]]], None]) -> bool:
+        """Plan up to the first chunk with something to send; False when there is none."""
+        for batch in self._chunks:
+            if batch.superseded:
+                supersede(batch.superseded)
+            if batch.sends:
+                self._ahead.append(batch.sends)
+                # A full first chunk says more may follow: the size is not known yet.
+                if self.total is not None:
+                    self.size_hint = self.total
+                elif len(batch.sends) >= CLAIM_CHUNK:
+                    self.size_hint = None
+                else:
+                    self.size_hint = len(batch.sends)
+                return True
+        return False
+
+    def chunks(
+        self, supersede: Callable[[Sequence[tuple[DeliveryKey, datetime]]], None]
+    ) -> Iterator[tuple[Delivery, ...]]:
+        while self._ahead:
+            yield self._ahead.pop()
+        for batch in self._chunks:
+            if batch.superseded:
+                supersede(batch.superseded)
+            if batch.sends:
+                yield batch.sends
+            while self._ahead:
+                yield self._ahead.pop()
+
+    def put_back(self, part: tuple[Delivery, ...]) -> None:
+        self._ahead.append(part)
+
+    def left(self) -> int:
+        """What is still owed and not claimed: planned to the end to count it."""
+        count = sum(len(part) for part in self._ahead)
+        return count + sum(len(batch.sends) for batch in self._chunks)
 
 
 class _MessageIds(Mapping[DeliveryKey, str]):

@@ -322,6 +322,8 @@ class Ledger:
         settled: set[DeliveryKey] = set()
         claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
         kinds = ", ".join(f"'{kind}'" for kind in NOTICE_KINDS)
+        # A million registrants were told a handful of distinct facts: one value each.
+        known: dict[tuple[str, str, str, str, str], Facts] = {}
         for session_id in set(session_ids):
             # Oldest first, so each registrant keeps the facts of the last mail sent
             # (one SQL for both databases: no bare columns beside an aggregate).
@@ -332,14 +334,18 @@ class Ledger:
                 (session_id,),
             ):
                 who, start, end, link, status, topic, sequence, sent_at = row
-                facts = Facts(
-                    datetime.fromisoformat(start),
-                    datetime.fromisoformat(end),
-                    link or "",
-                    status,
-                    topic or "",
-                )
-                told[session_id][who] = Told(facts, int(sequence), datetime.fromisoformat(sent_at))
+                said = (start, end, link or "", status, topic or "")
+                facts = known.get(said)
+                if facts is None:
+                    facts = known[said] = Facts(
+                        datetime.fromisoformat(start),
+                        datetime.fromisoformat(end),
+                        link or "",
+                        status,
+                        topic or "",
+                    )
+                value = Told(facts, int(sequence), datetime.fromisoformat(sent_at))
+                told[session_id][who] = value
             for session, kind, lead, who, status, retry_at in self.db.execute(
                 "SELECT session, kind, lead, recipient, status, next_attempt_at "  # noqa: S608
                 f"FROM deliveries WHERE session_id = ? AND kind IN ({kinds})",

@@ -429,7 +429,10 @@ def _part(content_type: str, body: bytes, *, quoted: bool = False, disposition: 
         encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True).decode("ascii")
     else:
         head.append("Content-Transfer-Encoding: base64")
-        encoded = base64.encodebytes(body).decode("ascii")
+        # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
+        whole = base64.b64encode(body).decode("ascii")
+        lines = [whole[at : at + 76] for at in range(0, len(whole), 76)] or [""]
+        return "\r\n".join([*head, "", *lines])
     return "\r\n".join([*head, "", *encoded.rstrip("\n").split("\n")])
 
 

@@ -134,6 +134,7 @@ def plan_notices(
     view: NoticeView,
     delay: timedelta,
     default_url: str,
+    suppressed: frozenset[str] = frozenset(),
 ) -> NoticePlan:
     """Notices owed at `now`, those waiting for the settling delay, and each calendar SEQUENCE.
 
@@ -141,7 +142,7 @@ def plan_notices(
     session differ from today's: a cancellation when the session is cancelled or they no
     longer attend it, an update otherwise. It goes out once the session's current version
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
-    longer in the export (or suppressed) are not mailed.
+    longer in the export, or `suppressed` (the ledger's suppressions), are not mailed.
     """
     people = roster.by_key
     owed: list[Notice] = []
@@ -161,7 +162,7 @@ def plan_notices(
         # Told times carry the offset they were stored with, i.e. the session's wall-clock
         # time: comparing their dates and times needs no conversion to the zone.
         for who, last in told.items():
-            registrant = people.get(who)
+            registrant = None if who in suppressed else people.get(who)
             wanted: DeliveryKey | None = None
             if registrant is not None:
                 facts = facts_for(session, registrant, default_url, who in attending)

@@ -6,7 +6,6 @@ the composing and sending code.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -38,11 +37,7 @@ def notice_plan(
     # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
     # so status, plan, check and the stop line must not count it as owed either.
     stopped = ledger.suppressed_addresses()
-    roster = snapshot.roster
-    if stopped:
-        served = tuple(r for r in roster.registrants if r.key not in stopped)
-        roster = replace(roster, registrants=served, _by_session={}, keyed=None)
-    return plan_notices(now, live, roster, view, delay, default)
+    return plan_notices(now, live, snapshot.roster, view, delay, default, stopped)
 
 
 def _no_ledger_yet(config: Config) -> bool:

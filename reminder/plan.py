@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -84,6 +84,11 @@ def deadline(session: Session, cutoff: timedelta) -> datetime:
     return session.start - cutoff
 
 
+# Deliveries planned per chunk: the first chunk is claimed and sent while the rest of a
+# batch of 1,000,000 is still to be planned.
+PLAN_CHUNK = 256
+
+
 def due_batch(
     now: datetime,
     slots: Sequence[Slot],
@@ -92,13 +97,32 @@ def due_batch(
     cutoff: timedelta = timedelta(0),
     suppressed: frozenset[str] = frozenset(),
 ) -> Batch:
-    """What to do at `now`.
+    """What to do at `now`, in one piece: every chunk of `due_deliveries`."""
+    sends: list[Delivery] = []
+    superseded: list[tuple[DeliveryKey, datetime]] = []
+    for chunk in due_deliveries(now, slots, roster, view, cutoff, suppressed):
+        sends += chunk.sends
+        superseded += chunk.superseded
+    return Batch(tuple(sends), tuple(superseded))
+
+
+def due_deliveries(
+    now: datetime,
+    slots: Sequence[Slot],
+    roster: Roster,
+    view: LedgerView,
+    cutoff: timedelta = timedelta(0),
+    suppressed: frozenset[str] = frozenset(),
+    chunk: int = PLAN_CHUNK,
+) -> Iterator[Batch]:
+    """What to do at `now`, a chunk of about `chunk` deliveries at a time.
 
     Per session and attendee, only the most recent reminder that has fallen due is owed:
     when it was never sent, it goes out (late if its instant is past) and older unsettled
     ones are recorded as superseded; an unconfirmed claim of it is retried once its
     back-off has passed. Nothing goes out at or after the session's deadline, and
-    nothing to an address in `suppressed` (the ledger's suppressions).
+    nothing to an address in `suppressed` (the ledger's suppressions). Each attendee is
+    in one chunk only; the caller may claim a chunk before asking for the next.
     """
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
@@ -112,19 +136,27 @@ def due_batch(
         settled, claims = view.settled_for(latest), view.claims_for(latest)
         late = now - latest.due_at > ON_TIME_TOLERANCE
         older_unsettled = [(slot, view.settled_for(slot)) for slot in older]
+        skip = settled | suppressed if suppressed else settled
         for registrant in roster.attending(session):
             who = registrant.key
-            if who in settled or who in suppressed:
+            if who in skip:
                 continue
-            if (retry_at := claims.get(who)) is not None:
+            if claims and (retry_at := claims.get(who)) is not None:
                 if retry_at <= now:
                     sends.append(Delivery(latest, registrant, late=late, retry=True))
-                continue
-            sends.append(Delivery(latest, registrant, late=late))
-            superseded += [
-                (slot.key(who), slot.due_at) for slot, done in older_unsettled if who not in done
-            ]
-    return Batch(tuple(sends), tuple(superseded))
+            else:
+                sends.append(Delivery(latest, registrant, late=late))
+                if older_unsettled:
+                    superseded += [
+                        (slot.key(who), slot.due_at)
+                        for slot, done in older_unsettled
+                        if who not in done
+                    ]
+            if len(sends) >= chunk:
+                yield Batch(tuple(sends), tuple(superseded))
+                sends, superseded = [], []
+    if sends or superseded:
+        yield Batch(tuple(sends), tuple(superseded))
 
 
 # Ledger states that account for an attendee of a reminder: done, or on its way.

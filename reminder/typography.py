@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 NBSP = "\u00a0"  # U+00A0: every mail client's fonts have it (U+202F is missing from some)
 NBHY = "\u2011"  # a hyphen the line never breaks at
@@ -23,14 +24,20 @@ def french(text: str, *, html: bool = False) -> str:
     name ("Villeneuve-d’Ascq"). Idempotent on text. With `html`, tags and entities are kept.
     """
     if not html:
-        return _segment(text, html=False)
-    parts = re.split(r"(<style\b.*?</style>|<[^>]*>)", text, flags=re.DOTALL | re.IGNORECASE)
-    return "".join(
-        part if index % 2 else _segment(part, html=True) for index, part in enumerate(parts)
-    )
+        # No rule reaches across a line break, so each line is typeset on its own, with
+        # the break before it (what precedes a mark matters): in a batch, nearly every
+        # line is the same in every mail and is typeset once.
+        first, *rest = text.split("\n")
+        return _segment(first, False) + "".join(_segment("\n" + line, False) for line in rest)
+    parts = _TAGS.split(text)
+    return "".join(part if index % 2 else _segment(part, True) for index, part in enumerate(parts))
 
 
-def _segment(text: str, *, html: bool) -> str:
+_TAGS = re.compile(r"(<style\b.*?</style>|<[^>]*>)", flags=re.DOTALL | re.IGNORECASE)
+
+
+@lru_cache(maxsize=4096)  # the text between two tags or line breaks recurs in every mail
+def _segment(text: str, html: bool) -> str:
     text = _APOSTROPHE.sub(APOSTROPHE, text)
     out: list[str] = []
     position = 0

@@ -38,7 +38,7 @@ from .clock import Clock, utc_now
 from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
 from .config import Config
-from .delivery import Dispatcher, owed, still_owed
+from .delivery import Dispatcher, owed_count, still_owed
 from .errors import InputError, ReminderError, StateError, TransportConfigError
 from .ledger import Ledger
 from .lock import StateLock
@@ -298,7 +298,7 @@ class Worker:
         snapshot = self.snapshot
         now = self.clock()
         upcoming = self.dispatcher.wakeups(snapshot, now)
-        due = len(owed(self.ledger, snapshot, now).sends)
+        due = owed_count(self.ledger, snapshot, now)
         log.info("reminder worker %s started", self.identity)
         log.info(
             "config %s: cycle %r, %d sessions, %d leads (%s)",

@@ -1,9 +1,10 @@
 """Large batches composed with helper processes: same messages, and a safe fallback."""
 
+import asyncio
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from reminder.composing import PARALLEL_FROM, compose_all
+from reminder.composing import PARALLEL_FROM, PROBE, compose_all
 from reminder.messages import message_id
 from reminder.model import Registrant
 from reminder.plan import Delivery
@@ -64,3 +65,31 @@ async def test_a_small_batch_is_composed_here(project: Project) -> None:
     counts: dict[str, int] = {}
     out = await composed(snapshot, batch(snapshot, 10), counts)
     assert len(out) == 10 and counts == {"here": 10, "helpers": 0}
+
+
+async def test_no_helper_starts_when_the_transport_sets_the_pace(project: Project) -> None:
+    snapshot = project.snapshot()
+    counts: dict[str, int] = {}
+    deliveries = batch(snapshot, PARALLEL_FROM + 200)
+    sent = 0
+    async for _, message in compose_all(
+        snapshot, deliveries, lambda: datetime.now(UTC), helpers=1, counts=counts
+    ):
+        assert isinstance(message, bytes)
+        sent += 1
+        if sent <= PROBE:
+            await asyncio.sleep(0.01)  # a slow relay: far longer than composing a message
+    assert counts == {"here": len(deliveries), "helpers": 0}
+
+
+async def test_helpers_start_for_a_batch_of_unknown_size_when_composing_is_slower(
+    project: Project,
+) -> None:
+    snapshot = project.snapshot()
+    counts: dict[str, int] = {}
+    deliveries = batch(snapshot, PARALLEL_FROM + 200)
+    async for _ in compose_all(
+        snapshot, iter(deliveries), lambda: datetime.now(UTC), helpers=1, counts=counts
+    ):
+        pass  # a transport that takes no time: composing is the bottleneck
+    assert counts["here"] >= PROBE and counts["helpers"] > 0, counts

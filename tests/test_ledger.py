@@ -316,3 +316,16 @@ def test_a_ledger_of_an_older_schema_read_only_says_how_to_upgrade_it(tmp_path: 
         pass
     with Ledger(path, readonly=True) as ledger:
         assert ledger.suppressed_addresses() == frozenset()
+
+
+def test_registrants_told_the_same_facts_share_one_value(ledger: Ledger) -> None:
+    facts = Facts(START, START.replace(hour=19), "https://z/1")
+    for n in (1, 2):
+        c = claim(n, "1d")
+        told = Claim(c.key, c.message_id, NOW, START, "2023-03-01", Told(facts, 0, NOW))
+        ledger.claim([told], NOW)
+        ledger.record([Outcome(c.key, Status.SENT, "250", NOW)], NOW)
+    told_about = ledger.notice_view(["2023-03-01"], {}).told["2023-03-01"]
+    one, two = told_about["p1@example.org"], told_about["p2@example.org"]
+    assert one.facts == two.facts == facts
+    assert one.facts is two.facts  # a million registrants told the same: one value

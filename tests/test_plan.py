@@ -4,7 +4,15 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reminder.model import Lead, Registrant, Roster, Session
-from reminder.plan import LedgerView, Slot, due_batch, next_wakeups, reminder_slots
+from reminder.plan import (
+    Batch,
+    LedgerView,
+    Slot,
+    due_batch,
+    due_deliveries,
+    next_wakeups,
+    reminder_slots,
+)
 
 PARIS = ZoneInfo("Europe/Paris")
 MARCH = Session(
@@ -120,3 +128,26 @@ def test_an_address_suppressed_in_the_ledger_is_owed_nothing() -> None:
         at(2023, 2, 22, 17), SLOTS, ROSTER, LedgerView(), suppressed=frozenset({ANNE.key})
     )
     assert not batch
+
+
+def test_due_deliveries_come_in_chunks_each_attendee_once_with_what_it_supersedes() -> None:
+    people = tuple(Registrant(f"p{n}@example.org") for n in range(5))
+    roster = Roster("test.csv", people)
+    chunks = list(due_deliveries(at(2023, 2, 28, 17), SLOTS, roster, LedgerView(), chunk=2))
+    assert [len(c.sends) for c in chunks] == [2, 2, 1]
+    assert [d.registrant for c in chunks for d in c.sends] == list(people)
+    # Each chunk carries the older reminders its own sends replace, and no other.
+    for c in chunks:
+        assert {k.recipient for k, _ in c.superseded} == {d.registrant.key for d in c.sends}
+    assert due_batch(at(2023, 2, 28, 17), SLOTS, roster, LedgerView()) == Batch(
+        tuple(d for c in chunks for d in c.sends), tuple(s for c in chunks for s in c.superseded)
+    )
+
+
+def test_a_registrant_folds_its_address_once() -> None:
+    anne = Registrant("Anne.Martin@Example.org")
+    assert anne.key == "anne.martin@example.org"
+    assert anne == Registrant("Anne.Martin@Example.org")
+    assert not hasattr(anne, "__dict__")  # slotted: a million of them stay small
+    luc = Registrant("luc@example.org")
+    assert luc.key is luc.email  # already folded: the same string, not a copy

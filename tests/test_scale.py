@@ -10,8 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reminder import delivery
 from reminder.delivery import CLAIM_CHUNK, Dispatcher
 from reminder.ledger import Ledger
+from reminder.messages import message_id
+from reminder.model import DeliveryKey
 from reminder.smtpsink import SmtpSink
 from reminder.transport import SmtpTransport
 
@@ -90,3 +93,63 @@ async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project:
     # ...and everyone still got exactly one.
     assert tally.sent == people
     assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
+
+
+class Counted(tuple[Any, ...]):
+    """A session's attendees that count how many the planner has read."""
+
+    read = 0
+
+    def __iter__(self) -> Any:
+        for item in super().__iter__():
+            Counted.read += 1
+            yield item
+
+
+@dataclass
+class Reading(FaultyRecorder):
+    """Records how many attendees the planner had read when the first message arrived."""
+
+    read_at_first: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if not self.read_at_first:
+                self.read_at_first.append(Counted.read)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
+    project: Project, monkeypatch: Any
+) -> None:
+    people = 4 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Reading()
+    ids: list[DeliveryKey] = []
+
+    def counted_id(key: DeliveryKey, cycle: str, domain: str) -> str:
+        ids.append(key)
+        return message_id(key, cycle, domain)
+
+    monkeypatch.setattr(delivery, "message_id", counted_id)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        session = snapshot.slots[0].session
+        attendees = Counted(snapshot.roster.attending(session))
+        snapshot.roster._by_session[session.id] = attendees
+        Counted.read = 0
+        due = snapshot.slots[0].due_at
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
+            finally:
+                await transport.close()
+    # The sessions' versions read every attendee's own link once; the planner had read
+    # only the first chunks, not the whole batch, when the first message arrived.
+    assert people < handler.read_at_first[0] <= people + 2 * CLAIM_CHUNK
+    assert tally.sent == people
+    # One Message-ID built per delivery, at its claim; composing reuses it.
+    assert len(ids) == len(set(ids)) == people

@@ -5,6 +5,7 @@ from __future__ import annotations
 import icalendar
 import pytest
 
+from reminder import typography
 from reminder.snapshot import Snapshot
 from reminder.typography import NBHY, NBSP, french
 
@@ -78,3 +79,15 @@ def test_every_part_of_a_mail_is_typeset(snapshot: Snapshot) -> None:
     assert f"{NBSP}?{NBSP}»" in text_of(march)  # no phone width leaves "? »" on a line
     event = calendar.walk("VEVENT")[0]
     assert f"{NBSP}?" in str(event["SUMMARY"])
+
+
+def test_lines_common_to_every_mail_are_typeset_once_with_the_same_result() -> None:
+    text = "Bonjour Anne :\n: en début de ligne\n« Villeneuve-d'Ascq » (thème envisagé) !"
+    assert french(text) == (
+        "Bonjour Anne\u00a0:\n\u00a0: en début de ligne\n"
+        "«\u00a0Villeneuve\u2011d\u2019Ascq\u00a0» (thème\u00a0envisagé)\u00a0!"
+    )
+    before = typography._segment.cache_info().hits
+    french(text.replace("Anne", "Luc"))
+    # Only the line naming the reader is new: the other two come from the cache.
+    assert typography._segment.cache_info().hits - before == 2
