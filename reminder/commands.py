@@ -68,7 +68,7 @@ def check(
     config_path: Path, *, now: datetime | None = None, strict: bool = False, clock: Clock = utc_now
 ) -> Answer:
     """Every problem of the input files; then what would be served and the notices owed."""
-    from .delivery import notices_in
+    from .pending import notices_in
     from .snapshot import check as check_files
 
     answer = Answer()
@@ -119,9 +119,9 @@ def plan(
     clock: Clock = utc_now,
 ) -> Answer:
     """The sessions between `start` and `end`, and when each reminder and notice goes out."""
-    from .delivery import notices_in
+    from .pending import notices_in
 
-    snapshot = load_snapshot(config_path)
+    snapshot = load_snapshot(config_path, compose=False)
     instant = at(snapshot, now, clock)
     sessions = [
         s
@@ -143,7 +143,7 @@ def registrants(
     show_addresses: bool = False,
 ) -> Answer:
     """Who attends (one session, or any), and every row that was skipped."""
-    snapshot = load_snapshot(config_path)
+    snapshot = load_snapshot(config_path, compose=False)
     people = list(snapshot.roster.registrants)
     if session:
         people = list(snapshot.roster.attending(session_on(snapshot, session)))
@@ -165,7 +165,7 @@ def history(
     clock: Clock = utc_now,
 ) -> Answer:
     """What was sent, failed or superseded; failed if anything failed in the window."""
-    snapshot = load_snapshot(config_path)
+    snapshot = load_snapshot(config_path, compose=False)
     zone = shown_zone(snapshot.config, utc)
     prefix = session_on(snapshot, session).key if session else ""
     window = _window_start(since, clock(), zone)
@@ -191,9 +191,9 @@ def status(
 ) -> Answer:
     """The next wake-ups and, per session and lead, what was sent; failed on trouble."""
     from .cluster import workers
-    from .delivery import notice_plan, wakeups
+    from .pending import notice_plan, wakeup_instants
 
-    snapshot = load_snapshot(config_path)
+    snapshot = load_snapshot(config_path, compose=False)
     zone = shown_zone(snapshot.config, utc)
     instant = at(snapshot, now, clock)
     window = _window_start(since, instant, zone)
@@ -201,7 +201,7 @@ def status(
         data = report.status_data(
             snapshot,
             instant,
-            wakeups(ledger, snapshot, instant),
+            wakeup_instants(ledger, snapshot, instant),
             ledger.counts(),
             ledger.last_error(),
             ledger.faults(),

@@ -15,14 +15,10 @@ from .errors import ReminderError, TransportConfigError
 from .ledger import Claim, Outcome, Status
 from .logs import log_time
 from .messages import message_id
-from .model import NOTICE_KINDS, UPDATE, DeliveryKey
-from .notices import Notice, NoticePlan, Told, notice_wakeups
-
-# Re-exported while commands still import them from here.
-from .owed_notices import notice_plan as notice_plan
-from .owed_notices import notices_in as notices_in
-from .owed_notices import told as told
-from .plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries, next_wakeups
+from .model import UPDATE, DeliveryKey
+from .notices import Notice, NoticePlan, Told
+from .pending import notice_plan, wakeup_instants
+from .plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries
 from .registrants import masked, redacted
 from .replies import Refusal, classify
 from .snapshot import Snapshot
@@ -179,34 +175,6 @@ def owed_count(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int
     return sum(len(batch.sends) for batch in reminders_owed(ledger, snapshot, now))
 
 
-def wakeups(
-    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
-) -> list[datetime]:
-    """The future instants when something may be owed: reminders, notices, retries of claims.
-
-    `notices` is the notice plan already computed at this instant, if any: reading it
-    again costs seconds at 100,000 registrants.
-    """
-    # Only open claims matter here; reading every settled row of every future session
-    # after each wake-up would cost seconds at 100,000 registrants.
-    active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
-    found = next_wakeups(
-        now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
-    )
-    # Notice claims put back for a retry are read from the ledger; a cancelled session
-    # has no reminder slots, so its key comes from the sessions.
-    told = {s.key for s in snapshot.sessions if now < s.start}
-    retries = {
-        at
-        for kind in NOTICE_KINDS
-        for claims in ledger.view(told, kind, claims_only=True).claims.values()
-        for at in claims.values()
-        if at > now
-    }
-    notices = notices or notice_plan(ledger, snapshot, now)
-    return sorted(set(found) | retries | notice_wakeups(now, notices))
-
-
 class Dispatcher:
     """Turns the plan at an instant into deliveries, each recorded in the ledger once."""
 
@@ -234,7 +202,7 @@ class Dispatcher:
     def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         # The notice plan of the pass that just ran still names every instant that matters.
         cached = self._notices[1] if self._notices and self._notices[0] is snapshot else None
-        return wakeups(self.ledger, snapshot, now, cached)
+        return wakeup_instants(self.ledger, snapshot, now, cached)
 
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""

@@ -10,10 +10,11 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 
 from .config import Smtp
-from .delivery import Dispatcher, wakeups
+from .delivery import Dispatcher
 from .ledger import Ledger
 from .model import Roster
 from .outbox import Outbox
+from .pending import wakeup_instants
 from .smtpsink import SmtpSink
 from .snapshot import Snapshot, load_snapshot
 from .transport import SmtpTransport, Transport
@@ -116,7 +117,7 @@ async def simulate(
                     for (session, lead, late), count in tally.lines.items()
                 ]
                 # Notices fall due at instants no file names: ask the plan, as the worker does.
-                queue |= {t for t in wakeups(ledger, current, instant) if inside(t)}
+                queue |= {t for t in wakeup_instants(ledger, current, instant) if inside(t)}
     return result
 
 

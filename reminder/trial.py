@@ -39,8 +39,8 @@ def preview(
     clock: Clock = utc_now,
 ) -> Answer:
     """Write one mail as .eml, .html and .ics into `out`; answer its text."""
-    from .delivery import told
     from .notices import sample_notice
+    from .pending import told
 
     snapshot = load_snapshot(config_path)
     slot = choose_slot(snapshot, session, lead, clock())

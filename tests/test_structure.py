@@ -36,7 +36,7 @@ SENDING = (
 
 def test_reports_import_no_composing_or_sending_code() -> None:
     """`reminder plan` answers fast because its modules never reach the sending side."""
-    modules = "reminder.snapshot, reminder.report, reminder.owed_notices"
+    modules = "reminder.snapshot, reminder.report, reminder.pending, reminder.commands"
     found = subprocess.run(
         [
             sys.executable,

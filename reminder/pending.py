@@ -1,4 +1,5 @@
-"""Change notices owed by today's files against the ledger, read without sending anything.
+"""What is pending, read from today's files and the ledger without sending anything:
+the change notices owed and the instants ahead when something falls due.
 
 Apart from delivery so that `plan`, `check` and `status` reach them without importing
 the composing and sending code.
@@ -10,11 +11,13 @@ from datetime import datetime
 from pathlib import Path
 
 from .config import Config
-from .notices import NoticePlan, Told, plan_notices, since_as_of, version
+from .model import NOTICE_KINDS
+from .notices import NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
+from .plan import next_wakeups
 from .snapshot import Snapshot
 from .store import DeliveryLedger, ledger_target, open_ledger
 
-__all__ = ["notice_plan", "notices_in", "told"]
+__all__ = ["notice_plan", "notices_in", "told", "wakeup_instants"]
 
 
 def notice_plan(
@@ -60,3 +63,31 @@ def told(config: Config, session_id: str, recipient: str) -> Told | None:
         return None
     with open_ledger(config, readonly=True) as ledger:
         return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
+
+
+def wakeup_instants(
+    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
+) -> list[datetime]:
+    """The future instants when something may be owed: reminders, notices, retries of claims.
+
+    `notices` is the notice plan already computed at this instant, if any: reading it
+    again costs seconds at 100,000 registrants.
+    """
+    # Only open claims matter here; reading every settled row of every future session
+    # after each wake-up would cost seconds at 100,000 registrants.
+    active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
+    found = next_wakeups(
+        now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
+    )
+    # Notice claims put back for a retry are read from the ledger; a cancelled session
+    # has no reminder slots, so its key comes from the sessions.
+    told = {s.key for s in snapshot.sessions if now < s.start}
+    retries = {
+        at
+        for kind in NOTICE_KINDS
+        for claims in ledger.view(told, kind, claims_only=True).claims.values()
+        for at in claims.values()
+        if at > now
+    }
+    notices = notices or notice_plan(ledger, snapshot, now)
+    return sorted(set(found) | retries | notice_wakeups(now, notices))
