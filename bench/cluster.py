@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 import psycopg
 from common import postfix_sink, postgres_schema
 
-from reminder.smtpsink import SmtpSink
+from reminder.mail.smtpsink import SmtpSink
 from tests.cluster import (
     Arrivals,
     Worker,

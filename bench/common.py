@@ -18,10 +18,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from reminder.messages import Composed  # noqa: E402
-from reminder.model import Registrant  # noqa: E402
-from reminder.smtpsink import SmtpSink, free_port  # noqa: E402
-from reminder.snapshot import Snapshot, load_snapshot  # noqa: E402
+from reminder.core.model import Registrant  # noqa: E402
+from reminder.mail.messages import Composed  # noqa: E402
+from reminder.mail.smtpsink import SmtpSink, free_port  # noqa: E402
+from reminder.service.snapshot import Snapshot, load_snapshot  # noqa: E402
 
 
 def sample_project() -> Path:

@@ -12,7 +12,7 @@ import time
 
 from common import registrant, sample_project, summary
 
-from reminder.snapshot import load_snapshot
+from reminder.service.snapshot import load_snapshot
 
 
 def main() -> None:

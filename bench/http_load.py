@@ -26,7 +26,7 @@ import aiohttp
 from common import sample_project, slow_sink, wait_for_port
 from worker import PARIS, run_worker, wait_for_batch, write_project
 
-from reminder.smtpsink import free_port
+from reminder.mail.smtpsink import free_port
 
 
 async def hammer(base: str, rate: float) -> None:

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 from common import sample_project
 from worker import run_worker, write_project
 
-from reminder.smtpsink import SmtpSink
+from reminder.mail.smtpsink import SmtpSink
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 from common import registrant, sample_project, summary
 
-from reminder.config import load_config
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.model import Roster
-from reminder.notices import Told, facts_for, plan_notices, version
-from reminder.plan import reminder_slots
-from reminder.sessions import build_sessions
+from reminder.core.model import Roster
+from reminder.core.notices import Told, facts_for, plan_notices, version
+from reminder.core.plan import reminder_slots
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import load_config
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 
 def main() -> None:

@@ -24,12 +24,12 @@ from pathlib import Path
 
 from common import postgres_schema, registrant, sample_project, summary
 
-from reminder.config import load_config
-from reminder.delivery import SHARED_CLAIM_STEP
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.model import Roster
-from reminder.plan import due_batch, next_wakeups, reminder_slots
-from reminder.sessions import build_sessions
+from reminder.core.model import Roster
+from reminder.core.plan import due_batch, next_wakeups, reminder_slots
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import load_config
+from reminder.service.delivery import SHARED_CLAIM_STEP
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 
 def main() -> None:

@@ -19,9 +19,9 @@ from xml.sax.saxutils import escape
 
 from common import sample_project, summary
 
-from reminder.config import load_config
-from reminder.registrants import load_roster
-from reminder.sessions import build_sessions
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import load_config
+from reminder.inputs.registrants import load_roster
 
 FIRST = ["Évelyne", "Karim", "Sophie", "Jean-François", "Aïcha", "Béatrice", "Thibault", "Zoé"]
 LAST = ["Dubois", "Lefebvre", "Noyé", "Lemaire", "Cœurderoy", "Da Silva", "Hénin", "Mbaye"]

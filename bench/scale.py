@@ -42,7 +42,7 @@ from common import compose_many, postfix_sink, sample_project
 from transport import ours
 from worker import write_project
 
-from reminder.ledger import Ledger, stamp
+from reminder.storage.ledger import Ledger, stamp
 
 PARIS = ZoneInfo("Europe/Paris")
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("REMINDER_")}

@@ -28,12 +28,12 @@ from pathlib import Path
 
 from common import compose_many, postfix_sink, slow_sink
 
-from reminder.config import Smtp
-from reminder.delivery import Tally
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.messages import Composed
-from reminder.model import DeliveryKey
-from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
+from reminder.core.model import DeliveryKey
+from reminder.inputs.config import Smtp
+from reminder.mail.messages import Composed
+from reminder.mail.transport import Envelope, Result, SmtpTransport, Verdict, each
+from reminder.service.delivery import Tally
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 
 def smtplib_new_each(port: int, messages: list[Composed]) -> None:

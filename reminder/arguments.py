@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, written
-from .model import NOTICE_KINDS
+from .core.model import NOTICE_KINDS
 from .written import DEFAULT_WINDOW
 
 

@@ -16,10 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .answer import CLOSED_PIPE, FAILED, INTERRUPTED, USAGE_ERROR, Answer
 from .arguments import parser
-from .errors import InputError, ReminderError, UsageError
-from .logs import printable, setup_logging
+from .core.answer import CLOSED_PIPE, FAILED, INTERRUPTED, USAGE_ERROR, Answer
+from .core.errors import InputError, ReminderError, UsageError
+from .service.logs import printable, setup_logging
 
 __all__ = ["COMMANDS", "main", "parser"]
 
@@ -40,7 +40,7 @@ COMMANDS = {
     "suppress": "upkeep:suppress",
     "unsuppress": "upkeep:unsuppress",
     "bounces": "upkeep:bounces",
-    "run": "worker:serve",
+    "run": "service.worker:serve",
 }
 # Options every command accepts, for the command line itself.
 _OWN = ("config", "log_format", "log_level", "command", "ledger_command")
@@ -59,7 +59,7 @@ def show(answer: Answer) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from .config import config_path
+    from .inputs.config import config_path
 
     options = vars(args)
     options.setdefault("utc", False)

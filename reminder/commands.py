@@ -11,15 +11,15 @@ from datetime import UTC, date, datetime, tzinfo
 from pathlib import Path
 
 from . import report, written
-from .answer import Answer
-from .clock import Clock, utc_now
-from .config import Config
-from .errors import ReminderError
-from .ledger import Suppression
-from .logs import use_zone
-from .model import Lead, Session
-from .snapshot import Snapshot, load_snapshot
-from .store import ledger_target, open_ledger
+from .core.answer import Answer
+from .core.clock import Clock, utc_now
+from .core.errors import ReminderError
+from .core.model import Lead, Session
+from .inputs.config import Config
+from .service.logs import use_zone
+from .service.snapshot import Snapshot, load_snapshot
+from .storage.ledger import Suppression
+from .storage.store import ledger_target, open_ledger
 
 DEFAULT_WINDOW = Lead.parse(written.DEFAULT_WINDOW)
 
@@ -32,7 +32,7 @@ def at(snapshot: Snapshot, given: datetime | None, clock: Clock = utc_now) -> da
 
 
 def session_on(snapshot: Snapshot, day: date) -> Session:
-    from .sessions import find_session
+    from .core.sessions import find_session
 
     found = find_session(snapshot.sessions, day)
     if found is None:
@@ -68,8 +68,8 @@ def check(
     config_path: Path, *, now: datetime | None = None, strict: bool = False, clock: Clock = utc_now
 ) -> Answer:
     """Every problem of the input files; then what would be served and the notices owed."""
-    from .pending import notices_in
-    from .snapshot import check as check_files
+    from .service.pending import notices_in
+    from .service.snapshot import check as check_files
 
     answer = Answer()
     snapshot, problems = check_files(config_path)
@@ -119,7 +119,7 @@ def plan(
     clock: Clock = utc_now,
 ) -> Answer:
     """The sessions between `start` and `end`, and when each reminder and notice goes out."""
-    from .pending import notices_in
+    from .service.pending import notices_in
 
     snapshot = load_snapshot(config_path, compose=False)
     instant = at(snapshot, now, clock)
@@ -190,8 +190,8 @@ def status(
     clock: Clock = utc_now,
 ) -> Answer:
     """The next wake-ups and, per session and lead, what was sent; failed on trouble."""
-    from .cluster import workers
-    from .pending import notice_plan, wakeup_instants
+    from .service.pending import notice_plan, wakeup_instants
+    from .storage.cluster import workers
 
     snapshot = load_snapshot(config_path, compose=False)
     zone = shown_zone(snapshot.config, utc)
@@ -223,8 +223,8 @@ def suppressed(
     config_path: Path, *, output: str = "table", show_addresses: bool = False, utc: bool = False
 ) -> Answer:
     """Who is never mailed: the ledger's suppressions and the suppression list's lines."""
-    from .config import load_config
-    from .registrants import load_suppression
+    from .inputs.config import load_config
+    from .inputs.registrants import load_suppression
 
     config = load_config(config_path)
     listed = sorted(load_suppression(config.paths.suppression))

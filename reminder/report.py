@@ -9,16 +9,16 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from .model import REMINDER, Registrant, Roster, Session
-from .plan import Slot, deadline, progress, slots_by_session
-from .registrants import masked, redacted
-from .wording import long_date, time_range
+from .core.model import REMINDER, Registrant, Roster, Session
+from .core.plan import Slot, deadline, progress, slots_by_session
+from .core.wording import long_date, time_range
+from .inputs.registrants import masked, redacted
 
 if TYPE_CHECKING:  # types only: `reminder plan` must not import the ledger or the cluster
-    from .cluster import WorkerRow
-    from .ledger import Row, Suppression
-    from .notices import NoticePlan
-    from .snapshot import Snapshot
+    from .core.notices import NoticePlan
+    from .service.snapshot import Snapshot
+    from .storage.cluster import WorkerRow
+    from .storage.ledger import Row, Suppression
 
 
 def iso(moment: datetime) -> str:

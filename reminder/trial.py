@@ -6,14 +6,14 @@ import asyncio
 from datetime import date, datetime
 from pathlib import Path
 
-from .answer import Answer
-from .clock import Clock, utc_now
 from .commands import session_on
-from .errors import ReminderError, UsageError
-from .model import CANCELLATION, UPDATE, DeliveryKey, Lead, Registrant
-from .plan import Slot
-from .snapshot import SAMPLE_REGISTRANT, Snapshot, load_snapshot
-from .transport import Result
+from .core.answer import Answer
+from .core.clock import Clock, utc_now
+from .core.errors import ReminderError, UsageError
+from .core.model import CANCELLATION, UPDATE, DeliveryKey, Lead, Registrant
+from .core.plan import Slot
+from .mail.transport import Result
+from .service.snapshot import SAMPLE_REGISTRANT, Snapshot, load_snapshot
 
 
 def choose_slot(snapshot: Snapshot, day: date | None, lead: Lead | None, now: datetime) -> Slot:
@@ -39,8 +39,8 @@ def preview(
     clock: Clock = utc_now,
 ) -> Answer:
     """Write one mail as .eml, .html and .ics into `out`; answer its text."""
-    from .notices import sample_notice
-    from .pending import told
+    from .core.notices import sample_notice
+    from .service.pending import told
 
     snapshot = load_snapshot(config_path)
     slot = choose_slot(snapshot, session, lead, clock())
@@ -98,8 +98,8 @@ def send_test(
 ) -> Answer:
     """Send one real reminder to `to` through the configured transport; the ledger is
     neither read nor written."""
-    from .outbox import make_transport
-    from .transport import Envelope, each
+    from .mail.outbox import make_transport
+    from .mail.transport import Envelope, each
     from .written import address
 
     try:
@@ -155,7 +155,7 @@ def simulate(
 ) -> Answer:
     """The whole period under a virtual clock into a folder: a timeline and the counts."""
     from . import report
-    from .simulate import simulate as run
+    from .service.simulate import simulate as run
 
     result = asyncio.run(
         run(config_path, start=start, end=end, folder=out, smtp=smtp, edits=edit or ())

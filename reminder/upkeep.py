@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .answer import Answer
-from .clock import Clock, utc_now
-from .config import load_config
-from .ledger import canonical
-from .registrants import masked
-from .store import open_ledger
+from .core.answer import Answer
+from .core.clock import Clock, utc_now
+from .inputs.config import load_config
+from .inputs.registrants import masked
+from .storage.ledger import canonical
+from .storage.store import open_ledger
 
 
 def migrate_ledger(config_path: Path) -> Answer:
     """Bring the configured ledger's schema up to this release."""
-    from .ledger import MIGRATIONS
+    from .storage.ledger import MIGRATIONS
 
     config = load_config(config_path)
     with open_ledger(config, migrate=False) as ledger:
@@ -28,9 +28,9 @@ def migrate_ledger(config_path: Path) -> Answer:
 
 def copy_ledger(config_path: Path, *, to: str) -> Answer:
     """Copy the SQLite ledger of paths.state into the PostgreSQL database at `to`."""
-    from .ledger import Ledger
-    from .store import copy_ledger as copy
-    from .store import ledger_target
+    from .storage.ledger import Ledger
+    from .storage.store import copy_ledger as copy
+    from .storage.store import ledger_target
 
     config = load_config(config_path)
     target_config = config.model_copy(
@@ -70,7 +70,7 @@ def suppress(config_path: Path, *, address: str, reason: str, clock: Clock = utc
 
 def unsuppress(config_path: Path, *, address: str) -> Answer:
     """Mail `address` again; failed while the suppression list still names it."""
-    from .registrants import load_suppression
+    from .inputs.registrants import load_suppression
 
     config = load_config(config_path)
     address = canonical(address)
@@ -92,7 +92,7 @@ def unsuppress(config_path: Path, *, address: str) -> Answer:
 
 def bounces(config_path: Path, *, clock: Clock = utc_now) -> Answer:
     """Read the bounce reports once; suppress the mailboxes that do not exist."""
-    from .bounces import collect
+    from .service.bounces import collect
 
     config = load_config(config_path)
     with open_ledger(config) as ledger:

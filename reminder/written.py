@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from .model import Lead
+from .core.model import Lead
 
 DEFAULT_WINDOW = "24h"  # what status and history judge when no --since is given
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import psycopg
 
-from reminder.smtpsink import free_port
+from reminder.mail.smtpsink import free_port
 
 
 def write_project(

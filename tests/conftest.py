@@ -21,10 +21,10 @@ import pytest
 import trustme
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from reminder.ledger import Ledger
-from reminder.smtpsink import Received, SmtpSink
-from reminder.snapshot import Snapshot, load_snapshot
-from reminder.worker import Worker
+from reminder.mail.smtpsink import Received, SmtpSink
+from reminder.service.snapshot import Snapshot, load_snapshot
+from reminder.service.worker import Worker
+from reminder.storage.ledger import Ledger
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"

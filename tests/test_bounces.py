@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from reminder.cli import main
-from reminder.dsn import parse_report
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.model import DeliveryKey
-from reminder.worker import Worker
+from reminder.core.model import DeliveryKey
+from reminder.mail.dsn import parse_report
+from reminder.service.worker import Worker
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 from .conftest import DATA, Project, until
 from .imap import PASSWORD, USER, Dovecot, dovecot_server

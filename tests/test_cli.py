@@ -10,8 +10,8 @@ import pytest
 
 from reminder import __version__
 from reminder.cli import main
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.model import DeliveryKey
+from reminder.core.model import DeliveryKey
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 from .conftest import Project, Server, person
 

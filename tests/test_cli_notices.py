@@ -10,9 +10,9 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from reminder.ledger import Claim, Ledger, Outcome, Status
-from reminder.model import DeliveryKey
-from reminder.notices import Facts, Told
+from reminder.core.model import DeliveryKey
+from reminder.core.notices import Facts, Told
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
 from .conftest import Project
 from .test_cli import cli

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.smtpsink import SmtpSink
+from reminder.mail.smtpsink import SmtpSink
 
 from .cluster import Arrivals, Worker, ledger_counts, private_postgres, start_worker, wait_for
 from .cluster import write_project as write_cluster_project

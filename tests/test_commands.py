@@ -7,8 +7,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reminder import commands, trial, upkeep
-from reminder.answer import FAILED, OK
-from reminder.errors import UsageError
+from reminder.core.answer import FAILED, OK
+from reminder.core.errors import UsageError
 
 from .conftest import Project, Server
 

@@ -4,11 +4,11 @@ import asyncio
 from datetime import UTC, datetime
 from email import message_from_bytes, policy
 
-from reminder.composing import PARALLEL_FROM, PROBE, compose_all
-from reminder.messages import message_id
-from reminder.model import Registrant
-from reminder.plan import Delivery
-from reminder.snapshot import Snapshot
+from reminder.core.model import Registrant
+from reminder.core.plan import Delivery
+from reminder.mail.messages import message_id
+from reminder.service.composing import PARALLEL_FROM, PROBE, compose_all
+from reminder.service.snapshot import Snapshot
 
 from .conftest import Project
 

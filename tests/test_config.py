@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from reminder.config import config_path, load_config
-from reminder.errors import ConfigError
-from reminder.sessions import build_sessions
+from reminder.core.errors import ConfigError
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import config_path, load_config
 
 from .conftest import REPO, Project
 

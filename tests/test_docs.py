@@ -7,7 +7,7 @@ import typing
 from pydantic import BaseModel
 
 from reminder.cli import parser
-from reminder.config import Config
+from reminder.inputs.config import Config
 from tasks import TASKS
 
 from .conftest import REPO

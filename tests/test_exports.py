@@ -11,11 +11,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.config import Columns, load_config
-from reminder.errors import RegistrantsError
-from reminder.model import Roster
-from reminder.registrants import load_roster
-from reminder.sessions import build_sessions
+from reminder.core.errors import RegistrantsError
+from reminder.core.model import Roster
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import Columns, load_config
+from reminder.inputs.registrants import load_roster
 
 from .conftest import DATA, Project
 from .sheets import write_ods, write_xlsx

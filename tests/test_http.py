@@ -16,11 +16,11 @@ import aiohttp
 import pytest
 import time_machine
 
-from reminder.ledger import Ledger
-from reminder.model import DeliveryKey
-from reminder.monitor import Monitor
-from reminder.unsubscribe import token
-from reminder.worker import Worker
+from reminder.core.model import DeliveryKey
+from reminder.core.unsubscribe import token
+from reminder.service.monitor import Monitor
+from reminder.service.worker import Worker
+from reminder.storage.ledger import Ledger
 
 from .conftest import Project, Server, person, started, until
 

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.model import Lead, sort_leads
+from reminder.core.model import Lead, sort_leads
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
-from reminder.cluster import Presence
-from reminder.delivery import Dispatcher
-from reminder.ledger import Ledger
-from reminder.smtpsink import SmtpSink
-from reminder.transport import SmtpTransport
+from reminder.mail.smtpsink import SmtpSink
+from reminder.mail.transport import SmtpTransport
+from reminder.service.delivery import Dispatcher
+from reminder.storage.cluster import Presence
+from reminder.storage.ledger import Ledger
 
 from .conftest import Clock, FaultyRecorder, Project, Server, person
 from .test_worker import use_server

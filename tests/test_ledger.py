@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from reminder.cluster import Membership, end_send, take_send, workers
-from reminder.errors import LedgerError
-from reminder.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
-from reminder.model import DeliveryKey
-from reminder.notices import ALWAYS, Facts, Told
-from reminder.store import copy_ledger
+from reminder.core.errors import LedgerError
+from reminder.core.model import DeliveryKey
+from reminder.core.notices import ALWAYS, Facts, Told
+from reminder.storage.cluster import Membership, end_send, take_send, workers
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
+from reminder.storage.store import copy_ledger
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
 START = datetime(2023, 3, 1, 16, tzinfo=UTC)

@@ -10,11 +10,11 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from reminder.errors import TemplateError
-from reminder.model import Lead, Registrant
-from reminder.plan import Slot
-from reminder.snapshot import Snapshot, load_snapshot
-from reminder.wording import date_at_time, lead_words, long_date, relative_day, time_of_day
+from reminder.core.errors import TemplateError
+from reminder.core.model import Lead, Registrant
+from reminder.core.plan import Slot
+from reminder.core.wording import date_at_time, lead_words, long_date, relative_day, time_of_day
+from reminder.service.snapshot import Snapshot, load_snapshot
 
 from .conftest import Project
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from reminder.model import DeliveryKey
-from reminder.monitor import Monitor
+from reminder.core.model import DeliveryKey
+from reminder.service.monitor import Monitor
 
 
 def test_notice_versions_do_not_become_label_values() -> None:

@@ -20,11 +20,11 @@ import time_machine
 import vobject
 
 from reminder.cli import main
-from reminder.errors import LedgerError
-from reminder.ledger import Ledger
-from reminder.model import Session
-from reminder.notices import ALWAYS
-from reminder.worker import Worker
+from reminder.core.errors import LedgerError
+from reminder.core.model import Session
+from reminder.core.notices import ALWAYS
+from reminder.service.worker import Worker
+from reminder.storage.ledger import Ledger
 
 from .conftest import Project, Server, person, until
 from .test_worker import (

@@ -6,8 +6,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reminder.model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
-from reminder.notices import ALWAYS, Facts, NoticeView, Told, plan_notices, since_as_of
+from reminder.core.model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
+from reminder.core.notices import ALWAYS, Facts, NoticeView, Told, plan_notices, since_as_of
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2023, 3, 1, 17, tzinfo=PARIS)

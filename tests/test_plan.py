@@ -3,8 +3,8 @@
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reminder.model import Lead, Registrant, Roster, Session
-from reminder.plan import (
+from reminder.core.model import Lead, Registrant, Roster, Session
+from reminder.core.plan import (
     Batch,
     LedgerView,
     Slot,

@@ -7,11 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.config import load_config
-from reminder.errors import RegistrantsError
-from reminder.model import Roster
-from reminder.registrants import load_roster, masked
-from reminder.sessions import build_sessions
+from reminder.core.errors import RegistrantsError
+from reminder.core.model import Roster
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import load_config
+from reminder.inputs.registrants import load_roster, masked
 
 from .conftest import DATA, Project
 
@@ -182,7 +182,7 @@ def test_the_loader_builds_registrants_field_by_field_in_order() -> None:
     """The loader passes a registrant's fields by position: their order is pinned here."""
     from dataclasses import fields
 
-    from reminder.model import Registrant
+    from reminder.core.model import Registrant
 
     assert [f.name for f in fields(Registrant) if f.init] == [
         "email",
@@ -200,7 +200,7 @@ def test_the_loader_builds_registrants_field_by_field_in_order() -> None:
 
 def test_attendance_keeps_the_export_order_across_groups(project: Project) -> None:
     """Who attends a session is the union of the groups naming it, in the export's order."""
-    from reminder.model import Registrant
+    from reminder.core.model import Registrant
 
     sessions, _ = build_sessions(load_config(project.config))
     march, april, may = sessions[:3]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from reminder.replies import Refusal, classify
+from reminder.core.replies import Refusal, classify
 
 
 @pytest.mark.parametrize(

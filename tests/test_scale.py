@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reminder import delivery
-from reminder.delivery import CLAIM_CHUNK, Dispatcher
-from reminder.ledger import Ledger
-from reminder.messages import message_id
-from reminder.model import DeliveryKey
-from reminder.smtpsink import SmtpSink
-from reminder.transport import SmtpTransport
+from reminder.core.model import DeliveryKey
+from reminder.mail.messages import message_id
+from reminder.mail.smtpsink import SmtpSink
+from reminder.mail.transport import SmtpTransport
+from reminder.service import delivery
+from reminder.service.delivery import CLAIM_CHUNK, Dispatcher
+from reminder.storage.ledger import Ledger
 
 from .conftest import Clock, FaultyRecorder, Project, Server, person
 from .test_worker import use_server
@@ -24,12 +24,12 @@ from .test_worker import use_server
 # What `reminder --help` must not pay for: the service, the mail composer, the SMTP client
 # and server, the configuration's validation library, the simulator.
 HEAVY = [
-    "reminder.worker",
-    "reminder.delivery",
-    "reminder.messages",
-    "reminder.simulate",
-    "reminder.smtpsink",
-    "reminder.config",
+    "reminder.service.worker",
+    "reminder.service.delivery",
+    "reminder.mail.messages",
+    "reminder.service.simulate",
+    "reminder.mail.smtpsink",
+    "reminder.inputs.config",
     "aiohttp",
     "aiosmtplib",
     "aiosmtpd",

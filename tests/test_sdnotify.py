@@ -13,8 +13,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from reminder.sdnotify import Notifier
-from reminder.worker import Worker
+from reminder.service.sdnotify import Notifier
+from reminder.service.worker import Worker
 
 from .conftest import Project, person, until
 

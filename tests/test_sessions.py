@@ -5,9 +5,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.config import load_config
-from reminder.errors import ConfigError
-from reminder.sessions import build_sessions, find_session
+from reminder.core.errors import ConfigError
+from reminder.core.sessions import build_sessions, find_session
+from reminder.inputs.config import load_config
 
 from .conftest import Project
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from reminder.errors import TemplateError
-from reminder.snapshot import load_snapshot
+from reminder.core.errors import TemplateError
+from reminder.service.snapshot import load_snapshot
 
 from .conftest import Project
 

@@ -2,10 +2,10 @@
 
 from datetime import timedelta
 
-from reminder.ledger import Claim, Ledger
-from reminder.plan import progress
+from reminder.core.plan import progress
 from reminder.report import status_data
-from reminder.staff import status_page
+from reminder.service.staff import status_page
+from reminder.storage.ledger import Claim, Ledger
 
 from .conftest import Project
 

@@ -9,7 +9,9 @@ import pytest
 IMPURE = ("pydantic", "pydantic_settings", "csv", "sqlite3", "socket", "ssl", "aiosmtplib")
 
 
-@pytest.mark.parametrize("module", ["reminder.model", "reminder.plan", "reminder.wording"])
+@pytest.mark.parametrize(
+    "module", ["reminder.core.model", "reminder.core.plan", "reminder.core.wording"]
+)
 def test_the_pure_core_imports_nothing_of_io(module: str) -> None:
     probe = (
         f"import sys, {module}; "
@@ -23,11 +25,11 @@ def test_the_pure_core_imports_nothing_of_io(module: str) -> None:
 
 # What a report needs none of: templates, MIME, calendars, SMTP and the sending loop.
 SENDING = (
-    "reminder.composing",
-    "reminder.delivery",
-    "reminder.messages",
-    "reminder.transport",
-    "reminder.templating",
+    "reminder.service.composing",
+    "reminder.service.delivery",
+    "reminder.mail.messages",
+    "reminder.mail.transport",
+    "reminder.inputs.templating",
     "jinja2",
     "icalendar",
     "aiosmtplib",
@@ -36,7 +38,9 @@ SENDING = (
 
 def test_reports_import_no_composing_or_sending_code() -> None:
     """`reminder plan` answers fast because its modules never reach the sending side."""
-    modules = "reminder.snapshot, reminder.report, reminder.pending, reminder.commands"
+    modules = (
+        "reminder.service.snapshot, reminder.report, reminder.service.pending, reminder.commands"
+    )
     found = subprocess.run(
         [
             sys.executable,

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from reminder.tables import _csv_rows
+from reminder.inputs.tables import _csv_rows
 
 
 def by_csv_module(text: str, delimiter: str) -> list[list[str] | str]:

@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from reminder.timestamps import parse_timestamp
+from reminder.core.timestamps import parse_timestamp
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -6,7 +6,7 @@ import tomllib
 
 import pytest
 
-from reminder.tomlpos import key_lines
+from reminder.inputs.tomlpos import key_lines
 
 Q3, A3 = '"' * 3, "'" * 3  # TOML's multi-line string delimiters
 

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from reminder.config import Smtp
-from reminder.errors import TransportConfigError
-from reminder.outbox import Outbox
-from reminder.ratelimit import RateLimit
-from reminder.smtpsink import SmtpSink, free_port
-from reminder.transport import Envelope, Result, SmtpTransport, Verdict, each
+from reminder.core.errors import TransportConfigError
+from reminder.inputs.config import Smtp
+from reminder.mail.outbox import Outbox
+from reminder.mail.ratelimit import RateLimit
+from reminder.mail.smtpsink import SmtpSink, free_port
+from reminder.mail.transport import Envelope, Result, SmtpTransport, Verdict, each
 
 from .conftest import FaultyRecorder, Server, until
 
@@ -235,7 +235,7 @@ async def test_server_down_at_start_then_back() -> None:
     results: list[Result] = []
     task = asyncio.create_task(transport.deliver(each(envelopes(3)), results.append))
     await until(lambda: transport.failed_attempts >= 2)
-    from reminder.smtpsink import SmtpSink
+    from reminder.mail.smtpsink import SmtpSink
 
     sink = SmtpSink(handler=handler)
     sink.port = port

@@ -5,9 +5,9 @@ from __future__ import annotations
 import icalendar
 import pytest
 
-from reminder import typography
-from reminder.snapshot import Snapshot
-from reminder.typography import NBHY, NBSP, french
+from reminder.core import typography
+from reminder.core.typography import NBHY, NBSP, french
+from reminder.service.snapshot import Snapshot
 
 from .conftest import Project
 from .test_messages import ANNE, compose, text_of

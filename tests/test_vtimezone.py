@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 
-from reminder.vtimezone import transitions, vtimezone
+from reminder.mail.vtimezone import transitions, vtimezone
 
 PARIS = ZoneInfo("Europe/Paris")
 

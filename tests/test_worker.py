@@ -22,8 +22,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 
-from reminder.ledger import Ledger
-from reminder.worker import Worker
+from reminder.service.worker import Worker
+from reminder.storage.ledger import Ledger
 
 from .conftest import Project, Server, person, started, until
 
@@ -415,7 +415,7 @@ async def test_a_second_worker_on_the_same_state_folder_is_refused(
 
 
 def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
-    from reminder.outbox import Outbox, make_transport
+    from reminder.mail.outbox import Outbox, make_transport
 
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)

@@ -15,8 +15,8 @@ import pytest
 import time_machine
 
 from reminder.cli import main
-from reminder.ledger import Claim, Ledger
-from reminder.plan import deadline
+from reminder.core.plan import deadline
+from reminder.storage.ledger import Claim, Ledger
 
 from .conftest import Project, Server, person, until
 from .test_worker import (

@@ -12,6 +12,9 @@ from zoneinfo import ZoneInfo
 
 from email_validator import EmailNotValidError, validate_email
 
+from ..core.errors import Problem, RegistrantsError
+from ..core.model import Registrant, Roster, Session
+from ..core.timestamps import parse_timestamp
 from .columns import (
     HEADER_SEARCH_ROWS,
     SAMPLE_ROWS,
@@ -23,10 +26,7 @@ from .columns import (
     plain,
 )
 from .config import Config, RegistrantsFormat
-from .errors import Problem, RegistrantsError
-from .model import Registrant, Roster, Session
 from .tables import Table, collection_paused, read_table
-from .timestamps import parse_timestamp
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
 _MONTHS = [

@@ -10,8 +10,8 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from .clock import Clock, utc_now
-from .config import Config
+from ..core.clock import Clock, utc_now
+from ..inputs.config import Config
 from .transport import Envelope, Report, Result, SmtpTransport, Transport, Verdict
 
 log = logging.getLogger("reminder")

@@ -6,10 +6,10 @@ from datetime import UTC, datetime
 
 from icalendar import Alarm, Calendar, Event, vCalAddress
 
-from .config import Config
-from .model import Session
-from .notices import CANCELLED, Facts
-from .typography import french
+from ..core.model import Session
+from ..core.notices import CANCELLED, Facts
+from ..core.typography import french
+from ..inputs.config import Config
 from .vtimezone import vtimezone
 
 PRODID = "-//reminder//Rappels de cycle//FR"

@@ -16,7 +16,7 @@ from .errors import ConfigError, KeyPath, Problem
 from .model import Session
 
 if TYPE_CHECKING:  # the expansion reads the config's values; it needs no schema to run
-    from .config import Config, SessionEntry
+    from ..inputs.config import Config, SessionEntry
 
 
 def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:

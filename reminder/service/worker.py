@@ -32,22 +32,22 @@ from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from .answer import INTERRUPTED, OK, Answer
+from ..core.answer import INTERRUPTED, OK, Answer
+from ..core.clock import Clock, utc_now
+from ..core.errors import InputError, ReminderError, StateError, TransportConfigError
+from ..inputs.config import Config
+from ..mail.outbox import make_transport
+from ..mail.transport import SmtpTransport, Transport
+from ..storage.cluster import Presence, SharedRateLimit
+from ..storage.ledger import Ledger
+from ..storage.lock import StateLock
+from ..storage.store import open_ledger
 from .bounces import BounceRun, collect
-from .clock import Clock, utc_now
-from .cluster import Presence, SharedRateLimit
 from .composing import helper_count
-from .config import Config
 from .delivery import Dispatcher, owed_count, still_owed
-from .errors import InputError, ReminderError, StateError, TransportConfigError
-from .ledger import Ledger
-from .lock import StateLock
 from .logs import use_zone
 from .monitor import Monitor
-from .outbox import make_transport
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
-from .store import open_ledger
-from .transport import SmtpTransport, Transport
 from .web import make_app, start_server
 
 log = logging.getLogger("reminder")

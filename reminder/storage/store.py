@@ -7,12 +7,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from .config import Config
-from .errors import LedgerError
+from ..core.errors import LedgerError
+from ..core.model import DeliveryKey
+from ..core.notices import NoticeView
+from ..core.plan import LedgerView
+from ..inputs.config import Config
 from .ledger import Claim, Ledger, Outcome, Row, Suppression
-from .model import DeliveryKey
-from .notices import NoticeView
-from .plan import LedgerView
 
 
 class DeliveryLedger(Protocol):

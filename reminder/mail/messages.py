@@ -16,15 +16,22 @@ from urllib.parse import quote
 
 import css_inline
 
-from .config import Config
+from ..core.model import REMINDER, DeliveryKey, Lead, Registrant, Session
+from ..core.notices import CANCELLED, Facts, Notice, facts_for
+from ..core.plan import Slot
+from ..core.typography import french
+from ..core.unsubscribe import link
+from ..core.wording import (
+    date_at_time,
+    lead_words,
+    long_date,
+    relative_day,
+    time_of_day,
+    time_range,
+)
+from ..inputs.config import Config
+from ..inputs.templating import Templates
 from .ics import calendar_method, session_calendar
-from .model import REMINDER, DeliveryKey, Lead, Registrant, Session
-from .notices import CANCELLED, Facts, Notice, facts_for
-from .plan import Slot
-from .templating import Templates
-from .typography import french
-from .unsubscribe import link
-from .wording import date_at_time, lead_words, long_date, relative_day, time_of_day, time_range
 
 _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
 MAX_DISPLAY_NAME = 64

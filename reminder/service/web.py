@@ -19,14 +19,14 @@ from aiohttp import hdrs, web
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .config import Http
-from .ledger import Ledger
+from ..core.unsubscribe import TOKEN_PATTERN, TokenIndex
+from ..inputs.config import Http
+from ..inputs.registrants import masked
+from ..storage.ledger import Ledger
 from .metrics import CONTENT_TYPE
 from .monitor import Monitor
-from .registrants import masked
 from .snapshot import Snapshot
 from .staff import next_mail, status_page
-from .unsubscribe import TOKEN_PATTERN, TokenIndex
 
 log = logging.getLogger("reminder")
 

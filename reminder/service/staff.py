@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from .ledger import Ledger
-from .model import REMINDER
-from .plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
-from .registrants import masked, redacted
+from ..core.model import REMINDER
+from ..core.plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
+from ..core.wording import date_at_time, lead_words, long_date, time_of_day, time_range
+from ..inputs.registrants import masked, redacted
+from ..storage.ledger import Ledger
 from .snapshot import SAMPLE_REGISTRANT, Snapshot
-from .wording import date_at_time, lead_words, long_date, time_of_day, time_range
 
 FLAGS = {
     "cancelled": "annulée",

@@ -17,7 +17,7 @@ from xml.etree import ElementTree
 if TYPE_CHECKING:
     from openpyxl import Workbook
 
-from .errors import Problem, RegistrantsError
+from ..core.errors import Problem, RegistrantsError
 
 ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 

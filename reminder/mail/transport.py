@@ -17,9 +17,9 @@ from typing import Any, Protocol, cast
 
 import aiosmtplib
 
-from .clock import Clock, utc_now
-from .config import Smtp
-from .errors import TransportConfigError
+from ..core.clock import Clock, utc_now
+from ..core.errors import TransportConfigError
+from ..inputs.config import Smtp
 from .ratelimit import Budget, RateLimit
 
 MAX_BACKOFF = 120.0

@@ -23,8 +23,8 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .errors import Problem, TemplateError
-from .model import NOTICE_KINDS, REMINDER
+from ..core.errors import Problem, TemplateError
+from ..core.model import NOTICE_KINDS, REMINDER
 
 PARTS = {"subject": ".subject.txt", "text": ".txt", "html": ".html"}
 # Each kind of mail has its three templates: reminder.*, cancellation.*, update.*

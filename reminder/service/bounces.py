@@ -20,12 +20,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from .config import Bounces, Config
-from .dsn import Bounce, parse_report
-from .errors import BounceError
-from .ledger import Ledger
-from .registrants import masked, redacted
-from .replies import Refusal, classify
+from ..core.errors import BounceError
+from ..core.replies import Refusal, classify
+from ..inputs.config import Bounces, Config
+from ..inputs.registrants import masked, redacted
+from ..mail.dsn import Bounce, parse_report
+from ..storage.ledger import Ledger
 
 
 @dataclass

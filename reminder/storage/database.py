@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import LedgerError
+from ..core.errors import LedgerError
 
 log = logging.getLogger("reminder")
 # The pool logs every failed reconnection; the ledger logs one line per outage instead.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from .errors import Problem
 
 if TYPE_CHECKING:
-    from .columns import Mapping
+    from ..inputs.columns import Mapping
 
 # The kinds of mail the ledger records: reminders, and the change notices.
 REMINDER = "reminder"

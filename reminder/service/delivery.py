@@ -10,20 +10,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+from ..core.errors import ReminderError, TransportConfigError
+from ..core.model import UPDATE, DeliveryKey
+from ..core.notices import Notice, NoticePlan, Told
+from ..core.plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries
+from ..core.replies import Refusal, classify
+from ..inputs.registrants import masked, redacted
+from ..mail.messages import message_id
+from ..mail.transport import Envelope, Result, Transport, Verdict
+from ..storage.ledger import Claim, Outcome, Status
+from ..storage.store import DeliveryLedger
 from .composing import compose_all
-from .errors import ReminderError, TransportConfigError
-from .ledger import Claim, Outcome, Status
 from .logs import log_time
-from .messages import message_id
-from .model import UPDATE, DeliveryKey
-from .notices import Notice, NoticePlan, Told
 from .pending import notice_plan, wakeup_instants
-from .plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries
-from .registrants import masked, redacted
-from .replies import Refusal, classify
 from .snapshot import Snapshot
-from .store import DeliveryLedger
-from .transport import Envelope, Result, Transport, Verdict
 
 log = logging.getLogger("reminder")
 

@@ -9,15 +9,15 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
-from .config import Smtp
+from ..core.model import Roster
+from ..inputs.config import Smtp
+from ..mail.outbox import Outbox
+from ..mail.smtpsink import SmtpSink
+from ..mail.transport import SmtpTransport, Transport
+from ..storage.ledger import Ledger
 from .delivery import Dispatcher
-from .ledger import Ledger
-from .model import Roster
-from .outbox import Outbox
 from .pending import wakeup_instants
-from .smtpsink import SmtpSink
 from .snapshot import Snapshot, load_snapshot
-from .transport import SmtpTransport, Transport
 
 
 @dataclass(frozen=True)

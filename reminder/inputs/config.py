@@ -30,8 +30,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from .errors import ConfigError, KeyPath, Problem, dotted
-from .model import Lead, format_duration, parse_duration, sort_leads
+from ..core.errors import ConfigError, KeyPath, Problem, dotted
+from ..core.model import Lead, format_duration, parse_duration, sort_leads
 from .tomlpos import Origin, key_lines
 
 ENV_PREFIX = "REMINDER_"

@@ -11,16 +11,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .config import Config, load_config
-from .errors import InputError, Problem, TemplateError
-from .model import NOTICE_KINDS, Registrant, Roster, Session
-from .plan import Slot, reminder_slots
-from .registrants import load_roster
-from .sessions import build_sessions
+from ..core.errors import InputError, Problem, TemplateError
+from ..core.model import NOTICE_KINDS, Registrant, Roster, Session
+from ..core.plan import Slot, reminder_slots
+from ..core.sessions import build_sessions
+from ..inputs.config import Config, load_config
+from ..inputs.registrants import load_roster
 
 if TYPE_CHECKING:
-    from .messages import Composer
-    from .templating import Templates
+    from ..inputs.templating import Templates
+    from ..mail.messages import Composer
 
 SAMPLE_REGISTRANT = Registrant(
     email="camille.exemple@example.org",
@@ -61,7 +61,7 @@ class Snapshot:
         """The templates folder, checked: a TemplateError names every problem in it."""
         if self.checked_templates is not None:
             return self.checked_templates
-        from .templating import Templates
+        from ..inputs.templating import Templates
 
         templates = Templates(self.config.paths.templates, self.config.cycle.language)
         if template_problems := templates.check():
@@ -71,7 +71,7 @@ class Snapshot:
     @cached_property
     def composer(self) -> Composer:
         """Renders every (session, lead) once, so a template error shows now, not at send time."""
-        from .messages import Composer
+        from ..mail.messages import Composer
 
         composer = Composer(self.config, self.sessions, self.templates)
         _render_samples(composer, self.slots, self.roster)
@@ -119,7 +119,7 @@ def _assemble(
 def _render_samples(composer: Composer, slots: Sequence[Slot], roster: Roster) -> None:
     """Render every (session, lead) once, and each notice once, so a template error shows
     now, not at send time (where it would fail every notice of a cancellation)."""
-    from .notices import sample_notice
+    from ..core.notices import sample_notice
 
     if slots:
         session = slots[0].session
@@ -218,7 +218,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
     problems: list[Problem] = []
     templates: Templates | None = None
     try:
-        from .templating import Templates
+        from ..inputs.templating import Templates
 
         templates = Templates(config.paths.templates, config.cycle.language)
         problems += templates.check()
@@ -306,7 +306,7 @@ def _templates_beside(path: Path) -> list[Problem]:
     if folder is None:
         return []
     folder = folder if folder.is_absolute() else path.parent / folder
-    from .templating import Templates
+    from ..inputs.templating import Templates
 
     try:
         return Templates(folder, "fr").check()

@@ -9,11 +9,11 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
+from ..core.errors import LedgerError
+from ..core.model import NOTICE_KINDS, REMINDER, DeliveryKey
+from ..core.notices import ALWAYS, Facts, NoticeView, Told
+from ..core.plan import LedgerView
 from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
-from .errors import LedgerError
-from .model import NOTICE_KINDS, REMINDER, DeliveryKey
-from .notices import ALWAYS, Facts, NoticeView, Told
-from .plan import LedgerView
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)

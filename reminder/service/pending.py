@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from .config import Config
-from .model import NOTICE_KINDS
-from .notices import NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
-from .plan import next_wakeups
+from ..core.model import NOTICE_KINDS
+from ..core.notices import NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
+from ..core.plan import next_wakeups
+from ..inputs.config import Config
+from ..storage.store import DeliveryLedger, ledger_target, open_ledger
 from .snapshot import Snapshot
-from .store import DeliveryLedger, ledger_target, open_ledger
 
 __all__ = ["notice_plan", "notices_in", "told", "wakeup_instants"]
 

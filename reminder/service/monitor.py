@@ -8,9 +8,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .ledger import Ledger
+from ..core.model import REMINDER, DeliveryKey
+from ..storage.ledger import Ledger
 from .metrics import Metrics
-from .model import REMINDER, DeliveryKey
 from .sdnotify import Notifier
 from .snapshot import Snapshot
 

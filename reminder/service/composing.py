@@ -30,15 +30,15 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .config import load_config
-from .errors import ReminderError
-from .messages import Composer
-from .model import DeliveryKey, Registrant
-from .plan import Delivery, Slot
-from .sessions import build_sessions
+from ..core.errors import ReminderError
+from ..core.model import DeliveryKey, Registrant
+from ..core.plan import Delivery, Slot
+from ..core.sessions import build_sessions
+from ..inputs.config import load_config
+from ..inputs.templating import Templates
+from ..mail.messages import Composer
 from .snapshot import Snapshot, watched_paths
 from .snapshot import fingerprint as snapshot_fingerprint
-from .templating import Templates
 
 log = logging.getLogger("reminder")
 

@@ -8,7 +8,7 @@ import socket
 from datetime import UTC, datetime
 from pathlib import Path
 
-from .errors import AlreadyRunning, StateError
+from ..core.errors import AlreadyRunning, StateError
 
 
 class StateLock:

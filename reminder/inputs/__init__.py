@@ -1,0 +1,3 @@
+"""Loaders: the configuration, the registrant export and the templates, turned into the
+core's values.
+"""

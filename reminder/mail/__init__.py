@@ -1,0 +1,1 @@
+"""Messages (MIME, calendar entries) and their transports (SMTP, an outbox folder)."""
