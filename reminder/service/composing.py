@@ -27,6 +27,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sized
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -51,7 +52,16 @@ PROBE = 256  # messages composed here, timed, before helpers are considered
 COMPOSING_BOUND = 0.25
 CHUNK = 64
 Job = tuple[Slot, Registrant, DeliveryKey, int, str | None]  # the last: a recorded Message-ID
-Composed = bytes | str  # the message, or why it could not be composed
+
+
+@dataclass(frozen=True, slots=True)
+class NotComposed:
+    """Why one message could not be composed (its template failed for that registrant)."""
+
+    reason: str
+
+
+Composition = bytes | NotComposed  # the message's bytes, or why there are none
 
 
 class StaleSnapshotError(ReminderError):
@@ -72,7 +82,7 @@ async def compose_all(
     size: int | None = None,
     counts: dict[str, int] | None = None,
     message_ids: Mapping[DeliveryKey, str] | None = None,
-) -> AsyncIterator[tuple[Delivery, Composed]]:
+) -> AsyncIterator[tuple[Delivery, Composition]]:
     """Each delivery with its message (or the reason it has none), in no promised order.
 
     `deliveries` is read lazily, only a window ahead of what is composed: the caller
@@ -122,7 +132,7 @@ async def compose_all(
     if not pending:
         return  # the probe composed the whole batch
     log.info("composing takes %.0f%% of the batch's time: %d helpers started", share * 100, helpers)
-    in_flight: deque[tuple[list[Delivery], asyncio.Future[list[Composed]]]] = deque()
+    in_flight: deque[tuple[list[Delivery], asyncio.Future[list[Composition]]]] = deque()
     loop = asyncio.get_running_loop()
     executor = ProcessPoolExecutor(
         helpers,
@@ -164,7 +174,7 @@ def _compose_here(
     delivery: Delivery,
     clock: Callable[[], datetime],
     ids: Mapping[DeliveryKey, str],
-) -> Composed:
+) -> Composition:
     try:
         return composer.compose(
             delivery.slot,
@@ -175,7 +185,7 @@ def _compose_here(
             ids.get(delivery.key),
         ).data
     except ReminderError as exc:
-        return f"cannot compose: {exc}"
+        return NotComposed(f"cannot compose: {exc}")
 
 
 # In a helper process: the snapshot it loaded, or None when its files had changed.
@@ -205,10 +215,10 @@ def _exit_with_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _compose_chunk(jobs: list[Job]) -> list[Composed]:
+def _compose_chunk(jobs: list[Job]) -> list[Composition]:
     if _composer is None:
         raise StaleSnapshotError("the input files changed while the batch was being sent")
-    results: list[Composed] = []
+    results: list[Composition] = []
     for slot, registrant, key, sequence, recorded_id in jobs:
         try:
             composed = _composer.compose(
@@ -216,5 +226,5 @@ def _compose_chunk(jobs: list[Job]) -> list[Composed]:
             )
             results.append(composed.data)
         except ReminderError as exc:
-            results.append(f"cannot compose: {exc}")
+            results.append(NotComposed(f"cannot compose: {exc}"))
     return results

@@ -20,7 +20,7 @@ from ..mail.messages import message_id
 from ..mail.transport import Envelope, Result, Transport, Verdict
 from ..storage.ledger import Claim, Outcome, Status
 from ..storage.store import DeliveryLedger
-from .composing import compose_all
+from .composing import NotComposed, compose_all
 from .logs import log_time
 from .pending import notice_plan, wakeup_instants
 from .snapshot import Snapshot
@@ -310,8 +310,8 @@ class Dispatcher:
             ):
                 if not may_send():
                     return
-                if isinstance(composed, str):
-                    self._report_failure(unsettled, tally, _Sent.of(delivery), composed)
+                if isinstance(composed, NotComposed):
+                    self._report_failure(unsettled, tally, _Sent.of(delivery), composed.reason)
                     continue
                 yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
