@@ -42,7 +42,7 @@ def main() -> None:
     for slot in march:
         claims = [
             Claim(
-                slot.key(p.key),
+                slot.delivery_key(p.key),
                 f"<{slot.lead}.{n}@x>",
                 slot.due_at,
                 slot.session.start,

@@ -70,7 +70,7 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
     ledger = Ledger(target, worker="bench")
     for slot in march[:2]:
         claims = [
-            Claim(slot.key(p.key), f"<{n}@x>", slot.due_at, slot.session.start)
+            Claim(slot.delivery_key(p.key), f"<{n}@x>", slot.due_at, slot.session.start)
             for n, p in enumerate(people)
         ]
         ledger.claim(claims, now)
@@ -83,7 +83,9 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
         slots = reminder_slots(sessions, leads)
         fresh = Roster("bench", people)  # attendance is recomputed, not cached
         computed = time.perf_counter()
-        view = ledger.view({s.session.key for s in slots if s.due_at <= now < s.session.start})
+        view = ledger.view(
+            {s.session.appointment for s in slots if s.due_at <= now < s.session.start}
+        )
         viewed = time.perf_counter()
         batch = due_batch(now, slots, fresh, view)
         upcoming = next_wakeups(now, slots, view)

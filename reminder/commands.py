@@ -167,7 +167,7 @@ def history(
     """What was sent, failed or superseded; failed if anything failed in the window."""
     snapshot = load_snapshot(config_path, compose=False)
     zone = shown_zone(snapshot.config, utc)
-    prefix = session_on(snapshot, session).key if session else ""
+    prefix = session_on(snapshot, session).appointment if session else ""
     window = _window_start(since, clock(), zone)
     with open_ledger(snapshot.config, readonly=True) as ledger:
         rows = ledger.rows(

@@ -441,7 +441,7 @@ def status_data(
     lines = []
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
-        found = counts.get((slot.session.key, REMINDER, str(slot.lead)), {})
+        found = counts.get((slot.session.appointment, REMINDER, str(slot.lead)), {})
         attendees = attending(slot.session)
         standing = progress(slot, attendees, found, now, snapshot.cutoff)
         lines.append(

@@ -120,7 +120,9 @@ def send_test(
         last_name=SAMPLE_REGISTRANT.last_name,
     )
     # Its own Message-ID, so a test never shares one with a real delivery.
-    key = DeliveryKey(slot.session.key, "test", str(slot.lead), f"{recipient}#{now.timestamp()}")
+    key = DeliveryKey(
+        slot.session.appointment, "test", str(slot.lead), f"{recipient}#{now.timestamp()}"
+    )
     composed = snapshot.composer.compose(slot, person, now, key)
     transport = make_transport(snapshot.config, clock)
     results: list[Result] = []

@@ -523,7 +523,7 @@ def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
     with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
         ledger.suppress(people[0], reason="asked by phone", source="staff", at=now)
         for lead in ("7d", "1d", "1h"):
-            keys = [DeliveryKey(session.key, "reminder", lead, who) for who in people[1:]]
+            keys = [DeliveryKey(session.appointment, "reminder", lead, who) for who in people[1:]]
             ledger.claim(
                 [Claim(k, f"<{lead}.{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now
             )

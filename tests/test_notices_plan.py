@@ -41,7 +41,7 @@ def test_a_cancellation_waits_for_the_delay_then_is_owed_to_who_was_told_only() 
     early = plan_notices(CHANGED_AT + DELAY / 2, [cancelled], ROSTER, view(), DELAY, LINK)
     assert not early.owed
     assert {n.due_at for n in early.waiting} == {CHANGED_AT + DELAY}
-    assert early.held == {SESSION.key: CHANGED_AT + DELAY}  # its reminders wait too
+    assert early.held == {SESSION.appointment: CHANGED_AT + DELAY}  # its reminders wait too
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, view(), DELAY, LINK)
     assert {(n.registrant.key, n.kind, n.sequence) for n in plan.owed} == {
         (ANNE.key, CANCELLATION, 1),
@@ -63,8 +63,8 @@ def test_a_move_owes_an_update_with_what_changed() -> None:
     assert {n.kind for n in plan.owed} == {UPDATE}
     assert {n.changes for n in plan.owed} == {("date",)}
     assert {n.key for n in plan.owed} == {
-        DeliveryKey(moved.key, UPDATE, "v1", ANNE.key),
-        DeliveryKey(moved.key, UPDATE, "v1", BOB.key),
+        DeliveryKey(moved.appointment, UPDATE, "v1", ANNE.key),
+        DeliveryKey(moved.appointment, UPDATE, "v1", BOB.key),
     }
     assert plan.sequence(moved, CLEO.key) == 1  # later reminders carry the new SEQUENCE
 
@@ -79,8 +79,8 @@ def test_a_topic_change_owes_nothing_unless_staff_ask() -> None:
 
 def test_a_settled_notice_is_not_owed_again_and_an_open_claim_is_retried_at_its_time() -> None:
     cancelled = replace(SESSION, cancelled=True)
-    anne = DeliveryKey(SESSION.key, CANCELLATION, "v1", ANNE.key)
-    bob = DeliveryKey(SESSION.key, CANCELLATION, "v1", BOB.key)
+    anne = DeliveryKey(SESSION.appointment, CANCELLATION, "v1", ANNE.key)
+    bob = DeliveryKey(SESSION.appointment, CANCELLATION, "v1", BOB.key)
     retry_at = CHANGED_AT + DELAY * 2
     seen = view(settled=frozenset({anne}), claims={(SESSION.id, BOB.key): {bob: retry_at}})
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, seen, DELAY, LINK)
@@ -90,7 +90,7 @@ def test_a_settled_notice_is_not_owed_again_and_an_open_claim_is_retried_at_its_
 
 
 def test_a_second_change_supersedes_an_unsent_notice_of_another_kind() -> None:
-    stale = DeliveryKey(SESSION.key, UPDATE, "v1", ANNE.key)
+    stale = DeliveryKey(SESSION.appointment, UPDATE, "v1", ANNE.key)
     seen = view(claims={(SESSION.id, ANNE.key): {stale: CHANGED_AT}})
     cancelled = replace(SESSION, cancelled=True)
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, seen, DELAY, LINK)

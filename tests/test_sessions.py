@@ -137,7 +137,7 @@ def test_a_moved_session_is_a_new_appointment_for_the_ledger(project: Project) -
     project.append('[[sessions]]\ndate = 2023-12-06\nstart = "18:00"')
     after, _ = sessions_of(project)
     assert before[-1].id == after[-1].id  # one calendar entry
-    assert before[-1].key != after[-1].key  # but reminders are owed anew
+    assert before[-1].appointment != after[-1].appointment  # but reminders are owed anew
 
 
 def test_an_entry_matching_no_session_is_an_error_with_the_nearest_date(project: Project) -> None:

@@ -15,7 +15,7 @@ def test_claims_waiting_on_a_fault_are_not_also_counted_as_owed(project: Project
     slot = snapshot.slots[0]
     attendees = snapshot.roster.attending(slot.session)
     now = slot.due_at + timedelta(minutes=1)
-    keys = [slot.key(r.key) for r in attendees[:2]]
+    keys = [slot.delivery_key(r.key) for r in attendees[:2]]
     with Ledger(snapshot.state_dir / "ledger.sqlite") as ledger:
         ledger.claim(
             [

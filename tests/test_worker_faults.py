@@ -70,7 +70,7 @@ async def test_a_resend_carries_the_message_id_recorded_at_the_claim(
         ledger.claim(
             [
                 Claim(
-                    slot.key("alex0@example.org"),
+                    slot.delivery_key("alex0@example.org"),
                     "<1d-claimed-before@irev.fr>",
                     slot.due_at,
                     deadline(slot.session, snapshot.cutoff),

@@ -123,7 +123,7 @@ class Session:
     notify_topic: bool = False  # a topic change alone owes registrants an update notice
 
     @cached_property  # read for every delivery of a batch: formatted once
-    def key(self) -> str:
+    def appointment(self) -> str:
         """What the ledger records: a moved session is a new appointment, so new reminders."""
         return self.start.isoformat(timespec="minutes")
 

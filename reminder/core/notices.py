@@ -154,11 +154,11 @@ def plan_notices(
         since = view.since.get(session.id, ALWAYS)
         settles_at = since + delay
         if since != ALWAYS and now < settles_at:
-            held[session.key] = settles_at
+            held[session.appointment] = settles_at
         told = view.told.get(session.id, {})
         attending = {r.key for r in roster.attending(session)} if told else set()
         top = session.sequence
-        session_key = session.key
+        session_key = session.appointment
         # Told times carry the offset they were stored with, i.e. the session's wall-clock
         # time: comparing their dates and times needs no conversion to the zone.
         for who, last in told.items():
@@ -253,5 +253,5 @@ def sample_notice(
         told = Told(old, 0, now)
     found = changes(told.facts, facts, topic=session.notify_topic)
     sequence = told.sequence + 1
-    key = notice_key(session.key, kind, sequence, registrant.key)
+    key = notice_key(session.appointment, kind, sequence, registrant.key)
     return Notice(session, kind, registrant, told, facts, sequence, now, session.start, found, key)

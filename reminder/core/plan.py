@@ -22,8 +22,8 @@ class Slot:
     lead: Lead
     due_at: datetime
 
-    def key(self, recipient: str, kind: str = REMINDER) -> DeliveryKey:
-        return DeliveryKey(self.session.key, kind, str(self.lead), recipient)
+    def delivery_key(self, recipient: str, kind: str = REMINDER) -> DeliveryKey:
+        return DeliveryKey(self.session.appointment, kind, str(self.lead), recipient)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Delivery:
 
     @cached_property  # claimed, composed, settled and counted under it: built once
     def key(self) -> DeliveryKey:
-        return self.slot.key(self.registrant.key)
+        return self.slot.delivery_key(self.registrant.key)
 
 
 @dataclass(frozen=True)
@@ -51,10 +51,10 @@ class LedgerView:
     claims: dict[tuple[str, str], dict[str, datetime]] = field(default_factory=dict)
 
     def settled_for(self, slot: Slot) -> frozenset[str]:
-        return self.settled.get((slot.session.key, str(slot.lead)), frozenset())
+        return self.settled.get((slot.session.appointment, str(slot.lead)), frozenset())
 
     def claims_for(self, slot: Slot) -> dict[str, datetime]:
-        return self.claims.get((slot.session.key, str(slot.lead)), {})
+        return self.claims.get((slot.session.appointment, str(slot.lead)), {})
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,7 @@ def due_deliveries(
                 sends.append(Delivery(latest, registrant, late=late))
                 if older_unsettled:
                     superseded += [
-                        (slot.key(who), slot.due_at)
+                        (slot.delivery_key(who), slot.due_at)
                         for slot, done in older_unsettled
                         if who not in done
                     ]

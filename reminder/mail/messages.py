@@ -107,7 +107,7 @@ class Composer:
     ) -> Composed:
         """The message; `recorded_id` is the Message-ID the ledger recorded at the claim,
         which a resend must carry whatever changed in the config since."""
-        key = key or slot.key(registrant.key)
+        key = key or slot.delivery_key(registrant.key)
         language = self.language_for(registrant)
         context = self.context(slot, registrant, now, language)
         return self._finish(

@@ -121,9 +121,9 @@ def reminders_owed(
     The ledger is read once, before the first chunk.
     """
     notices = notices or notice_plan(ledger, snapshot, now)
-    slots = [slot for slot in snapshot.slots if slot.session.key not in notices.held]
+    slots = [slot for slot in snapshot.slots if slot.session.appointment not in notices.held]
     active = {
-        slot.session.key
+        slot.session.appointment
         for slot in slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
@@ -137,7 +137,7 @@ def reminders_owed(
         ledger.suppressed_addresses(),
         chunk,
     )
-    updated = {(n.session.key, n.registrant.key) for n in notices.owed if n.kind == UPDATE}
+    updated = {(n.session.appointment, n.registrant.key) for n in notices.owed if n.kind == UPDATE}
     # Almost always every calendar SEQUENCE is 0, as a planned delivery carries it.
     sequences = any(notices.sequences.values())
     for batch in planned:
@@ -148,7 +148,7 @@ def reminders_owed(
         replaced: list[tuple[DeliveryKey, datetime]] = []
         for delivery in batch.sends:
             who = delivery.registrant.key
-            if updated and delivery.late and (delivery.slot.session.key, who) in updated:
+            if updated and delivery.late and (delivery.slot.session.appointment, who) in updated:
                 replaced.append((delivery.key, delivery.slot.due_at))
                 continue
             sequence = notices.sequence(delivery.slot.session, who)

@@ -75,13 +75,13 @@ def wakeup_instants(
     """
     # Only open claims matter here; reading every settled row of every future session
     # after each wake-up would cost seconds at 100,000 registrants.
-    active = {slot.session.key for slot in snapshot.slots if now < slot.session.start}
+    active = {slot.session.appointment for slot in snapshot.slots if now < slot.session.start}
     found = next_wakeups(
         now, snapshot.slots, ledger.view(active, claims_only=True), snapshot.cutoff
     )
     # Notice claims put back for a retry are read from the ledger; a cancelled session
     # has no reminder slots, so its key comes from the sessions.
-    told = {s.key for s in snapshot.sessions if now < s.start}
+    told = {s.appointment for s in snapshot.sessions if now < s.start}
     retries = {
         at
         for kind in NOTICE_KINDS

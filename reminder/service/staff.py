@@ -95,7 +95,7 @@ def status_page(
         attendees = [r for r in snapshot.roster.attending(session) if r.key not in stopped]
         lines = []
         for slot in by_session.get(session, []):
-            key = (session.key, REMINDER, str(slot.lead))
+            key = (session.appointment, REMINDER, str(slot.lead))
             found = counts.get(key, {})
             lines.append(
                 LeadLine(
