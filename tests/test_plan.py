@@ -105,7 +105,9 @@ def test_a_cutoff_stops_late_reminders_earlier() -> None:
 
 def test_an_unconfirmed_claim_is_retried_once_its_backoff_passed() -> None:
     march_1d = slot(MARCH, "1d")
-    view = LedgerView(claims={(MARCH.appointment, "1d"): {"anne@example.org": at(2023, 2, 28, 17, 5)}})
+    view = LedgerView(
+        claims={(MARCH.appointment, "1d"): {"anne@example.org": at(2023, 2, 28, 17, 5)}}
+    )
     assert not due_batch(at(2023, 2, 28, 17, 1), SLOTS, ROSTER, view)
     [retry] = due_batch(at(2023, 2, 28, 17, 6), SLOTS, ROSTER, view).sends
     assert retry.retry and retry.slot == march_1d
@@ -117,7 +119,9 @@ def test_a_cancelled_session_has_no_reminders() -> None:
 
 
 def test_next_wakeups_are_the_future_due_instants_and_retries() -> None:
-    view = LedgerView(claims={(MARCH.appointment, "1d"): {"anne@example.org": at(2023, 2, 28, 17, 5)}})
+    view = LedgerView(
+        claims={(MARCH.appointment, "1d"): {"anne@example.org": at(2023, 2, 28, 17, 5)}}
+    )
     upcoming = next_wakeups(at(2023, 2, 28, 17, 1), SLOTS, view)
     assert upcoming[:2] == [at(2023, 2, 28, 17, 5), at(2023, 3, 1, 16)]
     assert upcoming[-1] == at(2023, 4, 5, 16)
