@@ -94,18 +94,6 @@ class Tally:
         )
 
 
-def owed(
-    ledger: DeliveryLedger, snapshot: Snapshot, now: datetime, notices: NoticePlan | None = None
-) -> Batch:
-    """What the plan and the ledger say is owed at `now`, in one piece."""
-    sends: list[Delivery] = []
-    superseded: list[tuple[DeliveryKey, datetime]] = []
-    for chunk in reminders_owed(ledger, snapshot, now, notices):
-        sends += chunk.sends
-        superseded += chunk.superseded
-    return Batch(tuple(sends), tuple(superseded))
-
-
 def reminders_owed(
     ledger: DeliveryLedger,
     snapshot: Snapshot,
