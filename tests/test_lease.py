@@ -43,7 +43,7 @@ async def test_a_pass_stops_sending_when_the_lease_lapsed_and_was_renewed(
         snapshot = project.snapshot()
         connections = snapshot.config.smtp.connections
 
-        def term() -> int:
+        def term() -> int | None:
             # The lease lapses (and is renewed) once five messages have arrived.
             return int(len(handler.messages) >= 5)
 
@@ -51,7 +51,7 @@ async def test_a_pass_stops_sending_when_the_lease_lapsed_and_was_renewed(
             transport = SmtpTransport(snapshot.config.smtp)
             clock = Clock(snapshot.slots[0].due_at)
             try:
-                tally = await Dispatcher(ledger, transport, clock, lease_term=term).run(snapshot)
+                tally = await Dispatcher(ledger, transport, clock, lease=term).run(snapshot)
             finally:
                 await transport.close()
     # Only what was already in a transaction when the term changed went out.

@@ -173,16 +173,16 @@ class Dispatcher:
         clock: Clock,
         *,
         helpers: int = 0,
-        may_send: Callable[[], bool] = lambda: True,
-        lease_term: Callable[[], int] = lambda: 0,
+        lease: Callable[[], int | None] = lambda: 0,
         observer: Observer | None = None,
     ) -> None:
         self.ledger = ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
-        self.may_send = may_send  # False while this worker does not hold its lease
-        self.lease_term = lease_term  # changes when the lease lapsed and was renewed
+        # The lease's term while this worker holds it, None while it does not; the term
+        # changes when a lapsed lease is renewed (another worker may have adopted claims).
+        self.lease = lease
         self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
         self.observer = observer or NoObserver()
         self._notices: tuple[Snapshot, NoticePlan] | None = None
@@ -195,11 +195,11 @@ class Dispatcher:
     async def run(self, snapshot: Snapshot, stopping: asyncio.Event | None = None) -> Tally:
         """Send everything owed at the clock's now; return what happened."""
         now = self.clock()
-        term = self.lease_term()
+        term = self.lease()
 
         def may_send() -> bool:
             # After a lapse, another worker may have adopted (and sent) this pass's claims.
-            return self.may_send() and self.lease_term() == term
+            return term is not None and self.lease() == term
 
         tally = Tally(expired=self.ledger.expire(now))
         notices = notice_plan(self.ledger, snapshot, now, observe=True)

@@ -279,8 +279,7 @@ class Worker:
             self.transport,
             self.clock,
             helpers=helpers,
-            may_send=self.presence.held,
-            lease_term=lambda: self.presence.term,
+            lease=self.presence.current_term,
             observer=self.monitor,
         )
 

@@ -171,6 +171,10 @@ class Presence:
     def held(self) -> bool:
         return self.monotonic() < self.valid_until
 
+    def current_term(self) -> int | None:
+        """The term of the lease while it is held; None once it has lapsed."""
+        return self.term if self.held() else None
+
     def join(self) -> None:
         started = self.monotonic()
         self.membership.join(socket.gethostname(), os.getpid(), self.clock(), self.lease)
