@@ -32,12 +32,14 @@ from ..core.wording import (
 from ..inputs.config import Config
 from ..inputs.templating import Templates
 from .ics import calendar_method, session_calendar
+from .stencil import Parts, Stencils
 
 _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
 MAX_DISPLAY_NAME = 64
 LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
 _UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
 _SPACES = re.compile(r"[ \t\n\r\f\v\x1c-\x1f\x85\u1680\u2000-\u200a\u3000]+")
+_UNSUBSCRIBE = quote("Désinscription")  # the subject of the unsubscribe mailto
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
 
@@ -77,13 +79,35 @@ def display_name(text: str) -> str:
 class Composer:
     """Turns (slot, registrant) into a complete message, with the templates of one folder."""
 
-    def __init__(self, config: Config, sessions: Sequence[Session], templates: Templates) -> None:
+    def __init__(
+        self,
+        config: Config,
+        sessions: Sequence[Session],
+        templates: Templates,
+        *,
+        stencils: bool = True,
+    ) -> None:
+        """With `stencils` False, every mail is rendered in full (the tests compare)."""
         self.config = config
         self.sessions = [s for s in sessions if not s.cancelled]
         self.templates = templates
         self.language = config.cycle.language
         self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
+        self._stencils = Stencils() if stencils else None
+        smtp = config.smtp
+        self._fixed_headers = (  # From, Reply-To (or ""), List-Id: the same on every mail
+            _address(
+                display_name(smtp.sender_name or config.organizer.name), smtp.sender, len("From: ")
+            ),
+            smtp.reply_to
+            and _address(display_name(config.contact.name), smtp.reply_to, len("Reply-To: ")),
+            _address(
+                display_name(config.cycle.title),
+                f"{config.cycle.id}.{smtp.sender_domain}",
+                len("List-Id: "),
+            ),
+        )
         # The same for every message; the immutable sandbox keeps templates from changing it.
         self._fixed = {
             name: getattr(config, name).model_dump(mode="json")
@@ -109,10 +133,38 @@ class Composer:
         which a resend must carry whatever changed in the config since."""
         key = key or slot.delivery_key(registrant.key)
         language = self.language_for(registrant)
+        lead = str(slot.lead)
+        if self._stencils is not None and registrant.join_url is None:
+            # Everybody's mail but for a few words: filled from the stencil of its shape.
+            unsubscribe = self._unsubscribe(registrant)
+            when = relative_day(now, slot.session.start, language)
+            late = now > slot.due_at and lead != "0s"
+            parts = self._stencils.parts(
+                (slot, language, when, late),
+                registrant,
+                unsubscribe["url"],
+                lambda someone: self.context(slot, someone, now, language),
+                lambda context: self._rendered(REMINDER, lead, context),
+                french if language == "fr" else _as_is,
+            )
+            if parts is not None:
+                join_url = self._session_context(slot.session, language)["join_url"]
+                return self._packed(
+                    parts,
+                    slot.session,
+                    registrant,
+                    key,
+                    now,
+                    sequence,
+                    language,
+                    join_url,
+                    unsubscribe,
+                    recorded_id=recorded_id,
+                )
         context = self.context(slot, registrant, now, language)
         return self._finish(
             REMINDER,
-            str(slot.lead),
+            lead,
             context,
             slot.session,
             registrant,
@@ -183,13 +235,49 @@ class Composer:
         *,
         recorded_id: str | None = None,
     ) -> Composed:
+        return self._packed(
+            self._rendered(kind, lead, context),
+            session,
+            registrant,
+            key,
+            now,
+            sequence,
+            context["language"],
+            context["session"]["join_url"],
+            context["unsubscribe"],
+            facts,
+            when,
+            recorded_id=recorded_id,
+        )
+
+    def _rendered(self, kind: str, lead: str, context: dict[str, Any]) -> Parts:
+        """Subject, text and HTML: rendered, typography set, CSS inlined."""
         language = context["language"]
         typeset = french if language == "fr" else _as_is
         render = self.templates.render
         subject = typeset(one_line(render("subject", lead, language, context, kind)))
         text = typeset(render("text", lead, language, context, kind))
         html = _INLINER.inline(typeset(render("html", lead, language, context, kind), html=True))
-        join_url = context["session"]["join_url"]
+        return subject, text, html
+
+    def _packed(
+        self,
+        parts: Parts,
+        session: Session,
+        registrant: Registrant,
+        key: DeliveryKey,
+        now: datetime,
+        sequence: int,
+        language: str,
+        join_url: str,
+        unsubscribe: dict[str, str],
+        facts: Facts | None = None,
+        when: Facts | None = None,
+        *,
+        recorded_id: str | None = None,
+    ) -> Composed:
+        """The parts with their calendar entry and headers, as bytes for the transport."""
+        subject, text, html = parts
         ics = self._calendar(session, join_url, language, now, sequence, when)
         mid = recorded_id or message_id(key, self.config.cycle.id, self.config.smtp.sender_domain)
         data = self._assemble(
@@ -202,7 +290,7 @@ class Composer:
             now,
             session,
             language,
-            context["unsubscribe"],
+            unsubscribe,
             calendar_method(facts),
         )
         return Composed(
@@ -282,8 +370,9 @@ class Composer:
             or self.config.smtp.reply_to
             or (self.config.contact.email or self.config.smtp.sender)
         )
-        subject = quote("Désinscription")
-        url = (reminders.unsubscribe_url or "").replace("{email}", quote(registrant.email))
+        url = reminders.unsubscribe_url or ""
+        if "{email}" in url:
+            url = url.replace("{email}", quote(registrant.email))
         http = self.config.http
         if http.unsubscribe_base and http.secret:
             # Our own one-click endpoint (RFC 8058): a signed token, never the address.
@@ -293,7 +382,7 @@ class Composer:
                 self.config.cycle.id,
                 registrant.key,
             )
-        return {"mailto": f"mailto:{mailto}?subject={subject}", "address": mailto, "url": url}
+        return {"mailto": f"mailto:{mailto}?subject={_UNSUBSCRIBE}", "address": mailto, "url": url}
 
     def _calendar(
         self,
@@ -342,42 +431,21 @@ class Composer:
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
         package spends milliseconds re-folding headers that are already encoded here."""
-        config = self.config
+        sender, reply_to, list_id = self._fixed_headers
         headers = [
             ("Subject", _encoded(one_line(subject), len("Subject: "))),
-            (
-                "From",
-                _address(
-                    display_name(config.smtp.sender_name or config.organizer.name),
-                    config.smtp.sender,
-                    len("From: "),
-                ),
-            ),
+            ("From", sender),
             ("To", _address(display_name(registrant.name), registrant.email, len("To: "))),
         ]
-        if config.smtp.reply_to:
-            headers.append(
-                (
-                    "Reply-To",
-                    _address(
-                        display_name(config.contact.name), config.smtp.reply_to, len("Reply-To: ")
-                    ),
-                )
-            )
+        if reply_to:
+            headers.append(("Reply-To", reply_to))
         headers += [
             ("Date", format_datetime(now)),
             ("Message-ID", mid),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
             ("Auto-Submitted", "auto-generated"),
             ("X-Auto-Response-Suppress", "All"),
-            (
-                "List-Id",
-                _address(
-                    display_name(config.cycle.title),
-                    f"{config.cycle.id}.{config.smtp.sender_domain}",
-                    len("List-Id: "),
-                ),
-            ),
+            ("List-Id", list_id),
         ]
         if unsubscribe["url"]:
             # RFC 8058 one-click: the https link, with the mailto as fallback.
