@@ -217,15 +217,22 @@ class Dispatcher:
         cutoff = snapshot.cutoff
         sender_domain, cycle = config.smtp.sender_domain, config.cycle.id
 
+        told: dict[tuple[int, str | None, int], tuple[Told, datetime]] = {}  # by session
+
         def claim_of(d: Delivery) -> Claim:
             session = d.slot.session
+            shared = (id(session), d.registrant.join_url, d.sequence)
+            if shared not in told:  # what most of a batch is told, and its deadline: once
+                facts = composer.facts(session, d.registrant)
+                told[shared] = Told(facts, d.sequence, now), deadline(session, cutoff)
+            what, not_after = told[shared]
             return Claim(
                 d.key,
                 message_id(d.key, cycle, sender_domain),
                 d.slot.due_at,
-                deadline(session, cutoff),
+                not_after,
                 session.id,
-                Told(composer.facts(session, d.registrant), d.sequence, now),
+                what,
             )
 
         notice_claims = [

@@ -7,12 +7,16 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from ..core.model import REMINDER, DeliveryKey
 from ..storage.ledger import Ledger
 from .metrics import Metrics
 from .sdnotify import Notifier
 from .snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client import Counter
 
 DEFAULT_SWEEP = timedelta(minutes=5)  # readiness' grace when the sweep is switched off
 STARTING_PING = 10.0  # seconds between start-timeout extensions when there is no watchdog
@@ -51,6 +55,7 @@ class Monitor:
         self.wakeups: tuple[datetime, ...] = ()
         self._probe: tuple[float, str | None] = (-PROBE_EVERY, None)
         self._announced = False  # READY=1 sent
+        self._counters: dict[tuple[str, str, str], Counter] = {}  # deliveries, by labels
 
     # -- hooks the worker calls -----------------------------------------------------------
 
@@ -128,7 +133,12 @@ class Monitor:
         # A notice's "lead" is its version (v1, v2, …): as a label it would grow without
         # bound, so notices are told apart by their kind alone.
         lead = key.lead if key.kind == REMINDER else ""
-        self.metrics.deliveries.labels(key.kind, lead, outcome).inc()
+        counter = self._counters.get((key.kind, lead, outcome))
+        if counter is None:  # labels() costs more than the increment: once per kind of outcome
+            counter = self._counters[key.kind, lead, outcome] = self.metrics.deliveries.labels(
+                key.kind, lead, outcome
+            )
+        counter.inc()
         if outcome in ("sent", "late"):
             self.metrics.last_delivery.set(now.timestamp())
             if due_at is not None:

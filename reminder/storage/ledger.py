@@ -181,7 +181,9 @@ def canonical(address: str) -> str:
 
 
 def stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, to the microsecond, always the same width: text order is time order."""
+    # isoformat is several times faster than strftime, and this runs twice a delivery.
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def unstamp(text: str | None) -> datetime | None:
@@ -401,6 +403,16 @@ class Ledger:
         # One order for every worker: two batches that overlap take their rows' locks in
         # the same order, so PostgreSQL never has to break a deadlock between them.
         claims = sorted(claims, key=lambda c: c.key)
+        # A chunk's claims share a few instants and facts: each is written out once.
+        stamps: dict[datetime, str] = {}
+        facts: dict[tuple[str, int], tuple[object, ...]] = {}  # by the Told object itself
+        for c in claims:
+            if c.due_at not in stamps:
+                stamps[c.due_at] = stamp(c.due_at)
+            if c.not_after not in stamps:
+                stamps[c.not_after] = stamp(c.not_after)
+            if (c.session_id, id(c.told)) not in facts:
+                facts[c.session_id, id(c.told)] = c.fact_values()
         statements = [
             (
                 "INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, "
@@ -411,12 +423,12 @@ class Ledger:
                 (
                     *c.key,
                     c.message_id,
-                    stamp(c.due_at),
-                    stamp(c.not_after),
+                    stamps[c.due_at],
+                    stamps[c.not_after],
                     self.worker,
                     lease_end,
                     at,
-                    *c.fact_values(),
+                    *facts[c.session_id, id(c.told)],
                 ),
             )
             for c in claims
