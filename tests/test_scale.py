@@ -6,6 +6,8 @@ import json
 import sqlite3
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,6 +95,59 @@ async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project:
     # ...and everyone still got exactly one.
     assert tally.sent == people
     assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
+
+
+@dataclass
+class Settled(FaultyRecorder):
+    """Records, as each message arrives, how many the ledger already holds as sent."""
+
+    ledger_file: Path = Path()
+    sent_before: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with sqlite3.connect(self.ledger_file) as db:
+            sent = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+        with self.lock:
+            self.sent_before.append(sent[0])
+            first = len(self.sent_before) == 1
+        if first:
+            # A ledger slow to commit: the first outcome waits 0.3 s for the write lock,
+            # time enough for a connection that did not wait to send several more.
+            held = threading.Event()
+            threading.Thread(target=self._hold_the_write_lock, args=(held,)).start()
+            held.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+    def _hold_the_write_lock(self, held: threading.Event) -> None:
+        db = sqlite3.connect(self.ledger_file, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(0.3)
+        db.execute("ROLLBACK")
+        db.close()
+
+
+async def test_each_outcome_is_committed_before_its_connection_sends_again(
+    project: Project,
+) -> None:
+    """Outcomes are committed off the event loop; a connection still waits for its own."""
+    people = 40
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Settled(ledger_file=ledger_file)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler), connections=1)
+        snapshot = project.snapshot()
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                clock = Clock(snapshot.slots[0].due_at)
+                tally = await Dispatcher(ledger, transport, clock).run(snapshot)
+            finally:
+                await transport.close()
+    assert tally.sent == people
+    # One connection: when message n arrives, the n before it are recorded as sent.
+    assert handler.sent_before == list(range(people))
 
 
 class Counted(tuple[Any, ...]):

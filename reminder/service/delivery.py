@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -23,6 +23,7 @@ from ..storage.store import DeliveryLedger
 from .composing import NotComposed, compose_all
 from .logs import log_time
 from .pending import notice_plan, wakeup_instants
+from .recording import Recording
 from .snapshot import Snapshot
 
 log = logging.getLogger("reminder")
@@ -36,6 +37,9 @@ SHARED_CLAIM_STEP = 32
 # soon as that of a batch of 300.
 CLAIM_CHUNK = 256
 Clock = Callable[[], datetime]
+
+
+Record = Callable[[Outcome], Awaitable[None] | None]  # makes one outcome durable
 
 
 class Observer(Protocol):
@@ -310,13 +314,18 @@ class Dispatcher:
                     continue
                 yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
-        def report(result: Result) -> None:
+        recording = Recording(self.ledger)
+
+        def report(result: Result) -> Awaitable[None] | None:
             sent, claim = result.envelope.token
             self.observer.in_flight(-1)
-            self._settle(unsettled, tally, sent, claim, result)
+            return self._settle(unsettled, tally, sent, claim, result, recording.record)
 
         try:
-            await self.transport.deliver(envelopes(), report, stopping)
+            try:
+                await self.transport.deliver(envelopes(), report, stopping)
+            finally:
+                recording.close()
         except TransportConfigError as exc:
             # Nothing is stranded: what the fault stopped waits on it, visibly, and is
             # due again as soon as a fixed configuration is loaded.
@@ -347,15 +356,17 @@ class Dispatcher:
         sent: _Sent,
         claim: Claim,
         result: Result,
-    ) -> None:
+        record: Record,
+    ) -> Awaitable[None] | None:
         """The one place an attempt's outcome is decided and made durable.
 
-        It is written before the transport starts its connection's next transaction
-        (report() is called in between), so a crash resends at most what was in flight.
+        `record` writes it; the transport waits for what it returns before starting
+        that connection's next transaction, so a crash resends at most what was in
+        flight.
         """
         now = self.clock()
         if result.verdict is Verdict.SENT:
-            self.ledger.record([Outcome(sent.key, Status.SENT, result.reply, now)], now)
+            durable = record(Outcome(sent.key, Status.SENT, result.reply, now))
             unsettled.discard(sent.key)
             tally.sent += 1
             tally.late += sent.late
@@ -363,7 +374,7 @@ class Dispatcher:
             line = (sent.session, sent.lead, sent.late)
             tally.lines[line] = tally.lines.get(line, 0) + 1
             self.observer.settled(sent.key, "late" if sent.late else "sent", claim.due_at)
-            return
+            return durable
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
             if retry_at < claim.not_after:
@@ -376,14 +387,14 @@ class Dispatcher:
                     redacted(result.reply),
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
-                self.ledger.record([outcome], now)
+                durable = record(outcome)
                 unsettled.discard(sent.key)
-                return
+                return durable
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
             self._refused(sent, reply, now)
-        self._report_failure(unsettled, tally, sent, reply)
+        return self._report_failure(unsettled, tally, sent, reply, record)
 
     def _refused(self, sent: _Sent, reply: str, now: datetime) -> None:
         """A mailbox that does not exist is never mailed again in the cycle; a policy
@@ -411,10 +422,20 @@ class Dispatcher:
             )
 
     def _report_failure(
-        self, unsettled: set[DeliveryKey], tally: Tally, sent: _Sent, reply: str
-    ) -> None:
+        self,
+        unsettled: set[DeliveryKey],
+        tally: Tally,
+        sent: _Sent,
+        reply: str,
+        record: Record | None = None,
+    ) -> Awaitable[None] | None:
         now = self.clock()
-        self.ledger.record([Outcome(sent.key, Status.FAILED, reply, now)], now)
+        outcome = Outcome(sent.key, Status.FAILED, reply, now)
+        if record is None:
+            self.ledger.record([outcome], now)
+            durable = None
+        else:
+            durable = record(outcome)
         unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
@@ -425,6 +446,7 @@ class Dispatcher:
             redacted(reply),
         )
         self.observer.settled(sent.key, "failed")
+        return durable
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -87,23 +88,35 @@ def redacted(url: str) -> str:
 
 
 class SqliteDatabase:
-    """A SQLite file in WAL mode: one machine, one worker."""
+    """A SQLite file in WAL mode: one machine, one worker.
+
+    The worker's event loop and its recording thread share the connection: a lock keeps
+    each statement and each transaction whole (a statement of one thread must never run
+    inside the other's transaction).
+    """
 
     shared = False
     clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.where = str(path)
+        self.lock = threading.RLock()
         if readonly and not path.exists():
             raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
             if readonly:
                 self.db = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
+                    f"{path.resolve().as_uri()}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    timeout=30,
+                    check_same_thread=False,
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+                self.db = sqlite3.connect(
+                    path, isolation_level=None, timeout=30, check_same_thread=False
+                )
                 # WAL survives a process crash at every commit; NORMAL skips the per-commit
                 # fsync, so only a power cut could lose the last moments (and then a resend
                 # carries the same Message-ID).
@@ -114,7 +127,8 @@ class SqliteDatabase:
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
         try:
-            return self.db.execute(sql, parameters)
+            with self.lock:
+                return self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.where} cannot be read: {exc}") from None
 
@@ -125,7 +139,8 @@ class SqliteDatabase:
             # One statement is its own transaction: the settle after each SMTP
             # transaction skips the BEGIN and COMMIT round trips.
             try:
-                return [self.db.execute(*statements[0]).rowcount]
+                with self.lock:
+                    return [self.db.execute(*statements[0]).rowcount]
             except sqlite3.Error as exc:
                 raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
         return self.transaction(
@@ -133,6 +148,10 @@ class SqliteDatabase:
         )
 
     def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
+        with self.lock:
+            return self._transaction(work)
+
+    def _transaction(self, work: Callable[[Execute], T]) -> T:
         # BEGIN IMMEDIATE takes SQLite's one write lock: `lock` is implied.
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -150,12 +169,17 @@ class SqliteDatabase:
         return result
 
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        with self.lock:
+            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def seconds_between(self, start: str, end: str) -> str:
         return f"(julianday({end}) - julianday({start})) * 86400"
 
     def write_problem(self) -> str | None:
+        with self.lock:
+            return self._write_problem()
+
+    def _write_problem(self) -> str | None:
         try:
             self.db.execute("PRAGMA busy_timeout = 200")
             try:
@@ -169,6 +193,10 @@ class SqliteDatabase:
 
     def migrate(self, migrations: Sequence[str]) -> int:
         """Apply the migrations this file lacks, in one transaction; return how many."""
+        with self.lock:
+            return self._migrate(migrations)
+
+    def _migrate(self, migrations: Sequence[str]) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             start = self.version()
@@ -185,7 +213,8 @@ class SqliteDatabase:
         return max(0, len(migrations) - start)
 
     def close(self) -> None:
-        self.db.close()
+        with self.lock:
+            self.db.close()
 
 
 _PLACEHOLDER = re.compile(r"'[^']*'|\?")
