@@ -8,7 +8,7 @@ import random
 import re
 import ssl
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -50,9 +50,7 @@ class Result:
     reply: str
 
 
-# Told each result; what it returns, when not None, is awaited before that connection's
-# next transaction (the result made durable).
-Report = Callable[[Result], Awaitable[None] | None]
+Report = Callable[[Result], None]
 
 
 async def each(envelopes: Iterable[Envelope]) -> AsyncIterator[Envelope]:
@@ -180,9 +178,7 @@ class SmtpTransport:
             try:
                 # The caller makes the outcome durable here, before this connection
                 # starts its next transaction.
-                durable = report(Result(envelope, verdict, reply))
-                if durable is not None:
-                    await durable
+                report(Result(envelope, verdict, reply))
             except BaseException:
                 pending.halt()  # an outcome that cannot be recorded stops every connection
                 raise

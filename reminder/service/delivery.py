@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -23,7 +23,6 @@ from ..storage.store import DeliveryLedger
 from .composing import NotComposed, compose_all
 from .logs import log_time
 from .pending import notice_plan, wakeup_instants
-from .recording import Recording
 from .snapshot import Snapshot
 
 log = logging.getLogger("reminder")
@@ -37,9 +36,6 @@ SHARED_CLAIM_STEP = 32
 # soon as that of a batch of 300.
 CLAIM_CHUNK = 256
 Clock = Callable[[], datetime]
-
-
-Record = Callable[[Outcome], Awaitable[None] | None]  # makes one outcome durable
 
 
 class Observer(Protocol):
@@ -314,18 +310,13 @@ class Dispatcher:
                     continue
                 yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
 
-        recording = Recording(self.ledger)
-
-        def report(result: Result) -> Awaitable[None] | None:
+        def report(result: Result) -> None:
             sent, claim = result.envelope.token
             self.observer.in_flight(-1)
-            return self._settle(unsettled, tally, sent, claim, result, recording.record)
+            self._settle(unsettled, tally, sent, claim, result)
 
         try:
-            try:
-                await self.transport.deliver(envelopes(), report, stopping)
-            finally:
-                recording.close()
+            await self.transport.deliver(envelopes(), report, stopping)
         except TransportConfigError as exc:
             # Nothing is stranded: what the fault stopped waits on it, visibly, and is
             # due again as soon as a fixed configuration is loaded.
@@ -356,17 +347,15 @@ class Dispatcher:
         sent: _Sent,
         claim: Claim,
         result: Result,
-        record: Record,
-    ) -> Awaitable[None] | None:
+    ) -> None:
         """The one place an attempt's outcome is decided and made durable.
 
-        `record` writes it; the transport waits for what it returns before starting
-        that connection's next transaction, so a crash resends at most what was in
-        flight.
+        It is written before the transport starts its connection's next transaction
+        (report() is called in between), so a crash resends at most what was in flight.
         """
         now = self.clock()
         if result.verdict is Verdict.SENT:
-            durable = record(Outcome(sent.key, Status.SENT, result.reply, now))
+            self.ledger.record([Outcome(sent.key, Status.SENT, result.reply, now)], now)
             unsettled.discard(sent.key)
             tally.sent += 1
             tally.late += sent.late
@@ -374,7 +363,7 @@ class Dispatcher:
             line = (sent.session, sent.lead, sent.late)
             tally.lines[line] = tally.lines.get(line, 0) + 1
             self.observer.settled(sent.key, "late" if sent.late else "sent", claim.due_at)
-            return durable
+            return
         if result.verdict is Verdict.RETRY:
             retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
             if retry_at < claim.not_after:
@@ -387,14 +376,14 @@ class Dispatcher:
                     redacted(result.reply),
                 )
                 outcome = Outcome(sent.key, Status.CLAIMED, result.reply, now, retry_at)
-                durable = record(outcome)
+                self.ledger.record([outcome], now)
                 unsettled.discard(sent.key)
-                return durable
+                return
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
             self._refused(sent, reply, now)
-        return self._report_failure(unsettled, tally, sent, reply, record)
+        self._report_failure(unsettled, tally, sent, reply)
 
     def _refused(self, sent: _Sent, reply: str, now: datetime) -> None:
         """A mailbox that does not exist is never mailed again in the cycle; a policy
@@ -422,20 +411,10 @@ class Dispatcher:
             )
 
     def _report_failure(
-        self,
-        unsettled: set[DeliveryKey],
-        tally: Tally,
-        sent: _Sent,
-        reply: str,
-        record: Record | None = None,
-    ) -> Awaitable[None] | None:
+        self, unsettled: set[DeliveryKey], tally: Tally, sent: _Sent, reply: str
+    ) -> None:
         now = self.clock()
-        outcome = Outcome(sent.key, Status.FAILED, reply, now)
-        if record is None:
-            self.ledger.record([outcome], now)
-            durable = None
-        else:
-            durable = record(outcome)
+        self.ledger.record([Outcome(sent.key, Status.FAILED, reply, now)], now)
         unsettled.discard(sent.key)
         tally.failed += 1
         log.warning(
@@ -446,7 +425,6 @@ class Dispatcher:
             redacted(reply),
         )
         self.observer.settled(sent.key, "failed")
-        return durable
 
 
 @dataclass(frozen=True)

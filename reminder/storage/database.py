@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import re
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -88,35 +87,23 @@ def redacted(url: str) -> str:
 
 
 class SqliteDatabase:
-    """A SQLite file in WAL mode: one machine, one worker.
-
-    The worker's event loop and its recording thread share the connection: a lock keeps
-    each statement and each transaction whole (a statement of one thread must never run
-    inside the other's transaction).
-    """
+    """A SQLite file in WAL mode: one machine, one worker."""
 
     shared = False
     clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.where = str(path)
-        self.lock = threading.RLock()
         if readonly and not path.exists():
             raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
             if readonly:
                 self.db = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro",
-                    uri=True,
-                    isolation_level=None,
-                    timeout=30,
-                    check_same_thread=False,
+                    f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None, timeout=30
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                self.db = sqlite3.connect(
-                    path, isolation_level=None, timeout=30, check_same_thread=False
-                )
+                self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
                 # WAL survives a process crash at every commit; NORMAL skips the per-commit
                 # fsync, so only a power cut could lose the last moments (and then a resend
                 # carries the same Message-ID).
@@ -127,8 +114,7 @@ class SqliteDatabase:
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
         try:
-            with self.lock:
-                return self.db.execute(sql, parameters)
+            return self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.where} cannot be read: {exc}") from None
 
@@ -139,8 +125,7 @@ class SqliteDatabase:
             # One statement is its own transaction: the settle after each SMTP
             # transaction skips the BEGIN and COMMIT round trips.
             try:
-                with self.lock:
-                    return [self.db.execute(*statements[0]).rowcount]
+                return [self.db.execute(*statements[0]).rowcount]
             except sqlite3.Error as exc:
                 raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
         return self.transaction(
@@ -148,10 +133,6 @@ class SqliteDatabase:
         )
 
     def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
-        with self.lock:
-            return self._transaction(work)
-
-    def _transaction(self, work: Callable[[Execute], T]) -> T:
         # BEGIN IMMEDIATE takes SQLite's one write lock: `lock` is implied.
         try:
             self.db.execute("BEGIN IMMEDIATE")
@@ -169,17 +150,12 @@ class SqliteDatabase:
         return result
 
     def version(self) -> int:
-        with self.lock:
-            return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
 
     def seconds_between(self, start: str, end: str) -> str:
         return f"(julianday({end}) - julianday({start})) * 86400"
 
     def write_problem(self) -> str | None:
-        with self.lock:
-            return self._write_problem()
-
-    def _write_problem(self) -> str | None:
         try:
             self.db.execute("PRAGMA busy_timeout = 200")
             try:
@@ -193,10 +169,6 @@ class SqliteDatabase:
 
     def migrate(self, migrations: Sequence[str]) -> int:
         """Apply the migrations this file lacks, in one transaction; return how many."""
-        with self.lock:
-            return self._migrate(migrations)
-
-    def _migrate(self, migrations: Sequence[str]) -> int:
         self.db.execute("BEGIN IMMEDIATE")
         try:
             start = self.version()
@@ -213,8 +185,7 @@ class SqliteDatabase:
         return max(0, len(migrations) - start)
 
     def close(self) -> None:
-        with self.lock:
-            self.db.close()
+        self.db.close()
 
 
 _PLACEHOLDER = re.compile(r"'[^']*'|\?")
