@@ -132,6 +132,21 @@ def test_templates_that_use_values_otherwise_give_the_same_mails(
     assert_same_mails(project.snapshot(), ONE_SHAPE + PEOPLE)
 
 
+def test_a_template_that_fails_only_on_the_markers_still_renders(project: Project) -> None:
+    """A template that fails for nine-letter first names, as long as the marker."""
+    path = project.root / "templates" / "reminder.txt"
+    text = path.read_text(encoding="utf-8")
+    path.write_text(
+        text.replace(
+            "Bonjour{{",
+            "{% if registrant.first_name|length == 9 %}{{ cycle.no_such_key }}{% endif %}Bonjour{{",
+        ),
+        encoding="utf-8",
+    )
+    short = [Registrant("anne@example.org", "Anne", "Martin"), Registrant("z@example.org", "Zoé")]
+    assert_same_mails(project.snapshot(), short)
+
+
 def test_most_mails_of_a_batch_come_from_a_stencil(project: Project) -> None:
     """What makes it fast: one full rendering per shape, not one per registrant."""
     snapshot = project.snapshot()

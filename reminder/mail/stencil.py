@@ -208,20 +208,25 @@ def _made(
     typeset: Callable[..., str],
 ) -> Stencil | None:
     _Hole.touched = False
-    parts = render(_marked(context(registrant), present))
-    if _Hole.touched:  # a template did more with a value than print it
-        _Hole.touched = False
-        return None
     try:
+        parts = render(_marked(context(registrant), present))
+        if _Hole.touched:  # a template did more with a value than print it
+            return None
         stencil = Stencil(*(_pieces(part, html=index == 2) for index, part in enumerate(parts)))
-    except _UnfitError:
+    except Exception:  # a template that fails on markers (or on a probe): render in full
         return None
+    finally:
+        _Hole.touched = False
     # The proof: the first registrant and the probes, filled, as rendered in full.
     for probe in (registrant, *_probes(registrant)):
         values = _values(probe, url)
         if not all(plain(f, v) for f, v in zip(FIELDS, values, strict=True) if v):
             continue
-        if stencil.fill(values, typeset) != render(context(probe)):
+        try:
+            rendered = render(context(probe))
+        except Exception:
+            return None
+        if stencil.fill(values, typeset) != rendered:
             return None
     return stencil
 
