@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from typing import Any
@@ -32,6 +31,7 @@ from ..core.wording import (
 from ..inputs.config import Config
 from ..inputs.templating import Templates
 from .ics import calendar_method, session_calendar
+from .quoted import quoted
 from .stencil import Parts, Stencils
 
 _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
@@ -139,7 +139,7 @@ class Composer:
             unsubscribe = self._unsubscribe(registrant)
             when = relative_day(now, slot.session.start, language)
             late = now > slot.due_at and lead != "0s"
-            parts = self._stencils.parts(
+            filled = self._stencils.parts(
                 (slot, language, when, late),
                 registrant,
                 unsubscribe["url"],
@@ -147,10 +147,10 @@ class Composer:
                 lambda context: self._rendered(REMINDER, lead, context),
                 french if language == "fr" else _as_is,
             )
-            if parts is not None:
+            if filled is not None:
                 join_url = self._session_context(slot.session, language)["join_url"]
                 return self._packed(
-                    parts,
+                    filled.parts,
                     slot.session,
                     registrant,
                     key,
@@ -160,6 +160,7 @@ class Composer:
                     join_url,
                     unsubscribe,
                     recorded_id=recorded_id,
+                    bodies=(filled.text, filled.html),
                 )
         context = self.context(slot, registrant, now, language)
         return self._finish(
@@ -275,8 +276,10 @@ class Composer:
         when: Facts | None = None,
         *,
         recorded_id: str | None = None,
+        bodies: tuple[str, str] | None = None,
     ) -> Composed:
-        """The parts with their calendar entry and headers, as bytes for the transport."""
+        """The parts with their calendar entry and headers, as bytes for the transport;
+        `bodies` are the text and HTML already in quoted-printable, from a stencil."""
         subject, text, html = parts
         ics = self._calendar(session, join_url, language, now, sequence, when)
         mid = recorded_id or message_id(key, self.config.cycle.id, self.config.smtp.sender_domain)
@@ -292,6 +295,7 @@ class Composer:
             language,
             unsubscribe,
             calendar_method(facts),
+            bodies or (quoted(text), quoted(html)),
         )
         return Composed(
             mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
@@ -427,20 +431,21 @@ class Composer:
         session: Session,
         language: str,
         unsubscribe: dict[str, str],
-        method: str = "PUBLISH",
+        method: str,
+        bodies: tuple[str, str],
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
         package spends milliseconds re-folding headers that are already encoded here."""
         sender, reply_to, list_id = self._fixed_headers
         headers = [
-            ("Subject", _encoded(one_line(subject), len("Subject: "))),
+            ("Subject", _subject(subject)),
             ("From", sender),
             ("To", _address(display_name(registrant.name), registrant.email, len("To: "))),
         ]
         if reply_to:
             headers.append(("Reply-To", reply_to))
         headers += [
-            ("Date", format_datetime(now)),
+            ("Date", _date(now)),
             ("Message-ID", mid),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
             ("Auto-Submitted", "auto-generated"),
@@ -471,9 +476,9 @@ class Composer:
             f'Content-Type: multipart/alternative; boundary="{alternative}"',
             "",
             f"--{alternative}",
-            _part('text/plain; charset="utf-8"', text.encode(), quoted=True),
+            _part('text/plain; charset="utf-8"', bodies[0], "quoted-printable"),
             f"--{alternative}",
-            _part('text/html; charset="utf-8"', html.encode()),
+            _part('text/html; charset="utf-8"', bodies[1], "quoted-printable"),
             f"--{alternative}",
             # The part's method= must match the calendar's METHOD.
             _calendar_part(calendar, ics),
@@ -481,7 +486,7 @@ class Composer:
             f"--{mixed}",
             # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
             _calendar_part(
-                f'{calendar}; name="{filename}"',
+                f'{calendar};\r\n name="{filename}"',
                 ics,
                 disposition=f'attachment; filename="{filename}"',
             ),
@@ -491,30 +496,44 @@ class Composer:
         return "\r\n".join(lines).encode("ascii")
 
 
+@lru_cache(maxsize=256)
+def _subject(subject: str) -> str:
+    """The Subject header's value: a batch's mails share a few subjects."""
+    return _encoded(one_line(subject), len("Subject: "))
+
+
+def _date(now: datetime) -> str:
+    """The Date header's value, to the second: formatted once for a second's mails."""
+    # The offset in the key: instants that are equal in other zones are written apart.
+    return _date_of(now.replace(microsecond=0), now.utcoffset())
+
+
+@lru_cache(maxsize=16)
+def _date_of(now: datetime, offset: timedelta | None) -> str:
+    return format_datetime(now)
+
+
 def _as_is(text: str, *, html: bool = False) -> str:
     return text
 
 
-def _part(content_type: str, body: bytes, *, quoted: bool = False, disposition: str = "") -> str:
-    head = [f"Content-Type: {content_type}"]
+def _part(content_type: str, body: str, encoding: str, disposition: str = "") -> str:
+    """A MIME part of a `body` already encoded by `encoding`, its lines joined by CRLF."""
     if disposition:
-        head.append(f"Content-Disposition: {disposition}")
-    if quoted:
-        head.append("Content-Transfer-Encoding: quoted-printable")
-        encoded = binascii.b2a_qp(body.replace(b"\r\n", b"\n"), istext=True).decode("ascii")
-    else:
-        head.append("Content-Transfer-Encoding: base64")
-        # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
-        whole = base64.b64encode(body).decode("ascii")
-        lines = [whole[at : at + 76] for at in range(0, len(whole), 76)] or [""]
-        return "\r\n".join([*head, "", *lines])
-    return "\r\n".join([*head, "", *encoded.rstrip("\n").split("\n")])
+        return (
+            f"Content-Type: {content_type}\r\nContent-Disposition: {disposition}\r\n"
+            f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}"
+        )
+    return f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}"
 
 
 @lru_cache(maxsize=512)
 def _calendar_part(content_type: str, ics: bytes, disposition: str = "") -> str:
     """Every attendee of a session gets the same calendar bytes: encode them once."""
-    return _part(content_type, ics, disposition=disposition)
+    # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
+    whole = base64.b64encode(ics).decode("ascii")
+    lines = "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
+    return _part(content_type, lines, "base64", disposition)
 
 
 def one_line(text: str) -> str:

@@ -6,9 +6,11 @@ templates, setting French typography and inlining the CSS for each of them is mo
 the cost of a message. A stencil does that work once, with a marker in place of each of
 those values, and then fills the holes of each registrant's copy.
 
-A copy filled from a stencil must be, byte for byte, the mail the templates would have
-rendered. That holds when the templates only print the values, and the values are
-plain words; a stencil is used only then:
+A copy filled from a stencil must read, character for character, as the mail the
+templates would have rendered (its quoted-printable bodies are encoded in pieces, the
+fixed ones once: only where their lines are cut differs). That holds when the
+templates only print the values, and the values are plain words; a stencil is used
+only then:
 
 - while the stencil is rendered, each value is a `_Hole`, which notes anything a
   template does with it other than printing it or testing that it is not empty
@@ -28,6 +30,7 @@ not plain) is rendered in full, as before.
 
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, replace
@@ -36,6 +39,7 @@ from typing import Any, NoReturn
 from markupsafe import escape
 
 from ..core.model import Registrant
+from . import quoted
 
 # What the templates may print of a registrant, and the unsubscribe link made from it.
 FIELDS = ("first_name", "last_name", "name", "role", "organisation", "email", "url")
@@ -113,14 +117,30 @@ _Hole.touched = False
 
 
 @dataclass(frozen=True, slots=True)
+class Filled:
+    """A registrant's parts, and their text and HTML bodies in quoted-printable."""
+
+    parts: Parts
+    text: str
+    html: str
+
+
+@dataclass(frozen=True, slots=True)
 class Stencil:
-    """The three rendered parts, cut at their holes."""
+    """The three rendered parts, cut at their holes; the two bodies, encoded but there."""
 
     subject: tuple[Piece, ...]
     text: tuple[Piece, ...]
     html: tuple[Piece, ...]
+    text_quoted: tuple[Piece, ...] = ()
+    html_quoted: tuple[Piece, ...] = ()
 
-    def fill(self, values: tuple[str, ...], typeset: Callable[..., str]) -> Parts:
+    @classmethod
+    def of(cls, parts: Parts) -> Stencil:
+        subject, text, html = (_pieces(part, html=n == 2) for n, part in enumerate(parts))
+        return cls(subject, text, html, _quoted_pieces(text), _quoted_pieces(html))
+
+    def fill(self, values: tuple[str, ...], typeset: Callable[..., str]) -> Filled:
         """The parts for one registrant's `values` (in FIELDS order)."""
         # Typography changes a plain value only at an apostrophe or a hyphen.
         words = [v if "'" not in v and "-" not in v else typeset(v) for v in values]
@@ -128,11 +148,16 @@ class Stencil:
             v if "'" not in v and "-" not in v else typeset(str(escape(v)), html=True)
             for v in values
         ]
-        return (
-            _joined(self.subject, words, words),
-            _joined(self.text, words, words),
-            # In an attribute, the CSS inliner writes a plain value back as it was.
-            _joined(self.html, html, list(values)),
+        # In an attribute, the CSS inliner writes a plain value back as it was.
+        tags = list(values)
+        return Filled(
+            (
+                _joined(self.subject, words, words),
+                _joined(self.text, words, words),
+                _joined(self.html, html, tags),
+            ),
+            quoted.joined(_joined_quoted(self.text_quoted, words, words)),
+            quoted.joined(_joined_quoted(self.html_quoted, html, tags)),
         )
 
 
@@ -141,6 +166,18 @@ def _joined(pieces: tuple[Piece, ...], text: list[str], tags: list[str]) -> str:
         piece if isinstance(piece, str) else (tags if piece[1] else text)[piece[0]]
         for piece in pieces
     )
+
+
+def _joined_quoted(pieces: tuple[Piece, ...], text: list[str], tags: list[str]) -> list[str]:
+    return [
+        piece if isinstance(piece, str) else quoted.piece((tags if piece[1] else text)[piece[0]])
+        for piece in pieces
+    ]
+
+
+def _quoted_pieces(pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
+    """The fixed pieces, encoded once."""
+    return tuple(quoted.piece(p) if isinstance(p, str) else p for p in pieces)
 
 
 class Stencils:
@@ -163,7 +200,7 @@ class Stencils:
         context: Callable[[Registrant], dict[str, Any]],
         render: Callable[[dict[str, Any]], Parts],
         typeset: Callable[..., str],
-    ) -> Parts | None:
+    ) -> Filled | None:
         """The parts for `registrant` from the stencil of `shape`, or None when they
         must be rendered in full."""
         values = _values(registrant, url)
@@ -212,7 +249,7 @@ def _made(
         parts = render(_marked(context(registrant), present))
         if _Hole.touched:  # a template did more with a value than print it
             return None
-        stencil = Stencil(*(_pieces(part, html=index == 2) for index, part in enumerate(parts)))
+        stencil = Stencil.of(parts)
     except Exception:  # a template that fails on markers (or on a probe): render in full
         return None
     finally:
@@ -226,9 +263,18 @@ def _made(
             rendered = render(context(probe))
         except Exception:
             return None
-        if stencil.fill(values, typeset) != rendered:
+        filled = stencil.fill(values, typeset)
+        if filled.parts != rendered or not _reads_as(filled, rendered):
             return None
     return stencil
+
+
+def _reads_as(filled: Filled, parts: Parts) -> bool:
+    """The bodies from pieces decode as the whole parts encoded at once."""
+    return all(
+        binascii.a2b_qp(body) == binascii.a2b_qp(quoted.quoted(part))
+        for body, part in ((filled.text, parts[1]), (filled.html, parts[2]))
+    )
 
 
 def _marked(context: dict[str, Any], present: tuple[bool, ...]) -> dict[str, Any]:
