@@ -333,3 +333,11 @@ def test_blocks_read_as_the_rows_one_by_one_read(
     assert [r.row for r in by_blocks.registrants] == [r.row for r in by_rows.registrants]
     assert by_blocks.problems == by_rows.problems
     assert len(by_blocks.registrants) > 15_000 and len(by_blocks.problems) > 100
+
+
+def test_the_index_by_key_is_made_only_when_asked(project: Project) -> None:
+    roster = load(project)
+    assert "by_key" not in roster.__dict__  # a million registrants: 40 MB not held idle
+    first = roster.registrants[0]
+    assert roster.find(first.email.upper()) == first
+    assert roster.by_key[first.key] is first

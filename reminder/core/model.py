@@ -262,8 +262,6 @@ class Roster:
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    # Registrants by key, when the loader already has them so (it merged rows by key).
-    keyed: dict[str, Registrant] | None = field(default=None, compare=False, repr=False)
 
     def attending(self, session: Session) -> tuple[Registrant, ...]:
         """Its attendees, in the export's order; each session's list is made once."""
@@ -284,11 +282,11 @@ class Roster:
 
     @cached_property
     def by_key(self) -> dict[str, Registrant]:
-        """Each registrant under its key (what the ledger records)."""
-        keyed = self.keyed
-        if keyed is not None and len(keyed) == len(self.registrants):
-            return keyed
-        # A roster copied with other registrants (dataclasses.replace) carries a stale one.
+        """Each registrant under its key (what the ledger records).
+
+        Made when first asked: a worker with nobody told of a change and no address
+        to look up never holds it (40 MB at 1,000,000 registrants).
+        """
         return {r.key: r for r in self.registrants}
 
     @cached_property

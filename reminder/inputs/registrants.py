@@ -80,7 +80,7 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     for key in gone:
         del registrants[key]
     kept = tuple(registrants.values())
-    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping, keyed=registrants)
+    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
 
 
 def load_suppression(path: Path) -> frozenset[str]:
