@@ -7,12 +7,13 @@ Nothing here touches pydantic, a file or the network.
 from __future__ import annotations
 
 import re
-from array import array
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from itertools import chain, count
+from itertools import compress, count
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import Problem
@@ -305,42 +306,33 @@ class Roster:
 
 
 class Attendance:
-    """Who attends which session, from one pass over the registrants.
+    """Who attends which session, without a look at each registrant for each session.
 
-    Registrants are grouped by the sessions they named (an export repeats a handful of
-    session cells), so a session's attendees are the union of a few groups: no look at
-    each registrant for each session.
+    An export repeats a handful of session cells: registrants are counted by the
+    sessions they named, so a session's count is the sum of a few groups' counts, and
+    its attendees one filtered pass over the roster, in C, in the export's order.
     """
 
     def __init__(self, registrants: Sequence[Registrant]) -> None:
-        # sessions named (None: every session) -> positions in the roster, ascending
-        self.groups: dict[frozenset[str] | None, array[int]] = {}
-        groups = self.groups
-        for position, registrant in enumerate(registrants):
-            try:
-                groups[registrant.sessions].append(position)
-            except KeyError:
-                groups[registrant.sessions] = array("L", (position,))
+        # sessions named (None: every session) -> how many registrants named them
+        self.groups: Counter[frozenset[str] | None] = Counter(map(_NAMED, registrants))
 
-    def _matching(self, session_id: str) -> list[array[int]]:
-        return [
-            positions
-            for named, positions in self.groups.items()
-            if named is None or session_id in named
-        ]
+    def _matching(self, session_id: str) -> set[frozenset[str] | None]:
+        return {named for named in self.groups if named is None or session_id in named}
 
     def count(self, session_id: str) -> int:
-        return sum(map(len, self._matching(session_id)))
+        return sum(map(self.groups.__getitem__, self._matching(session_id)))
 
     def of(self, session_id: str, registrants: Sequence[Registrant]) -> tuple[Registrant, ...]:
         matching = self._matching(session_id)
         if not matching:
             return ()
-        if len(matching) == 1 and len(matching[0]) == len(registrants):
+        if len(matching) == len(self.groups):
             return tuple(registrants)
-        # Each group is in ascending order: sorting their concatenation merges the runs.
-        positions = matching[0] if len(matching) == 1 else sorted(chain(*matching))
-        return tuple(map(registrants.__getitem__, positions))
+        return tuple(compress(registrants, map(matching.__contains__, map(_NAMED, registrants))))
+
+
+_NAMED = attrgetter("sessions")
 
 
 class DeliveryKey(NamedTuple):
