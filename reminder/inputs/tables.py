@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from itertools import compress, count, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from xml.etree import ElementTree
@@ -169,7 +170,12 @@ def _csv_rows(text: str, delimiter: str, block: int = BLOCK) -> Iterator[list[st
         split = plain.split("\n")
         if plain.endswith("\n"):
             split.pop()
-        rows: list[list[str] | str] = [line.split(delimiter) if line else [] for line in split]
+        # A blank line is a row of no cells, where str.split would give one empty cell.
+        rows: list[list[str] | str] = (
+            list(map(str.split, split, repeat(delimiter)))
+            if "" not in split
+            else [line.split(delimiter) if line else [] for line in split]
+        )
         if len(chunk) <= limit and (
             '"' not in chunk or _quoted_rows(split, rows, delimiter) is not None
         ):
@@ -199,7 +205,7 @@ def _quoted_rows(
 ) -> list[list[str] | str] | None:
     """`rows` with the csv module's reading of each line that holds a quote, or None when
     one of those lines is not a whole record (or not a good one)."""
-    at = [number for number, line in enumerate(split) if '"' in line]
+    at = list(compress(count(), map(str.__contains__, split, repeat('"'))))
     try:
         parsed = list(csv.reader([*(split[n] for n in at), _SENTINEL], delimiter=delimiter))
     except csv.Error:
