@@ -341,3 +341,26 @@ def test_the_index_by_key_is_made_only_when_asked(project: Project) -> None:
     first = roster.registrants[0]
     assert roster.find(first.email.upper()) == first
     assert roster.by_key[first.key] is first
+
+
+def test_a_column_that_shares_no_kept_text_is_looked_up_again_later(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reminder.inputs import cells as cells_module
+
+    monkeypatch.setattr(cells_module, "KEPT_TEXTS", 3)
+    config = load_config(project.config)
+    sessions, _ = build_sessions(config)
+    cells = cells_module.Cells(sessions, config.zone)
+    maire = "".join(["Mai", "re"])  # a string of its own, equal to the kept one
+    assert cells.kept(("Maire", "Adjoint"), "role") == ["Maire", "Adjoint"]
+    kept = cells.texts["Maire"]
+    # Full: a block of unique names matches nothing kept, so the next blocks are not
+    # looked up; their texts are the same, only not shared.
+    assert cells.kept(("Nom1", "Nom2"), "role") == ["Nom1", "Nom2"]
+    for _ in range(15):
+        assert list(cells.kept((maire, "Nom3"), "role")) == ["Maire", "Nom3"]
+    # Then it looks again, and shares again.
+    again = cells.kept((maire, "Nom4"), "role")
+    assert again == ["Maire", "Nom4"] and again[0] is kept
+    assert cells.kept((" Maire  ", "Nom5"), "role") == ["Maire", "Nom5"]  # tidied as ever

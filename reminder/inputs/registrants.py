@@ -214,10 +214,10 @@ class _Reader:
         people = Registrant.many(
             emails,
             keys,
-            cells.kept(column("first_name")),
-            cells.kept(column("last_name")),
-            cells.kept(column("role")),
-            cells.kept(column("organisation")),
+            cells.kept(column("first_name"), "first_name"),
+            cells.kept(column("last_name"), "last_name"),
+            cells.kept(column("role"), "role"),
+            cells.kept(column("organisation"), "organisation"),
             repeat(None),
             map(named.__getitem__, texts),  # type: ignore[arg-type]
             map(languages.__getitem__, column("language")),
