@@ -17,11 +17,13 @@ every registrant: rows the ledger's readers must step over, not notices owed.
 After each batch, the transport alone (`bench/transport.py`'s (c): 4 connections, a
 SQLite ledger, a commit per result) sends `--transport-messages` composed messages to
 the same kind of sink: the rate the batch is compared with, measured under the same
-load. `--no-commands` leaves out `check`, `plan` and `status`.
+load. `--no-commands` leaves out `check`, `plan` and `status`; `--no-batch` leaves out
+the batch and the transport alone: the commands, then the idle RSS of a worker whose
+next reminder is a day away, read once it has logged its next wake-up.
 
     .venv/bin/python bench/scale.py [--sizes 10000 100000 1000000] [--rounds 3]
                                     [--window 60] [--transport-messages 10000]
-                                    [--no-commands]
+                                    [--no-commands | --no-batch]
 """
 
 from __future__ import annotations
@@ -140,8 +142,40 @@ def transport_alone(messages: int) -> float:
         return messages / (time.perf_counter() - started)
 
 
+def idle_only(config: Path, port: int, registrants: int) -> float:
+    """RSS in MB of a worker at rest: started, everything loaded, nothing due for a day."""
+    write_project(config, port, datetime.now(PARIS) + timedelta(days=1), registrants)
+    log_path = config.parent / "worker.log"
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "reminder", "run", "--config", str(config)],
+            env=ENV,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+        try:
+            deadline = time.monotonic() + 120 + 120 * registrants / 1_000_000
+            while b"next wake-up" not in log_path.read_bytes():
+                if worker.poll() is not None or time.monotonic() > deadline:
+                    sys.exit(f"the worker did not come to rest; see {log_path}")
+                time.sleep(0.25)
+            time.sleep(2)  # the rest of the start (HTTP server, first heartbeat) settles
+            samples = []
+            for _ in range(8):
+                samples.append(rss_mb(worker.pid))
+                time.sleep(0.25)
+            return max(samples)
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(120)
+
+
 def one_round(
-    registrants: int, window: float, commands: bool = True, transport: int = 10_000
+    registrants: int,
+    window: float,
+    commands: bool = True,
+    transport: int = 10_000,
+    batch: bool = True,
 ) -> dict[str, float]:
     config = sample_project()
     result: dict[str, float] = {}
@@ -163,6 +197,9 @@ def one_round(
         ):
             seconds, peak, _ = timed("--config", str(config), *command)
             result[f"{name} s"], result[f"{name} MB"] = seconds, peak
+        if not batch:
+            result["idle MB"] = idle_only(config, port, registrants)
+            return result
         margin = 12 + 45 * registrants / 1_000_000
         start = (datetime.now(PARIS) + timedelta(hours=1, seconds=margin)).replace(microsecond=0)
         due = start - timedelta(hours=1)
@@ -234,13 +271,39 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=60, help="seconds of batch observed")
     parser.add_argument("--transport-messages", type=int, default=10_000, help="0: not measured")
     parser.add_argument("--no-commands", action="store_true", help="only the worker's batch")
+    parser.add_argument(
+        "--no-batch", action="store_true", help="only the commands and the idle worker's RSS"
+    )
     args = parser.parse_args()
+    if args.no_batch and args.no_commands:
+        parser.error("--no-batch and --no-commands leave nothing to measure")
     results: dict[int, list[dict[str, float]]] = {size: [] for size in args.sizes}
     for number in range(args.rounds):  # interleaved: a busy moment touches every size
         for size in args.sizes:
-            found = one_round(size, args.window, not args.no_commands, args.transport_messages)
+            found = one_round(
+                size,
+                args.window,
+                not args.no_commands,
+                args.transport_messages,
+                batch=not args.no_batch,
+            )
             print(f"round {number + 1}, {size:,}: {found}", flush=True)
             results[size].append(found)
+    if args.no_batch:
+        print("\n| registrants (ledger 2×) | worker idle RSS | `check` | `plan` | `status` |")
+        print("| --- | --- | --- | --- | --- |")
+        for size, rounds in results.items():
+            column = {key: [r[key] for r in rounds] for key in rounds[0]}
+            print(
+                f"| {size:,} | {median_range(column['idle MB'], 0)} MB "
+                + "".join(
+                    f"| {median_range(column[f'{name} s'], 2)} s, "
+                    f"{median_range(column[f'{name} MB'], 0)} MB "
+                    for name in ("check", "plan", "status")
+                )
+                + "|"
+            )
+        return
     print(
         "\n| registrants (ledger 2×) | first message after due | batch rate (messages/s) "
         "| transport alone | batch / transport | worker idle RSS | worker peak in the batch "

@@ -222,6 +222,8 @@ def suppression_line(d: dict[str, Any]) -> str:
 
 def among(roster: Roster, suppressions: Sequence[Suppression]) -> list[Suppression]:
     """The ledger's suppressions that stop a registrant of this export."""
+    if not suppressions:
+        return []  # without building the roster's index by key
     keys = roster.by_key
     return [s for s in suppressions if s.address in keys]
 

@@ -123,6 +123,59 @@ def test_counts_per_session_and_lead(ledger: Ledger) -> None:
     assert [r.recipient for r in ledger.rows(recipient="P2@Example.org")] == ["p2@example.org"]
 
 
+def test_counts_move_the_claims_waiting_on_a_fault_to_waiting(ledger: Ledger) -> None:
+    ledger.claim([claim(1), claim(2), claim(3), claim(4, "7d")], NOW)
+    ledger.record([Outcome(claim(1).key, Status.SENT, "250", NOW)], NOW)
+    ledger.hold([claim(2).key, claim(4, "7d").key], "535 authentication failed", NOW)
+    assert ledger.counts() == {
+        ("2023-03-01T17:00+01:00", "reminder", "1d"): {"claimed": 1, "sent": 1, "waiting": 1},
+        ("2023-03-01T17:00+01:00", "reminder", "7d"): {"waiting": 1},
+    }
+    assert ledger.last_error() == ledger.errors(1)[0]
+    assert ledger.last_error().recipient in {"p2@example.org", "p4@example.org"}  # type: ignore[union-attr]
+
+
+def test_counts_and_errors_read_indexes_not_the_table_rows(tmp_path: Path) -> None:
+    # A ledger of millions of sent rows: status must not read every row of the table.
+    with Ledger(tmp_path / "ledger.sqlite") as ledger:
+        plans = {
+            query: " / ".join(row[-1] for row in ledger.db.execute(f"EXPLAIN QUERY PLAN {query}"))
+            for query in (
+                "SELECT session, kind, lead, status, count(*) FROM deliveries "
+                "GROUP BY session, kind, lead, status ORDER BY session, kind, lead, status",
+                "SELECT session FROM deliveries WHERE status IN ('claimed', 'failed', "
+                "'superseded') AND last_reply != '' ORDER BY updated_at DESC LIMIT 1",
+            )
+        }
+    counting, erring = plans.values()
+    assert "COVERING INDEX deliveries_tally" in counting, counting
+    assert "TEMP B-TREE" not in counting, counting
+    assert "USING INDEX deliveries_status" in erring, erring
+
+
+def test_a_ledger_of_the_previous_schema_gains_the_tally_index(tmp_path: Path) -> None:
+    path = tmp_path / "old.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(";".join(MIGRATIONS[:-1]) + f"; PRAGMA user_version = {len(MIGRATIONS) - 1};")
+    with db:
+        db.execute(
+            "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, not_after, "
+            "updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
+            claim(1).key,
+        )
+    db.close()
+    with Ledger(path) as ledger:  # as the worker opens it: upgraded
+        ledger.claim([claim(2)], NOW)
+    with Ledger(path, readonly=True) as ledger:
+        assert ledger.version() == len(MIGRATIONS)
+        assert ledger.counts() == {
+            ("2023-03-01T17:00+01:00", "reminder", "1d"): {"claimed": 1, "sent": 1}
+        }
+        assert ledger.db.execute(
+            "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_tally'"
+        ).fetchone() == (1,)
+
+
 def test_schema_version_and_a_newer_ledger_is_refused(ledger_target: str | Path) -> None:
     with Ledger(ledger_target) as ledger:
         assert ledger.version() == len(MIGRATIONS)

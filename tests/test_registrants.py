@@ -1,8 +1,10 @@
 """The registration export: real-world encodings and layouts, and every bad-row kind."""
 
+import random
 import shutil
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -14,6 +16,7 @@ from reminder.inputs.config import load_config
 from reminder.inputs.registrants import load_roster, masked
 
 from .conftest import DATA, Project
+from .sheets import write_xlsx
 
 
 def load(project: Project, fixture: str | None = None) -> Roster:
@@ -233,3 +236,131 @@ def test_cells_are_tidied_to_one_line_with_single_spaces(project: Project) -> No
         ("Anne Marie", "Roy", "Maire"),
         ("Léa", "Roy", "Maire adjointe"),
     ]
+
+
+def tricky_rows(count: int, seed: int) -> list[list[str]]:
+    """Rows of every kind a block may hold, plain ones mostly, the others sprinkled."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible shapes of rows, not secrets
+    rows = [
+        ["Horodateur", "Courriel", "Prénom", "Nom", "Fonction", "Séances", "Langue", "Lien Zoom"]
+    ]
+    emails: list[str] = []
+    for n in range(count):
+        # In the last block, a second domain: a block with a domain not validated yet.
+        email = f"elu.{n}@ville-{rng.randrange(1 + n // (16 * 1_024))}.fr"
+        first, last, role, sessions = rng.choice(["Léa", "Jean"]), f"Nom{n % 97}", "Maire", ""
+        stamp, language, link = f"2023-02-{1 + n % 28:02d} 10:00:00", "", ""
+        # One kind of odd row in each block of 1,024 rows, after a first block without
+        # any (which validates the first domain): each kind alone in a block.
+        kind = n // 1_024 - 1
+        match kind if rng.randrange(25) == 0 or (kind == 1 and rng.randrange(3) == 0) else -1:
+            case 0:
+                local, _, domain = email.partition("@")
+                email = f"{local.upper()}@{domain}"  # plain, on a known domain: folded
+            case 1 if n > 10:
+                email = rng.choice(emails)  # a repeat, of this block or an earlier one
+            case 2:
+                email = "pas une adresse"
+            case 3:
+                sessions = "31/12/2023"
+            case 4:
+                stamp = "hier soir"
+            case 5:
+                first = "  Jean\u00a0 Paul "
+            case 6:
+                last = "Le\nRoy"
+            case 7:
+                link = rng.choice(["https://zoom.us/w/1", "pas un lien"])
+            case 8:
+                language = rng.choice(["FR", "en-GB", " de "])
+            case 9:
+                sessions = rng.choice(["01/03/2023; 05/04/2023", "toutes", "1er mars"])
+            case 10:
+                rows.append([])  # instead of this row: the blocks stay aligned
+                continue
+            case 11:
+                stamp = ""
+            case 12:
+                email = f" <{email}> "
+            case 13:
+                role = "Maire;adjoint"  # unquoted: one cell too many
+            case 14:
+                email = email.upper()
+        rows.append([stamp, email, first, last, role, sessions, language, link])
+        emails.append(email)
+    return rows
+
+
+@pytest.mark.parametrize(("kind", "seed"), [("csv", 0), ("csv", 1), ("csv", 2), ("xlsx", 0)])
+def test_blocks_read_as_the_rows_one_by_one_read(
+    project: Project, monkeypatch: pytest.MonkeyPatch, seed: int, kind: str
+) -> None:
+    """The column-wise reading of plain blocks gives the registrants, rows and problems
+    that reading every row on its own gives."""
+    from reminder.inputs import registrants
+
+    rows = tricky_rows(17 * 1_024, seed)
+    if kind == "csv":
+        lines = [
+            ";".join(cells)
+            if "\n" not in ";".join(cells)
+            else ";".join(f'"{c}"' if "\n" in c else c for c in cells)
+            for cells in rows
+        ]
+        (project.root / "registrants.csv").write_text("\r\n".join(lines) + "\r\n", "cp1252")
+    else:
+        write_xlsx(project.root / "registrants.xlsx", {"Réponses": rows})
+        edited = project.config.read_text(encoding="utf-8")
+        project.config.write_text(
+            edited.replace('registrants = "registrants.csv"', 'registrants = "registrants.xlsx"'),
+            encoding="utf-8",
+        )
+    plain_block = registrants._Reader._plain_block
+    plain = []
+
+    def counted(*arguments: Any) -> Any:
+        made = plain_block(*arguments)
+        plain.append(made is not None)
+        return made
+
+    monkeypatch.setattr(registrants._Reader, "_plain_block", counted)
+    by_blocks = load(project)
+    assert 2 <= sum(plain) < len(plain)  # both ways were taken
+    monkeypatch.setattr(registrants._Reader, "_plain_block", lambda *_: None)
+    by_rows = load(project)
+    assert by_blocks.registrants == by_rows.registrants
+    assert [r.key for r in by_blocks.registrants] == [r.key for r in by_rows.registrants]
+    assert [r.row for r in by_blocks.registrants] == [r.row for r in by_rows.registrants]
+    assert by_blocks.problems == by_rows.problems
+    assert len(by_blocks.registrants) > 15_000 and len(by_blocks.problems) > 100
+
+
+def test_the_index_by_key_is_made_only_when_asked(project: Project) -> None:
+    roster = load(project)
+    assert "by_key" not in roster.__dict__  # a million registrants: 40 MB not held idle
+    first = roster.registrants[0]
+    assert roster.find(first.email.upper()) == first
+    assert roster.by_key[first.key] is first
+
+
+def test_a_column_that_shares_no_kept_text_is_looked_up_again_later(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from reminder.inputs import cells as cells_module
+
+    monkeypatch.setattr(cells_module, "KEPT_TEXTS", 3)
+    config = load_config(project.config)
+    sessions, _ = build_sessions(config)
+    cells = cells_module.Cells(sessions, config.zone)
+    maire = "".join(["Mai", "re"])  # a string of its own, equal to the kept one
+    assert cells.kept(("Maire", "Adjoint"), "role") == ["Maire", "Adjoint"]
+    kept = cells.texts["Maire"]
+    # Full: a block of unique names matches nothing kept, so the next blocks are not
+    # looked up; their texts are the same, only not shared.
+    assert cells.kept(("Nom1", "Nom2"), "role") == ["Nom1", "Nom2"]
+    for _ in range(15):
+        assert list(cells.kept((maire, "Nom3"), "role")) == ["Maire", "Nom3"]
+    # Then it looks again, and shares again.
+    again = cells.kept((maire, "Nom4"), "role")
+    assert again == ["Maire", "Nom4"] and again[0] is kept
+    assert cells.kept((" Maire  ", "Nom5"), "role") == ["Maire", "Nom5"]  # tidied as ever

@@ -7,12 +7,13 @@ Nothing here touches pydantic, a file or the network.
 from __future__ import annotations
 
 import re
-from array import array
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
-from itertools import chain
+from itertools import compress, count
+from operator import attrgetter
 from typing import TYPE_CHECKING, NamedTuple
 
 from .errors import Problem
@@ -178,8 +179,76 @@ class Registrant:
     def name(self) -> str:
         return " ".join(part for part in (self.first_name, self.last_name) if part)
 
+    @staticmethod
+    def many(
+        emails: Iterable[str],
+        keys: Iterable[str],
+        first_names: Iterable[str],
+        last_names: Iterable[str],
+        roles: Iterable[str],
+        organisations: Iterable[str],
+        join_urls: Iterable[str | None],
+        sessions: Iterable[frozenset[str] | None],
+        languages: Iterable[str | None],
+        registered: Iterable[datetime | None],
+        first_row: int,
+    ) -> list[Registrant]:
+        """Registrants from columns of their fields, each key given (the email folded).
+
+        The same objects as the constructor's, five times faster: the frozen dataclass's
+        __init__ makes a call per field (object.__setattr__), 1.5 s for a million. They
+        are filled as an unfrozen twin with the same slots, then made Registrants.
+        """
+        made: list[Registrant] = []
+        add = made.append
+        for email, key, first, last, role, org, url, named, language, at, row in zip(
+            emails,
+            keys,
+            first_names,
+            last_names,
+            roles,
+            organisations,
+            join_urls,
+            sessions,
+            languages,
+            registered,
+            count(first_row),
+        ):
+            twin = _UnfrozenRegistrant()
+            twin.email = email
+            twin.key = key
+            twin.first_name = first
+            twin.last_name = last
+            twin.role = role
+            twin.organisation = org
+            twin.join_url = url
+            twin.sessions = named
+            twin.language = language
+            twin.registered_at = at
+            twin.row = row
+            twin.__class__ = Registrant  # type: ignore[assignment]
+            add(twin)  # type: ignore[arg-type]
+        return made
+
     def attends(self, session: Session) -> bool:
         return self.sessions is None or session.id in self.sessions
+
+
+class _UnfrozenRegistrant:
+    """Registrant's slots, writable: what Registrant.many fills before it seals them."""
+
+    __slots__ = Registrant.__slots__
+    email: str
+    key: str
+    first_name: str
+    last_name: str
+    role: str
+    organisation: str
+    join_url: str | None
+    sessions: frozenset[str] | None
+    language: str | None
+    registered_at: datetime | None
+    row: int
 
 
 @dataclass(frozen=True)
@@ -194,8 +263,6 @@ class Roster:
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
-    # Registrants by key, when the loader already has them so (it merged rows by key).
-    keyed: dict[str, Registrant] | None = field(default=None, compare=False, repr=False)
 
     def attending(self, session: Session) -> tuple[Registrant, ...]:
         """Its attendees, in the export's order; each session's list is made once."""
@@ -216,11 +283,11 @@ class Roster:
 
     @cached_property
     def by_key(self) -> dict[str, Registrant]:
-        """Each registrant under its key (what the ledger records)."""
-        keyed = self.keyed
-        if keyed is not None and len(keyed) == len(self.registrants):
-            return keyed
-        # A roster copied with other registrants (dataclasses.replace) carries a stale one.
+        """Each registrant under its key (what the ledger records).
+
+        Made when first asked: a worker with nobody told of a change and no address
+        to look up never holds it (40 MB at 1,000,000 registrants).
+        """
         return {r.key: r for r in self.registrants}
 
     @cached_property
@@ -239,42 +306,33 @@ class Roster:
 
 
 class Attendance:
-    """Who attends which session, from one pass over the registrants.
+    """Who attends which session, without a look at each registrant for each session.
 
-    Registrants are grouped by the sessions they named (an export repeats a handful of
-    session cells), so a session's attendees are the union of a few groups: no look at
-    each registrant for each session.
+    An export repeats a handful of session cells: registrants are counted by the
+    sessions they named, so a session's count is the sum of a few groups' counts, and
+    its attendees one filtered pass over the roster, in C, in the export's order.
     """
 
     def __init__(self, registrants: Sequence[Registrant]) -> None:
-        # sessions named (None: every session) -> positions in the roster, ascending
-        self.groups: dict[frozenset[str] | None, array[int]] = {}
-        groups = self.groups
-        for position, registrant in enumerate(registrants):
-            try:
-                groups[registrant.sessions].append(position)
-            except KeyError:
-                groups[registrant.sessions] = array("L", (position,))
+        # sessions named (None: every session) -> how many registrants named them
+        self.groups: Counter[frozenset[str] | None] = Counter(map(_NAMED, registrants))
 
-    def _matching(self, session_id: str) -> list[array[int]]:
-        return [
-            positions
-            for named, positions in self.groups.items()
-            if named is None or session_id in named
-        ]
+    def _matching(self, session_id: str) -> set[frozenset[str] | None]:
+        return {named for named in self.groups if named is None or session_id in named}
 
     def count(self, session_id: str) -> int:
-        return sum(map(len, self._matching(session_id)))
+        return sum(map(self.groups.__getitem__, self._matching(session_id)))
 
     def of(self, session_id: str, registrants: Sequence[Registrant]) -> tuple[Registrant, ...]:
         matching = self._matching(session_id)
         if not matching:
             return ()
-        if len(matching) == 1 and len(matching[0]) == len(registrants):
+        if len(matching) == len(self.groups):
             return tuple(registrants)
-        # Each group is in ascending order: sorting their concatenation merges the runs.
-        positions = matching[0] if len(matching) == 1 else sorted(chain(*matching))
-        return tuple(map(registrants.__getitem__, positions))
+        return tuple(compress(registrants, map(matching.__contains__, map(_NAMED, registrants))))
+
+
+_NAMED = attrgetter("sessions")
 
 
 class DeliveryKey(NamedTuple):

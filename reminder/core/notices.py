@@ -144,7 +144,6 @@ def plan_notices(
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
     longer in the export, or `suppressed` (the ledger's suppressions), are not mailed.
     """
-    people = roster.by_key
     owed: list[Notice] = []
     waiting: list[Notice] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
@@ -157,6 +156,8 @@ def plan_notices(
             held[session.appointment] = settles_at
         told = view.told.get(session.id, {})
         attending = {r.key for r in roster.attending(session)} if told else set()
+        # The roster's index by key, made only when someone was told of a session.
+        people = roster.by_key if told else {}
         top = session.sequence
         session_key = session.appointment
         # Told times carry the offset they were stored with, i.e. the session's wall-clock

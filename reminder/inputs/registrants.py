@@ -5,49 +5,19 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
-from datetime import date, datetime
-from itertools import chain, islice
+from datetime import datetime
+from itertools import chain, islice, repeat, zip_longest
 from pathlib import Path
+from typing import cast
 from zoneinfo import ZoneInfo
-
-from email_validator import EmailNotValidError, validate_email
 
 from ..core.errors import Problem, RegistrantsError
 from ..core.model import Registrant, Roster, Session
-from ..core.timestamps import parse_timestamp
-from .columns import (
-    HEADER_SEARCH_ROWS,
-    SAMPLE_ROWS,
-    Mapping,
-    assign,
-    describe,
-    find_header,
-    fold,
-    plain,
-)
+from .cells import PLAIN_LOCAL, Cells
+from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS, Mapping, assign, describe, find_header
 from .config import Config, RegistrantsFormat
 from .tables import Table, collection_paused, read_table
 
-ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
-_MONTHS = [
-    "janvier",
-    "fevrier",
-    "mars",
-    "avril",
-    "mai",
-    "juin",
-    "juillet",
-    "aout",
-    "septembre",
-    "octobre",
-    "novembre",
-    "decembre",
-]
-_DATE = re.compile(
-    r"(?P<iso>\d{4}-\d{2}-\d{2})"
-    r"|(?P<d>\d{1,2})/(?P<m>\d{1,2})(?:/(?P<y>\d{2,4}))?"
-    rf"|(?P<fd>\d{{1,2}})(?:er)?\s+(?P<fm>{'|'.join(_MONTHS)})(?:\s+(?P<fy>\d{{4}}))?"
-)
 # The fields a row may fill besides the address, as Registrant names them.
 _ATTRIBUTES = (
     "first_name",
@@ -59,16 +29,8 @@ _ATTRIBUTES = (
     "language",
     "registered_at",
 )
-# Distinct cell texts kept to share one string between rows (roles, towns, first names).
-_KEPT_TEXTS = 50_000
-# The shape nearly every address has; anything else gets email-validator's full verdict.
-_PLAIN_LOCAL_PART = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-_PLAIN_ADDRESS = re.compile(
-    rf"^{_PLAIN_LOCAL_PART}"
-    r"@((?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})$"
-)
-# Once a domain is known good (it matched above), a new address on it needs only this.
-_PLAIN_LOCAL = re.compile(_PLAIN_LOCAL_PART)
+# Rows read together, column by column, when they are all plain.
+_BLOCK_ROWS = 1024
 
 
 def masked(email: str) -> str:
@@ -118,7 +80,7 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
     for key in gone:
         del registrants[key]
     kept = tuple(registrants.values())
-    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping, keyed=registrants)
+    return Roster(str(path), kept, tuple(reader.problems), gone, reader.mapping)
 
 
 def load_suppression(path: Path) -> frozenset[str]:
@@ -161,12 +123,7 @@ class _Reader:
         self.zone = zone
         self.options = options
         self.problems: list[Problem] = []
-        self.sessions = sessions
-        self.session_days: dict[date, str] = {}
-        for session in sessions:
-            self.session_days[date.fromisoformat(session.id)] = session.id
-            self.session_days.setdefault(session.start.date(), session.id)
-        self.good_domains: set[str] = set()
+        self.cells = Cells(sessions, zone)
         self.header: list[str] = []
         self.mapping: Mapping | None = None
 
@@ -190,12 +147,94 @@ class _Reader:
     def _registrants(
         self, data: Iterable[list[str] | str], first_row: int, index: dict[str, int]
     ) -> dict[str, Registrant]:
-        """Every row's registrant, merged by address.
+        """Every row's registrant, merged by address, a block of rows at a time.
 
-        A million rows pass through here: the common row (a plain address on a domain
-        already checked, a session cell already read) takes no call beyond the few it
-        must, and repeated texts (roles, towns, names) are kept once.
+        A million rows pass through here. A block whose rows are all plain (whole rows,
+        plain addresses on domains already checked, session cells already read, no
+        personal link, nobody seen before) is read column by column, a few calls per
+        block; any other block row by row, where every problem is reported.
         """
+        found: dict[str, Registrant] = {}
+        stream = iter(data)
+        row = first_row
+        while block := list(islice(stream, _BLOCK_ROWS)):
+            made = self._plain_block(block, row, index)
+            if made is not None:
+                keys, people = made
+                if len(set(keys)) == len(keys) and found.keys().isdisjoint(keys):
+                    found.update(zip(keys, people, strict=True))
+                    row += len(block)
+                    continue
+            self._rows(block, row, index, found)
+            row += len(block)
+        return found
+
+    def _plain_block(
+        self, block: list[list[str] | str], first_row: int, index: dict[str, int]
+    ) -> tuple[list[str], list[Registrant]] | None:
+        """The block's keys and registrants, or None unless every row is plain."""
+        if str in set(map(type, block)):
+            return None
+        rows = cast(list[list[str]], block)
+        columns = list(zip_longest(*rows, fillvalue=""))
+        if len(columns) > len(self.header) and self.table.delimiter:
+            return None  # a delimiter inside an unquoted cell: reported row by row
+        blank = ("",) * len(rows)
+
+        def column(attribute: str) -> Sequence[str]:
+            at = index.get(attribute)
+            return columns[at] if at is not None and at < len(columns) else blank
+
+        emails = column("email")
+        cells = self.cells
+        if not cells.all_plain(emails) or any(column("join_url")):
+            return None
+        texts = column("sessions")
+        named = {text: cells.sessions_named(text) for text in set(texts)}
+        if any(type(found) is str for found in named.values()):
+            return None
+        stamps = column("registered_at")
+        instants: dict[str, datetime | None] = {}
+        for text in set(stamps):
+            instant, readable = cells.instant(text)
+            if not readable:
+                return None
+            instants[text] = instant
+        together = "".join(emails)
+        if together.isascii() and together.islower():
+            keys: list[str] = list(emails)  # nothing to fold: each key is its address
+        else:
+            keys = [
+                k if k != e else e for e, k in zip(emails, map(str.casefold, emails), strict=True)
+            ]
+        languages = {
+            text: (cells.tidy(text).lower()[:2] or None) if text else None
+            for text in set(column("language"))
+        }
+        people = Registrant.many(
+            emails,
+            keys,
+            cells.kept(column("first_name"), "first_name"),
+            cells.kept(column("last_name"), "last_name"),
+            cells.kept(column("role"), "role"),
+            cells.kept(column("organisation"), "organisation"),
+            repeat(None),
+            map(named.__getitem__, texts),  # type: ignore[arg-type]
+            map(languages.__getitem__, column("language")),
+            map(instants.__getitem__, stamps),
+            first_row,
+        )
+        return keys, people
+
+    def _rows(
+        self,
+        data: Iterable[list[str] | str],
+        first_row: int,
+        index: dict[str, int],
+        found: dict[str, Registrant],
+    ) -> None:
+        """Each row's registrant into `found`, merged by address, a problem for each row
+        skipped: the common row takes no call beyond the few it must."""
         header, delimiter = self.header, self.table.delimiter
         width = len(header)
         far = 1 << 62  # the position of a column the export lacks: past any row's end
@@ -207,22 +246,12 @@ class _Reader:
         email_column = header[email_at]
         sessions_column = self._name(index, "sessions")
         registered_column = self._name(index, "registered_at")
-        plain_local = _PLAIN_LOCAL.fullmatch
-        good_domains = self.good_domains
-        session_cells: dict[str, frozenset[str] | str | None] = {}
-        texts: dict[str, str] = {}
-
-        def tidy(text: str) -> str:
-            # Each cell on one line, runs of spaces collapsed: a name never carries a newline.
-            # Called for a text not kept yet (`kept` first), or one not worth keeping.
-            # Any space but the ASCII one is unprintable: without those, nothing to collapse.
-            found = text if " " not in text and text.isprintable() else " ".join(text.split())
-            if len(texts) < _KEPT_TEXTS:
-                texts[text] = found
-            return found
-
-        kept = texts.get  # a text seen before, without a call to tidy
-        found: dict[str, Registrant] = {}
+        plain_local = PLAIN_LOCAL.fullmatch
+        cells_of = self.cells
+        good_domains = cells_of.good_domains
+        session_cells = cells_of.session_cells
+        tidy = cells_of.tidy
+        kept = cells_of.texts.get  # a text seen before, without a call to tidy
         for row, cells in enumerate(data, start=first_row):
             if type(cells) is str:
                 self._problem(row, None, cells)
@@ -245,15 +274,16 @@ class _Reader:
             if known:
                 email = raw
             else:
-                checked = self._email(row, " ".join(raw.split()), email_column)
+                checked, wrong = cells_of.address(" ".join(raw.split()))
                 if checked is None:
+                    self._problem(row, email_column, wrong)
                     continue
                 email = checked
             text = cells[sessions_at] if sessions_at < count else ""
             try:
                 sessions = session_cells[text]
             except KeyError:  # exports repeat a handful of session cells: each read once
-                sessions = session_cells[text] = self._parse_sessions(" ".join(text.split()))
+                sessions = cells_of.sessions_named(text)
             if isinstance(sessions, str):
                 self._problem(row, sessions_column, sessions)
                 continue
@@ -276,9 +306,7 @@ class _Reader:
                 self._timestamp(row, registered, registered_column) if registered else None,
                 row,
             )
-            key = email.casefold()
-            if key == email:
-                key = email  # one string, not two, for the common lower-case address
+            key = registrant.key
             if (earlier := found.get(key)) is not None:
                 self.problems.append(
                     Problem(
@@ -292,7 +320,6 @@ class _Reader:
                 found[key] = _merge(earlier, registrant)
             else:
                 found[key] = registrant
-        return found
 
     def _join_url(self, row: int, join_url: str, index: dict[str, int]) -> str | None:
         if re.fullmatch(r"https?://\S+", join_url):
@@ -382,81 +409,14 @@ class _Reader:
     def _name(self, index: dict[str, int], attribute: str) -> str:
         return self.header[index[attribute]] if attribute in index else attribute
 
-    def _email(self, row: int, text: str, column: str) -> str | None:
-        if not text:
-            self._problem(row, column, "no e-mail address; skipped")
-            return None
-        text = text.strip("<>").strip()
-        plain = _PLAIN_ADDRESS.match(text)
-        if plain and plain.group(1).lower() in self.good_domains:
-            local, _, domain = text.rpartition("@")
-            return f"{local}@{domain.lower()}"
-        try:
-            result = validate_email(text, check_deliverability=False, allow_smtputf8=False)
-        except EmailNotValidError as exc:
-            self._problem(row, column, f"{text!r} is not a valid e-mail address ({exc}); skipped")
-            return None
-        if plain:
-            self.good_domains.add(plain.group(1).lower())
-        return str(result.ascii_email or result.normalized)
-
-    def _parse_sessions(self, text: str) -> frozenset[str] | str | None:
-        if fold(text) in ALL_SESSIONS:
-            return None
-        ids: set[str] = set()
-        unknown: list[str] = []
-        for match in _DATE.finditer(plain(text)):
-            day = self._date(match)
-            if day is not None and day in self.session_days:
-                ids.add(self.session_days[day])
-            else:
-                unknown.append(match.group(0))
-        if unknown or not ids:
-            listed = ", ".join(f"{date.fromisoformat(s.id):%d/%m/%Y}" for s in self.sessions)
-            what = (
-                f"{', '.join(unknown)} is not a session of the cycle"
-                if unknown
-                else (f"no session date found in {text!r}")
-            )
-            return f"{what} (sessions: {listed}; empty or 'toutes' means all); skipped"
-        return frozenset(ids)
-
-    def _date(self, match: re.Match[str]) -> date | None:
-        try:
-            if match.group("iso"):
-                return date.fromisoformat(match.group("iso"))
-            if match.group("d"):
-                day, month, year = int(match.group("d")), int(match.group("m")), match.group("y")
-            else:
-                day, month = int(match.group("fd")), _MONTHS.index(match.group("fm")) + 1
-                year = match.group("fy")
-            if year is None:
-                # "1er mars": the cycle's session on that day and month, whatever the year.
-                return next(
-                    (d for d in self.session_days if (d.day, d.month) == (day, month)), None
-                )
-            full_year = int(year) + 2000 if len(year) == 2 else int(year)
-            return date(full_year, month, day)
-        except ValueError:
-            return None
-
     def _timestamp(self, row: int, text: str, column: str) -> datetime | None:
-        try:  # the commonest form, tried before tidying the cell: unique, not worth keeping
-            written = datetime.fromisoformat(text)
-            # combine: as replace(tzinfo=...) would, in a seventh of its time (Python 3.11)
-            return (
-                written
-                if written.tzinfo
-                else datetime.combine(written.date(), written.time(), self.zone)
-            )
-        except ValueError:
-            text = " ".join(text.split())
-        if not text:
-            return None
-        found = parse_timestamp(text, self.zone)
-        if found is None:
+        found, readable = self.cells.instant(text)
+        if not readable:
             self._problem(
-                row, column, f"{text!r} is not a date and time; ignored", severity="warning"
+                row,
+                column,
+                f"{' '.join(text.split())!r} is not a date and time; ignored",
+                severity="warning",
             )
         return found
 

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time
+from itertools import compress, count, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from xml.etree import ElementTree
@@ -39,16 +40,24 @@ class Table:
 
 @contextmanager
 def collection_paused() -> Iterator[None]:
-    """Hold off the cyclic garbage collector while a large export becomes objects.
+    """Hold off the cyclic garbage collector while a large export becomes objects, then
+    leave those objects out of its future collections.
 
     Reading 100,000 rows creates millions of objects and none of them cyclic garbage,
-    yet each allocation burst triggers a full collection: a third of an XLSX load.
+    yet each allocation burst triggers a full collection: a third of an XLSX load. The
+    roster then lives as long as the process, or until the next reload: frozen (moved to
+    the collector's permanent generation), its million objects are never walked again,
+    neither by the first collection after the load (0.3 s at 1,000,000 registrants) nor
+    by any later one. The previous load's objects are unfrozen first, so what the
+    roster they belonged to leaves behind can still be collected.
     """
     was_enabled = gc.isenabled()
     gc.disable()
+    gc.unfreeze()
     try:
         yield
     finally:
+        gc.freeze()
         if was_enabled:
             gc.enable()
 
@@ -61,7 +70,7 @@ def read_table(path: Path, *, encoding: str, delimiter: str, sheet: str | None) 
         return None
     except OSError as exc:
         raise _unreadable(path, f"cannot be read: {exc.strerror}") from None
-    if not raw.strip():
+    if not raw or raw.isspace():  # not raw.strip(): no copy of a 100 MB export
         return None
     if raw.startswith(b"PK\x03\x04"):
         return _read_zip(path, raw, sheet)
@@ -123,38 +132,91 @@ def _decode(path: Path, raw: bytes, encoding: str) -> str:
 
 def _sniff_delimiter(text: str) -> str:
     # Exports with a title block above the header: judge by the busiest of the first lines.
-    lines = text.split("\n", 20)[:20]
+    end = 0
+    for _ in range(20):  # not text.split("\n", 20): its last part copies the rest of the text
+        end = text.find("\n", end) + 1 or len(text)
+    lines = text[:end].split("\n")[:20]
     return max((";", ",", "\t"), key=lambda d: max(line.count(d) for line in lines))
 
 
-def _csv_rows(text: str, delimiter: str) -> Iterator[list[str] | str]:
-    """The rows of CSV text; a line without a quote is split without the csv module.
+# The CSV text is read in blocks of whole lines of about this many characters.
+BLOCK = 64 * 1024
+# A line of its own after a block handed to the csv module: it comes back as a row of its
+# own only if every quoted cell of the block was closed on its line.
+_SENTINEL = "\x1e\x1f"
 
-    Most exports quote only the cells that need it, so most lines take the fast path;
-    a line with a quote goes to the csv module, which reads on through following lines
-    when a quoted cell holds a line break.
+
+def _csv_rows(text: str, delimiter: str, block: int = BLOCK) -> Iterator[list[str] | str]:
+    """The rows of CSV text, as the csv module reads them, most of them without it.
+
+    The text is taken in blocks of whole lines. A line without a quote is split with
+    str.split; the lines of a block that hold a quote go to the csv module together,
+    which is right as long as each of them is a whole record. When one is not (a quoted
+    cell holds a line break), or a row is broken, the block is read again a line at a
+    time, and the csv module reads on through the following lines as it must.
     """
     if text.count("\r") != text.count("\r\n"):
         # A lone carriage return ends a line too (old Mac exports): the csv module's own
         # universal-newline reading, at the cost of a copy of the text.
         yield from _parsed(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter))
         return
-    lines = _lines(text)
+    lines = _Lines(text)
     pending: list[str] = []
     reader = csv.reader(_fed(pending, lines), delimiter=delimiter)
     limit = csv.field_size_limit()
-    for line in lines:
-        body = line.rstrip("\r\n")
-        if '"' in body or len(body) > limit:
-            pending.append(line)
-            try:
-                yield next(reader)
-            except csv.Error as exc:
-                yield f"broken row ({exc}); skipped"
-            except StopIteration:  # pragma: no cover - the reader was just given a line
-                return
+    while chunk := lines.block(block):
+        # Every carriage return ends a line here (counted above): one end of line, "\n".
+        plain = chunk.replace("\r\n", "\n") if "\r" in chunk else chunk
+        split = plain.split("\n")
+        if plain.endswith("\n"):
+            split.pop()
+        # A blank line is a row of no cells, where str.split would give one empty cell.
+        rows: list[list[str] | str] = (
+            list(map(str.split, split, repeat(delimiter)))
+            if "" not in split
+            else [line.split(delimiter) if line else [] for line in split]
+        )
+        if len(chunk) <= limit and (
+            '"' not in chunk or _quoted_rows(split, rows, delimiter) is not None
+        ):
+            yield from rows
             continue
-        yield body.split(delimiter) if body else []
+        # A quoted cell over several lines, a broken row, or a line past the csv module's
+        # limit: line by line, the csv module pulling the following lines it needs.
+        end = lines.at
+        lines.at -= len(chunk)
+        while lines.at < end:
+            line = next(lines)
+            body = line.rstrip("\r\n")
+            if '"' in body or len(body) > limit:
+                pending.append(line)
+                try:
+                    yield next(reader)
+                except csv.Error as exc:
+                    yield f"broken row ({exc}); skipped"
+                except StopIteration:  # pragma: no cover - the reader was just given a line
+                    return
+                continue
+            yield body.split(delimiter) if body else []
+
+
+def _quoted_rows(
+    split: list[str], rows: list[list[str] | str], delimiter: str
+) -> list[list[str] | str] | None:
+    """`rows` with the csv module's reading of each line that holds a quote, or None when
+    one of those lines is not a whole record (or not a good one)."""
+    at = list(compress(count(), map(str.__contains__, split, repeat('"'))))
+    try:
+        parsed = list(csv.reader([*(split[n] for n in at), _SENTINEL], delimiter=delimiter))
+    except csv.Error:
+        return None
+    # Each line given ends its record unless a quoted cell is left open, which then takes
+    # the next line given, down to the sentinel: one row fewer.
+    if len(parsed) != len(at) + 1 or parsed[-1] != [_SENTINEL]:
+        return None
+    for number, cells in zip(at, parsed, strict=False):
+        rows[number] = cells
+    return rows
 
 
 def _parsed(reader: Iterator[list[str]]) -> Iterator[list[str] | str]:
@@ -167,14 +229,31 @@ def _parsed(reader: Iterator[list[str]]) -> Iterator[list[str] | str]:
             yield f"broken row ({exc}); skipped"
 
 
-def _lines(text: str) -> Iterator[str]:
-    """Each line with its end: no copy of the text, no list of a million lines."""
-    start, end = 0, len(text)
-    find = text.find
-    while start < end:
-        stop = find("\n", start) + 1 or end
-        yield text[start:stop]
-        start = stop
+class _Lines:
+    """The text's lines, each with its end, from a position that can be moved back: no
+    copy of the text, no list of a million lines."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = 0
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        start, text = self.at, self.text
+        if start >= len(text):
+            raise StopIteration
+        self.at = text.find("\n", start) + 1 or len(text)
+        return text[start : self.at]
+
+    def block(self, size: int) -> str:
+        """The next whole lines, about `size` characters of them (at least one line)."""
+        start, text = self.at, self.text
+        if start >= len(text):
+            return ""
+        self.at = text.find("\n", start + max(size, 1) - 1) + 1 or len(text)
+        return text[start : self.at]
 
 
 def _fed(pending: list[str], lines: Iterator[str]) -> Iterator[str]:
