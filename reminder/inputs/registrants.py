@@ -10,11 +10,10 @@ from itertools import chain, islice
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
-
 from ..core.errors import Problem, RegistrantsError
 from ..core.model import Registrant, Roster, Session
 from ..core.timestamps import parse_timestamp
+from .addresses import EmailNotValidError, validate_email
 from .columns import (
     HEADER_SEARCH_ROWS,
     SAMPLE_ROWS,
