@@ -5,6 +5,8 @@ import sys
 
 import pytest
 
+from .conftest import Project
+
 # What planning must never pull in: validation, file formats, databases, sockets.
 IMPURE = ("pydantic", "pydantic_settings", "csv", "sqlite3", "socket", "ssl", "aiosmtplib")
 
@@ -53,3 +55,42 @@ def test_reports_import_no_composing_or_sending_code() -> None:
         check=True,
     ).stdout.split()
     assert found == []
+
+
+# What `reminder plan` has no use for on the sample (a French cycle, plain addresses, a
+# CSV export, no REMINDER_* override): other countries' holidays, the full address validator,
+# pydantic-settings and the asyncio it loads, Babel (French is written without it),
+# spreadsheets, sending.
+NOT_FOR_PLAN = (
+    *SENDING,
+    "holidays.countries",
+    "holidays.countries.germany",
+    "email_validator",
+    "babel",
+    "pydantic_settings",
+    "asyncio",
+    "xml.etree.ElementTree",
+    "jinja2",
+)
+
+
+PLAN_PROBE = """
+import contextlib, io, sys
+from reminder.cli import main
+
+shown = io.StringIO()
+with contextlib.redirect_stdout(shown):
+    status = main(["--config", sys.argv[1], "plan"])
+print(status, "mercredi 1er mars 2023" in shown.getvalue())
+print(*sorted(m for m in sys.modules if m in sys.argv[2:]))
+"""
+
+
+def test_plan_on_the_sample_imports_only_what_it_uses(project: Project) -> None:
+    found = subprocess.run(
+        [sys.executable, "-c", PLAN_PROBE, str(project.config), *NOT_FOR_PLAN],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert found == ["0 True", ""]

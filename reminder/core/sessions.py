@@ -9,10 +9,10 @@ from datetime import date, datetime, time, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-import holidays as holidays_lib
 from dateutil.rrule import rrulestr
 
 from .errors import ConfigError, KeyPath, Problem
+from .holiday_calendar import public_holidays
 from .model import Session
 
 if TYPE_CHECKING:  # the expansion reads the config's values; it needs no schema to run
@@ -241,7 +241,7 @@ def _holidays(
     years |= {year + 1 for year in years}  # a next-week move can cross into January
     schedule = config.schedule
     try:
-        calendar = holidays_lib.country_holidays(
+        return public_holidays(
             schedule.holiday_country,
             subdiv=schedule.holiday_subdivision,
             years=sorted(years),
@@ -256,7 +256,6 @@ def _holidays(
             )
         )
         return {}
-    return dict(calendar.items())
 
 
 def _entry(set_by: dict[str, int], session: Session, key: str | None = None) -> KeyPath:

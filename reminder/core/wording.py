@@ -4,18 +4,38 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from babel.dates import format_date, format_time, format_timedelta, get_datetime_format
-
 from .model import Lead
 
 _NUMBERS_FR = {1: "une", 2: "deux", 3: "trois"}
+# French, the language of the cycles, is written from CLDR's names as Babel gives them
+# (tests/test_wording.py compares the two day by day): loading Babel and its locale data
+# took longer than the rest of `reminder plan`. Any other language goes to Babel.
+_WEEKDAYS_FR = ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche")
+_MONTHS_FR = (
+    "janvier",
+    "février",
+    "mars",
+    "avril",
+    "mai",
+    "juin",
+    "juillet",
+    "août",
+    "septembre",
+    "octobre",
+    "novembre",
+    "décembre",
+)
 
 
 def long_date(moment: datetime, language: str, *, year: bool = True) -> str:
     """'mercredi 1er mars 2023': French writes the first of the month as an ordinal."""
     if language == "fr":
-        day = "d'er'" if moment.day == 1 else "d"
-        return format_date(moment.date(), f"EEEE {day} MMMM{' y' if year else ''}", locale="fr")
+        # Babel's "EEEE d MMMM y", with "1er" for the first.
+        day = "1er" if moment.day == 1 else str(moment.day)
+        words = f"{_WEEKDAYS_FR[moment.weekday()]} {day} {_MONTHS_FR[moment.month - 1]}"
+        return f"{words} {moment.year}" if year else words
+    from babel.dates import format_date
+
     return format_date(moment.date(), "full" if year else "EEEE d MMMM", locale=language)
 
 
@@ -26,7 +46,9 @@ def time_of_day(moment: datetime, language: str) -> str:
     converted to the session's zone by the caller: the server's zone never shows.
     """
     if language == "fr":
-        return format_time(moment.time(), "H'h'mm", locale="fr")
+        return f"{moment.hour}h{moment.minute:02d}"  # Babel's "H'h'mm"
+    from babel.dates import format_time
+
     return format_time(moment.time(), "short", locale=language)
 
 
@@ -36,6 +58,8 @@ def date_at_time(moment: datetime, language: str) -> str:
     day, hour = long_date(moment, language), time_of_day(moment, language)
     if language == "fr":
         return f"{day} à {hour}"
+    from babel.dates import get_datetime_format
+
     return str(get_datetime_format("long", locale=language)).replace("'", "").format(hour, day)
 
 
@@ -46,6 +70,8 @@ def time_range(start: datetime, end: datetime, language: str) -> str:
 def lead_words(lead: Lead, language: str) -> str:
     """What a lead means to the reader when sent on time: 'dans 7 jours', 'demain'."""
     if language != "fr":
+        from babel.dates import format_timedelta
+
         return format_timedelta(lead.delta, add_direction=True, locale=language)
     if lead.unit == "d" and lead.amount == 1:
         return "demain"
@@ -70,6 +96,8 @@ def relative_day(now: datetime, start: datetime, language: str) -> str:
     delta = start - local_now
     days = (start.date() - local_now.date()).days
     if language != "fr":
+        from babel.dates import format_timedelta
+
         return format_timedelta(delta, add_direction=True, locale=language)
     minutes = round(delta.total_seconds() / 60)
     if minutes <= 0:

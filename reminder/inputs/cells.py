@@ -9,10 +9,9 @@ from datetime import date, datetime
 from operator import is_not
 from zoneinfo import ZoneInfo
 
-from email_validator import EmailNotValidError, validate_email
-
 from ..core.model import Session
 from ..core.timestamps import parse_timestamp
+from .addresses import EmailNotValidError, validate_email
 from .columns import fold, plain
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}

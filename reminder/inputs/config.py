@@ -28,10 +28,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..core.errors import ConfigError, KeyPath, Problem, dotted
 from ..core.model import Lead, format_duration, parse_duration, sort_leads
+from .environment import with_overrides
 from .tomlpos import Origin, key_lines
 
 ENV_PREFIX = "REMINDER_"
@@ -455,12 +455,11 @@ class LedgerSettings(Section):
         return lease
 
 
-class Config(BaseSettings):
-    """Everything staff configure; `load_config` is the way to build one."""
+class Config(BaseModel):
+    """Everything staff configure; `load_config` is the way to build one, with the
+    environment's overrides (REMINDER_SMTP__HOST ...) read by pydantic-settings."""
 
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
     cycle: Cycle
     organizer: Organizer
@@ -478,18 +477,6 @@ class Config(BaseSettings):
 
     # Where the file's keys are, for messages: set by `load_config` and nothing else.
     _origin: Origin = PrivateAttr(default_factory=Origin)
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # Environment first: an ops override beats the file staff edit.
-        return (env_settings, init_settings)
 
     @property
     def origin(self) -> Origin:
@@ -565,7 +552,8 @@ def load_config(path: Path) -> Config:
             )
         )
     try:
-        config = Config(**data)
+        # Environment first: an ops override beats the file staff edit.
+        config = Config(**with_overrides(Config, ENV_PREFIX, data))
     except ValidationError as exc:
         problems += [_problem(origin, error) for error in exc.errors()]
         raise ConfigError(problems) from None

@@ -13,7 +13,6 @@ from datetime import date, datetime, time
 from itertools import compress, count, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
-from xml.etree import ElementTree
 
 if TYPE_CHECKING:
     from openpyxl import Workbook
@@ -366,6 +365,8 @@ def _open_workbook(raw: bytes) -> Workbook:
 
 
 def _shared_strings(source: IO[bytes]) -> list[str]:
+    from xml.etree import ElementTree  # here: a CSV export need not load the XML parser
+
     main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
     item, text, run = f"{main}si", f"{main}t", f"{main}r"
     strings = []
