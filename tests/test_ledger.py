@@ -3,8 +3,10 @@ claims, outcomes, races, migrations, leases."""
 
 import multiprocessing
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,8 @@ from reminder.core.errors import LedgerError
 from reminder.core.model import DeliveryKey
 from reminder.core.notices import ALWAYS, Facts, Told
 from reminder.storage.cluster import Membership, end_send, take_send, workers
+from reminder.storage.database import PostgresDatabase
+from reminder.storage.ledger import _WORKERS_LOCK as WORKERS_LOCK
 from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
 from reminder.storage.store import copy_ledger
 
@@ -299,6 +303,47 @@ def test_a_worker_whose_lease_expired_loses_its_claims_to_a_live_one(
         # The dead worker wakes: its row is gone, and it cannot take the claim back.
         assert not Membership(dead).renew(later, lease, 3)
         assert dead.claim([claim(1)], later) == []
+
+
+def test_a_worker_frozen_inside_a_transaction_does_not_hold_up_adoption(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker stopped (SIGSTOP, a suspended VM) between two statements of a transaction
+    # holds its locks until the server ends that transaction: without a limit, the
+    # others' adoption of its claims waited for it forever.
+    monkeypatch.setattr(PostgresDatabase, "IDLE_IN_TRANSACTION", 1.0)
+    lease = timedelta(seconds=30)
+    with (
+        Ledger(postgres_url, worker="frozen") as frozen,
+        Ledger(postgres_url, worker="live") as live,
+    ):
+        Membership(frozen).join("host-a", 1, NOW, lease)
+        Membership(live).join("host-b", 2, NOW, lease)
+        frozen.claim([claim(1)], NOW)
+        inside, resume = threading.Event(), threading.Event()
+
+        def stuck(execute: Any) -> None:
+            execute("UPDATE deliveries SET updated_at = updated_at")  # its claims' row locks
+            inside.set()
+            resume.wait(30)
+
+        adopted: list[int] = []
+        freezing = threading.Thread(target=frozen.db.transaction, args=(stuck, WORKERS_LOCK))
+        adopting = threading.Thread(
+            target=lambda: adopted.append(
+                live.adopt_claims(NOW + timedelta(seconds=31), only_expired=True)
+            )
+        )
+        try:
+            freezing.start()
+            assert inside.wait(10)
+            adopting.start()
+            adopting.join(10)
+            assert adopted == [1], "adoption waited on the frozen worker's transaction"
+        finally:
+            resume.set()
+            freezing.join(30)
+            adopting.join(30)
 
 
 def test_a_clean_stop_hands_open_claims_to_the_others_at_once(ledger_target: str | Path) -> None:

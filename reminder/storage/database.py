@@ -231,6 +231,11 @@ class PostgresDatabase:
 
     shared = True
     clock_sql = "extract(epoch from clock_timestamp())::double precision"
+    # Seconds a transaction may wait on its client between two statements. Ours never
+    # pause; one that does belongs to a stopped worker (SIGSTOP, a suspended VM), whose
+    # locks would otherwise hold up the others, adopting its claims included. The server
+    # ends its transaction; the worker, once it runs again, finds its lease expired.
+    IDLE_IN_TRANSACTION = 5.0
 
     def __init__(self, url: str, *, password: str | None = None, patience: float = 30.0) -> None:
         # Imported here: only those who configure PostgreSQL pay for loading it.
@@ -255,6 +260,7 @@ class PostgresDatabase:
             # No check query before each use (a round trip per statement): a connection a
             # server restart broke fails its statement, leaves the pool, and _run retries.
             name="reminder-ledger",
+            configure=self._configure,
         )
         try:
             self.pool.open(wait=True, timeout=10)
@@ -263,6 +269,11 @@ class PostgresDatabase:
             raise LedgerError(
                 f"the ledger database {self.where} cannot be reached: {self._clean(exc)}"
             ) from None
+
+    def _configure(self, connection: Any) -> None:
+        timeout = round(self.IDLE_IN_TRANSACTION * 1000)
+        connection.execute(f"SET idle_in_transaction_session_timeout = {timeout}")
+        connection.commit()
 
     def _clean(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -279,6 +290,9 @@ class PostgresDatabase:
             except (
                 psycopg.OperationalError,
                 psycopg.errors.DeadlockDetected,
+                # The server ended a transaction this worker had left waiting (stopped
+                # past IDLE_IN_TRANSACTION): nothing of it was written, so it runs again.
+                psycopg.errors.IdleInTransactionSessionTimeout,
                 self.pool_timeout,
             ) as exc:
                 failure: BaseException = exc
@@ -295,7 +309,10 @@ class PostgresDatabase:
                     )
                     self._down_since = None
                 return result
-            if isinstance(failure, psycopg.errors.DeadlockDetected):
+            if isinstance(
+                failure,
+                psycopg.errors.DeadlockDetected | psycopg.errors.IdleInTransactionSessionTimeout,
+            ):
                 continue  # two workers claimed overlapping batches; the database chose one
             if self._down_since is None:
                 self._down_since = time.monotonic()
