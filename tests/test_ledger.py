@@ -145,39 +145,44 @@ def test_counts_and_errors_read_indexes_not_the_table_rows(tmp_path: Path) -> No
         plans = {
             query: " / ".join(row[-1] for row in ledger.db.execute(f"EXPLAIN QUERY PLAN {query}"))
             for query in (
-                "SELECT session, kind, lead, status, count(*) FROM deliveries "
-                "GROUP BY session, kind, lead, status ORDER BY session, kind, lead, status",
+                "SELECT session, kind, lead, count(*) FROM deliveries GROUP BY session, kind, lead",
+                "SELECT session, kind, lead, status, fault IS NOT NULL, count(*) FROM deliveries "
+                "WHERE status IN ('claimed', 'failed', 'superseded') "
+                "GROUP BY session, kind, lead, status, 5",
                 "SELECT session FROM deliveries WHERE status IN ('claimed', 'failed', "
                 "'superseded') AND last_reply != '' ORDER BY updated_at DESC LIMIT 1",
             )
         }
-    counting, erring = plans.values()
-    assert "COVERING INDEX deliveries_tally" in counting, counting
-    assert "TEMP B-TREE" not in counting, counting
+    totals, others, erring = plans.values()
+    assert "COVERING INDEX sqlite_autoindex_deliveries_1" in totals, totals
+    assert "TEMP B-TREE" not in totals, totals
+    assert "USING INDEX deliveries_status" in others, others
     assert "USING INDEX deliveries_status" in erring, erring
 
 
-def test_a_ledger_of_the_previous_schema_gains_the_tally_index(tmp_path: Path) -> None:
-    path = tmp_path / "old.sqlite"
-    db = sqlite3.connect(path)
-    db.executescript(";".join(MIGRATIONS[:-1]) + f"; PRAGMA user_version = {len(MIGRATIONS) - 1};")
-    with db:
-        db.execute(
-            "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, not_after, "
-            "updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
-            claim(1).key,
-        )
-    db.close()
-    with Ledger(path) as ledger:  # as the worker opens it: upgraded
-        ledger.claim([claim(2)], NOW)
-    with Ledger(path, readonly=True) as ledger:
-        assert ledger.version() == len(MIGRATIONS)
-        assert ledger.counts() == {
-            ("2023-03-01T17:00+01:00", "reminder", "1d"): {"claimed": 1, "sent": 1}
+def test_counts_of_every_status_add_up_from_the_totals(ledger: Ledger) -> None:
+    # The sent are counted as what the others leave of each total.
+    keys = [claim(n) for n in range(1, 7)]
+    ledger.claim(keys, NOW)
+    ledger.record([Outcome(keys[0].key, Status.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(keys[1].key, Status.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(keys[2].key, Status.FAILED, "550", NOW)], NOW)
+    ledger.hold([keys[3].key], "configuration fault: 535", NOW)
+    assert ledger.counts() == {
+        ("2023-03-01T17:00+01:00", "reminder", "1d"): {
+            "claimed": 2,
+            "failed": 1,
+            "sent": 2,
+            "waiting": 1,
         }
-        assert ledger.db.execute(
-            "SELECT count(*) FROM sqlite_master WHERE name = 'deliveries_tally'"
-        ).fetchone() == (1,)
+    }
+    for key in keys[4:]:
+        ledger.record([Outcome(key.key, Status.FAILED, "550", NOW)], NOW)
+    ledger.record([Outcome(keys[3].key, Status.FAILED, "535", NOW)], NOW)
+    ledger.record([Outcome(keys[0].key, Status.SENT, "250", NOW)], NOW)  # already settled
+    assert ledger.counts() == {
+        ("2023-03-01T17:00+01:00", "reminder", "1d"): {"failed": 4, "sent": 2}
+    }
 
 
 def test_schema_version_and_a_newer_ledger_is_refused(ledger_target: str | Path) -> None:
