@@ -4,6 +4,7 @@ claims, outcomes, races, migrations, leases."""
 import multiprocessing
 import sqlite3
 import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,22 +143,43 @@ def test_counts_move_the_claims_waiting_on_a_fault_to_waiting(ledger: Ledger) ->
 def test_counts_and_errors_read_indexes_not_the_table_rows(tmp_path: Path) -> None:
     # A ledger of millions of sent rows: status must not read every row of the table.
     with Ledger(tmp_path / "ledger.sqlite") as ledger:
-        plans = {
-            query: " / ".join(row[-1] for row in ledger.db.execute(f"EXPLAIN QUERY PLAN {query}"))
-            for query in (
-                "SELECT session, kind, lead, count(*) FROM deliveries GROUP BY session, kind, lead",
-                "SELECT session, kind, lead, status, fault IS NOT NULL, count(*) FROM deliveries "
-                "WHERE status IN ('claimed', 'failed', 'superseded') "
-                "GROUP BY session, kind, lead, status, 5",
-                "SELECT session FROM deliveries WHERE status IN ('claimed', 'failed', "
-                "'superseded') AND last_reply != '' ORDER BY updated_at DESC LIMIT 1",
-            )
-        }
-    totals, others, erring = plans.values()
-    assert "COVERING INDEX sqlite_autoindex_deliveries_1" in totals, totals
-    assert "TEMP B-TREE" not in totals, totals
-    assert "USING INDEX deliveries_status" in others, others
+        statements: list[str] = []
+        execute = ledger.db.execute
+
+        def noted(sql: str, parameters: Sequence[object] = ()) -> Any:
+            statements.append(sql)
+            return execute(sql, parameters)
+
+        ledger.db.execute = noted  # type: ignore[method-assign]
+        ledger.counts()
+        ledger.last_error()
+        ledger.db.execute = execute  # type: ignore[method-assign]
+        counting, erring = (
+            " / ".join(row[-1] for row in ledger.db.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in statements
+        )
+    assert "COVERING INDEX sqlite_autoindex_deliveries_1" in counting, counting
+    assert "USING INDEX deliveries_status" in counting, counting
+    assert "SCAN deliveries /" not in counting + " /", counting
     assert "USING INDEX deliveries_status" in erring, erring
+
+
+def test_counts_are_one_snapshot_while_a_worker_claims(tmp_path: Path) -> None:
+    # The status page counts while workers claim: a claim landing during the count
+    # (here: between the statements, if there were two) must not break or skew it.
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path, worker="reader") as reader, Ledger(path, worker="worker") as worker:
+        worker.claim([claim(n) for n in range(3)], NOW)
+        worker.record([Outcome(claim(n).key, Status.SENT, "250", NOW) for n in range(3)], NOW)
+        execute = reader.db.execute
+
+        def then_a_claim(sql: str, parameters: Sequence[object] = ()) -> Any:
+            rows = execute(sql, parameters)
+            worker.claim([claim(n) for n in range(3, 6)] + [claim(9, "7d")], NOW)
+            return rows
+
+        reader.db.execute = then_a_claim  # type: ignore[method-assign]
+        assert reader.counts() == {("2023-03-01T17:00+01:00", "reminder", "1d"): {"sent": 3}}
 
 
 def test_counts_of_every_status_add_up_from_the_totals(ledger: Ledger) -> None:

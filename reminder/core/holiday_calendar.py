@@ -37,19 +37,19 @@ def public_holidays(
         calendar = holidays.country_holidays(country, subdiv=subdiv, years=years, language=language)
         return dict(calendar.items())
     # The arguments and the error of holidays.country_holidays, which calls the class so.
-    try:
-        calendar = getattr(_country_rules(module), country)(
-            years=years,
-            subdiv=subdiv,
-            expand=True,
-            observed=True,
-            prov=None,
-            state=None,
-            language=language,
-            categories=None,
-        )
-    except AttributeError:
-        raise NotImplementedError(f"Country {country} not available") from None
+    rules = getattr(_country_rules(module), country, None)
+    if rules is None:
+        raise NotImplementedError(f"Country {country} not available")
+    calendar = rules(
+        years=years,
+        subdiv=subdiv,
+        expand=True,
+        observed=True,
+        prov=None,
+        state=None,
+        language=language,
+        categories=None,
+    )
     return dict(calendar.items())
 
 

@@ -568,20 +568,24 @@ class Ledger:
         # alone, the few deliveries not sent through the status index, and the sent the
         # difference. (An index on the status as well would count faster, but every
         # result of a batch would then move an entry in it: a third more per commit.)
-        totals = self.db.execute(
-            "SELECT session, kind, lead, count(*) FROM deliveries GROUP BY session, kind, lead"
-        )
-        for session, kind, lead, number in totals:
-            found[session, kind, lead][Status.SENT] = number
-        for session, kind, lead, status, waiting, number in self.db.execute(
-            f"SELECT session, kind, lead, status, fault IS NOT NULL, count(*) "  # noqa: S608
-            f"FROM deliveries WHERE {_NOT_SENT} GROUP BY session, kind, lead, status, 5"
-        ):
-            counted = found[session, kind, lead]
-            counted[Status.SENT] -= number
-            if waiting and status == Status.CLAIMED:
-                status = "waiting"
-            counted[status] = counted.get(status, 0) + number
+        # One statement, so one snapshot: workers claim while the status page counts.
+        rows = self.db.execute(
+            "SELECT session, kind, lead, '', 0, count(*) FROM deliveries "  # noqa: S608
+            "GROUP BY session, kind, lead UNION ALL "
+            "SELECT session, kind, lead, status, CASE WHEN fault IS NULL THEN 0 ELSE 1 END, "
+            f"count(*) FROM deliveries WHERE {_NOT_SENT} "
+            "GROUP BY session, kind, lead, status, CASE WHEN fault IS NULL THEN 0 ELSE 1 END"
+        ).fetchall()
+        for session, kind, lead, status, _, number in rows:
+            if not status:
+                found[session, kind, lead][Status.SENT] = number
+        for session, kind, lead, status, waiting, number in rows:
+            if status:
+                counted = found[session, kind, lead]
+                counted[Status.SENT] -= number
+                if waiting and status == Status.CLAIMED:
+                    status = "waiting"
+                counted[status] = counted.get(status, 0) + number
         for counted in found.values():
             if not counted[Status.SENT]:
                 del counted[Status.SENT]
