@@ -32,6 +32,11 @@ AWKWARD = [
     "Bonjour Jean-Pierre D’Arcy,\n\n",
     "https://reminder.example.org/u/QzqX.abc_DEF-123?t=1&x=2",
     "",
+    # binascii writes "=20" or "=09" for a space or tab before a line end without
+    # counting it against the 76 characters.
+    " €" + "x" * 30 + "=  " + "x" * 30 + " \n",
+    "x" * 60 + "From €\t\t\nz",
+    "y" * 74 + " \n",
 ]
 
 
@@ -88,3 +93,10 @@ def test_a_whole_body_is_encoded_as_before() -> None:
         + "=\r\n"
         + "x" * 25
     )
+
+
+def test_an_encoded_space_before_a_line_end_stays_within_76_characters() -> None:
+    for text in ("x" * 60 + "From €\t\t\nz", "y" * 74 + " \n", "z" * 75 + "\t"):
+        for body in (quoted(text), joined([piece(text)])):
+            assert all(len(line) <= 76 for line in body.split("\r\n")), body
+            assert decoded(body) == text.rstrip("\n")

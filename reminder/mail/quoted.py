@@ -30,10 +30,7 @@ def piece(text: str) -> str:
         return encoded.replace("\n", "\r\n")
     head, newline, last = encoded.rpartition("\n")
     if len(last) >= LINE:  # no room left for the "=": cut before, between two characters
-        cut = LINE - 1
-        while "=" in last[cut - 2 : cut]:  # never inside an "=XX"
-            cut -= 1
-        last = f"{last[:cut]}=\n{last[cut:]}"
+        last = _cut(last, LINE - 2)
     return f"{head}{newline}{last}".replace("\n", "\r\n") + SOFT
 
 
@@ -47,4 +44,22 @@ def joined(pieces: Iterable[str]) -> str:
 
 def _encoded(text: str) -> str:
     """`text` in quoted-printable, its lines ended by LF as binascii writes them."""
-    return binascii.b2a_qp(text.replace("\r\n", "\n").encode(), istext=True).decode("ascii")
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode(), istext=True).decode("ascii")
+    if len(encoded) <= LINE or all(len(line) <= LINE for line in encoded.split("\n")):
+        return encoded
+    # binascii does not count the "=20" or "=09" it writes for a space or tab before a
+    # line end: such a line may pass 76 characters. Cut it once more.
+    return "\n".join(_cut(line, LINE - 1) for line in encoded.split("\n"))
+
+
+def _cut(line: str, width: int) -> str:
+    """`line` cut by soft line breaks into lines of at most `width` + 1 characters,
+    never inside an "=XX"."""
+    lines = []
+    while len(line) > width + 1:
+        cut = width
+        while "=" in line[cut - 2 : cut]:
+            cut -= 1
+        lines.append(line[:cut] + "=")
+        line = line[cut:]
+    return "\n".join([*lines, line])
