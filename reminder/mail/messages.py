@@ -519,12 +519,11 @@ def _as_is(text: str, *, html: bool = False) -> str:
 
 def _part(content_type: str, body: str, encoding: str, disposition: str = "") -> str:
     """A MIME part of a `body` already encoded by `encoding`, its lines joined by CRLF."""
-    if disposition:
-        return (
-            f"Content-Type: {content_type}\r\nContent-Disposition: {disposition}\r\n"
-            f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}"
-        )
-    return f"Content-Type: {content_type}\r\nContent-Transfer-Encoding: {encoding}\r\n\r\n{body}"
+    shown = f"Content-Disposition: {disposition}\r\n" if disposition else ""
+    return (
+        f"Content-Type: {content_type}\r\n{shown}"
+        f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}"
+    )
 
 
 @lru_cache(maxsize=512)

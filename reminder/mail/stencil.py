@@ -132,8 +132,8 @@ class Stencil:
     subject: tuple[Piece, ...]
     text: tuple[Piece, ...]
     html: tuple[Piece, ...]
-    text_quoted: tuple[Piece, ...] = ()
-    html_quoted: tuple[Piece, ...] = ()
+    text_quoted: tuple[Piece, ...]
+    html_quoted: tuple[Piece, ...]
 
     @classmethod
     def of(cls, parts: Parts) -> Stencil:

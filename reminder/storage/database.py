@@ -313,7 +313,9 @@ class PostgresDatabase:
                 failure,
                 psycopg.errors.DeadlockDetected | psycopg.errors.IdleInTransactionSessionTimeout,
             ):
-                continue  # two workers claimed overlapping batches; the database chose one
+                # Two workers claimed overlapping batches and the database chose one, or
+                # the server ended a transaction this worker left waiting: at once again.
+                continue
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning(
