@@ -567,7 +567,7 @@ class Ledger:
         # Without reading the millions of sent rows: the totals from the unique index
         # alone, the few deliveries not sent through the status index, and the sent the
         # difference. (An index on the status as well would count faster, but every
-        # result of a batch would then move an entry in it: a third more per commit.)
+        # result of a batch would then move an entry in it: half as much again per commit.)
         # One statement, so one snapshot: workers claim while the status page counts.
         rows = self.db.execute(
             "SELECT session, kind, lead, '', 0, count(*) FROM deliveries "  # noqa: S608
