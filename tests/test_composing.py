@@ -7,6 +7,7 @@ from email import message_from_bytes, policy
 from reminder.core.model import Registrant
 from reminder.core.plan import Delivery
 from reminder.mail.messages import message_id
+from reminder.mail.wire import wired
 from reminder.service.composing import PARALLEL_FROM, PROBE, compose_all
 from reminder.service.snapshot import Snapshot
 
@@ -93,3 +94,28 @@ async def test_helpers_start_for_a_batch_of_unknown_size_when_composing_is_slowe
     ):
         pass  # a transport that takes no time: composing is the bottleneck
     assert counts["here"] >= PROBE and counts["helpers"] > 0, counts
+
+
+async def test_helpers_hand_over_messages_ready_for_the_wire(project: Project) -> None:
+    # The sending process then only writes them: dots doubled and the final dot already
+    # there, for the messages of the helpers as for its own.
+    snapshot = project.snapshot()
+    counts: dict[str, int] = {}
+    deliveries = batch(snapshot, PARALLEL_FROM + 200)
+    out: dict[str, bytes] = {}
+    async for delivery, message in compose_all(
+        snapshot, iter(deliveries), lambda: datetime.now(UTC), helpers=1, counts=counts, wire=True
+    ):
+        assert isinstance(message, bytes)
+        out[delivery.registrant.email] = message
+    assert counts["here"] > 0 and counts["helpers"] > 0, counts
+    config = snapshot.config
+    for delivery in deliveries[::97]:
+        data = out[delivery.registrant.email]
+        assert data.endswith(b"\r\n.\r\n")
+        message = data[:-3].replace(b"\r\n..", b"\r\n.")
+        assert wired(message) == data
+        parsed = message_from_bytes(message, policy=policy.default)
+        assert parsed["Message-ID"] == message_id(
+            delivery.key, config.cycle.id, config.smtp.sender_domain
+        )

@@ -17,6 +17,7 @@ from reminder.mail.outbox import Outbox
 from reminder.mail.ratelimit import RateLimit
 from reminder.mail.smtpsink import SmtpSink, free_port
 from reminder.mail.transport import Envelope, Result, SmtpTransport, Verdict, each
+from reminder.mail.wire import wired
 
 from .conftest import FaultyRecorder, Server, until
 
@@ -341,6 +342,27 @@ async def test_a_server_offering_pipelining_gets_mail_rcpt_and_data_in_one_write
     assert {m.recipients[0]: m.data for m in handler.messages}["p3@example.org"] == (
         b".dot\r\n..two\r\nend\r\n"
     )
+
+
+async def test_a_message_composed_in_its_wire_form_arrives_as_one_that_was_not(
+    pipelining_server: Server, smtp_server: Server
+) -> None:
+    # Helpers prepare each message for the wire (dots doubled, the final dot) so that
+    # the sending process does not: the server must not see the difference.
+    message = b"Subject: x\r\n\r\n.starts with a dot\r\n..two\r\nend\r\n"
+    for server in (pipelining_server, smtp_server):
+        items = [
+            Envelope(0, SENDER, "p0@example.org", "<m0@irev.fr>", message),
+            Envelope(1, SENDER, "p1@example.org", "<m1@irev.fr>", wired(message), wired=True),
+        ]
+        results = await deliver(plain(server), items)
+        assert all(r.verdict is Verdict.SENT for r in results.values())
+        received = {m.recipients[0]: m for m in server.handler.messages}
+        assert received["p0@example.org"].data == received["p1@example.org"].data == message
+        # RFC 1870: the size announced is the message's; of the wired one, its two
+        # doubled dots included (a size a little high is allowed).
+        assert received["p0@example.org"].mail_options == (f"SIZE={len(message)}",)
+        assert received["p1@example.org"].mail_options == (f"SIZE={len(message) + 2}",)
 
 
 async def test_a_server_without_pipelining_is_sent_one_command_at_a_time(

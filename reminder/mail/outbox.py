@@ -24,6 +24,8 @@ class Outbox:
     dropping the duplicate would.
     """
 
+    takes_wired = False  # files hold the message itself
+
     def __init__(self, folder: Path, *, durable: bool = True) -> None:
         self.folder = folder
         self.durable = durable

@@ -18,6 +18,7 @@ class Received:
     recipients: list[str]
     data: bytes
     at: float  # time.time() when the server accepted it
+    mail_options: tuple[str, ...] = ()  # MAIL FROM's parameters: SIZE=…
 
     @classmethod
     def of(cls, envelope: Any) -> Received:
@@ -27,6 +28,7 @@ class Received:
             list(envelope.rcpt_tos),
             bytes(envelope.original_content or envelope.content),
             time.time(),
+            tuple(envelope.mail_options),
         )
 
 

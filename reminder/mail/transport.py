@@ -21,6 +21,7 @@ from ..core.clock import Clock, utc_now
 from ..core.errors import TransportConfigError
 from ..inputs.config import Smtp
 from .ratelimit import Budget, RateLimit
+from .wire import wired
 
 MAX_BACKOFF = 120.0
 
@@ -41,6 +42,9 @@ class Envelope:
     message_id: str
     data: bytes
     not_after: datetime | None = None
+    # `data` is already as it goes after DATA (`wire.wired`): prepared where it was
+    # composed, off the sending process.
+    wired: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,7 @@ class Transport(Protocol):
     """What the worker needs of a way to send mail."""
 
     description: str
+    takes_wired: bool  # envelopes may come `wired`: this transport only sends them
 
     async def deliver(
         self,
@@ -82,6 +87,8 @@ class Transport(Protocol):
 
 class SmtpTransport:
     """A pool of aiosmtplib connections, each sending many messages in turn."""
+
+    takes_wired = True
 
     def __init__(self, settings: Smtp, *, clock: Clock = utc_now) -> None:
         self.settings = settings
@@ -368,14 +375,17 @@ async def _transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
     transport = client.transport
     if transport is None or transport.is_closing():
         raise aiosmtplib.SMTPServerDisconnected("Connection lost")
-    size = f" SIZE={len(envelope.data)}".encode() if client.supports_extension("size") else b""
+    message = envelope.data if envelope.wired else wired(envelope.data)
+    # RFC 1870: the message's size; of a wired one, without the final dot (its doubled
+    # dots counted: a few bytes high, where counting them would cost a pass over it).
+    length = len(message) - 3 if envelope.wired else len(envelope.data)
+    size = f" SIZE={length}".encode() if client.supports_extension("size") else b""
     try:
         sender = _address(envelope.sender)
     except ValueError as exc:
         raise TransportConfigError(f"{exc}; check smtp.sender", reply=str(exc)) from None
     mail = b"MAIL FROM:<" + sender + b">" + size + b"\r\n"
     rcpt = b"RCPT TO:<" + _address(envelope.recipient) + b">\r\n"
-    message = _wire(envelope.data)
     pipelining = client.supports_extension("pipelining")
     previous = transport.get_protocol()
     replies = _Replies(previous)
@@ -466,26 +476,6 @@ def _address(address: str) -> bytes:
     if found := _UNSAFE_IN_ADDRESS.search(address):
         raise ValueError(f"{address!r} contains {found.group()!r}, not allowed in an SMTP address")
     return address.encode("ascii")
-
-
-_LINE_ENDING = re.compile(rb"\r\n|\r|\n")
-
-
-def _wire(data: bytes) -> bytes:
-    """The message as it goes after DATA: CRLF lines, leading dots doubled, the final dot.
-
-    Composed messages already have CRLF endings; counting them is much cheaper than
-    the regular expressions aiosmtplib runs over every message.
-    """
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
-        data = _LINE_ENDING.sub(b"\r\n", data)
-    if not data.endswith(b"\r\n"):
-        data += b"\r\n"
-    data = data.replace(b"\r\n.", b"\r\n..")
-    if data.startswith(b"."):
-        data = b"." + data
-    return data + b".\r\n"
 
 
 class _Replies(asyncio.Protocol):

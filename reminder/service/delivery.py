@@ -13,7 +13,7 @@ from typing import Protocol
 from ..core.errors import ReminderError, TransportConfigError
 from ..core.model import UPDATE, DeliveryKey
 from ..core.notices import Notice, NoticePlan, Told
-from ..core.plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries
+from ..core.plan import PLAN_CHUNK, Batch, Delivery, Slot, deadline, due_deliveries
 from ..core.replies import Refusal, classify
 from ..inputs.registrants import masked, redacted
 from ..mail.messages import message_id
@@ -270,7 +270,7 @@ class Dispatcher:
                     del claims[key]
                 yield from (d for d in part if d.key in taken)
 
-        def envelope(sent: _Sent, claim: Claim, data: bytes) -> Envelope:
+        def envelope(sent: _Sent, claim: Claim, data: bytes, wired: bool = False) -> Envelope:
             self.observer.in_flight(1)
             return Envelope(
                 (sent, claim),
@@ -279,6 +279,7 @@ class Dispatcher:
                 claim.message_id,
                 data,
                 claim.not_after,
+                wired,
             )
 
         async def envelopes() -> AsyncIterator[Envelope]:
@@ -302,13 +303,16 @@ class Dispatcher:
                 helpers=self.helpers,
                 size=plan.size_hint,
                 message_ids=_MessageIds(claims),
+                wire=self.transport.takes_wired,
             ):
                 if not may_send():
                     return
                 if isinstance(composed, NotComposed):
                     self._report_failure(unsettled, tally, _Sent.of(delivery), composed.reason)
                     continue
-                yield envelope(_Sent.of(delivery), claims[delivery.key], composed)
+                yield envelope(
+                    _Sent.of(delivery), claims[delivery.key], composed, self.transport.takes_wired
+                )
 
         def report(result: Result) -> None:
             sent, claim = result.envelope.token
@@ -427,7 +431,7 @@ class Dispatcher:
         self.observer.settled(sent.key, "failed")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class _Sent:
     """What the outcome of one mail is recorded, counted and logged under."""
 
@@ -445,15 +449,23 @@ class _Sent:
             return cls(
                 item.key, item.kind, item.session.id, item.registrant.email, item.kind, notice=True
             )
-        lead = str(item.slot.lead)
-        return cls(
-            item.key,
-            f"{lead} reminder",
-            item.slot.session.id,
-            item.registrant.email,
-            lead,
-            item.late,
-        )
+        what, session, lead = _slot_words(item.slot)
+        return cls(item.key, what, session, item.registrant.email, lead, item.late)
+
+
+_WORDS: dict[int, tuple[Slot, tuple[str, str, str]]] = {}
+
+
+def _slot_words(slot: Slot) -> tuple[str, str, str]:
+    """What a reminder of `slot` is logged and counted under: the same for its whole batch
+    (looked up by identity: hashing a slot hashes its whole session)."""
+    found = _WORDS.get(id(slot))
+    if found is None or found[0] is not slot:
+        if len(_WORDS) >= 64:
+            _WORDS.clear()
+        lead = str(slot.lead)
+        found = _WORDS[id(slot)] = (slot, (f"{lead} reminder", slot.session.id, lead))
+    return found[1]
 
 
 class _Planned:
