@@ -454,3 +454,21 @@ def test_registrants_told_the_same_facts_share_one_value(ledger: Ledger) -> None
     one, two = told_about["p1@example.org"], told_about["p2@example.org"]
     assert one.facts == two.facts == facts
     assert one.facts is two.facts  # a million registrants told the same: one value
+
+
+def test_another_process_s_writes_are_told_apart_from_its_own(ledger_target: str | Path) -> None:
+    # What lets a worker keep a notice plan that owed nothing: SQLite tells whether any
+    # other connection committed since; with PostgreSQL, other workers always may have.
+    now = datetime.now(UTC)
+    with (
+        Ledger(ledger_target, worker="one") as ledger,
+        Ledger(ledger_target, worker="two") as other,
+    ):
+        before = ledger.outside_writes()
+        ledger.claim([claim(1)], now)
+        if ledger.shared:
+            assert before is None and ledger.outside_writes() is None
+            return
+        assert ledger.outside_writes() == before  # its own write
+        other.claim([claim(2)], now)
+        assert ledger.outside_writes() != before

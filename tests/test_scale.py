@@ -244,3 +244,40 @@ async def test_a_batch_s_message_ids_follow_the_order_of_its_claims(project: Pro
     # The mails carry them.
     sent = {str(m["Message-ID"]) for m in handler.parsed()}
     assert sent == set(claimed)
+
+
+async def test_a_later_reminder_does_not_wait_on_reading_what_everybody_was_told(
+    project: Project, monkeypatch: Any
+) -> None:
+    # At 1,000,000 registrants, reading who was told what takes seconds: the pass at a
+    # second reminder's instant reuses the notice plan that owed nothing, unless another
+    # process has written to the ledger since.
+    people = 30
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = FaultyRecorder()
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        first, second, third = (s for s in snapshot.slots if s.session is snapshot.slots[0].session)
+        with Ledger(ledger_file, worker="test") as ledger:
+            reads: list[object] = []
+            told = ledger.notice_view
+            monkeypatch.setattr(ledger, "notice_view", lambda *a: reads.append(a) or told(*a))
+            clock = Clock(first.due_at)
+            transport = SmtpTransport(snapshot.config.smtp)
+            dispatcher = Dispatcher(ledger, transport, clock)
+            try:
+                assert (await dispatcher.run(snapshot)).sent == people
+                clock.now = second.due_at
+                assert (await dispatcher.run(snapshot)).sent == people
+                assert len(reads) == 1  # the plan of the first pass, still true
+                with Ledger(ledger_file, worker="staff") as other:
+                    at = clock.now
+                    other.suppress("alex0@example.org", reason="asked", source="staff", at=at)
+                clock.now = third.due_at
+                assert (await dispatcher.run(snapshot)).sent == people - 1
+                assert len(reads) == 2  # another process wrote: read again
+            finally:
+                await transport.close()
+    assert len(handler.messages) == 3 * people - 1

@@ -80,6 +80,11 @@ class NoticePlan:
     def sequence(self, session: Session, recipient: str) -> int:
         return self.sequences.get((session.id, recipient), self.sequences.get((session.id, ""), 0))
 
+    @property
+    def quiet(self) -> bool:
+        """Nothing owed, waiting, stale or settling: only sends change that."""
+        return not (self.owed or self.waiting or self.superseded or self.held)
+
 
 def join_link(session: Session, registrant: Registrant, default: str) -> str:
     return registrant.join_url or session.join_url or default

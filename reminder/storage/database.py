@@ -57,6 +57,11 @@ class Database(Protocol):
 
     def version(self) -> int: ...
 
+    def outside_writes(self) -> int | None:
+        """A number that changes whenever another connection commits; None where that
+        cannot be told."""
+        ...
+
     def seconds_between(self, start: str, end: str) -> str:
         """SQL for the seconds from one stamped column to another."""
         ...
@@ -151,6 +156,12 @@ class SqliteDatabase:
 
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def outside_writes(self) -> int | None:
+        try:
+            return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error:
+            return None
 
     def seconds_between(self, start: str, end: str) -> str:
         return f"(julianday({end}) - julianday({start})) * 86400"
@@ -371,6 +382,9 @@ class PostgresDatabase:
             return 0
         found = self.execute("SELECT version FROM reminder_schema").fetchone()
         return int(found[0]) if found else 0
+
+    def outside_writes(self) -> int | None:
+        return None  # other workers write all the time: nothing to tell by
 
     def seconds_between(self, start: str, end: str) -> str:
         return f"extract(epoch from ({end}::timestamptz - {start}::timestamptz))"

@@ -229,6 +229,11 @@ class Ledger:
         """Several workers may share this ledger (PostgreSQL)."""
         return self.db.shared
 
+    def outside_writes(self) -> int | None:
+        """A number that changes whenever another process commits to this ledger (a
+        command, another worker); None when that cannot be told (PostgreSQL)."""
+        return self.db.outside_writes()
+
     def close(self) -> None:
         self.db.close()
 
