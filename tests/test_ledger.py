@@ -65,6 +65,31 @@ def test_sent_is_settled_and_never_claimed_again(ledger: Ledger) -> None:
     )
 
 
+def test_the_planner_s_view_of_a_session_with_several_leads_and_outcomes(ledger: Ledger) -> None:
+    later = NOW + timedelta(minutes=5)
+    ledger.claim([claim(n, lead) for n in range(4) for lead in ("7d", "1d")], NOW)
+    ledger.record(
+        [
+            Outcome(claim(0, "7d").key, Status.SENT, "250", NOW),
+            Outcome(claim(1, "7d").key, Status.FAILED, "550", NOW),
+            Outcome(claim(2, "7d").key, Status.CLAIMED, "451", NOW, later),
+            Outcome(claim(0, "1d").key, Status.SENT, "250", NOW),
+        ],
+        NOW,
+    )
+    ledger.supersede([(claim(3, "7d").key, NOW)], NOW)
+    session = claim(0).key.session
+    view = ledger.view([session])
+    assert view.settled == {
+        (session, "7d"): {"p0@example.org", "p1@example.org", "p3@example.org"},
+        (session, "1d"): {"p0@example.org"},
+    }
+    assert view.claims[session, "7d"] == {"p2@example.org": later}
+    assert set(view.claims[session, "1d"]) == {"p1@example.org", "p2@example.org", "p3@example.org"}
+    only = ledger.view([session], claims_only=True)
+    assert only.settled == {} and only.claims == view.claims
+
+
 def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
     retry_at = NOW + timedelta(minutes=5)

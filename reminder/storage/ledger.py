@@ -7,6 +7,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
+from itertools import groupby
+from operator import itemgetter
 from pathlib import Path
 
 from ..core.errors import LedgerError
@@ -269,21 +271,33 @@ class Ledger:
         self, sessions: Iterable[str], kind: str = REMINDER, *, claims_only: bool = False
     ) -> LedgerView:
         """What is recorded for these session keys, for the planner (or only open claims)."""
-        settled: dict[tuple[str, str], set[str]] = defaultdict(set)
+        settled: dict[tuple[str, str], frozenset[str]] = {}
         claims: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
-        only = " AND status = 'claimed'" if claims_only else ""
         for session in set(sessions):
+            # The few open claims through the status index; everyone else recorded for
+            # the session is settled. A second reminder reads the first's million rows:
+            # from the unique index alone, in its order, a lead at a time.
+            for lead, recipient, retry_at in self.db.execute(
+                "SELECT lead, recipient, next_attempt_at FROM deliveries "
+                "WHERE status = 'claimed' AND session = ? AND kind = ?",
+                (session, kind),
+            ):
+                claims[session, lead][recipient] = datetime.fromisoformat(retry_at)
+            if claims_only:
+                continue
             rows = self.db.execute(
-                "SELECT lead, recipient, status, next_attempt_at FROM deliveries "  # noqa: S608
-                f"WHERE session = ? AND kind = ?{only}",
+                "SELECT lead, recipient FROM deliveries WHERE session = ? AND kind = ? "
+                "ORDER BY lead",
                 (session, kind),
             )
-            for lead, recipient, status, retry_at in rows:
-                if status == Status.CLAIMED:
-                    claims[session, lead][recipient] = datetime.fromisoformat(retry_at)
-                else:
-                    settled[session, lead].add(recipient)
-        return LedgerView({k: frozenset(v) for k, v in settled.items()}, dict(claims))
+            for lead, found in groupby(rows, key=itemgetter(0)):
+                recipients = frozenset(map(itemgetter(1), found))
+                open_claims = claims.get((session, lead))
+                if open_claims:
+                    recipients -= open_claims.keys()
+                if recipients:
+                    settled[session, lead] = recipients
+        return LedgerView(settled, dict(claims))
 
     def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int:
         """Every open claim of a worker without a live lease is due again, now.
