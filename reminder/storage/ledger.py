@@ -100,6 +100,14 @@ MIGRATIONS: tuple[str, ...] = (
         finished_at DOUBLE PRECISION
     );
     """,
+    # The status index without the sent rows, which no query looks for through it: a
+    # result's commit then only takes its entry out (at 1,000,000 sent rows, 40 us a
+    # result became 30). A query uses it only when its WHERE holds the index's own
+    # term, `status != 'sent'` (SQLite's rule for partial indexes): _NOT_SENT, _CLAIMED.
+    """
+    DROP INDEX deliveries_status;
+    CREATE INDEX deliveries_unsent ON deliveries (status, not_after) WHERE status != 'sent';
+    """,
 )
 
 
@@ -278,8 +286,8 @@ class Ledger:
             # the session is settled. A second reminder reads the first's million rows:
             # from the unique index alone, in its order, a lead at a time.
             for lead, recipient, retry_at in self.db.execute(
-                "SELECT lead, recipient, next_attempt_at FROM deliveries "
-                "WHERE status = 'claimed' AND session = ? AND kind = ?",
+                "SELECT lead, recipient, next_attempt_at FROM deliveries "  # noqa: S608
+                f"WHERE {_CLAIMED} AND session = ? AND kind = ?",
                 (session, kind),
             ):
                 claims[session, lead][recipient] = datetime.fromisoformat(retry_at)
@@ -553,10 +561,10 @@ class Ledger:
         return self._write(
             [
                 (
-                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "
+                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "  # noqa: S608
                     "updated_at = ?, last_reply = 'not confirmed before the session started' || "
                     "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
-                    "WHERE status = 'claimed' AND not_after <= ?",
+                    f"WHERE {_CLAIMED} AND not_after <= ?",
                     (stamp(now), stamp(now)),
                 )
             ]
@@ -614,7 +622,7 @@ class Ledger:
         """Claims not settled that can still be sent."""
         return int(
             self.db.execute(
-                "SELECT count(*) FROM deliveries WHERE status = 'claimed' AND not_after > ?",
+                f"SELECT count(*) FROM deliveries WHERE {_CLAIMED} AND not_after > ?",  # noqa: S608
                 (stamp(now),),
             ).fetchone()[0]
         )
@@ -624,7 +632,7 @@ class Ledger:
         return [
             _row(values)
             for values in self.db.execute(
-                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE status = 'claimed' "  # noqa: S608
+                f"SELECT {_ROW_COLUMNS} FROM deliveries WHERE {_CLAIMED} "  # noqa: S608
                 "AND fault IS NOT NULL ORDER BY updated_at DESC"
             )
         ]
@@ -718,9 +726,11 @@ class Ledger:
         ]
 
 
-# Every status but sent, named so that the status index finds them: `status != 'sent'`
-# would read all the rows of a ledger that is mostly sent.
-_NOT_SENT = "status IN ('claimed', 'failed', 'superseded')"
+# Every status but sent, and only the claims: each with the partial index's own term,
+# so that they may be read from it, and the statuses named, so that they are sought
+# there rather than by reading the millions of sent rows of the table.
+_NOT_SENT = "status != 'sent' AND status IN ('claimed', 'failed', 'superseded')"
+_CLAIMED = "status != 'sent' AND status = 'claimed'"
 _ROW_COLUMNS = (
     "session, kind, lead, recipient, status, message_id, due_at, attempts, "
     "sent_at, updated_at, last_reply, fault"
