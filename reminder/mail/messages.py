@@ -57,18 +57,11 @@ class Composed:
     ics: bytes
 
 
-def message_id(key: DeliveryKey, cycle: str, domain: str, claimed: datetime | None = None) -> str:
-    """One delivery's Message-ID. The ledger records it at the first claim and every
-    resend carries that one, so a resend is recognisably the same mail to receivers.
-
-    `claimed`, the instant of the claim, comes before the digest as hexadecimal
-    milliseconds: a batch's IDs then go to the end of the ledger's index on them instead
-    of all through it (claiming 1,000,000 cost three times as much with digests first).
-    """
+def message_id(key: DeliveryKey, cycle: str, domain: str) -> str:
+    """Deterministic per delivery: a resend is recognisably the same mail to receivers."""
     digest = hashlib.sha256("|".join((cycle, *key)).encode()).hexdigest()[:20]
     day = key.session[:10].replace("-", "")
-    order = f"{int(claimed.timestamp() * 1000):x}." if claimed is not None else ""
-    return f"<{cycle}.{day}.{key.kind}.{key.lead}.{order}{digest}@{domain}>"
+    return f"<{cycle}.{day}.{key.kind}.{key.lead}.{digest}@{domain}>"
 
 
 def display_name(text: str) -> str:

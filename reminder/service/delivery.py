@@ -238,7 +238,7 @@ class Dispatcher:
 
         told: dict[tuple[int, str | None, int], tuple[Told, datetime]] = {}  # by session
 
-        def claim_of(d: Delivery, at: datetime) -> Claim:
+        def claim_of(d: Delivery) -> Claim:
             session = d.slot.session
             shared = (id(session), d.registrant.join_url, d.sequence)
             if shared not in told:  # what most of a batch is told, and its deadline: once
@@ -247,7 +247,7 @@ class Dispatcher:
             what, not_after = told[shared]
             return Claim(
                 d.key,
-                message_id(d.key, cycle, sender_domain, at),
+                message_id(d.key, cycle, sender_domain),
                 d.slot.due_at,
                 not_after,
                 session.id,
@@ -257,7 +257,7 @@ class Dispatcher:
         notice_claims = [
             Claim(
                 n.key,
-                message_id(n.key, cycle, sender_domain, now),
+                message_id(n.key, cycle, sender_domain),
                 n.due_at,
                 n.not_after,
                 n.session.id,
@@ -281,8 +281,7 @@ class Dispatcher:
                 if not may_send():
                     plan.put_back(part)
                     return  # the lease lapsed: another worker may hold these claims now
-                at = self.clock()  # orders the chunk's Message-IDs after the last chunk's
-                taken = {c.key: c for c in self.ledger.claim([claim_of(d, at) for d in part], now)}
+                taken = {c.key: c for c in self.ledger.claim([claim_of(d) for d in part], now)}
                 claims.update(taken)
                 unsettled.update(taken)
                 # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
