@@ -14,6 +14,7 @@ import pytest
 from reminder.core.errors import LedgerError
 from reminder.core.model import DeliveryKey
 from reminder.core.notices import ALWAYS, Facts, Told
+from reminder.mail.messages import message_id
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
 from reminder.storage.ledger import _WORKERS_LOCK as WORKERS_LOCK
@@ -518,3 +519,30 @@ def test_another_process_s_writes_are_told_apart_from_its_own(ledger_target: str
         assert ledger.outside_writes() == before  # its own write
         other.claim([claim(2)], now)
         assert ledger.outside_writes() != before
+
+
+def test_a_bounce_finds_its_delivery_by_message_id_without_an_index_on_them(
+    ledger_target: str | Path,
+) -> None:
+    keys = [
+        DeliveryKey("2023-03-01T17:00+01:00", "reminder", lead, f"p{n}@example.org")
+        for n in range(3)
+        for lead in ("7d", "1d")
+    ]
+    keys.append(DeliveryKey("2023-03-01T09:00+01:00", "reminder", "1d", "early@example.org"))
+    ids = {key: message_id(key, "irev-elus-2023", "irev.fr") for key in keys}
+    with Ledger(ledger_target, worker="w") as ledger:
+        ledger.claim([Claim(k, ids[k], NOW, START) for k in keys], NOW)
+        p1 = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "p1@example.org")
+        early = keys[-1]
+        assert ledger.recipient_of(ids[p1], "P1@Example.org") == "p1@example.org"
+        assert ledger.recipient_of(f"  {ids[p1]} ") == "p1@example.org"  # no address named
+        assert ledger.recipient_of(ids[p1], "alias@elsewhere.org") == "p1@example.org"  # forwarded
+        assert ledger.recipient_of(ids[early]) == "early@example.org"  # another session that day
+        wrong_day = ids[p1].replace(".20230301.", ".20230302.")
+        assert ledger.recipient_of(wrong_day) is None
+        assert ledger.recipient_of("<someone-elses@example.com>") is None
+        if ledger.shared:
+            return
+        indexes = {name for (name,) in ledger.db.execute("SELECT name FROM sqlite_master")}
+        assert "deliveries_message_id" not in indexes  # its upkeep made claims dear

@@ -90,7 +90,9 @@ def apply(ledger: Ledger, bounce: Bounce, now: datetime, run: BounceRun) -> None
     if not bounce.permanent:
         run.delayed += bounce.action == "delayed"
         return
-    recipient = ledger.recipient_of(bounce.message_id) if bounce.message_id else None
+    recipient = (
+        ledger.recipient_of(bounce.message_id, bounce.recipient) if bounce.message_id else None
+    )
     if recipient is None:
         run.unmatched.append((bounce.recipient, bounce.message_id))
         return
