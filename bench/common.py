@@ -10,8 +10,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from reminder.core.model import Registrant  # noqa: E402
+from reminder.core.notices import Told, facts_for  # noqa: E402
+from reminder.core.plan import Slot  # noqa: E402
 from reminder.mail.messages import Composed  # noqa: E402
 from reminder.mail.smtpsink import SmtpSink, free_port  # noqa: E402
 from reminder.service.snapshot import Snapshot, load_snapshot  # noqa: E402
+from reminder.storage.ledger import Claim, Ledger, Outcome, Status  # noqa: E402
 
 
 def sample_project() -> Path:
@@ -35,6 +39,27 @@ def sample_project() -> Path:
 
 def registrant(n: int) -> Registrant:
     return Registrant(f"elu{n}@example.org", f"Prénom{n}", f"Nom{n}", "Maire", f"Commune {n}")
+
+
+def record_told(
+    ledger: Ledger, slot: Slot, people: Sequence[Registrant], link: str, at: datetime
+) -> None:
+    """Record `slot`'s reminder as sent to each of `people` at `at`, with what it told
+    them (the facts change notices are derived from)."""
+    for first in range(0, len(people), 50_000):
+        claims = [
+            Claim(
+                slot.delivery_key(p.key),
+                f"<{slot.lead}.{n}@bench>",
+                slot.due_at,
+                slot.session.start,
+                slot.session.id,
+                Told(facts_for(slot.session, p, link, attending=True), 0, at),
+            )
+            for n, p in enumerate(people[first : first + 50_000], first)
+        ]
+        ledger.claim(claims, at)
+        ledger.record([Outcome(c.key, Status.SENT, "250", at) for c in claims], at)
 
 
 def compose_many(count: int) -> tuple[Snapshot, list[Composed]]:
@@ -123,6 +148,7 @@ __all__ = [
     "compose_many",
     "postfix_sink",
     "postgres_schema",
+    "record_told",
     "registrant",
     "sample_project",
     "slow_sink",

@@ -16,14 +16,14 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
-from common import registrant, sample_project, summary
+from common import record_told, registrant, sample_project, summary
 
 from reminder.core.model import Roster
-from reminder.core.notices import Told, facts_for, plan_notices, version
+from reminder.core.notices import plan_notices, version
 from reminder.core.plan import reminder_slots
 from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import Ledger
 
 
 def main() -> None:
@@ -40,19 +40,7 @@ def main() -> None:
     link = config.cycle.join_url or ""
     ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite", worker="bench")
     for slot in march:
-        claims = [
-            Claim(
-                slot.delivery_key(p.key),
-                f"<{slot.lead}.{n}@x>",
-                slot.due_at,
-                slot.session.start,
-                slot.session.id,
-                Told(facts_for(slot.session, p, link, attending=True), 0, told_at),
-            )
-            for n, p in enumerate(people)
-        ]
-        ledger.claim(claims, told_at)
-        ledger.record([Outcome(c.key, Status.SENT, "250", told_at) for c in claims], told_at)
+        record_told(ledger, slot, people, link, told_at)
     roster = Roster("bench", people)
     first = {s.id: version(s, roster, link) for s in sessions}
     ledger.observe(first, told_at)

@@ -17,15 +17,14 @@ import time
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from common import postfix_sink, sample_project
+from common import postfix_sink, record_told, sample_project
 from worker import write_project
 
 from reminder.core.model import DeliveryKey
-from reminder.core.notices import Told, facts_for
 from reminder.mail.transport import SmtpTransport
 from reminder.service.delivery import Dispatcher, NoObserver
 from reminder.service.snapshot import load_snapshot
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import Ledger
 
 PARIS = ZoneInfo("Europe/Paris")
 
@@ -53,22 +52,7 @@ def main() -> None:
         day, hour = snapshot.slots[0], snapshot.slots[1]
         link = snapshot.config.cycle.join_url or ""
         people = snapshot.roster.attending(day.session)
-        for first in range(0, len(people), 50_000):
-            claims = [
-                Claim(
-                    day.delivery_key(p.key),
-                    f"<{n}@bench>",
-                    day.due_at,
-                    day.session.start,
-                    day.session.id,
-                    Told(facts_for(day.session, p, link, attending=True), 0, day.due_at),
-                )
-                for n, p in enumerate(people[first : first + 50_000], first)
-            ]
-            ledger.claim(claims, day.due_at)
-            ledger.record(
-                [Outcome(c.key, Status.SENT, "250", day.due_at) for c in claims], day.due_at
-            )
+        record_told(ledger, day, people, link, day.due_at)
         now = [hour.due_at - timedelta(minutes=10)]
         transport = SmtpTransport(snapshot.config.smtp, clock=lambda: now[0])
         observer = FirstSettled()

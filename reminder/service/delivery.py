@@ -235,6 +235,7 @@ class Dispatcher:
         composer = snapshot.composer
         cutoff = snapshot.cutoff
         sender_domain, cycle = config.smtp.sender_domain, config.cycle.id
+        wire = self.transport.takes_wired  # reminders come composed for the wire
 
         told: dict[tuple[int, str | None, int], tuple[Told, datetime]] = {}  # by session
 
@@ -322,16 +323,14 @@ class Dispatcher:
                 helpers=self.helpers,
                 size=plan.size_hint,
                 message_ids=_MessageIds(claims),
-                wire=self.transport.takes_wired,
+                wire=wire,
             ):
                 if not may_send():
                     return
                 if isinstance(composed, NotComposed):
                     self._report_failure(unsettled, tally, _Sent.of(delivery), composed.reason)
                     continue
-                yield envelope(
-                    _Sent.of(delivery), claims[delivery.key], composed, self.transport.takes_wired
-                )
+                yield envelope(_Sent.of(delivery), claims[delivery.key], composed, wire)
 
         def report(result: Result) -> None:
             sent, claim = result.envelope.token

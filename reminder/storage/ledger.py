@@ -103,7 +103,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # The status index without the sent rows, which no query looks for through it: a
     # result's commit then only takes its entry out (at 1,000,000 sent rows, 40 us a
-    # result became 30). A query uses it only when its WHERE holds the index's own
+    # result became 32). A query uses it only when its WHERE holds the index's own
     # term, `status != 'sent'` (SQLite's rule for partial indexes): _NOT_SENT, _CLAIMED.
     """
     DROP INDEX deliveries_status;
@@ -770,12 +770,12 @@ class Ledger:
         ]
 
 
-# Every status but sent, and only the claims: each with the partial index's own term,
-# so that they may be read from it, and the statuses named, so that they are sought
-# there rather than by reading the millions of sent rows of the table.
 # The Message-IDs this release writes (mail.messages.message_id): cycle, the session's
 # day, kind, lead, digest.
 _OUR_ID = re.compile(r"<[a-z0-9-]+\.(\d{4})(\d{2})(\d{2})\.(\w+)\.(\w+)\.[0-9a-f]{20}@[^<>]+>")
+# Every status but sent, and only the claims: each with the partial index's own term,
+# so that they may be read from it, and the statuses named, so that they are sought
+# there rather than by reading the millions of sent rows of the table.
 _NOT_SENT = "status != 'sent' AND status IN ('claimed', 'failed', 'superseded')"
 _CLAIMED = "status != 'sent' AND status = 'claimed'"
 _ROW_COLUMNS = (
