@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
@@ -272,6 +272,10 @@ class Roster:
             self._by_session[session.id] = found
         return found
 
+    def absent(self, session: Session) -> tuple[Registrant, ...]:
+        """Those who do not attend it: nobody, in an export that names no sessions."""
+        return self._attendance.absent(session.id, self.registrants)
+
     def count(self, session: Session) -> int:
         """How many attend it, without listing them."""
         found = self._by_session.get(session.id)
@@ -289,6 +293,13 @@ class Roster:
         to look up never holds it (40 MB at 1,000,000 registrants).
         """
         return {r.key: r for r in self.registrants}
+
+    def having(self, keys: Collection[str]) -> dict[str, Registrant]:
+        """The registrants with these keys, under them: through `by_key` once it is made,
+        otherwise in one pass, without holding an index of everybody."""
+        if "by_key" in self.__dict__ or len(keys) > len(self.registrants) // 8:
+            return {key: self.by_key[key] for key in keys if key in self.by_key}
+        return {r.key: r for r in self.registrants if r.key in keys}
 
     @cached_property
     def with_own_link(self) -> tuple[Registrant, ...]:
@@ -322,6 +333,12 @@ class Attendance:
 
     def count(self, session_id: str) -> int:
         return sum(map(self.groups.__getitem__, self._matching(session_id)))
+
+    def absent(self, session_id: str, registrants: Sequence[Registrant]) -> tuple[Registrant, ...]:
+        others = set(self.groups) - self._matching(session_id)
+        if not others:
+            return ()
+        return tuple(compress(registrants, map(others.__contains__, map(_NAMED, registrants))))
 
     def of(self, session_id: str, registrants: Sequence[Registrant]) -> tuple[Registrant, ...]:
         matching = self._matching(session_id)

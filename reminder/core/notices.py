@@ -59,6 +59,15 @@ def notice_key(session_key: str, kind: str, sequence: int, recipient: str) -> De
 
 
 @dataclass(frozen=True)
+class ToldGroup:
+    """How many of a session's ledger rows tell these facts with this SEQUENCE."""
+
+    facts: Facts
+    sequence: int
+    rows: int
+
+
+@dataclass(frozen=True)
 class NoticeView:
     """What the ledger holds that notices are derived from."""
 
@@ -67,6 +76,21 @@ class NoticeView:
     # (session id, recipient) -> open notice claims and when each may be tried again
     claims: Mapping[tuple[str, str], Mapping[DeliveryKey, datetime]] = field(default_factory=dict)
     since: Mapping[str, datetime] = field(default_factory=dict)  # session id -> version since
+    # Sessions whose `told` holds only the registrants read one by one: what the ledger's
+    # counts say everybody else was told (the rows in flight, and those of their last
+    # SEQUENCE), by facts.
+    rest: Mapping[str, tuple[ToldGroup, ...]] = field(default_factory=dict)
+
+    def completed(self, full: NoticeView, session_ids: Iterable[str]) -> NoticeView:
+        """This view with these sessions as `full` read them, every registrant's rows."""
+        ids = set(session_ids)
+        return NoticeView(
+            {k: v for k, v in self.told.items() if k not in ids} | dict(full.told),
+            self.settled | full.settled,
+            {k: v for k, v in self.claims.items() if k[0] not in ids} | dict(full.claims),
+            self.since,
+            {k: v for k, v in self.rest.items() if k not in ids},
+        )
 
 
 @dataclass(frozen=True)
@@ -118,6 +142,43 @@ def changes(old: Facts, new: Facts, *, topic: bool = False) -> tuple[str, ...]:
     return tuple(found)
 
 
+def read_one_by_one(session: Session, roster: Roster, suppressed: Iterable[str]) -> set[str]:
+    """Whose rows the notice plan reads for this session, beside the ledger's counts:
+    those a notice may be owed although the session's own facts did not change (no
+    longer attending, a link of their own) or who are never mailed (suppressed)."""
+    keys = {r.key for r in roster.absent(session)}
+    keys.update(r.key for r in roster.with_own_link)
+    keys.update(suppressed)
+    return keys
+
+
+def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: str) -> int | None:
+    """The SEQUENCE of every registrant not read one by one, when none of them is owed a
+    notice: whatever the ledger counts tells an attendee with the cycle's link nothing
+    that differs from today's session, all at one SEQUENCE. None when it cannot be said
+    (a change, several SEQUENCEs, counts that do not add up): the rows must be read."""
+    plain = Facts(
+        session.start,
+        session.end,
+        session.join_url or default_url,
+        CANCELLED if session.cancelled else CONFIRMED,
+        session.topic,
+    )
+    levels = set()
+    for group in groups:
+        if group.rows < 0:
+            return None
+        if group.rows == 0:
+            continue
+        both_cancelled = group.facts.status == CANCELLED and plain.status == CANCELLED
+        if changes(group.facts, plain, topic=session.notify_topic) and not both_cancelled:
+            return None
+        levels.add(max(group.sequence, session.sequence))
+    if len(levels) > 1:
+        return None
+    return levels.pop() if levels else session.sequence
+
+
 def version(session: Session, roster: Roster, default_url: str) -> str:
     """A digest of what staff can change about a session; its change starts the settling delay."""
     parts = [
@@ -148,6 +209,11 @@ def plan_notices(
     longer attend it, an update otherwise. It goes out once the session's current version
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
     longer in the export, or `suppressed` (the ledger's suppressions), are not mailed.
+
+    For a session in `view.rest`, `view.told` lists only some registrants; everybody
+    else was told what today's session says, at the one SEQUENCE `rest_sequence` finds
+    (the caller reads the session in full when it finds none). A registrant never told
+    then gets that SEQUENCE rather than the highest: either is right for a first entry.
     """
     owed: list[Notice] = []
     waiting: list[Notice] = []
@@ -160,10 +226,15 @@ def plan_notices(
         if since != ALWAYS and now < settles_at:
             held[session.appointment] = settles_at
         told = view.told.get(session.id, {})
-        attending = {r.key for r in roster.attending(session)} if told else set()
-        # The roster's index by key, made only when someone was told of a session.
-        people = roster.by_key if told else {}
+        # The registrants told of the session, under their keys.
+        people = roster.having(told.keys()) if told else {}
         top = session.sequence
+        rest = view.rest.get(session.id)
+        if rest is not None:
+            plain = rest_sequence(session, rest, default_url)
+            if plain is None:
+                raise ValueError(f"read {session.id} in full: its counts do not settle it")
+            top = plain
         session_key = session.appointment
         # Told times carry the offset they were stored with, i.e. the session's wall-clock
         # time: comparing their dates and times needs no conversion to the zone.
@@ -171,13 +242,14 @@ def plan_notices(
             registrant = None if who in suppressed else people.get(who)
             wanted: DeliveryKey | None = None
             if registrant is not None:
-                facts = facts_for(session, registrant, default_url, who in attending)
+                facts = facts_for(session, registrant, default_url, registrant.attends(session))
                 found = changes(last.facts, facts, topic=session.notify_topic)
                 if last.facts.status == CANCELLED and facts.status == CANCELLED:
                     found = ()
                 sequence = max(last.sequence + bool(found), session.sequence)
                 sequences[session.id, who] = sequence
-                top = max(top, sequence)
+                if rest is None:
+                    top = max(top, sequence)
                 if found:
                     kind = CANCELLATION if facts.status == CANCELLED else UPDATE
                     notice = Notice(

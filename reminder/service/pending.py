@@ -7,17 +7,28 @@ the composing and sending code.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from ..core.model import NOTICE_KINDS
-from ..core.notices import NoticePlan, Told, notice_wakeups, plan_notices, since_as_of, version
+from ..core.model import NOTICE_KINDS, Roster, Session
+from ..core.notices import (
+    NoticePlan,
+    NoticeView,
+    Told,
+    notice_wakeups,
+    plan_notices,
+    read_one_by_one,
+    rest_sequence,
+    since_as_of,
+    version,
+)
 from ..core.plan import next_wakeups
 from ..inputs.config import Config
 from ..storage.store import DeliveryLedger, ledger_target, open_ledger
 from .snapshot import Snapshot
 
-__all__ = ["notice_plan", "notices_in", "told", "wakeup_instants"]
+__all__ = ["notice_plan", "notice_view", "notices_in", "told", "wakeup_instants"]
 
 
 def notice_plan(
@@ -36,11 +47,37 @@ def notice_plan(
         ledger.observe(versions, now) if observe else since_as_of(ledger.versions(), versions, now)
     )
     delay = snapshot.config.reminders.notice_delay
-    view = ledger.notice_view(versions, since)
     # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
     # so status, plan, check and the stop line must not count it as owed either.
     stopped = ledger.suppressed_addresses()
+    view = notice_view(ledger, live, snapshot.roster, since, default, stopped)
     return plan_notices(now, live, snapshot.roster, view, delay, default, stopped)
+
+
+def notice_view(
+    ledger: DeliveryLedger,
+    sessions: Sequence[Session],
+    roster: Roster,
+    since: dict[str, datetime],
+    default_url: str,
+    stopped: frozenset[str],
+) -> NoticeView:
+    """What the ledger says these sessions' registrants were told, read as little as it can.
+
+    The ledger's counts settle most registrants; the rows of those whose facts may differ
+    from the session's are read one by one; a session the counts do not settle (a change
+    not yet told to everybody) is read in full.
+    """
+    listed = {s.id: read_one_by_one(s, roster, stopped) for s in sessions}
+    view = ledger.notice_view([s.id for s in sessions], since, listed)
+    unsettled = [
+        s.id
+        for s in sessions
+        if s.id in view.rest and rest_sequence(s, view.rest[s.id], default_url) is None
+    ]
+    if unsettled:
+        view = view.completed(ledger.notice_view(unsettled, since), unsettled)
+    return view
 
 
 def _no_ledger_yet(config: Config) -> bool:
@@ -62,7 +99,8 @@ def told(config: Config, session_id: str, recipient: str) -> Told | None:
     if _no_ledger_yet(config):
         return None
     with open_ledger(config, readonly=True) as ledger:
-        return ledger.notice_view([session_id], {}).told.get(session_id, {}).get(recipient)
+        view = ledger.notice_view([session_id], {}, {session_id: {recipient}})
+        return view.told.get(session_id, {}).get(recipient)
 
 
 def wakeup_instants(

@@ -45,6 +45,7 @@ class Database(Protocol):
 
     where: str  # for messages: a path, or a URL without its password
     shared: bool  # several workers may use it at once
+    told_summary: bool  # keeps counts of what each session's registrants were told
     clock_sql: str  # the database's own clock, in seconds since the epoch
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows: ...
@@ -75,6 +76,24 @@ class Database(Protocol):
     def close(self) -> None: ...
 
 
+class SqliteOnly(str):
+    """A migration for SQLite alone: PostgreSQL counts it as applied and runs nothing."""
+
+
+def sql_statements(script: str) -> Iterator[str]:
+    """A migration's statements, one by one: split at each `;` that ends one, which
+    a trigger's body does not."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
+    if pending.strip(" \n;"):
+        yield pending
+
+
 def is_postgres(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
@@ -95,6 +114,7 @@ class SqliteDatabase:
     """A SQLite file in WAL mode: one machine, one worker."""
 
     shared = False
+    told_summary = True  # told_facts and its triggers (migration 9)
     clock_sql = "(julianday('now') - 2440587.5) * 86400.0"
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
@@ -184,9 +204,8 @@ class SqliteDatabase:
         try:
             start = self.version()
             for version in range(start, len(migrations)):
-                for statement in migrations[version].split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in sql_statements(migrations[version]):
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {version + 1}")
             self.db.execute("COMMIT")
         except BaseException:
@@ -241,6 +260,7 @@ class PostgresDatabase:
     """
 
     shared = True
+    told_summary = False
     clock_sql = "extract(epoch from clock_timestamp())::double precision"
     # Seconds a transaction may wait on its client between two statements. Ours never
     # pause; one that does belongs to a stopped worker (SIGSTOP, a suspended VM), whose
@@ -408,6 +428,9 @@ class PostgresDatabase:
                 connection.execute("INSERT INTO reminder_schema VALUES (0)")
             start = int(found[0]) if found else 0
             for version in range(start, len(migrations)):
+                if isinstance(migrations[version], SqliteOnly):
+                    connection.execute("UPDATE reminder_schema SET version = %s", [version + 1])
+                    continue
                 for statement in postgres_ddl(migrations[version]).split(";"):
                     if statement.strip():
                         connection.execute(statement)

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections import Counter, defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from itertools import groupby
 from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import LedgerError
 from ..core.model import NOTICE_KINDS, REMINDER, DeliveryKey
-from ..core.notices import ALWAYS, Facts, NoticeView, Told
+from ..core.notices import ALWAYS, Facts, NoticeView, Told, ToldGroup
 from ..core.plan import LedgerView
-from .database import Database, Execute, PostgresDatabase, SqliteDatabase, is_postgres
+from .database import (
+    Database,
+    Execute,
+    PostgresDatabase,
+    SqliteDatabase,
+    SqliteOnly,
+    is_postgres,
+)
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)
@@ -113,7 +121,131 @@ MIGRATIONS: tuple[str, ...] = (
     # the unique index (Ledger.recipient_of): an index on the IDs themselves took each
     # batch's claims all through it.
     "DROP INDEX deliveries_message_id",
+    # What each session's registrants were told, as a few counts by facts: the notice
+    # plan reads these, and the rows of the few registrants whose facts may differ,
+    # instead of every told row (two million at 1,000,000 registrants and two leads).
+    # A row counts while it is claimed with facts, and once sent while it is at its
+    # registrant's highest SEQUENCE for the session (what they were last told: a change
+    # of facts raises it). A claim adds its rows, one that ends unsent takes its row out
+    # (Ledger.claim, record, supersede, expire); the triggers follow sends at a higher
+    # SEQUENCE and claims taken again, and do nothing when a reminder that carries
+    # SEQUENCE 0 is sent, which is almost every send. SQLite only: PostgreSQL's workers
+    # would all update one counter row at once, and its notice plan reads every told row.
+    SqliteOnly(
+        """
+    CREATE TABLE told_facts (
+        session_id TEXT NOT NULL,
+        fact_start TEXT NOT NULL,
+        fact_end TEXT NOT NULL,
+        fact_join_url TEXT NOT NULL,
+        fact_status TEXT NOT NULL,
+        fact_topic TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        PRIMARY KEY (session_id, fact_start, fact_end, fact_join_url, fact_status,
+                     fact_topic, sequence)
+    );
+    INSERT INTO told_facts
+    SELECT session_id, fact_start, fact_end, coalesce(fact_join_url, ''), fact_status,
+           coalesce(fact_topic, ''), sequence, count(*)
+    FROM deliveries d WHERE fact_start IS NOT NULL AND (status = 'claimed'
+        OR status = 'sent' AND sequence = (
+            SELECT max(sequence) FROM deliveries l WHERE l.session_id = d.session_id
+            AND l.recipient = d.recipient AND l.status = 'sent'
+            AND l.fact_start IS NOT NULL))
+    GROUP BY 1, 2, 3, 4, 5, 6, 7;
+    -- Sent at a higher SEQUENCE: the recipient's rows at their former highest no longer
+    -- count; sent below their highest (late), this one no longer counts.
+    CREATE TRIGGER told_sent AFTER UPDATE OF status ON deliveries
+    WHEN OLD.status = 'claimed' AND NEW.status = 'sent' AND NEW.fact_start IS NOT NULL
+    AND NEW.sequence > 0
+    BEGIN
+        UPDATE told_facts SET rows = rows - (
+            SELECT count(*) FROM deliveries l WHERE l.session_id = NEW.session_id
+            AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+            AND l.fact_start = told_facts.fact_start AND l.fact_end = told_facts.fact_end
+            AND coalesce(l.fact_join_url, '') = told_facts.fact_join_url
+            AND l.fact_status = told_facts.fact_status
+            AND coalesce(l.fact_topic, '') = told_facts.fact_topic
+            AND l.sequence = told_facts.sequence)
+        WHERE session_id = NEW.session_id AND sequence < NEW.sequence AND sequence = (
+            SELECT max(sequence) FROM deliveries l WHERE l.session_id = NEW.session_id
+            AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+            AND l.fact_start IS NOT NULL);
+        UPDATE told_facts SET rows = rows - 1
+        WHERE (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+               sequence) = (NEW.session_id, NEW.fact_start, NEW.fact_end,
+                            coalesce(NEW.fact_join_url, ''), NEW.fact_status,
+                            coalesce(NEW.fact_topic, ''), NEW.sequence)
+        AND NEW.sequence < (
+            SELECT max(sequence) FROM deliveries l WHERE l.session_id = NEW.session_id
+            AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+            AND l.fact_start IS NOT NULL);
+    END;
+    -- A claim taken again records today's facts: it counts under them instead.
+    CREATE TRIGGER told_retold AFTER UPDATE OF fact_start, fact_end, fact_join_url,
+        fact_status, fact_topic, sequence ON deliveries
+    WHEN OLD.status = 'claimed' AND NEW.status = 'claimed'
+    BEGIN
+        UPDATE told_facts SET rows = rows - 1
+        WHERE (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+               sequence) = (OLD.session_id, OLD.fact_start, OLD.fact_end,
+                            coalesce(OLD.fact_join_url, ''), OLD.fact_status,
+                            coalesce(OLD.fact_topic, ''), OLD.sequence);
+        INSERT INTO told_facts SELECT NEW.session_id, NEW.fact_start, NEW.fact_end,
+            coalesce(NEW.fact_join_url, ''), NEW.fact_status, coalesce(NEW.fact_topic, ''),
+            NEW.sequence, 1 WHERE NEW.fact_start IS NOT NULL
+        ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status,
+                     fact_topic, sequence)
+        DO UPDATE SET rows = rows + 1;
+    END;
+    """
+    ),
 )
+
+
+_COUNT_TOLD = (
+    "INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, fact_status, "
+    "fact_topic, sequence, rows) VALUES (?, ?, ?, coalesce(?, ''), ?, coalesce(?, ''), ?, ?) "
+    "ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, "
+    "sequence) DO UPDATE SET rows = rows + excluded.rows"
+)
+
+
+# Taken before a claim ends unsent, in the same transaction: its row no longer counts.
+_UNCOUNT_TOLD = (
+    "UPDATE told_facts SET rows = rows - 1 WHERE (session_id, fact_start, fact_end, "
+    "fact_join_url, fact_status, fact_topic, sequence) = (SELECT session_id, fact_start, "
+    "fact_end, coalesce(fact_join_url, ''), fact_status, coalesce(fact_topic, ''), sequence "
+    "FROM deliveries WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
+    "AND status = 'claimed' AND fact_start IS NOT NULL)"
+)
+
+
+# Registrants whose rows one query reads, by their keys.
+_LOOKUPS = 500
+_TOLD_COLUMNS = (
+    "recipient, session, kind, lead, status, next_attempt_at, fact_start, fact_end, "
+    "fact_join_url, fact_status, fact_topic, sequence, sent_at, id"
+)
+
+
+def _facts(known: dict[tuple[str, str, str, str, str], Facts], said: Sequence[Any]) -> Facts:
+    """Facts as stored, one value for each distinct set (a million rows tell a few)."""
+    start, end, link, status, topic = said
+    key = (start, end, link or "", status, topic or "")
+    facts = known.get(key)
+    if facts is None:
+        facts = known[key] = Facts(
+            datetime.fromisoformat(start), datetime.fromisoformat(end), key[2], status, key[4]
+        )
+    return facts
+
+
+def _told_group(row: Sequence[Any]) -> tuple[str, str, str, str, str, int]:
+    """The told_facts key of a row read with _TOLD_COLUMNS."""
+    start, end, link, status, topic, sequence = row[6:12]
+    return (start, end, link or "", status, topic or "", int(sequence))
 
 
 class Status(StrEnum):
@@ -350,8 +482,109 @@ class Ledger:
             for key in keys
         )
 
-    def notice_view(self, session_ids: Iterable[str], since: dict[str, datetime]) -> NoticeView:
-        """What these sessions' registrants were last told, and their open or settled notices."""
+    def notice_view(
+        self,
+        session_ids: Iterable[str],
+        since: dict[str, datetime],
+        listed: Mapping[str, Collection[str]] | None = None,
+    ) -> NoticeView:
+        """What these sessions' registrants were last told, and their open or settled notices.
+
+        With `listed` (session id -> registrant keys), on a ledger that keeps told_facts,
+        only those registrants' rows are read, and those of anyone with an open notice
+        claim; `rest` says, from the counts, what everybody else was told.
+        """
+        if listed is None or not self.db.told_summary:
+            return self._full_notice_view(session_ids, since)
+        told: dict[str, dict[str, Told]] = defaultdict(dict)
+        settled: set[DeliveryKey] = set()
+        claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
+        rest: dict[str, tuple[ToldGroup, ...]] = {}
+        kinds = ", ".join(f"'{kind}'" for kind in NOTICE_KINDS)
+        known: dict[tuple[str, str, str, str, str], Facts] = {}
+        for session_id in set(session_ids):
+            who = set(listed.get(session_id, ()))
+            who.update(
+                recipient
+                for (recipient,) in self.db.execute(
+                    f"SELECT recipient FROM deliveries WHERE {_CLAIMED} "  # noqa: S608
+                    f"AND session_id = ? AND kind IN ({kinds})",
+                    (session_id,),
+                )
+            )
+            counted: Counter[tuple[str, str, str, str, str, int]] = Counter()
+            ordered = sorted(who)
+            for first in range(0, len(ordered), _LOOKUPS):
+                chunk = ordered[first : first + _LOOKUPS]
+                rows = self.db.execute(
+                    f"SELECT {_TOLD_COLUMNS} FROM deliveries WHERE session_id = ? "  # noqa: S608
+                    f"AND recipient IN ({', '.join('?' * len(chunk))})",
+                    (session_id, *chunk),
+                ).fetchall()
+                rows.sort(key=itemgetter(0))
+                for recipient, mine in groupby(rows, key=itemgetter(0)):
+                    mine_rows = list(mine)
+                    self._read_told(session_id, recipient, mine_rows, known, told, counted)
+                    for row in mine_rows:
+                        _, session, kind, lead, status, retry_at = row[:6]
+                        if kind not in NOTICE_KINDS:
+                            continue
+                        key = DeliveryKey(session, kind, lead, recipient)
+                        if status == Status.CLAIMED:
+                            claims[session_id, recipient][key] = datetime.fromisoformat(retry_at)
+                        else:
+                            settled.add(key)
+            rest[session_id] = self._rest(session_id, counted, known)
+        return NoticeView(dict(told), frozenset(settled), dict(claims), since, rest)
+
+    def _read_told(
+        self,
+        session_id: str,
+        recipient: str,
+        rows: list[tuple[Any, ...]],
+        known: dict[tuple[str, str, str, str, str], Facts],
+        told: dict[str, dict[str, Told]],
+        counted: Counter[tuple[str, str, str, str, str, int]],
+    ) -> None:
+        """One registrant's rows for a session: what they were last told, and which rows
+        told_facts counts (claimed with facts; sent at their highest SEQUENCE)."""
+        sent = [r for r in rows if r[4] == Status.SENT and r[6] is not None]
+        if sent:
+            last = max(sent, key=itemgetter(12, 13))
+            told[session_id][recipient] = Told(
+                _facts(known, last[6:11]), int(last[11]), datetime.fromisoformat(last[12])
+            )
+            level = max(r[11] for r in sent)
+            counted.update(_told_group(r) for r in sent if r[11] == level)
+        counted.update(_told_group(r) for r in rows if r[4] == Status.CLAIMED and r[6] is not None)
+
+    def _rest(
+        self,
+        session_id: str,
+        counted: Counter[tuple[str, str, str, str, str, int]],
+        known: dict[tuple[str, str, str, str, str], Facts],
+    ) -> tuple[ToldGroup, ...]:
+        """told_facts' counts for a session less the rows already read one by one."""
+        groups = []
+        for *said, sequence, rows in self.db.execute(
+            "SELECT fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence, "
+            "rows FROM told_facts WHERE session_id = ? AND rows != 0",
+            (session_id,),
+        ):
+            key = (*said, int(sequence))
+            left = int(rows) - counted.pop(key, 0)
+            if left:
+                groups.append(ToldGroup(_facts(known, said), int(sequence), left))
+        # Rows read that the counts do not hold: they cannot settle anything.
+        groups.extend(
+            ToldGroup(_facts(known, key[:5]), key[5], -count) for key, count in counted.items()
+        )
+        return tuple(groups)
+
+    def _full_notice_view(
+        self, session_ids: Iterable[str], since: dict[str, datetime]
+    ) -> NoticeView:
+        """Every told row of these sessions: what each registrant was told last."""
         told: dict[str, dict[str, Told]] = defaultdict(dict)
         settled: set[DeliveryKey] = set()
         claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
@@ -465,7 +698,7 @@ class Ledger:
             )
             for c in claims
         ]
-        won = self._write(statements)
+        won = self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
         retries = [c for c, count in zip(claims, won, strict=True) if not count]
         taken = (
             self._write(
@@ -492,6 +725,25 @@ class Ledger:
             if count or c.key in retried
         ]
 
+    def _insert(
+        self,
+        execute: Execute,
+        statements: list[tuple[str, tuple[object, ...]]],
+        claims: list[Claim],
+        facts: dict[tuple[str, int], tuple[object, ...]],
+    ) -> list[int]:
+        """Insert new claims; count those with facts in told_facts, in the same transaction."""
+        won = [execute(sql, parameters).rowcount for sql, parameters in statements]
+        if self.db.told_summary:
+            added = Counter(
+                (c.session_id, id(c.told))
+                for c, count in zip(claims, won, strict=True)
+                if count and c.told is not None
+            )
+            for told, count in added.items():
+                execute(_COUNT_TOLD, (*facts[told], count))
+        return won
+
     def _message_id(self, key: DeliveryKey) -> str | None:
         """The Message-ID recorded at the first claim: a resend must carry it unchanged."""
         found = self.db.execute(
@@ -509,16 +761,21 @@ class Ledger:
     ) -> None:
         """Record older reminders that a more recent one replaces."""
         at = stamp(now)
-        self._write(
-            (
-                "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
-                "not_after, updated_at) VALUES (?, ?, ?, ?, 'superseded', ?, ?, ?) "
-                "ON CONFLICT (session, kind, lead, recipient) DO UPDATE SET status = 'superseded', "
-                "updated_at = excluded.updated_at WHERE deliveries.status = 'claimed'",
-                (*key, stamp(due_at), stamp(not_after or due_at), at),
+        statements: list[tuple[str, tuple[object, ...]]] = []
+        for key, due_at in items:
+            if self.db.told_summary:
+                statements.append((_UNCOUNT_TOLD, tuple(key)))
+            statements.append(
+                (
+                    "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
+                    "not_after, updated_at) VALUES (?, ?, ?, ?, 'superseded', ?, ?, ?) "
+                    "ON CONFLICT (session, kind, lead, recipient) DO UPDATE SET "
+                    "status = 'superseded', updated_at = excluded.updated_at "
+                    "WHERE deliveries.status = 'claimed'",
+                    (*key, stamp(due_at), stamp(not_after or due_at), at),
+                )
             )
-            for key, due_at in items
-        )
+        self._write(statements)
 
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Settle (or reschedule) attempted deliveries, all in one transaction."""
@@ -535,6 +792,8 @@ class Ledger:
                     )
                 )
             else:
+                if outcome.status != Status.SENT and self.db.told_summary:
+                    statements.append((_UNCOUNT_TOLD, tuple(outcome.key)))
                 statements.append(
                     (
                         "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
@@ -563,17 +822,31 @@ class Ledger:
 
     def expire(self, now: datetime) -> int:
         """Claims still open at their deadline can no longer be sent: record them failed."""
-        return self._write(
-            [
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (
+                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "  # noqa: S608
+                "updated_at = ?, last_reply = 'not confirmed before the session started' || "
+                "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
+                f"WHERE {_CLAIMED} AND not_after <= ?",
+                (stamp(now), stamp(now)),
+            )
+        ]
+        if self.db.told_summary:
+            statements.insert(
+                0,
                 (
-                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "  # noqa: S608
-                    "updated_at = ?, last_reply = 'not confirmed before the session started' || "
-                    "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
-                    f"WHERE {_CLAIMED} AND not_after <= ?",
-                    (stamp(now), stamp(now)),
-                )
-            ]
-        )[0]
+                    "UPDATE told_facts SET rows = rows - (SELECT count(*) FROM deliveries d "  # noqa: S608
+                    f"WHERE {_CLAIMED} AND d.not_after <= ? "
+                    "AND d.session_id = told_facts.session_id "
+                    "AND d.fact_start = told_facts.fact_start AND d.fact_end = told_facts.fact_end "
+                    "AND coalesce(d.fact_join_url, '') = told_facts.fact_join_url "
+                    "AND d.fact_status = told_facts.fact_status "
+                    "AND coalesce(d.fact_topic, '') = told_facts.fact_topic "
+                    "AND d.sequence = told_facts.sequence)",
+                    (stamp(now),),
+                ),
+            )
+        return self._write(statements)[-1]
 
     def rows(
         self, *, session_prefix: str = "", recipient: str = "", since: datetime | None = None

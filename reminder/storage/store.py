@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -31,7 +31,12 @@ class DeliveryLedger(Protocol):
         self, sessions: Iterable[str], kind: str = ..., *, claims_only: bool = False
     ) -> LedgerView: ...
 
-    def notice_view(self, session_ids: Iterable[str], since: dict[str, datetime]) -> NoticeView: ...
+    def notice_view(
+        self,
+        session_ids: Iterable[str],
+        since: dict[str, datetime],
+        listed: Mapping[str, Collection[str]] | None = None,
+    ) -> NoticeView: ...
 
     def versions(self) -> dict[str, tuple[str, datetime]]: ...
 
@@ -129,6 +134,8 @@ def copy_ledger(source: Ledger, target: Ledger) -> dict[str, int]:
             "ORDER BY name"
         )
         if name not in _NOT_COPIED
+        # The told counts exist where the database keeps them (SQLite).
+        and (name != "told_facts" or target.db.told_summary)
     ]
     held = target.db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
     if held:

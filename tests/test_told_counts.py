@@ -1,0 +1,258 @@
+"""The ledger's counts of what each session's registrants were told, and the notice plan
+that reads them instead of every told row: the same plan, from a few rows."""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+from collections import Counter
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from reminder.core.model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
+from reminder.core.notices import Facts, NoticePlan, Told, facts_for, notice_key, plan_notices
+from reminder.service.pending import notice_view
+from reminder.storage.database import sql_statements
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status
+
+PARIS = ZoneInfo("Europe/Paris")
+START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
+SESSION = Session("2023-03-01", START, START + timedelta(hours=2), "S1")
+LINK = "https://zoom.us/j/1"
+PEOPLE = tuple(Registrant(f"p{n}@example.org") for n in range(6))
+DELAY = timedelta(minutes=10)
+NOW = datetime(2023, 2, 20, 9, tzinfo=UTC)
+
+Counts = Counter[tuple[str, str, str, str, str, str, int]]
+
+
+def counts(ledger: Ledger) -> Counts:
+    found: Counts = Counter()
+    for *key, rows in ledger.db.execute("SELECT * FROM told_facts WHERE rows != 0"):
+        found[tuple(key)] = rows  # type: ignore[index]
+    return found
+
+
+def expected(ledger: Ledger) -> Counts:
+    """The definition, from every row: claimed with facts, or sent at the registrant's
+    highest SEQUENCE for the session."""
+    rows = ledger.db.execute(
+        "SELECT session_id, recipient, status, fact_start, fact_end, fact_join_url, "
+        "fact_status, fact_topic, sequence FROM deliveries WHERE fact_start IS NOT NULL"
+    ).fetchall()
+    level: dict[tuple[str, str], int] = {}
+    for session_id, who, status, *_, sequence in rows:
+        if status == "sent":
+            level[session_id, who] = max(level.get((session_id, who), 0), sequence)
+    found: Counts = Counter()
+    for session_id, who, status, start, end, link, said, topic, sequence in rows:
+        if status == "claimed" or (status == "sent" and sequence == level[session_id, who]):
+            found[session_id, start, end, link or "", said, topic or "", sequence] += 1
+    return found
+
+
+def facts(hour: int, link: str = LINK, status: str = "confirmed") -> Facts:
+    start = START.replace(hour=hour)
+    return Facts(start, start + timedelta(hours=2), link, status, "S1")
+
+
+def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
+    # Claims, sends (at SEQUENCE 0 and higher, some late), failures, retries that take
+    # a claim again with today's facts, supersessions and expiries, in a random order
+    # with a fixed seed: after each, the counts are what every row says they are.
+    chance = random.Random(15)
+    ledger = Ledger(tmp_path / "ledger.sqlite", worker="test")
+    now = NOW
+    level: dict[str, int] = {}  # each registrant's highest SEQUENCE sent, as a worker keeps it
+    open_claims: dict[DeliveryKey, int] = {}
+    for step in range(400):
+        now += timedelta(minutes=1)
+        who = chance.choice(PEOPLE).key
+        action = chance.choice(["claim", "claim", "send", "send", "fail", "retry", "supersede"])
+        mine = [k for k in open_claims if k.recipient == who]
+        if action == "claim" or not mine:
+            sequence = level.get(who, 0) + chance.choice([0, 0, 1])
+            kind = chance.choice(["reminder", UPDATE, CANCELLATION])
+            key = DeliveryKey(SESSION.appointment, kind, f"v{step}", who)
+            told = Told(facts(chance.choice([17, 18]), status="confirmed"), sequence, now)
+            ledger.claim([Claim(key, f"<{step}@t>", now, START, SESSION.id, told)], now)
+            open_claims[key] = sequence
+        else:
+            key = chance.choice(mine)
+            if action == "send":
+                # Only a send at SEQUENCE 0 never comes after a higher one (a worker's plan
+                # never goes back); sends above may arrive in any order.
+                if open_claims[key] == 0 and level.get(who, 0) > 0:
+                    continue
+                ledger.record([Outcome(key, Status.SENT, "250", now)], now)
+                level[who] = max(level.get(who, 0), open_claims.pop(key))
+            elif action == "fail":
+                ledger.record([Outcome(key, Status.FAILED, "550", now)], now)
+                del open_claims[key]
+            elif action == "retry":
+                ledger.record([Outcome(key, Status.CLAIMED, "451", now, retry_at=now)], now)
+                sequence = max(open_claims[key], level.get(who, 0))
+                told = Told(facts(19, link="https://zoom.us/j/2"), sequence, now)
+                ledger.claim([Claim(key, "<again@t>", now, START, SESSION.id, told)], now)
+                open_claims[key] = sequence
+            else:
+                ledger.supersede([(key, now)], now)
+                del open_claims[key]
+        assert counts(ledger) == expected(ledger), f"step {step}: {action}"
+    # What is still open when the session starts fails, and counts no more.
+    ledger.claim(
+        [
+            Claim(
+                DeliveryKey(SESSION.appointment, "reminder", "1h", PEOPLE[0].key),
+                "<late@t>",
+                now,
+                now + timedelta(minutes=1),
+                SESSION.id,
+                Told(facts(17), level.get(PEOPLE[0].key, 0), now),
+            )
+        ],
+        now,
+    )
+    assert ledger.expire(now + timedelta(hours=1)) >= 1
+    assert counts(ledger) == expected(ledger)
+    ledger.close()
+
+
+def told_everybody(ledger: Ledger, session: Session, lead: str, at: datetime, seq: int = 0) -> None:
+    for person in PEOPLE:
+        key = DeliveryKey(session.appointment, "reminder", lead, person.key)
+        told = Told(facts_for(session, person, LINK, attending=True), seq, at)
+        ledger.claim([Claim(key, f"<{lead}.{person.key}>", at, START, session.id, told)], at)
+        ledger.record([Outcome(key, Status.SENT, "250", at)], at)
+
+
+def test_an_older_ledger_is_counted_when_it_is_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    with Ledger(path, worker="test") as ledger:
+        told_everybody(ledger, SESSION, "7d", NOW)
+        told_everybody(ledger, SESSION, "1d", NOW + timedelta(days=6))
+        before = counts(ledger)
+    assert sum(before.values()) == 2 * len(PEOPLE)
+    db = sqlite3.connect(path)  # the schema as the release before this one left it
+    db.executescript(
+        "DROP TRIGGER told_sent; DROP TRIGGER told_retold; DROP TABLE told_facts; "
+        f"PRAGMA user_version = {len(MIGRATIONS) - 1};"
+    )
+    db.close()
+    with Ledger(path, worker="test") as ledger:
+        assert counts(ledger) == before == expected(ledger)
+
+
+def test_a_trigger_body_stays_one_statement() -> None:
+    statements = list(sql_statements(MIGRATIONS[-1]))
+    assert [s.split()[:2] for s in statements] == [
+        ["CREATE", "TABLE"],
+        ["INSERT", "INTO"],
+        ["--", "Sent"],
+        ["--", "A"],
+    ]
+    assert all(sqlite3.complete_statement(s) for s in statements)
+
+
+def plans(
+    ledger: Ledger, session: Session, roster: Roster, now: datetime, stopped: frozenset[str]
+) -> tuple[NoticePlan, NoticePlan, bool]:
+    """The plan from the counts, the plan from every row, and whether the counts did."""
+    since = {session.id: NOW}
+    fast = notice_view(ledger, [session], roster, since, LINK, stopped)
+    full = ledger.notice_view([session.id], since)
+    return (
+        plan_notices(now, [session], roster, fast, DELAY, LINK, stopped),
+        plan_notices(now, [session], roster, full, DELAY, LINK, stopped),
+        session.id in fast.rest,
+    )
+
+
+def same(
+    fast: NoticePlan,
+    full: NoticePlan,
+    session: Session,
+    told: Roster,
+    stopped: frozenset[str] = frozenset(),
+) -> None:
+    assert [n.key for n in fast.owed] == [n.key for n in full.owed]
+    assert [(n.key, n.due_at) for n in fast.waiting] == [(n.key, n.due_at) for n in full.waiting]
+    assert fast.superseded == full.superseded
+    assert fast.held == full.held
+    for person in told.registrants:
+        if person.key in stopped:
+            continue  # never mailed: no SEQUENCE to carry
+        assert fast.sequence(session, person.key) == full.sequence(session, person.key)
+
+
+MOVED_START = START + timedelta(days=7)
+MOVED = replace(SESSION, start=MOVED_START, end=MOVED_START + timedelta(hours=2), moved_from=START)
+
+
+def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | Path) -> None:
+    ledger = Ledger(ledger_target, worker="test")
+    roster = Roster("test", PEOPLE)
+    at = NOW + timedelta(days=1)
+    told_everybody(ledger, SESSION, "7d", NOW)
+    told_everybody(ledger, SESSION, "1d", NOW + timedelta(hours=1))
+    counted = not ledger.shared  # PostgreSQL keeps no counts: it reads every row
+
+    # Nothing changed: nothing owed, and only the counts were read.
+    fast, full, by_counts = plans(ledger, SESSION, roster, at, frozenset())
+    same(fast, full, SESSION, roster)
+    assert fast.quiet and by_counts == counted
+
+    # One registrant off the session, one with a link of their own, one suppressed: they
+    # are read one by one, the others still settled by the counts.
+    off = replace(PEOPLE[0], sessions=frozenset({"2023-04-05"}))
+    own = replace(PEOPLE[1], join_url="https://zoom.us/j/own")
+    changed = Roster("test", (off, own, *PEOPLE[2:]))
+    stopped = frozenset({PEOPLE[2].key})
+    fast, full, by_counts = plans(ledger, SESSION, changed, at, stopped)
+    same(fast, full, SESSION, changed, stopped)
+    assert {(n.registrant.key, n.kind) for n in fast.owed} == {
+        (off.key, CANCELLATION),
+        (own.key, UPDATE),
+    }
+    assert by_counts == counted
+
+    # The session moves: until everybody is told, the counts cannot settle it.
+    fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
+    same(fast, full, MOVED, roster)
+    assert len(fast.owed) == len(PEOPLE) and not by_counts
+
+    # Everybody told of the move (SEQUENCE 1): settled by the counts again.
+    for notice in fast.owed[1:]:
+        told = Told(notice.facts, notice.sequence, at)
+        claim = Claim(notice.key, f"<u.{notice.registrant.key}>", at, MOVED_START, MOVED.id, told)
+        ledger.claim([claim], at)
+        ledger.record([Outcome(notice.key, Status.SENT, "250", at)], at)
+    fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
+    same(fast, full, MOVED, roster)
+    assert [n.registrant.key for n in fast.owed] == [PEOPLE[0].key] and not by_counts
+    first = fast.owed[0]
+    ledger.claim(
+        [Claim(first.key, "<u.0>", at, MOVED_START, MOVED.id, Told(first.facts, 1, at))], at
+    )
+    # In flight: its claim is read one by one (a notice claim), nothing more is owed.
+    fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
+    same(fast, full, MOVED, roster)
+    assert not fast.owed and [n.retry for n in fast.waiting] == [True] and by_counts == counted
+    ledger.record([Outcome(first.key, Status.SENT, "250", at)], at)
+    fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
+    same(fast, full, MOVED, roster)
+    assert fast.quiet and by_counts == counted
+    assert fast.sequence(MOVED, PEOPLE[3].key) == 1
+    assert fast.sequence(MOVED, "late@example.org") == 1  # a later registrant's first entry
+    settled = ledger.notice_view([MOVED.id], {}).settled
+    assert notice_key(MOVED.appointment, UPDATE, 1, PEOPLE[0].key) in settled
+
+    # The move is undone: an update back, to everybody, read in full again.
+    fast, full, by_counts = plans(ledger, SESSION, roster, at, frozenset())
+    same(fast, full, SESSION, roster)
+    assert {n.sequence for n in fast.waiting} == {2} and not by_counts
+    ledger.close()
