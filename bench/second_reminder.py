@@ -2,11 +2,13 @@
 message waits after the pass at its instant begins.
 
 The ledger holds the 1-day reminder, sent to every registrant, with what it told them;
-a pass ten minutes before the 1-hour reminder's instant finds nothing due (it reads who
-was told what, to plan change notices); the pass at the instant sends to Postfix's
-`smtp-sink` for 3 s. Times are from the start of each pass, in this process.
+first, as whole processes, `reminder check`, `plan` and `status` ten minutes before the
+1-hour reminder's instant (wall time and peak RSS, `--rounds` times; each plans the
+change notices from what the ledger says everybody was told); then a pass at that time
+finds nothing due; the pass at the instant sends to Postfix's `smtp-sink` for 3 s.
+Times of passes are from their start, in this process.
 
-    .venv/bin/python bench/second_reminder.py [--registrants N]
+    .venv/bin/python bench/second_reminder.py [--registrants N] [--rounds R] [--no-commands]
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from common import postfix_sink, record_told, sample_project
+from scale import timed
 from worker import write_project
 
 from reminder.core.model import DeliveryKey
@@ -41,6 +44,8 @@ class FirstSettled(NoObserver):
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--registrants", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--no-commands", action="store_true")
     args = parser.parse_args()
     with postfix_sink() as port:
         config = sample_project()
@@ -54,6 +59,12 @@ def main() -> None:
         people = snapshot.roster.attending(day.session)
         record_told(ledger, day, people, link, day.due_at)
         now = [hour.due_at - timedelta(minutes=10)]
+        for _ in range(0 if args.no_commands else args.rounds):
+            for name in ("check", "plan", "status"):
+                seconds, peak, code = timed(
+                    "--config", str(config), name, "--now", now[0].isoformat()
+                )
+                print(f"`{name}`: {seconds:.2f} s, {peak:.0f} MB (exit {code})")
         transport = SmtpTransport(snapshot.config.smtp, clock=lambda: now[0])
         observer = FirstSettled()
         dispatcher = Dispatcher(ledger, transport, lambda: now[0], observer=observer)

@@ -11,6 +11,7 @@ import re
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -54,6 +55,11 @@ class Database(Protocol):
 
     def transaction(self, work: Callable[[Execute], T], lock: int | None = None) -> T:
         """Run `work` in one transaction; with `lock`, one such transaction at a time."""
+        ...
+
+    def reading(self) -> AbstractContextManager[None]:
+        """Reads inside it see one state of the database (SQLite); on PostgreSQL each
+        statement sees its own."""
         ...
 
     def version(self) -> int: ...
@@ -173,6 +179,16 @@ class SqliteDatabase:
         except sqlite3.Error as exc:
             raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
         return result
+
+    @contextmanager
+    def reading(self) -> Iterator[None]:
+        # A read transaction: in WAL mode, a snapshot that writers do not move.
+        self.execute("BEGIN")
+        try:
+            yield
+        finally:
+            if self.db.in_transaction:
+                self.db.execute("COMMIT")
 
     def version(self) -> int:
         return int(self.db.execute("PRAGMA user_version").fetchone()[0])
@@ -396,6 +412,9 @@ class PostgresDatabase:
 
         result: T = self._run(run, "write")
         return result
+
+    def reading(self) -> AbstractContextManager[None]:
+        return nullcontext()
 
     def version(self) -> int:
         if self.execute("SELECT to_regclass('reminder_schema')").fetchone()[0] is None:

@@ -496,6 +496,17 @@ class Ledger:
         """
         if listed is None or not self.db.told_summary:
             return self._full_notice_view(session_ids, since)
+        # The counts and the rows read beside them must agree: one state of the ledger,
+        # even while a worker sends.
+        with self.db.reading():
+            return self._counted_notice_view(session_ids, since, listed)
+
+    def _counted_notice_view(
+        self,
+        session_ids: Iterable[str],
+        since: dict[str, datetime],
+        listed: Mapping[str, Collection[str]],
+    ) -> NoticeView:
         told: dict[str, dict[str, Told]] = defaultdict(dict)
         settled: set[DeliveryKey] = set()
         claims: dict[tuple[str, str], dict[DeliveryKey, datetime]] = defaultdict(dict)
