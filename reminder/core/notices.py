@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -81,15 +82,19 @@ class NoticeView:
     # SEQUENCE), by facts.
     rest: Mapping[str, tuple[ToldGroup, ...]] = field(default_factory=dict)
 
-    def completed(self, full: NoticeView, session_ids: Iterable[str]) -> NoticeView:
-        """This view with these sessions as `full` read them, every registrant's rows."""
+    def completed(self, other: NoticeView, session_ids: Iterable[str]) -> NoticeView:
+        """This view with these sessions as `other` read them (more registrants one by
+        one, or every registrant's rows)."""
         ids = set(session_ids)
         return NoticeView(
-            {k: v for k, v in self.told.items() if k not in ids} | dict(full.told),
-            self.settled | full.settled,
-            {k: v for k, v in self.claims.items() if k[0] not in ids} | dict(full.claims),
+            {k: v for k, v in self.told.items() if k not in ids}
+            | {k: v for k, v in other.told.items() if k in ids},
+            self.settled | other.settled,
+            {k: v for k, v in self.claims.items() if k[0] not in ids}
+            | {k: v for k, v in other.claims.items() if k[0] in ids},
             self.since,
-            {k: v for k, v in self.rest.items() if k not in ids},
+            {k: v for k, v in self.rest.items() if k not in ids}
+            | {k: v for k, v in other.rest.items() if k in ids},
         )
 
 
@@ -152,11 +157,8 @@ def read_one_by_one(session: Session, roster: Roster, suppressed: Iterable[str])
     return keys
 
 
-def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: str) -> int | None:
-    """The SEQUENCE of every registrant not read one by one, when none of them is owed a
-    notice: whatever the ledger counts tells an attendee with the cycle's link nothing
-    that differs from today's session, all at one SEQUENCE. None when it cannot be said
-    (a change, several SEQUENCEs, counts that do not add up): the rows must be read."""
+def _tells_nothing_new(session: Session, group: ToldGroup, default_url: str) -> bool:
+    """Whether these facts, told to an attendee with the cycle's link, owe them nothing."""
     plain = Facts(
         session.start,
         session.end,
@@ -164,19 +166,54 @@ def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: st
         CANCELLED if session.cancelled else CONFIRMED,
         session.topic,
     )
+    if group.facts.status == CANCELLED and plain.status == CANCELLED:
+        return True
+    return not changes(group.facts, plain, topic=session.notify_topic)
+
+
+def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: str) -> int | None:
+    """The SEQUENCE of every registrant not read one by one, when none of them is owed a
+    notice: whatever the ledger counts tells an attendee with the cycle's link nothing
+    that differs from today's session, all at one SEQUENCE. None when it cannot be said
+    (a change, several SEQUENCEs, counts that do not add up): the rows must be read."""
     levels = set()
     for group in groups:
-        if group.rows < 0:
+        if group.rows < 0 or (group.rows and not _tells_nothing_new(session, group, default_url)):
             return None
-        if group.rows == 0:
-            continue
-        both_cancelled = group.facts.status == CANCELLED and plain.status == CANCELLED
-        if changes(group.facts, plain, topic=session.notify_topic) and not both_cancelled:
-            return None
-        levels.add(max(group.sequence, session.sequence))
+        if group.rows:
+            levels.add(max(group.sequence, session.sequence))
     if len(levels) > 1:
         return None
     return levels.pop() if levels else session.sequence
+
+
+def unsettling(
+    session: Session, groups: Sequence[ToldGroup], default_url: str, most: int
+) -> tuple[ToldGroup, ...]:
+    """The few groups that keep `rest_sequence` from settling a session whose other
+    counted rows tell nothing new at one SEQUENCE (a registrant who left the export
+    before a change, one put back on a session, a notice that failed for good): read
+    their registrants one by one and the counts may settle the rest. Empty when no
+    such majority stands, or when they hold over `most` rows."""
+    if any(group.rows < 0 for group in groups):
+        return ()
+    quiet: Counter[int] = Counter()
+    for group in groups:
+        if group.rows and _tells_nothing_new(session, group, default_url):
+            quiet[max(group.sequence, session.sequence)] += group.rows
+    if not quiet:
+        return ()
+    level = quiet.most_common(1)[0][0]
+    found = tuple(
+        group
+        for group in groups
+        if group.rows
+        and not (
+            _tells_nothing_new(session, group, default_url)
+            and max(group.sequence, session.sequence) == level
+        )
+    )
+    return found if sum(group.rows for group in found) <= most else ()
 
 
 def version(session: Session, roster: Roster, default_url: str) -> str:

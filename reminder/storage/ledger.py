@@ -124,12 +124,13 @@ MIGRATIONS: tuple[str, ...] = (
     # What each session's registrants were told, as a few counts by facts: the notice
     # plan reads these, and the rows of the few registrants whose facts may differ,
     # instead of every told row (two million at 1,000,000 registrants and two leads).
-    # A row counts while it is claimed with facts, and once sent while it is at its
-    # registrant's highest SEQUENCE for the session (what they were last told: a change
-    # of facts raises it). A claim adds its rows, one that ends unsent takes its row out
-    # (Ledger.claim, record, supersede, expire); the triggers follow sends at a higher
-    # SEQUENCE and claims taken again, and do nothing when a reminder that carries
-    # SEQUENCE 0 is sent, which is almost every send. SQLite only: PostgreSQL's workers
+    # A row counts while it is claimed with facts, and once sent until a later mail to
+    # the same registrant at a higher SEQUENCE is sent (a change of facts raises it):
+    # whatever they were last told is always counted; an older row may be too, which
+    # only makes the plan read more rows. A claim adds its rows, one that ends unsent
+    # takes its row out (Ledger.claim, record, supersede, expire); the triggers follow
+    # sends at a higher SEQUENCE and claims taken again, and do nothing when a reminder
+    # that carries SEQUENCE 0 is sent, which is almost every send. SQLite only: PostgreSQL's workers
     # would all update one counter row at once, and its notice plan reads every told row.
     SqliteOnly(
         """
@@ -154,11 +155,17 @@ MIGRATIONS: tuple[str, ...] = (
             AND l.recipient = d.recipient AND l.status = 'sent'
             AND l.fact_start IS NOT NULL))
     GROUP BY 1, 2, 3, 4, 5, 6, 7;
-    -- Sent at a higher SEQUENCE: the recipient's rows at their former highest no longer
-    -- count; sent below their highest (late), this one no longer counts.
+    -- Sent at a higher SEQUENCE, and the latest of the recipient's mails (by sent_at, as
+    -- the plan reads them): their rows at their former highest no longer count. Any
+    -- other send changes nothing: a late one stays counted with the rest, which only
+    -- makes the plan read that session's rows.
     CREATE TRIGGER told_sent AFTER UPDATE OF status ON deliveries
     WHEN OLD.status = 'claimed' AND NEW.status = 'sent' AND NEW.fact_start IS NOT NULL
-    AND NEW.sequence > 0
+    AND NEW.sequence > 0 AND NOT EXISTS (
+        SELECT 1 FROM deliveries l WHERE l.session_id = NEW.session_id
+        AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+        AND l.fact_start IS NOT NULL
+        AND (l.sent_at > NEW.sent_at OR l.sent_at = NEW.sent_at AND l.id > NEW.id))
     BEGIN
         UPDATE told_facts SET rows = rows - (
             SELECT count(*) FROM deliveries l WHERE l.session_id = NEW.session_id
@@ -169,15 +176,6 @@ MIGRATIONS: tuple[str, ...] = (
             AND coalesce(l.fact_topic, '') = told_facts.fact_topic
             AND l.sequence = told_facts.sequence)
         WHERE session_id = NEW.session_id AND sequence < NEW.sequence AND sequence = (
-            SELECT max(sequence) FROM deliveries l WHERE l.session_id = NEW.session_id
-            AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
-            AND l.fact_start IS NOT NULL);
-        UPDATE told_facts SET rows = rows - 1
-        WHERE (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
-               sequence) = (NEW.session_id, NEW.fact_start, NEW.fact_end,
-                            coalesce(NEW.fact_join_url, ''), NEW.fact_status,
-                            coalesce(NEW.fact_topic, ''), NEW.sequence)
-        AND NEW.sequence < (
             SELECT max(sequence) FROM deliveries l WHERE l.session_id = NEW.session_id
             AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
             AND l.fact_start IS NOT NULL);
@@ -253,6 +251,10 @@ class Status(StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPERSEDED = "superseded"
+
+
+# How a claim ends unsent: its row no longer counts in told_facts.
+_UNSENT = (Status.FAILED, Status.SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -548,6 +550,31 @@ class Ledger:
             rest[session_id] = self._rest(session_id, counted, known)
         return NoticeView(dict(told), frozenset(settled), dict(claims), since, rest)
 
+    def recipients_told(self, session_id: str, groups: Iterable[ToldGroup]) -> set[str]:
+        """Who has a counted row in these groups (claimed or sent with their facts)."""
+        found: set[str] = set()
+        for group in groups:
+            facts = group.facts
+            found.update(
+                recipient
+                for (recipient,) in self.db.execute(
+                    "SELECT DISTINCT recipient FROM deliveries WHERE session_id = ? "
+                    "AND status IN ('sent', 'claimed') AND fact_start = ? AND fact_end = ? "
+                    "AND coalesce(fact_join_url, '') = ? AND fact_status = ? "
+                    "AND coalesce(fact_topic, '') = ? AND sequence = ?",
+                    (
+                        session_id,
+                        facts.start.isoformat(),
+                        facts.end.isoformat(),
+                        facts.join_url,
+                        facts.status,
+                        facts.topic,
+                        group.sequence,
+                    ),
+                )
+            )
+        return found
+
     def _read_told(
         self,
         session_id: str,
@@ -709,7 +736,11 @@ class Ledger:
             )
             for c in claims
         ]
-        won = self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
+        won = (
+            self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
+            if self.db.told_summary
+            else self._write(statements)  # PostgreSQL: one round trip for the chunk
+        )
         retries = [c for c, count in zip(claims, won, strict=True) if not count]
         taken = (
             self._write(
@@ -803,7 +834,7 @@ class Ledger:
                     )
                 )
             else:
-                if outcome.status != Status.SENT and self.db.told_summary:
+                if outcome.status in _UNSENT and self.db.told_summary:
                     statements.append((_UNCOUNT_TOLD, tuple(outcome.key)))
                 statements.append(
                     (
@@ -853,8 +884,10 @@ class Ledger:
                     "AND coalesce(d.fact_join_url, '') = told_facts.fact_join_url "
                     "AND d.fact_status = told_facts.fact_status "
                     "AND coalesce(d.fact_topic, '') = told_facts.fact_topic "
-                    "AND d.sequence = told_facts.sequence)",
-                    (stamp(now),),
+                    "AND d.sequence = told_facts.sequence) "
+                    "WHERE session_id IN (SELECT session_id FROM deliveries "
+                    f"WHERE {_CLAIMED} AND not_after <= ? AND fact_start IS NOT NULL)",
+                    (stamp(now), stamp(now)),
                 ),
             )
         return self._write(statements)[-1]

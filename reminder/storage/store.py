@@ -9,7 +9,7 @@ from typing import Protocol
 
 from ..core.errors import LedgerError
 from ..core.model import DeliveryKey
-from ..core.notices import NoticeView
+from ..core.notices import NoticeView, ToldGroup
 from ..core.plan import LedgerView
 from ..inputs.config import Config
 from .ledger import Claim, Ledger, Outcome, Row, Suppression
@@ -37,6 +37,8 @@ class DeliveryLedger(Protocol):
         since: dict[str, datetime],
         listed: Mapping[str, Collection[str]] | None = None,
     ) -> NoticeView: ...
+
+    def recipients_told(self, session_id: str, groups: Iterable[ToldGroup]) -> set[str]: ...
 
     def versions(self) -> dict[str, tuple[str, datetime]]: ...
 
