@@ -157,8 +157,9 @@ def read_one_by_one(session: Session, roster: Roster, suppressed: Iterable[str])
     return keys
 
 
-def _tells_nothing_new(session: Session, group: ToldGroup, default_url: str) -> bool:
-    """Whether these facts, told to an attendee with the cycle's link, owe them nothing."""
+def _level(session: Session, group: ToldGroup, default_url: str) -> int | None:
+    """The SEQUENCE an attendee with the cycle's link who was told these facts is at,
+    when they owe them nothing; None when they owe a notice."""
     plain = Facts(
         session.start,
         session.end,
@@ -166,9 +167,10 @@ def _tells_nothing_new(session: Session, group: ToldGroup, default_url: str) -> 
         CANCELLED if session.cancelled else CONFIRMED,
         session.topic,
     )
-    if group.facts.status == CANCELLED and plain.status == CANCELLED:
-        return True
-    return not changes(group.facts, plain, topic=session.notify_topic)
+    both_cancelled = group.facts.status == CANCELLED and plain.status == CANCELLED
+    if changes(group.facts, plain, topic=session.notify_topic) and not both_cancelled:
+        return None
+    return max(group.sequence, session.sequence)
 
 
 def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: str) -> int | None:
@@ -178,11 +180,11 @@ def rest_sequence(session: Session, groups: Iterable[ToldGroup], default_url: st
     (a change, several SEQUENCEs, counts that do not add up): the rows must be read."""
     levels = set()
     for group in groups:
-        if group.rows < 0 or (group.rows and not _tells_nothing_new(session, group, default_url)):
+        if group.rows < 0:
             return None
         if group.rows:
-            levels.add(max(group.sequence, session.sequence))
-    if len(levels) > 1:
+            levels.add(_level(session, group, default_url))
+    if None in levels or len(levels) > 1:
         return None
     return levels.pop() if levels else session.sequence
 
@@ -197,22 +199,15 @@ def unsettling(
     such majority stands, or when they hold over `most` rows."""
     if any(group.rows < 0 for group in groups):
         return ()
+    levels = {group: _level(session, group, default_url) for group in groups if group.rows}
     quiet: Counter[int] = Counter()
-    for group in groups:
-        if group.rows and _tells_nothing_new(session, group, default_url):
-            quiet[max(group.sequence, session.sequence)] += group.rows
+    for group, level in levels.items():
+        if level is not None:
+            quiet[level] += group.rows
     if not quiet:
         return ()
-    level = quiet.most_common(1)[0][0]
-    found = tuple(
-        group
-        for group in groups
-        if group.rows
-        and not (
-            _tells_nothing_new(session, group, default_url)
-            and max(group.sequence, session.sequence) == level
-        )
-    )
+    usual = quiet.most_common(1)[0][0]
+    found = tuple(group for group, level in levels.items() if level != usual)
     return found if sum(group.rows for group in found) <= most else ()
 
 

@@ -447,10 +447,9 @@ class PostgresDatabase:
                 connection.execute("INSERT INTO reminder_schema VALUES (0)")
             start = int(found[0]) if found else 0
             for version in range(start, len(migrations)):
-                if isinstance(migrations[version], SqliteOnly):
-                    connection.execute("UPDATE reminder_schema SET version = %s", [version + 1])
-                    continue
-                for statement in postgres_ddl(migrations[version]).split(";"):
+                migration = migrations[version]
+                script = "" if isinstance(migration, SqliteOnly) else postgres_ddl(migration)
+                for statement in script.split(";"):
                     if statement.strip():
                         connection.execute(statement)
                 connection.execute("UPDATE reminder_schema SET version = %s", [version + 1])

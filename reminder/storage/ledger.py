@@ -130,8 +130,9 @@ MIGRATIONS: tuple[str, ...] = (
     # only makes the plan read more rows. A claim adds its rows, one that ends unsent
     # takes its row out (Ledger.claim, record, supersede, expire); the triggers follow
     # sends at a higher SEQUENCE and claims taken again, and do nothing when a reminder
-    # that carries SEQUENCE 0 is sent, which is almost every send. SQLite only: PostgreSQL's workers
-    # would all update one counter row at once, and its notice plan reads every told row.
+    # that carries SEQUENCE 0 is sent, which is almost every send. SQLite only:
+    # PostgreSQL's workers would all update one counter row at once, and its notice plan
+    # reads every told row.
     SqliteOnly(
         """
     CREATE TABLE told_facts (
@@ -238,6 +239,21 @@ def _facts(known: dict[tuple[str, str, str, str, str], Facts], said: Sequence[An
             datetime.fromisoformat(start), datetime.fromisoformat(end), key[2], status, key[4]
         )
     return facts
+
+
+def _file_notice(
+    claims: dict[tuple[str, str], dict[DeliveryKey, datetime]],
+    settled: set[DeliveryKey],
+    session_id: str,
+    key: DeliveryKey,
+    status: str,
+    retry_at: str,
+) -> None:
+    """A notice's row: an open claim and when it may be tried again, or settled."""
+    if status == Status.CLAIMED:
+        claims[session_id, key.recipient][key] = datetime.fromisoformat(retry_at)
+    else:
+        settled.add(key)
 
 
 def _told_group(row: Sequence[Any]) -> tuple[str, str, str, str, str, int]:
@@ -538,15 +554,10 @@ class Ledger:
                 for recipient, mine in groupby(rows, key=itemgetter(0)):
                     mine_rows = list(mine)
                     self._read_told(session_id, recipient, mine_rows, known, told, counted)
-                    for row in mine_rows:
-                        _, session, kind, lead, status, retry_at = row[:6]
-                        if kind not in NOTICE_KINDS:
-                            continue
-                        key = DeliveryKey(session, kind, lead, recipient)
-                        if status == Status.CLAIMED:
-                            claims[session_id, recipient][key] = datetime.fromisoformat(retry_at)
-                        else:
-                            settled.add(key)
+                    for _, session, kind, lead, status, retry_at, *_ in mine_rows:
+                        if kind in NOTICE_KINDS:
+                            key = DeliveryKey(session, kind, lead, recipient)
+                            _file_notice(claims, settled, session_id, key, status, retry_at)
             rest[session_id] = self._rest(session_id, counted, known)
         return NoticeView(dict(told), frozenset(settled), dict(claims), since, rest)
 
@@ -638,29 +649,22 @@ class Ledger:
                 "AND fact_start IS NOT NULL ORDER BY sent_at, id",
                 (session_id,),
             ):
-                who, start, end, link, status, topic, sequence, sent_at = row
-                said = (start, end, link or "", status, topic or "")
-                facts = known.get(said)
-                if facts is None:
-                    facts = known[said] = Facts(
-                        datetime.fromisoformat(start),
-                        datetime.fromisoformat(end),
-                        link or "",
-                        status,
-                        topic or "",
-                    )
-                value = Told(facts, int(sequence), datetime.fromisoformat(sent_at))
-                told[session_id][who] = value
+                who, sequence, sent_at = row[0], row[6], row[7]
+                facts = _facts(known, row[1:6])
+                told[session_id][who] = Told(facts, int(sequence), datetime.fromisoformat(sent_at))
             for session, kind, lead, who, status, retry_at in self.db.execute(
                 "SELECT session, kind, lead, recipient, status, next_attempt_at "  # noqa: S608
                 f"FROM deliveries WHERE session_id = ? AND kind IN ({kinds})",
                 (session_id,),
             ):
-                key = DeliveryKey(session, kind, lead, who)
-                if status == Status.CLAIMED:
-                    claims[session_id, who][key] = datetime.fromisoformat(retry_at)
-                else:
-                    settled.add(key)
+                _file_notice(
+                    claims,
+                    settled,
+                    session_id,
+                    DeliveryKey(session, kind, lead, who),
+                    status,
+                    retry_at,
+                )
         return NoticeView(dict(told), frozenset(settled), dict(claims), since)
 
     def versions(self) -> dict[str, tuple[str, datetime]]:
@@ -776,14 +780,13 @@ class Ledger:
     ) -> list[int]:
         """Insert new claims; count those with facts in told_facts, in the same transaction."""
         won = [execute(sql, parameters).rowcount for sql, parameters in statements]
-        if self.db.told_summary:
-            added = Counter(
-                (c.session_id, id(c.told))
-                for c, count in zip(claims, won, strict=True)
-                if count and c.told is not None
-            )
-            for told, count in added.items():
-                execute(_COUNT_TOLD, (*facts[told], count))
+        added = Counter(
+            (c.session_id, id(c.told))
+            for c, count in zip(claims, won, strict=True)
+            if count and c.told is not None
+        )
+        for told, count in added.items():
+            execute(_COUNT_TOLD, (*facts[told], count))
         return won
 
     def _message_id(self, key: DeliveryKey) -> str | None:
@@ -874,20 +877,18 @@ class Ledger:
             )
         ]
         if self.db.told_summary:
+            # The expiring claims with facts no longer count: their groups, taken out.
             statements.insert(
                 0,
                 (
-                    "UPDATE told_facts SET rows = rows - (SELECT count(*) FROM deliveries d "  # noqa: S608
-                    f"WHERE {_CLAIMED} AND d.not_after <= ? "
-                    "AND d.session_id = told_facts.session_id "
-                    "AND d.fact_start = told_facts.fact_start AND d.fact_end = told_facts.fact_end "
-                    "AND coalesce(d.fact_join_url, '') = told_facts.fact_join_url "
-                    "AND d.fact_status = told_facts.fact_status "
-                    "AND coalesce(d.fact_topic, '') = told_facts.fact_topic "
-                    "AND d.sequence = told_facts.sequence) "
-                    "WHERE session_id IN (SELECT session_id FROM deliveries "
-                    f"WHERE {_CLAIMED} AND not_after <= ? AND fact_start IS NOT NULL)",
-                    (stamp(now), stamp(now)),
+                    "INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, "  # noqa: S608
+                    "fact_status, fact_topic, sequence, rows) SELECT session_id, fact_start, "
+                    "fact_end, coalesce(fact_join_url, ''), fact_status, coalesce(fact_topic, ''), "
+                    f"sequence, -count(*) FROM deliveries WHERE {_CLAIMED} AND not_after <= ? "
+                    "AND fact_start IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7 "
+                    "ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status, "
+                    "fact_topic, sequence) DO UPDATE SET rows = rows + excluded.rows",
+                    (stamp(now),),
                 ),
             )
         return self._write(statements)[-1]
