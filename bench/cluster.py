@@ -28,7 +28,7 @@ import psycopg
 from common import postfix_sink, postgres_schema
 
 from reminder.mail.smtpsink import SmtpSink
-from tests.cluster import (
+from tests.support.cluster import (
     Arrivals,
     Worker,
     ledger_counts,

@@ -101,7 +101,7 @@ def _write_workbook(path: Path, rows: list[list[str]]) -> None:
     typed += [[datetime.fromisoformat(row[0]), *row[1:]] for row in rows[1:]]
     if path.suffix == ".ods":
         sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-        from tests.sheets import write_ods
+        from tests.support.sheets import write_ods
 
         write_ods(path, {"Réponses": typed})
         return

@@ -3,9 +3,10 @@
 argparse rather than click: it is the standard library (nothing more to pin, audit or
 keep compatible with), and with COMMANDS naming each command's function as text, a
 command's modules are imported only when it runs, so `reminder --help` answers at once.
-The grammar (every option and its help) is declared in `arguments`; what a command does
-is in `commands` (read-only), `trial` (preview, send-test, simulate), `upkeep` (ledger,
-suppressions, bounces) and `worker` (run), which tests call without this module.
+The grammar (every option and its help) is declared in `commands.arguments`; what a command does
+is in `commands.checking` (read-only), `commands.previewing` (preview, send-test,
+simulate), `commands.changing` (ledger, suppressions, bounces) and `service.worker` (run),
+which tests call without this module.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .arguments import parser
+from .commands.arguments import parser
 from .core.answer import CLOSED_PIPE, FAILED, INTERRUPTED, USAGE_ERROR, Answer
 from .core.errors import InputError, ReminderError, UsageError
 from .service.logs import printable, setup_logging
@@ -26,20 +27,20 @@ __all__ = ["COMMANDS", "main", "parser"]
 # Each command's library function, as module:function. It takes the config file and the
 # command's options by name, and returns an Answer.
 COMMANDS = {
-    "check": "commands:check",
-    "plan": "commands:plan",
-    "registrants": "commands:registrants",
-    "history": "commands:history",
-    "status": "commands:status",
-    "suppressed": "commands:suppressed",
-    "preview": "trial:preview",
-    "send-test": "trial:send_test",
-    "simulate": "trial:simulate",
-    "ledger migrate": "upkeep:migrate_ledger",
-    "ledger copy": "upkeep:copy_ledger",
-    "suppress": "upkeep:suppress",
-    "unsuppress": "upkeep:unsuppress",
-    "bounces": "upkeep:bounces",
+    "check": "commands.checking:check",
+    "plan": "commands.checking:plan",
+    "registrants": "commands.checking:registrants",
+    "history": "commands.checking:history",
+    "status": "commands.checking:status",
+    "suppressed": "commands.checking:suppressed",
+    "preview": "commands.previewing:preview",
+    "send-test": "commands.previewing:send_test",
+    "simulate": "commands.previewing:simulate",
+    "ledger migrate": "commands.changing:migrate_ledger",
+    "ledger copy": "commands.changing:copy_ledger",
+    "suppress": "commands.changing:suppress",
+    "unsuppress": "commands.changing:unsuppress",
+    "bounces": "commands.changing:bounces",
     "run": "service.worker:serve",
 }
 # Options every command accepts, for the command line itself.

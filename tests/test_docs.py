@@ -9,8 +9,7 @@ from pydantic import BaseModel
 from reminder.cli import parser
 from reminder.inputs.config import Config
 from tasks import TASKS
-
-from .conftest import REPO
+from tests.support.project import REPO
 
 README = (REPO / "README.md").read_text(encoding="utf-8")
 
@@ -93,3 +92,16 @@ def test_the_readme_performance_section_holds_measured_figures() -> None:
         "bench/http_load.py",
     ):
         assert script in performance
+
+
+def test_the_table_of_contents_lists_every_section() -> None:
+    contents = README.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    listed = re.findall(r"^- \[([^\]]+)\]\(#", contents, re.MULTILINE)
+    sections = re.findall(r"^## (.+)$", README, re.MULTILINE)
+    assert listed == [s for s in sections if s != "Contents"]
+
+
+def test_the_performance_page_names_its_commands() -> None:
+    page = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
+    for script in ("bench/scale.py", "bench/cluster.py", "bench/kill9.py", "bench/startup.py"):
+        assert script in page

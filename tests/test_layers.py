@@ -18,20 +18,14 @@ def layer(parts: tuple[str, ...]) -> int:
     return LAYERS.index(parts[0]) if len(parts) > 1 and parts[0] in LAYERS else TOP
 
 
-def runtime_imports(path: Path) -> list[tuple[str, ...]]:
-    """The package modules `path` imports when it runs (`if TYPE_CHECKING:` blocks aside)."""
+def imports(path: Path) -> list[tuple[str, ...]]:
+    """The package modules `path` imports, `if TYPE_CHECKING:` blocks included: a type
+    from a layer above is a dependency on it all the same."""
     tree = ast.parse(path.read_text())
-    skipped = {
-        id(child)
-        for node in ast.walk(tree)
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test)
-        for stmt in node.body
-        for child in ast.walk(stmt)
-    }
     here = path.relative_to(PACKAGE).parts[:-1]
     found = []
     for node in ast.walk(tree):
-        if not isinstance(node, ast.ImportFrom) or not node.level or id(node) in skipped:
+        if not isinstance(node, ast.ImportFrom) or not node.level:
             continue
         base = here[: len(here) - (node.level - 1)]
         module = tuple(node.module.split(".")) if node.module else ()
@@ -48,10 +42,17 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 @pytest.mark.parametrize("path", MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
 def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
     own = layer(path.relative_to(PACKAGE).parts)
-    above = [".".join(target) for target in runtime_imports(path) if layer(target) > own]
-    assert above == [], f"{path.name} imports {above}"
+    above = [".".join(target) for target in imports(path) if layer(target) > own]
+    assert above == KNOWN.get(path.relative_to(PACKAGE).as_posix(), []), f"{path} imports {above}"
+
+
+# Exceptions still to mend, each with the change that removes it: none may be added.
+KNOWN = {
+    # Sessions are built from the pydantic Config: to take plain values and a locator.
+    "core/sessions.py": ["inputs.config"],
+}
 
 
 def test_every_module_sits_in_a_layer_or_at_the_top_on_purpose() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if p.stem not in {"__init__", "__main__"})
-    assert top == ["arguments", "cli", "commands", "report", "trial", "upkeep", "written"]
+    assert top == ["cli"]

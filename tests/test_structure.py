@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from .conftest import Project
+from tests.support.project import Project
 
 # What planning must never pull in: validation, file formats, databases, sockets.
 IMPURE = ("pydantic", "pydantic_settings", "csv", "sqlite3", "socket", "ssl", "aiosmtplib")
@@ -41,7 +41,8 @@ SENDING = (
 def test_reports_import_no_composing_or_sending_code() -> None:
     """`reminder plan` answers fast because its modules never reach the sending side."""
     modules = (
-        "reminder.service.snapshot, reminder.report, reminder.service.pending, reminder.commands"
+        "reminder.service.snapshot, reminder.commands.printing, reminder.service.pending, "
+        "reminder.commands.checking"
     )
     found = subprocess.run(
         [

@@ -14,12 +14,9 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from itertools import compress, count
 from operator import attrgetter
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 from .errors import Problem
-
-if TYPE_CHECKING:
-    from ..inputs.columns import Mapping
 
 # The kinds of mail the ledger records: reminders, and the change notices.
 REMINDER = "reminder"
@@ -252,6 +249,33 @@ class _UnfrozenRegistrant:
 
 
 @dataclass(frozen=True)
+class ColumnMap:
+    """Where each field was read from, for staff to check at a glance."""
+
+    header_row: int  # 1-based row of the header in the file or sheet
+    fields: tuple[tuple[str, str, str], ...]  # field, header, how it matched
+    ignored: tuple[str, ...]  # headers no field uses
+    notes: tuple[str, ...] = ()  # choices worth knowing (e.g. a column of "anonymous")
+    sheet: str = ""
+
+    def column(self, field: str) -> str | None:
+        return next((header for name, header, _ in self.fields if name == field), None)
+
+    def lines(self) -> list[str]:
+        where = f"sheet {self.sheet!r}, " if self.sheet else ""
+        out = [f"columns ({where}header on row {self.header_row}):"]
+        width = max((len(name) for name, _, _ in self.fields), default=0)
+        out += [f"  {name:<{width}}  <- {header!r} ({how})" for name, header, how in self.fields]
+        out.append(
+            "  ignored: " + ", ".join(repr(h) for h in self.ignored)
+            if self.ignored
+            else "  ignored: none"
+        )
+        out += [f"  note: {note}" for note in self.notes]
+        return out
+
+
+@dataclass(frozen=True)
 class Roster:
     """The usable registrants of an export, and what was wrong with the rest."""
 
@@ -259,7 +283,7 @@ class Roster:
     registrants: tuple[Registrant, ...]
     problems: tuple[Problem, ...] = ()
     suppressed: tuple[str, ...] = ()
-    mapping: Mapping | None = None  # None when there is no export yet
+    mapping: ColumnMap | None = None  # None when there is no export yet
     _by_session: dict[str, tuple[Registrant, ...]] = field(
         default_factory=dict, compare=False, repr=False
     )

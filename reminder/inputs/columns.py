@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 # How far down a title block may push the header (Framaforms, Zoom reports).
 HEADER_SEARCH_ROWS = 30
@@ -49,33 +48,6 @@ def tier(header: str, name: str) -> int | None:
     if any(have[i : i + len(want)] == want for i in range(1, len(have) - len(want) + 1)):
         return INSIDE
     return None
-
-
-@dataclass(frozen=True)
-class Mapping:
-    """Where each field was read from, for staff to check at a glance."""
-
-    header_row: int  # 1-based row of the header in the file or sheet
-    fields: tuple[tuple[str, str, str], ...]  # field, header, how it matched
-    ignored: tuple[str, ...]  # headers no field uses
-    notes: tuple[str, ...] = ()  # choices worth knowing (e.g. a column of "anonymous")
-    sheet: str = ""
-
-    def column(self, field: str) -> str | None:
-        return next((header for name, header, _ in self.fields if name == field), None)
-
-    def lines(self) -> list[str]:
-        where = f"sheet {self.sheet!r}, " if self.sheet else ""
-        out = [f"columns ({where}header on row {self.header_row}):"]
-        width = max((len(name) for name, _, _ in self.fields), default=0)
-        out += [f"  {name:<{width}}  <- {header!r} ({how})" for name, header, how in self.fields]
-        out.append(
-            "  ignored: " + ", ".join(repr(h) for h in self.ignored)
-            if self.ignored
-            else "  ignored: none"
-        )
-        out += [f"  note: {note}" for note in self.notes]
-        return out
 
 
 def find_header(rows: Sequence[list[str] | str], email_names: Sequence[str]) -> int | None:

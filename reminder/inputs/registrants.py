@@ -12,9 +12,9 @@ from typing import cast
 from zoneinfo import ZoneInfo
 
 from ..core.errors import Problem, RegistrantsError
-from ..core.model import Registrant, Roster, Session
+from ..core.model import ColumnMap, Registrant, Roster, Session
 from .cells import PLAIN_LOCAL, Cells
-from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS, Mapping, assign, describe, find_header
+from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS, assign, describe, find_header
 from .config import Config, RegistrantsFormat
 from .tables import Table, collection_paused, read_table
 
@@ -125,7 +125,7 @@ class _Reader:
         self.problems: list[Problem] = []
         self.cells = Cells(sessions, zone)
         self.header: list[str] = []
-        self.mapping: Mapping | None = None
+        self.mapping: ColumnMap | None = None
 
     def rows(self) -> dict[str, Registrant]:
         """The registrants by key, in the export's order."""
@@ -385,7 +385,7 @@ class _Reader:
                 ]
             )
         used = set(index.values())
-        self.mapping = Mapping(
+        self.mapping = ColumnMap(
             header_row,
             describe(header, index, fields),
             tuple(h for c, h in enumerate(header) if c not in used and h.strip()),

@@ -18,8 +18,8 @@ from ..core.replies import Refusal, classify
 from ..inputs.registrants import masked, redacted
 from ..mail.messages import message_id
 from ..mail.transport import Envelope, Result, Transport, Verdict
+from ..storage.backend import DeliveryLedger
 from ..storage.ledger import Claim, Outcome, Status
-from ..storage.store import DeliveryLedger
 from .composing import NotComposed, compose_all
 from .logs import log_time
 from .pending import notice_plan, wakeup_instants

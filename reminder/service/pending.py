@@ -26,7 +26,7 @@ from ..core.notices import (
 )
 from ..core.plan import next_wakeups
 from ..inputs.config import Config
-from ..storage.store import DeliveryLedger, ledger_target, open_ledger
+from ..storage.backend import DeliveryLedger, ledger_target, open_ledger
 from .snapshot import Snapshot
 
 # Rows told something else that are still looked up one by one, rather than reading a

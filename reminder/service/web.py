@@ -26,7 +26,7 @@ from ..storage.ledger import Ledger
 from .metrics import CONTENT_TYPE
 from .monitor import Monitor
 from .snapshot import Snapshot
-from .staff import next_mail, status_page
+from .status_page import next_mail, status_page
 
 log = logging.getLogger("reminder")
 

@@ -38,10 +38,10 @@ from ..core.errors import InputError, ReminderError, StateError, TransportConfig
 from ..inputs.config import Config
 from ..mail.outbox import make_transport
 from ..mail.transport import SmtpTransport, Transport
+from ..storage.backend import open_ledger
 from ..storage.cluster import Presence, SharedRateLimit
 from ..storage.ledger import Ledger
 from ..storage.lock import StateLock
-from ..storage.store import open_ledger
 from .bounces import BounceRun, collect
 from .composing import helper_count
 from .delivery import Dispatcher, owed_count, still_owed

@@ -1,0 +1,56 @@
+"""The commands as library functions: typed options in, an Answer out, the clock injected."""
+
+from datetime import datetime
+from email import message_from_bytes, policy
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from reminder.commands import changing, checking, previewing
+from reminder.core.answer import FAILED, OK
+from reminder.core.errors import UsageError
+from tests.support.project import Project
+from tests.support.smtp import Server
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+def test_send_test_picks_the_next_session_by_the_injected_clock(
+    project: Project, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__HOST", "127.0.0.1")
+    monkeypatch.setenv("REMINDER_SMTP__PORT", str(smtp_server.port))
+    monkeypatch.setenv("REMINDER_SMTP__SECURITY", "none")
+    now = datetime(2023, 3, 10, 9, tzinfo=PARIS)  # after March's session, before April's
+    answer = previewing.send_test(project.config, to="staff@example.org", clock=lambda: now)
+    assert answer.status == OK
+    [mail] = smtp_server.handler.messages
+    message = message_from_bytes(mail.data, policy=policy.default)
+    # The next session is April's, and the mail is dated by the same clock.
+    assert "5 avril" in str(message["Subject"])
+    assert "10 Mar 2023" in str(message["Date"])
+
+
+def test_send_test_refuses_an_address_as_a_usage_error(project: Project) -> None:
+    with pytest.raises(UsageError, match="--to 'pas une adresse' is not an e-mail address"):
+        previewing.send_test(project.config, to="pas une adresse")
+
+
+def test_status_at_the_injected_clock_is_status_at_that_instant(project: Project) -> None:
+    changing.migrate_ledger(project.config)
+    now = datetime(2023, 2, 20, 9, tzinfo=PARIS)
+    by_clock = checking.status(project.config, output="json", clock=lambda: now)
+    by_option = checking.status(project.config, output="json", now=now)
+    assert by_clock.out == by_option.out
+    assert by_clock.status == by_option.status
+
+
+def test_suppress_is_dated_by_the_injected_clock(project: Project) -> None:
+    now = datetime(2023, 2, 20, 9, tzinfo=PARIS)
+    assert changing.suppress(
+        project.config, address="a@example.org", reason="test", clock=lambda: now
+    ).out.startswith("suppressed ")
+    again = changing.suppress(project.config, address="a@example.org", reason="test")
+    assert "already suppressed since 2023-02-20 09:00+0100" in again.out
+    assert changing.unsuppress(project.config, address="a@example.org").status == OK
+    assert changing.unsuppress(project.config, address="a@example.org").status == FAILED

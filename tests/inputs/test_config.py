@@ -1,0 +1,362 @@
+"""config.toml: the sample loads, env overrides it, and every bad input gets a precise message."""
+
+from datetime import time, timedelta
+from pathlib import Path
+
+import pytest
+
+from reminder.core.errors import ConfigError
+from reminder.core.sessions import build_sessions
+from reminder.inputs.config import config_path, load_config
+from tests.support.project import REPO, Project
+
+
+def problems_of(project: Project) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        build_sessions(load_config(project.config))
+    return [str(p) for p in caught.value.problems]
+
+
+def line_of(project: Project, text: str) -> int:
+    lines = project.config.read_text().splitlines()
+    exact = [n for n, line in enumerate(lines, 1) if line.strip() == text.strip()]
+    return exact[0] if exact else next(n for n, line in enumerate(lines, 1) if text in line)
+
+
+def test_the_sample_config_encodes_the_event_page() -> None:
+    config = load_config(REPO / "config.toml")
+    assert config.cycle.title == "Préparer la nouvelle contractualisation"
+    assert config.cycle.timezone == "Europe/Paris"
+    assert "Hauts-de-France" in config.organizer.name and "Lille" in config.organizer.address
+    assert config.contact.name == "Morgane Petit" and config.contact.email == "m.petit@irev.fr"
+    assert config.schedule.rule == "FREQ=MONTHLY;BYDAY=+1WE"
+    assert (config.schedule.start, config.schedule.end) == (time(17), time(19))
+    assert [s.name for s in config.semesters] == ["Premier semestre 2023", "Second semestre 2023"]
+    assert config.smtp.host is None  # a fresh install mails nobody
+    assert config.smtp.password is None
+
+
+def test_paths_are_relative_to_the_config_folder(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_PATHS__SUPPRESSION", "/srv/x.txt")
+    monkeypatch.chdir("/")
+    config = load_config(project.config)
+    assert config.paths.registrants == project.root / "registrants.csv"
+    assert config.paths.templates.is_absolute()
+    assert config.paths.suppression == Path("/srv/x.txt")
+
+
+def test_environment_overrides_any_key(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__HOST", "smtp.example.org")
+    monkeypatch.setenv("REMINDER_SMTP__PORT", "465")
+    monkeypatch.setenv("REMINDER_SMTP__SECURITY", "tls")
+    monkeypatch.setenv("REMINDER_REMINDERS__LEADS", '["2d", "30m"]')
+    monkeypatch.setenv("REMINDER_CYCLE__TITLE", "Autre titre")
+    config = load_config(project.config)
+    assert (config.smtp.host, config.smtp.effective_port, config.smtp.security) == (
+        "smtp.example.org",
+        465,
+        "tls",
+    )
+    assert [str(lead) for lead in config.reminders.leads] == ["2d", "30m"]
+    assert config.cycle.title == "Autre titre"
+    assert config.cycle.id == "irev-elus-2023"  # the rest still comes from the file
+
+
+def test_config_path_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert config_path(None) == Path("config.toml")
+    monkeypatch.setenv("REMINDER_CONFIG", "/etc/reminder/config.toml")
+    assert config_path(None) == Path("/etc/reminder/config.toml")
+    assert config_path("other.toml") == Path("other.toml")
+
+
+def test_password_from_environment_never_shows(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__PASSWORD", "hunter2-secret")
+    config = load_config(project.config)
+    assert config.smtp.password is not None
+    assert config.smtp.password.get_secret_value() == "hunter2-secret"
+    assert "hunter2" not in repr(config) and "hunter2" not in str(config.model_dump())
+
+
+def test_password_from_a_file(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = project.root / "smtp-password"
+    secret.write_text("from-a-file\n")
+    monkeypatch.setenv("REMINDER_SMTP__PASSWORD_FILE", str(secret))
+    config = load_config(project.config)
+    assert config.smtp.password is not None
+    assert config.smtp.password.get_secret_value() == "from-a-file"
+
+
+def test_missing_password_file_names_the_variable_not_the_content(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__PASSWORD_FILE", str(project.root / "nope"))
+    with pytest.raises(ConfigError, match="REMINDER_SMTP__PASSWORD_FILE"):
+        load_config(project.config)
+
+
+def test_env_override_with_a_bad_value_names_the_variable(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__PORT", "lots")
+    [problem] = problems_of(project)
+    assert problem.startswith("environment variable REMINDER_SMTP__PORT: error: smtp.port:")
+
+
+# The corpus of bad inputs: (what to change, what the message must say, the line it names).
+BAD_INPUTS = [
+    pytest.param(
+        'title = "Préparer', 'title = "Préparer\n', "not valid TOML", "title =", id="malformed-toml"
+    ),
+    pytest.param(
+        "[contact]\n",
+        "[contact]\nrol = 'x'\n",
+        "unknown key 'rol'; did you mean 'role'?",
+        "rol =",
+        id="unknown-key",
+    ),
+    pytest.param(
+        "connections = 4",
+        "connections = 'four'",
+        "smtp.connections: Input should be a valid integer",
+        "connections =",
+        id="wrong-type",
+    ),
+    pytest.param(
+        'timezone = "Europe/Paris"',
+        'timezone = "Europe/Pariss"',
+        "unknown timezone 'Europe/Pariss'",
+        "timezone =",
+        id="unknown-timezone",
+    ),
+    pytest.param(
+        'leads = ["7d", "1d", "1h"]',
+        'leads = ["7d", "1 jour", "1h"]',
+        "'1 jour' is not a lead time",
+        "leads =",
+        id="bad-lead",
+    ),
+    pytest.param(
+        "end = 2023-07-31",
+        "end = 2023-02-01",
+        "semester 'Premier semestre 2023' ends (2023-02-01) before it starts (2023-03-01)",
+        "end = 2023-02-01",
+        id="semester-ends-before-start",
+    ),
+    pytest.param(
+        "date = 2023-04-05",
+        "date = 2023-04-06",
+        "2023-04-06 is not a session date of any semester",
+        "date = 2023-04-06",
+        id="entry-matches-no-session",
+    ),
+    pytest.param(
+        'sender = "contact@irev.fr"',
+        'sender = "contact@irev.fr"\npassword = "p4ss"',
+        "a password must not be written in config.toml",
+        "password =",
+        id="password-in-file",
+    ),
+    pytest.param(
+        'rule = "FREQ=MONTHLY;BYDAY=+1WE"',
+        'rule = "FREQ=MONTHY;BYDAY=+1WE"',
+        "is not an RFC 5545 RRULE",
+        "rule =",
+        id="bad-rule",
+    ),
+    pytest.param(
+        'holidays = "warn"',
+        'holidays = "sometimes"',
+        "'warn', 'skip' or 'next-week'",
+        "holidays =",
+        id="bad-holiday-policy",
+    ),
+    pytest.param(
+        'start = "17:00"', 'start = "25:00"', "schedule.start", 'start = "25:00"', id="bad-time"
+    ),
+    pytest.param(
+        "[smtp]\n",
+        '[smtp]\nhost = "smtp.example.org"\nsecurity = "none"\n',
+        "would send mail and password in clear",
+        'security = "none"',
+        id="plaintext-smtp",
+    ),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message", "located"), BAD_INPUTS)
+def test_bad_input_gets_a_precise_message(
+    project: Project, old: str, new: str, message: str, located: str
+) -> None:
+    project.edit(old, new)
+    problems = problems_of(project)
+    matching = [p for p in problems if message in p]
+    assert matching, problems
+    assert f"config.toml:{line_of(project, located)}" in matching[0]
+
+
+def test_malformed_toml_names_line_and_column(project: Project) -> None:
+    project.edit('title = "Préparer', 'title = "Préparer\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    [problem] = caught.value.problems
+    assert (problem.line, problem.column) == (line_of(project, "title ="), 18)
+
+
+def test_two_sessions_moved_onto_one_instant(project: Project) -> None:
+    project.append("[[sessions]]\ndate = 2023-12-06\nmoved_to = 2023-10-04")
+    [problem] = problems_of(project)
+    assert "2023-10-04 and 2023-12-06 would both take place at 2023-10-04 17:00" in problem
+    # At the entry that moved it, not at the first [[sessions]] of the file.
+    last_entry = project.config.read_text().splitlines().count("[[sessions]]")
+    lines = project.config.read_text().splitlines()
+    header = [n for n, line in enumerate(lines, 1) if line == "[[sessions]]"][last_entry - 1]
+    assert f"config.toml:{header}:" in problem
+
+
+def test_a_session_ending_before_it_starts_is_reported_at_its_end_key(project: Project) -> None:
+    project.append('[[sessions]]\ndate = 2023-12-06\nstart = "18:00"\nend = "17:30"')
+    [problem] = problems_of(project)
+    assert "ends (17:30) before it starts (18:00)" in problem
+    end_line = line_of(project, 'end = "17:30"')
+    assert f"config.toml:{end_line}:" in problem
+
+
+def test_durations_are_parsed_once_into_values(project: Project) -> None:
+    project.edit('sweep_interval = "5m"', 'sweep_interval = "2h"')
+    config = load_config(project.config)
+    assert config.reminders.sweep_interval == timedelta(hours=2)
+    assert config.reminders.late_cutoff == timedelta(0)
+    assert [str(lead) for lead in config.reminders.leads] == ["7d", "1d", "1h"]
+
+
+def test_a_duration_written_as_a_number_says_to_quote_it(project: Project) -> None:
+    project.edit('sweep_interval = "5m"', "sweep_interval = 5")
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    [problem] = caught.value.problems
+    assert "write it in quotes, e.g. '10m'" in str(problem)
+    assert f"config.toml:{line_of(project, 'sweep_interval = 5')}:" in str(problem)
+
+
+def test_every_problem_is_reported_at_once(project: Project) -> None:
+    project.edit('timezone = "Europe/Paris"', 'timezone = "Mars/Olympus"')
+    project.edit("connections = 4", "connections = 0")
+    project.edit('sender = "contact@irev.fr"', 'sender = "contact@irev.fr"\npassword = "x"')
+    problems = problems_of(project)
+    assert len(problems) == 3
+
+
+def test_missing_file_says_how_to_point_at_one(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--config PATH or set REMINDER_CONFIG"):
+        load_config(tmp_path / "absent.toml")
+
+
+def test_http_secrets_come_from_the_environment_or_a_file(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = project.root / "link-secret"
+    secret.write_text("f" * 64 + "\n")
+    monkeypatch.setenv("REMINDER_HTTP__SECRET_FILE", str(secret))
+    monkeypatch.setenv("REMINDER_HTTP__STAFF_USER", "equipe")
+    monkeypatch.setenv("REMINDER_HTTP__STAFF_PASSWORD", "cheval-agrafe")
+    project.edit("#   public_url = ", "public_url = ")
+    config = load_config(project.config)
+    assert config.http.secret is not None
+    assert config.http.secret.get_secret_value() == "f" * 64
+    assert config.http.unsubscribe_base == "https://rappels.irev.fr/u/"
+    assert (config.http.host, config.http.port) == ("127.0.0.1", 0)
+    assert "ffff" not in repr(config) and "cheval" not in str(config.model_dump())
+
+
+@pytest.mark.parametrize(
+    ("edit", "environment", "expected"),
+    [
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nsecret = "in-the-file"'),
+            {},
+            "a secret must not be written in config.toml",
+            id="secret-in-file",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\nstaff_password = "x"'),
+            {},
+            "REMINDER_HTTP__STAFF_PASSWORD",
+            id="staff-password-in-file",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "localhost"'),
+            {},
+            "is not HOST:PORT",
+            id="listen-without-port",
+        ),
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {},
+            "set REMINDER_HTTP__SECRET",
+            id="public-url-without-secret",
+        ),
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {"REMINDER_HTTP__SECRET": "short"},
+            "at least 32 random",
+            id="short-secret",
+        ),
+        pytest.param(
+            ('#   public_url = "https://', 'public_url = "http://'),
+            {"REMINDER_HTTP__SECRET": "s" * 40},
+            "must start with https://",
+            id="public-url-in-clear",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
+            {"REMINDER_HTTP__STAFF_USER": "equipe"},
+            "needs both a staff user and a password",
+            id="staff-user-without-password",
+        ),
+    ],
+)
+def test_bad_http_settings_are_refused_with_what_to_do(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: tuple[str, str],
+    environment: dict[str, str],
+    expected: str,
+) -> None:
+    project.edit(*edit)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    message = str(caught.value)
+    assert expected in message
+    assert "in-the-file" not in message and "short" not in message.replace("shorter", "")
+
+
+def test_a_database_password_in_the_file_or_the_url_is_refused(project: Project) -> None:
+    project.append('[ledger]\nurl = "postgresql://reminder:hunter2@db/reminder"\npassword = "x"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    text = str(caught.value)
+    assert "ledger.url holds a password" in text and "REMINDER_LEDGER__PASSWORD" in text
+    assert "ledger.password" in text
+    assert "hunter2" not in text
+
+
+def test_the_ledger_url_and_password_come_from_the_environment(
+    project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    secret = tmp_path / "db-password"
+    secret.write_text("s3cret-db\n", encoding="utf-8")
+    monkeypatch.setenv("REMINDER_LEDGER__URL", "postgresql://reminder@db:5432/reminder")
+    monkeypatch.setenv("REMINDER_LEDGER__PASSWORD_FILE", str(secret))
+    monkeypatch.setenv("REMINDER_LEDGER__LEASE", "45s")
+    config = load_config(project.config)
+    assert config.ledger.url == "postgresql://reminder@db:5432/reminder"
+    assert config.ledger.password is not None
+    assert config.ledger.password.get_secret_value() == "s3cret-db"
+    assert config.ledger.lease.total_seconds() == 45
+    assert "s3cret-db" not in repr(config)

@@ -1,0 +1,282 @@
+"""What keeps a large batch and a short command fast: chunked claims, lazy imports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from reminder.core.model import DeliveryKey
+from reminder.mail.messages import message_id
+from reminder.mail.outbox import Outbox
+from reminder.mail.smtpsink import SmtpSink
+from reminder.mail.transport import SmtpTransport
+from reminder.service import delivery
+from reminder.service.delivery import CLAIM_CHUNK, Dispatcher
+from reminder.storage.ledger import Ledger
+from tests.support.project import Clock, Project, person
+from tests.support.smtp import FaultyRecorder, Server
+from tests.support.worker import use_server
+
+# What `reminder --help` must not pay for: the service, the mail composer, the SMTP client
+# and server, the configuration's validation library, the simulator.
+HEAVY = [
+    "reminder.service.worker",
+    "reminder.service.delivery",
+    "reminder.mail.messages",
+    "reminder.service.simulate",
+    "reminder.mail.smtpsink",
+    "reminder.inputs.config",
+    "aiohttp",
+    "aiosmtplib",
+    "aiosmtpd",
+    "apscheduler",
+    "icalendar",
+    "jinja2",
+    "pydantic",
+    "asyncio",
+]
+
+
+def test_help_imports_none_of_the_service() -> None:
+    probe = (
+        "import json, sys\n"
+        "from reminder.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "usage: reminder" in done.stdout
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
+@dataclass
+class Watching(FaultyRecorder):
+    """Records how many deliveries the ledger held when the first message arrived."""
+
+    ledger_file: Path = Path()
+    rows_at_first: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if not self.rows_at_first:
+                with sqlite3.connect(self.ledger_file) as db:
+                    self.rows_at_first.append(
+                        db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
+                    )
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project: Project) -> None:
+    people = 3 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Watching(ledger_file=ledger_file)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        due = snapshot.slots[0].due_at
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
+            finally:
+                await transport.close()
+    # The first message left before the batch was claimed in full...
+    assert 0 < handler.rows_at_first[0] < people
+    # ...and everyone still got exactly one.
+    assert tally.sent == people
+    assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
+
+
+@dataclass
+class Settled(FaultyRecorder):
+    """Records, as each message arrives, how many the ledger already holds as sent."""
+
+    ledger_file: Path = Path()
+    sent_before: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with sqlite3.connect(self.ledger_file) as db:
+            sent = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+        with self.lock:
+            self.sent_before.append(sent[0])
+            first = len(self.sent_before) == 1
+        if first:
+            # A ledger slow to commit: the first outcome waits 0.3 s for the write lock,
+            # time enough for a connection that did not wait to send several more.
+            held = threading.Event()
+            threading.Thread(target=self._hold_the_write_lock, args=(held,)).start()
+            held.wait()
+        return await super().handle_DATA(server, session, envelope)
+
+    def _hold_the_write_lock(self, held: threading.Event) -> None:
+        db = sqlite3.connect(self.ledger_file, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        held.set()
+        time.sleep(0.3)
+        db.execute("ROLLBACK")
+        db.close()
+
+
+async def test_each_outcome_is_committed_before_its_connection_sends_again(
+    project: Project,
+) -> None:
+    """Outcomes are committed off the event loop; a connection still waits for its own."""
+    people = 40
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Settled(ledger_file=ledger_file)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler), connections=1)
+        snapshot = project.snapshot()
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                clock = Clock(snapshot.slots[0].due_at)
+                tally = await Dispatcher(ledger, transport, clock).run(snapshot)
+            finally:
+                await transport.close()
+    assert tally.sent == people
+    # One connection: when message n arrives, the n before it are recorded as sent.
+    assert handler.sent_before == list(range(people))
+
+
+class Counted(tuple[Any, ...]):
+    """A session's attendees that count how many the planner has read."""
+
+    read = 0
+
+    def __iter__(self) -> Any:
+        for item in super().__iter__():
+            Counted.read += 1
+            yield item
+
+
+@dataclass
+class Reading(FaultyRecorder):
+    """Records how many attendees the planner had read when the first message arrived."""
+
+    read_at_first: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if not self.read_at_first:
+                self.read_at_first.append(Counted.read)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
+    project: Project, monkeypatch: Any
+) -> None:
+    people = 4 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Reading()
+    ids: list[DeliveryKey] = []
+
+    def counted_id(key: DeliveryKey, cycle: str, domain: str) -> str:
+        ids.append(key)
+        return message_id(key, cycle, domain)
+
+    monkeypatch.setattr(delivery, "message_id", counted_id)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        session = snapshot.slots[0].session
+        attendees = Counted(snapshot.roster.attending(session))
+        snapshot.roster._by_session[session.id] = attendees
+        Counted.read = 0
+        due = snapshot.slots[0].due_at
+        with Ledger(ledger_file, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
+            finally:
+                await transport.close()
+    # The planner had read only the first chunks, not the whole batch, when the first
+    # message arrived (the sessions' versions read only those with their own link).
+    assert 0 < handler.read_at_first[0] <= 2 * CLAIM_CHUNK
+    assert tally.sent == people
+    # One Message-ID built per delivery, at its claim; composing reuses it.
+    assert len(ids) == len(set(ids)) == people
+
+
+def put_back(backup: Path, ledger_file: Path) -> None:
+    """The ledger as the backup has it, without the write-ahead log written since."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{ledger_file}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup, ledger_file)
+
+
+async def test_a_delivery_whose_claim_was_lost_is_sent_again_with_the_same_message_id(
+    project: Project,
+) -> None:
+    # A power cut can lose the last commits (synchronous = NORMAL), a ledger can be put
+    # back from a backup: the claims recorded since are gone, and with them the recorded
+    # Message-IDs. The resend must still carry the same one, so that receivers that
+    # honour Message-IDs drop it (the outbox, named after them, keeps one file each).
+    project.registrants([person(n) for n in range(3)])
+    snapshot = project.snapshot()
+    state = project.root / "state"
+    ledger_file = state / "ledger.sqlite"
+    Ledger(ledger_file, worker="test").close()
+    shutil.copy(ledger_file, state / "backup.sqlite")  # taken before the send
+    outbox = Outbox(project.root / "outbox", durable=False)
+    due = snapshot.slots[0].due_at
+    with Ledger(ledger_file, worker="test") as ledger:
+        assert (await Dispatcher(ledger, outbox, Clock(due)).run(snapshot)).sent == 3
+    first = sorted(p.name for p in (project.root / "outbox" / "new").iterdir())
+    put_back(state / "backup.sqlite", ledger_file)
+    with Ledger(ledger_file, worker="test") as ledger:
+        later = Clock(due + timedelta(minutes=1))
+        assert (await Dispatcher(ledger, outbox, later).run(snapshot)).sent == 3
+    assert sorted(p.name for p in (project.root / "outbox" / "new").iterdir()) == first
+
+
+async def test_a_later_reminder_does_not_wait_on_reading_what_everybody_was_told(
+    project: Project, monkeypatch: Any
+) -> None:
+    # At 1,000,000 registrants, reading who was told what takes seconds: the pass at a
+    # second reminder's instant reuses the notice plan that owed nothing, unless another
+    # process has written to the ledger since.
+    people = 30
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = FaultyRecorder()
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        first, second, third = (s for s in snapshot.slots if s.session is snapshot.slots[0].session)
+        with Ledger(ledger_file, worker="test") as ledger:
+            reads: list[object] = []
+            told = ledger.notice_view
+            monkeypatch.setattr(ledger, "notice_view", lambda *a: reads.append(a) or told(*a))
+            clock = Clock(first.due_at)
+            transport = SmtpTransport(snapshot.config.smtp)
+            dispatcher = Dispatcher(ledger, transport, clock)
+            try:
+                assert (await dispatcher.run(snapshot)).sent == people
+                clock.now = second.due_at
+                assert (await dispatcher.run(snapshot)).sent == people
+                assert len(reads) == 1  # the plan of the first pass, still true
+                with Ledger(ledger_file, worker="staff") as other:
+                    at = clock.now
+                    other.suppress("alex0@example.org", reason="asked", source="staff", at=at)
+                clock.now = third.due_at
+                assert (await dispatcher.run(snapshot)).sent == people - 1
+                assert len(reads) == 2  # another process wrote: read again
+            finally:
+                await transport.close()
+    assert len(handler.messages) == 3 * people - 1

@@ -1,0 +1,1 @@
+"""What the tests share: real servers, sample projects, workers and browsers to drive."""
