@@ -7,6 +7,7 @@
     python3 tasks.py lint         ruff (format and check) and mypy
     python3 tasks.py bench        the benchmarks of README "Performance"
     python3 tasks.py screenshots  render the sample mail to PNG (needs Debian's chromium)
+    python3 tasks.py wheel        build dist/reminder-*.whl (with the sample cycle `init` copies)
     python3 tasks.py install      only set up .venv (editable, with the development tools)
     python3 tasks.py install --prod   set up .venv for a server: the package only, not editable
     python3 tasks.py lock         pin every dependency, with hashes, after pyproject.toml changed
@@ -103,6 +104,13 @@ def test() -> None:
     run(BIN / "python", "-m", "pytest", "-n", "4", *sys.argv[2:])
 
 
+def wheel() -> None:
+    # The build backend comes from the lock, like everything else: nothing is fetched.
+    run(BIN / "python", "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+        "-w", ROOT / "dist", ".")  # fmt: skip
+    print(*sorted((ROOT / "dist").glob("reminder-*.whl")), sep="\n")
+
+
 def demo() -> None:
     run(BIN / "reminder", "--config", "config.toml", "simulate")
 
@@ -193,6 +201,7 @@ TASKS = {
     "run": serve,
     "bench": bench,
     "screenshots": screenshots,
+    "wheel": wheel,
 }
 
 

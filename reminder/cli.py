@@ -27,6 +27,7 @@ __all__ = ["COMMANDS", "main", "parser"]
 # Each command's library function, as module:function. It takes the config file and the
 # command's options by name, and returns an Answer.
 COMMANDS = {
+    "init": "commands.new_cycle:init",
     "check": "commands.checking:check",
     "plan": "commands.checking:plan",
     "registrants": "commands.checking:registrants",

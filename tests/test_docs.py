@@ -40,6 +40,7 @@ def config_keys(model: type[BaseModel] = Config, prefix: str = "") -> list[str]:
 def test_every_command_has_help_and_is_in_the_readme() -> None:
     commands = subcommands()
     assert set(commands) == {
+        "init",
         "check",
         "plan",
         "registrants",

@@ -1,6 +1,6 @@
 """Every command, option and help text of `reminder`: the grammar argparse reads.
 
-Declarations only. Each value is read by `written` into a typed value; what a command
+Declarations only. Each value is read by `values` into a typed value; what a command
 does is in the library function `cli.COMMANDS` names.
 """
 
@@ -18,7 +18,7 @@ from .values import DEFAULT_WINDOW
 
 
 def _typed(read: Callable[[str], Any]) -> Callable[[str], Any]:
-    """A reader of `written` as an argparse type: its message becomes the usage error."""
+    """A reader of `values` as an argparse type: its message becomes the usage error."""
 
     def convert(text: str) -> Any:
         try:
@@ -72,6 +72,11 @@ def parser() -> argparse.ArgumentParser:
 
     def command(name: str, summary: str) -> argparse.ArgumentParser:
         return commands.add_parser(name, parents=[common], help=summary, description=summary)
+
+    init = command(
+        "init", "Write a new cycle's folder: config, templates, suppression list, export."
+    )
+    init.add_argument("folder", type=Path, metavar="FOLDER", help="the folder to create or fill")
 
     checking = command(
         "check", "Validate config, registrants, templates and the state folder; exit 1 on errors."
