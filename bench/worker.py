@@ -27,6 +27,8 @@ from zoneinfo import ZoneInfo
 
 from common import postfix_sink, sample_project, slow_sink
 
+from tests.support.cycle import write_cycle
+
 PARIS = ZoneInfo("Europe/Paris")
 
 
@@ -39,42 +41,14 @@ def write_project(
     http_port: int = 0,
     connections: int = 4,
 ) -> None:
-    config.write_text(
-        f'''
-[cycle]
-id = "bench"
-title = "Cycle de mesure"
-join_url = "https://zoom.us/j/1"
-[organizer]
-name = "IREV"
-[contact]
-name = "Morgane Petit"
-email = "m.petit@irev.fr"
-[[semesters]]
-name = "Lointain"
-start = 2030-01-01
-end = 2030-01-31
-[[sessions]]
-date = {start.date().isoformat()}
-extra = true
-start = "{start:%H:%M:%S}"
-end = "23:59"
-[reminders]
-leads = ["1h"]
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-sender = "contact@irev.fr"
-connections = {connections}
-[http]
-listen = "127.0.0.1:{http_port}"
-''',
-        encoding="utf-8",
+    write_cycle(
+        config.parent,
+        port=port,
+        start=start,
+        registrants=registrants,
+        http_port=http_port,
+        connections=connections,
     )
-    lines = ["Nom;Prénom;Courriel;Séances"]
-    lines += [f"Nom{n};Prénom{n};elu{n}@example.org;toutes" for n in range(registrants)]
-    (config.parent / "registrants.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
 def run_worker(config: Path) -> subprocess.Popen[bytes]:

@@ -22,54 +22,23 @@ from typing import Any
 import psycopg
 
 from reminder.mail.smtpsink import free_port
+from tests.support.cycle import write_cycle
 
 
 def write_project(
     folder: Path, port: int, start: datetime, registrants: int, *, lease: str, smtp: str = ""
 ) -> Path:
     """A cycle with one session at `start`, one 1-hour reminder, `registrants` recipients."""
-    config = folder / "config.toml"
-    config.write_text(
-        f'''
-[cycle]
-id = "cluster"
-title = "Cycle partagé"
-join_url = "https://zoom.us/j/1"
-[organizer]
-name = "IREV"
-[contact]
-name = "Morgane Petit"
-email = "m.petit@irev.fr"
-[[semesters]]
-name = "Lointain"
-start = 2030-01-01
-end = 2030-01-31
-[[sessions]]
-date = {start.date().isoformat()}
-extra = true
-start = "{start:%H:%M:%S}"
-end = "23:59"
-[reminders]
-leads = ["1h"]
-[smtp]
-host = "127.0.0.1"
-port = {port}
-security = "none"
-sender = "contact@irev.fr"
-connections = 4
-{smtp}
-[ledger]
-lease = "{lease}"
-''',
-        encoding="utf-8",
+    return write_cycle(
+        folder,
+        port=port,
+        start=start,
+        registrants=registrants,
+        cycle_id="cluster",
+        smtp=smtp,
+        ledger=f'lease = "{lease}"',
+        templates=True,
     )
-    lines = ["Nom;Prénom;Courriel;Séances"]
-    lines += [f"Nom{n};Prénom{n};elu{n}@example.org;toutes" for n in range(registrants)]
-    (folder / "registrants.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    (folder / "suppression.txt").write_text("", encoding="utf-8")
-    templates = Path(__file__).resolve().parents[2] / "templates"
-    shutil.copytree(templates, folder / "templates", dirs_exist_ok=True)
-    return config
 
 
 @dataclass

@@ -20,6 +20,7 @@ import time_machine
 
 from reminder.service.worker import Worker
 from reminder.storage.ledger import Ledger
+from tests.support.cycle import write_cycle
 from tests.support.project import Project, person, started
 from tests.support.smtp import Server
 
@@ -79,43 +80,19 @@ def statuses(project: Project) -> Counter[tuple[str, str]]:
 
 def process_config(project: Project, server: Server, people: int, connections: int = 4) -> None:
     """A session tomorrow at noon whose 2-day reminder is already due: sent at start."""
-    tomorrow = (datetime.now(PARIS) + timedelta(days=1)).date()
-    project.config.write_text(
-        f"""
-[cycle]
-id = "test-cycle"
-title = "Cycle de test"
-join_url = "https://zoom.us/j/1"
-[organizer]
-name = "IREV"
-[contact]
-name = "Morgane Petit"
-email = "m.petit@irev.fr"
-[[semesters]]
-name = "Test"
-start = 2030-01-01
-end = 2030-01-31
-[[sessions]]
-date = {tomorrow.isoformat()}
-extra = true
-start = "12:00"
-end = "13:00"
-topic = "Séance de test"
-[reminders]
-leads = ["2d"]
-sweep_interval = "1h"
-[smtp]
-host = "127.0.0.1"
-port = {server.port}
-security = "none"
-sender = "contact@irev.fr"
-connections = {connections}
-timeout = 10
-[http]
-# Any free port: other checkouts' workers and benchmarks run on this machine too.
-listen = "127.0.0.1:0"
-""",
-        encoding="utf-8",
+    tomorrow = datetime.now(PARIS) + timedelta(days=1)
+    write_cycle(
+        project.root,
+        port=server.port,
+        start=tomorrow.replace(hour=12, minute=0, second=0, microsecond=0),
+        end="13:00",
+        registrants=0,
+        leads=("2d",),
+        connections=connections,
+        cycle_id="test-cycle",
+        topic="Séance de test",
+        reminders='sweep_interval = "1h"',
+        smtp="timeout = 10",
     )
     project.registrants([person(n) for n in range(people)])
 
