@@ -17,7 +17,7 @@ from .ledger import Claim, Ledger, Outcome, Row, Suppression
 
 class DeliveryLedger(Protocol):
     """What the dispatcher, the plan, `status` and `history` use; SQLite and PostgreSQL
-    both provide it (tests/test_ledger.py is its contract)."""
+    both provide it (tests/storage/test_ledger.py is its contract)."""
 
     worker: str
     path: str

@@ -18,7 +18,7 @@ from reminder.mail.messages import message_id
 from reminder.storage.backend import copy_ledger
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
-from reminder.storage.ledger import _WORKERS_LOCK as WORKERS_LOCK
+from reminder.storage.deliveries import _WORKERS_LOCK as WORKERS_LOCK
 from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
