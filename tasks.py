@@ -133,8 +133,12 @@ def bench() -> None:
         "scale.py",
         # Needs PostgreSQL on 127.0.0.1:5432 (database test), like the tests.
         "cluster.py",
+        # 20 minutes each: one worker on SQLite, then three on a private PostgreSQL.
+        "soak.py",
+        "soak.py --workers 3",
     ):
-        run(BIN / "python", ROOT / "bench" / script)
+        name, *options = script.split()
+        run(BIN / "python", ROOT / "bench" / name, *options)
 
 
 # Headless, and without the background traffic a closed network would refuse.
