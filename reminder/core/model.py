@@ -257,15 +257,33 @@ class ColumnMap:
     ignored: tuple[str, ...]  # headers no field uses
     notes: tuple[str, ...] = ()  # choices worth knowing (e.g. a column of "anonymous")
     sheet: str = ""
+    # A sessions question with one column per option: each column's label and the
+    # session it was read as (None: its date is no session of the cycle).
+    options: tuple[tuple[str, str | None], ...] = ()
+    label_row: int | None = None  # 1-based row of the option labels under the header
+    read_as: str = ""  # how a text file was read: its encoding and separator
 
     def column(self, field: str) -> str | None:
         return next((header for name, header, _ in self.fields if name == field), None)
 
     def lines(self) -> list[str]:
-        where = f"sheet {self.sheet!r}, " if self.sheet else ""
-        out = [f"columns ({where}header on row {self.header_row}):"]
+        where = "".join(
+            f"{part}, "
+            for part in (self.read_as, f"sheet {self.sheet!r}" if self.sheet else "")
+            if part
+        )
+        below = f", option labels on row {self.label_row}" if self.label_row else ""
+        out = [f"columns ({where}header on row {self.header_row}{below}):"]
         width = max((len(name) for name, _, _ in self.fields), default=0)
-        out += [f"  {name:<{width}}  <- {header!r} ({how})" for name, header, how in self.fields]
+        for name, header, how in self.fields:
+            if name != "sessions" or not self.options:
+                out.append(f"  {name:<{width}}  <- {header!r} ({how})")
+            else:  # one column per option: each, and the session it stands for
+                out.append(f"  {name:<{width}}  <- {header} ({how}):")
+                out += [
+                    f"  {'':<{width}}       {label!r} -> {session or 'no session of the cycle'}"
+                    for label, session in self.options
+                ]
         out.append(
             "  ignored: " + ", ".join(repr(h) for h in self.ignored)
             if self.ignored

@@ -1,10 +1,10 @@
-"""When someone registered, as the form tools write it: ISO 8601, French, Google, Zoom."""
+"""When someone registered, as the form tools write it: ISO 8601, French, Framaforms,
+Google, Zoom."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo
 
 _GOOGLE_TIMESTAMP = re.compile(
     r"(\d{4})/(\d{1,2})/(\d{1,2}) (\d{1,2}):(\d{2}):(\d{2})(?: (?P<half>[AaPp][Mm]))?"
@@ -13,6 +13,8 @@ _GOOGLE_TIMESTAMP = re.compile(
 _TIMESTAMP_FORMATS = (
     "%d/%m/%Y %H:%M:%S",
     "%d/%m/%Y %H:%M",
+    "%d/%m/%Y - %H:%M",  # Framaforms (Drupal's short date): 01/02/2023 - 10:13
+    "%d/%m/%Y - %H:%M:%S",
     "%Y/%m/%d %H:%M:%S",
     "%d/%m/%Y",
     "%b %d, %Y %I:%M:%S %p",  # Zoom reports: Feb 03, 2023 09:12:44 AM
@@ -21,7 +23,7 @@ _TIMESTAMP_FORMATS = (
 )
 
 
-def parse_timestamp(text: str, zone: ZoneInfo) -> datetime | None:
+def parse_timestamp(text: str, zone: tzinfo) -> datetime | None:
     """An aware instant; a time written without an offset is the cycle's local time."""
     try:
         written = datetime.fromisoformat(text)  # fast, and the commonest form
@@ -39,7 +41,7 @@ def parse_timestamp(text: str, zone: ZoneInfo) -> datetime | None:
     return None
 
 
-def _google(match: re.Match[str], zone: ZoneInfo) -> datetime | None:
+def _google(match: re.Match[str], zone: tzinfo) -> datetime | None:
     """Google Forms in an English locale: 2023/12/01 9:12:44 AM UTC+1."""
     year, month, day, hour, minute, second = (int(match.group(i)) for i in range(1, 7))
     if (half := match.group("half")) is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import date, datetime, tzinfo
+from functools import cached_property
 from operator import is_not
-from zoneinfo import ZoneInfo
 
 from ..core.model import Session
 from ..core.timestamps import parse_timestamp
@@ -54,9 +54,9 @@ class Cells:
     """Reads cells into values, and remembers what it read: the domains whose addresses
     were validated, the sessions each distinct cell names, the texts already tidied."""
 
-    def __init__(self, sessions: Sequence[Session], zone: ZoneInfo) -> None:
+    def __init__(self, sessions: Sequence[Session], zone: tzinfo) -> None:
         self.sessions = sessions
-        self.zone = zone
+        self.zone = zone  # of an instant written without an offset
         self.session_days: dict[date, str] = {}
         for session in sessions:
             self.session_days[date.fromisoformat(session.id)] = session.id
@@ -157,24 +157,36 @@ class Cells:
             else:
                 unknown.append(match.group(0))
         if unknown or not ids:
-            listed = ", ".join(f"{date.fromisoformat(s.id):%d/%m/%Y}" for s in self.sessions)
             what = (
                 f"{', '.join(unknown)} is not a session of the cycle"
                 if unknown
                 else (f"no session date found in {text!r}")
             )
-            return f"{what} (sessions: {listed}; empty or 'toutes' means all); skipped"
+            return f"{what} (sessions: {self.listed}; empty or 'toutes' means all)"
         return frozenset(ids)
+
+    @cached_property
+    def listed(self) -> str:
+        """The cycle's sessions as staff write them, for messages."""
+        return ", ".join(f"{date.fromisoformat(s.id):%d/%m/%Y}" for s in self.sessions)
+
+    def named_days(self, text: str) -> list[tuple[str, str | None]]:
+        """Each calendar date the text names, as written, with the session on that day
+        (None when there is none): "Mercredi 1er mars 2023" -> [("1er mars 2023", id)]."""
+        found: list[tuple[str, str | None]] = []
+        for match in _DATE.finditer(plain(text)):
+            day = self._date(match)
+            if day is not None:
+                found.append((match.group(0), self.session_days.get(day)))
+            elif match.group("y") is None and match.group("fy") is None and _on_calendar(match):
+                found.append((match.group(0), None))  # a day and month of no session
+        return found
 
     def _date(self, match: re.Match[str]) -> date | None:
         try:
             if match.group("iso"):
                 return date.fromisoformat(match.group("iso"))
-            if match.group("d"):
-                day, month, year = int(match.group("d")), int(match.group("m")), match.group("y")
-            else:
-                day, month = int(match.group("fd")), _MONTHS.index(match.group("fm")) + 1
-                year = match.group("fy")
+            day, month, year = _day_month_year(match)
             if year is None:
                 # "1er mars": the cycle's session on that day and month, whatever the year.
                 return next(
@@ -201,3 +213,21 @@ class Cells:
             return None, True
         found = parse_timestamp(text, self.zone)
         return found, found is not None
+
+
+def _day_month_year(match: re.Match[str]) -> tuple[int, int, str | None]:
+    if match.group("d"):
+        return int(match.group("d")), int(match.group("m")), match.group("y")
+    return int(match.group("fd")), _MONTHS.index(match.group("fm")) + 1, match.group("fy")
+
+
+def _on_calendar(match: re.Match[str]) -> bool:
+    """Whether a day and month written without a year exist (29 February included)."""
+    if match.group("iso"):
+        return False
+    day, month, _ = _day_month_year(match)
+    try:
+        date(2024, month, day)
+    except ValueError:
+        return False
+    return True

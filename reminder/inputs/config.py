@@ -233,6 +233,7 @@ class Columns(Section):
         "Adresse électronique",
         "Adresse mail",
         "Mail",
+        "Adresse de messagerie",
     ]
     first_name: list[str] = ["Prénom", "First name"]
     last_name: list[str] = ["Nom", "Nom de famille", "Last name"]
@@ -258,6 +259,9 @@ class Columns(Section):
         "Timestamp",
         "Submitted at",
         "Completion time",
+        "Heure de fin",
+        "Date submitted",
+        "Submit date",
         "Registration time",
         "Order date",
     ]
@@ -274,11 +278,15 @@ def _share(value: object) -> object:
 
 
 class RegistrantsFormat(Section):
-    encoding: Literal["auto", "utf-8", "utf-8-sig", "cp1252", "latin-1"] = "auto"
+    encoding: Literal["auto", "utf-8", "utf-8-sig", "utf-16", "cp1252", "latin-1"] = "auto"
     delimiter: Literal["auto", ",", ";", "\t"] = "auto"
     sheet: str | None = None
     header_row: int | None = Field(default=None, ge=1)
     all_sessions: bool = False
+    # A registrant whose sessions cannot be read, or an export whose sessions column is
+    # not recognised: "skip" serves nobody from it until it reads right, "all" serves
+    # every session (and says so).
+    unknown_sessions: Literal["skip", "all"] = "skip"
     columns: Columns = Columns()
     # A reload that removes more than this share of the registrants is held back:
     # an export cut short (or only its header row) must not silence the service.

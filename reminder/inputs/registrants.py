@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 from itertools import chain, islice, repeat, zip_longest
 from pathlib import Path
 from typing import cast
@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 from ..core.errors import Problem, RegistrantsError
 from ..core.model import ColumnMap, Registrant, Roster, Session
 from .cells import PLAIN_LOCAL, Cells
-from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS, assign, describe, find_header
+from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS
 from .config import Config, RegistrantsFormat
+from .layout import Layout, find_layout, header_index, is_label_row
 from .tables import Table, collection_paused, read_table
 
 # The fields a row may fill besides the address, as Registrant names them.
@@ -31,6 +32,9 @@ _ATTRIBUTES = (
 )
 # Rows read together, column by column, when they are all plain.
 _BLOCK_ROWS = 1024
+# Rows named in the note on empty session cells; the others are counted.
+_NAMED_ROWS = 5
+_EVERY_SESSION = 'served every session, as registrants.unknown_sessions = "all" says'
 
 
 def masked(email: str) -> str:
@@ -126,23 +130,62 @@ class _Reader:
         self.cells = Cells(sessions, zone)
         self.header: list[str] = []
         self.mapping: ColumnMap | None = None
+        self.layout: Layout | None = None
+        # Rows whose sessions cell is empty (every session): how many, and the first ones.
+        self.blank_sessions: list[int] = []
+        self.blank_count = 0
 
     def rows(self) -> dict[str, Registrant]:
         """The registrants by key, in the export's order."""
         stream = iter(self.table.rows)
-        head = list(islice(stream, max(HEADER_SEARCH_ROWS, self.options.header_row or 0)))
-        start = self._header_index(head, stream)
+        head = list(islice(stream, max(HEADER_SEARCH_ROWS, self.options.header_row or 0) + 1))
+        start = header_index(self.table, head, stream, self.options)
         header = head[start]
-        assert isinstance(header, list)  # noqa: S101 - _header_index never picks a broken row
+        assert isinstance(header, list)  # noqa: S101 - header_index never picks a broken row
         self.header = header
+        below = head[start + 1] if start + 1 < len(head) else ""
+        labels = (
+            below if isinstance(below, list) and is_label_row(header, below, self.options) else None
+        )
+        first = start + 1 + (labels is not None)
         # The columns are judged on the first rows after the header, as many as assign reads.
-        sample = head[start + 1 :]
+        sample = head[first:]
         whole = sum(not isinstance(cells, str) for cells in sample)
         while whole < SAMPLE_ROWS and (cells := next(stream, None)) is not None:
             sample.append(cells)
             whole += not isinstance(cells, str)
-        index = self._columns(header, sample, start + 1)
-        return self._registrants(chain(sample, stream), start + 2, index)
+        layout = self.layout = find_layout(
+            self.table, header, start + 1, labels, sample, self.options, self.cells
+        )
+        self.problems += [*self.table.problems, *layout.problems]
+        if layout.stamps_in_utc:
+            self.cells.zone = UTC
+        found = self._registrants(chain(sample, stream), first + 1, layout.index)
+        self.mapping = replace(layout.mapping, notes=(*layout.mapping.notes, *self._read_notes()))
+        return found
+
+    def _read_notes(self) -> list[str]:
+        """What reading every row showed: the texts read as ticks, the empty cells."""
+        notes: list[str] = []
+        if self.layout is None:
+            return notes
+        ticks = self.layout.ticks
+        if ticks is not None and ticks.ticked:
+            notes.append("read as ticked: " + ", ".join(sorted(ticks.ticked)))
+        if self.blank_count:
+            rows = ", ".join(map(str, self.blank_sessions))
+            left = self.blank_count - len(self.blank_sessions)
+            more = f" and {left} more" if left else ""
+            notes.append(
+                f"{self.blank_count} row(s) leave {self._name(self.layout.index, 'sessions')!r} "
+                f"empty (rows {rows}{more}): they attend every session"
+            )
+        return notes
+
+    def _blank(self, row: int) -> None:
+        self.blank_count += 1
+        if len(self.blank_sessions) < _NAMED_ROWS:
+            self.blank_sessions.append(row)
 
     def _registrants(
         self, data: Iterable[list[str] | str], first_row: int, index: dict[str, int]
@@ -160,9 +203,11 @@ class _Reader:
         while block := list(islice(stream, _BLOCK_ROWS)):
             made = self._plain_block(block, row, index)
             if made is not None:
-                keys, people = made
+                keys, people, blanks = made
                 if len(set(keys)) == len(keys) and found.keys().isdisjoint(keys):
                     found.update(zip(keys, people, strict=True))
+                    for number in blanks:
+                        self._blank(number)
                     row += len(block)
                     continue
             self._rows(block, row, index, found)
@@ -171,8 +216,9 @@ class _Reader:
 
     def _plain_block(
         self, block: list[list[str] | str], first_row: int, index: dict[str, int]
-    ) -> tuple[list[str], list[Registrant]] | None:
-        """The block's keys and registrants, or None unless every row is plain."""
+    ) -> tuple[list[str], list[Registrant], list[int]] | None:
+        """The block's keys and registrants (and its rows with an empty sessions cell), or
+        None unless every row is plain."""
         if str in set(map(type, block)):
             return None
         rows = cast(list[list[str]], block)
@@ -189,10 +235,10 @@ class _Reader:
         cells = self.cells
         if not cells.all_plain(emails) or any(column("join_url")):
             return None
-        texts = column("sessions")
-        named = {text: cells.sessions_named(text) for text in set(texts)}
-        if any(type(found) is str for found in named.values()):
+        read = self._block_sessions(columns, blank, index, first_row)
+        if read is None:
             return None
+        chosen, blanks = read
         stamps = column("registered_at")
         instants: dict[str, datetime | None] = {}
         for text in set(stamps):
@@ -219,12 +265,41 @@ class _Reader:
             cells.kept(column("role"), "role"),
             cells.kept(column("organisation"), "organisation"),
             repeat(None),
-            map(named.__getitem__, texts),  # type: ignore[arg-type]
+            chosen,
             map(languages.__getitem__, column("language")),
             map(instants.__getitem__, stamps),
             first_row,
         )
-        return keys, people
+        return keys, people, blanks
+
+    def _block_sessions(
+        self,
+        columns: list[tuple[str, ...]],
+        blank: tuple[str, ...],
+        index: dict[str, int],
+        first_row: int,
+    ) -> tuple[list[frozenset[str] | None], list[int]] | None:
+        """Each row's sessions, and the rows with an empty sessions cell; None when a row's
+        sessions cannot be read (the block is then read row by row, and reported)."""
+
+        def column(at: int | None) -> Sequence[str]:
+            return columns[at] if at is not None and at < len(columns) else blank
+
+        ticks = self.layout.ticks if self.layout else None
+        if ticks is not None:
+            keys = list(zip(*map(column, ticks.columns), strict=True))
+            ticked = {key: ticks.sessions(key) for key in set(keys)}
+            if any(type(found) is str for found in ticked.values()):
+                return None
+            return [ticked[key] for key in keys], []  # type: ignore[misc]
+        texts = column(index.get("sessions"))
+        named = {text: self.cells.sessions_named(text) for text in set(texts)}
+        if any(type(found) is str for found in named.values()):
+            return None
+        blanks = []
+        if "sessions" in index and any(not text.strip() for text in named):
+            blanks = [number for number, text in enumerate(texts, first_row) if not text.strip()]
+        return [named[text] for text in texts], blanks  # type: ignore[misc]
 
     def _rows(
         self,
@@ -244,7 +319,9 @@ class _Reader:
         organisation_at, sessions_at = at["organisation"], at["sessions"]
         url_at, language_at, registered_at = at["join_url"], at["language"], at["registered_at"]
         email_column = header[email_at]
-        sessions_column = self._name(index, "sessions")
+        ticks = self.layout.ticks if self.layout else None
+        sessions_column = self._name(index, "sessions") if ticks is None else None
+        every_session = self.options.unknown_sessions == "all"
         registered_column = self._name(index, "registered_at")
         plain_local = PLAIN_LOCAL.fullmatch
         cells_of = self.cells
@@ -279,14 +356,23 @@ class _Reader:
                     self._problem(row, email_column, wrong)
                     continue
                 email = checked
-            text = cells[sessions_at] if sessions_at < count else ""
-            try:
-                sessions = session_cells[text]
-            except KeyError:  # exports repeat a handful of session cells: each read once
-                sessions = cells_of.sessions_named(text)
+            sessions: frozenset[str] | str | None
+            if ticks is None:
+                text = cells[sessions_at] if sessions_at < count else ""
+                try:
+                    sessions = session_cells[text]
+                except KeyError:  # exports repeat a handful of session cells: each read once
+                    sessions = cells_of.sessions_named(text)
+                if sessions is None and sessions_at < far and not text.strip():
+                    self._blank(row)
+            else:
+                sessions = ticks.sessions(ticks.key(cells))
             if isinstance(sessions, str):
-                self._problem(row, sessions_column, sessions)
-                continue
+                if not every_session:
+                    self._problem(row, sessions_column, f"{sessions}; skipped")
+                    continue
+                self._problem(row, sessions_column, f"{sessions}; {_EVERY_SESSION}")
+                sessions = None
             join_url = tidy(cells[url_at]) if url_at < count else ""
             language = cells[language_at] if language_at < count else ""
             registered = cells[registered_at] if registered_at < count else ""
@@ -331,80 +417,6 @@ class _Reader:
             severity="warning",
         )
         return None
-
-    def _header_index(self, rows: list[list[str] | str], rest: Iterator[list[str] | str]) -> int:
-        where = f"sheet {self.table.sheet!r}: " if self.table.sheet else ""
-        if self.options.header_row is not None:
-            index = self.options.header_row - 1
-            if index >= len(rows) or isinstance(rows[index], str) or not any(rows[index]):
-                raise RegistrantsError(
-                    [
-                        Problem(
-                            self.source,
-                            f"{where}registrants.header_row = {self.options.header_row} but "
-                            "that row is empty or missing: give the row of the column headers",
-                            row=self.options.header_row,
-                        )
-                    ]
-                )
-            return index
-        found = find_header(rows, self.options.columns.email)
-        if found is None:
-            every = chain(rows, rest)
-            first = next((r for r in every if not isinstance(r, str) and any(r)), [])
-            raise RegistrantsError(
-                [
-                    Problem(
-                        self.source,
-                        f"{where}no e-mail column: the header has "
-                        f"{', '.join(c for c in first if c) or 'nothing'}; name the e-mail "
-                        "header in registrants.columns.email (looked for "
-                        f"{', '.join(self.options.columns.email)}), or set "
-                        "registrants.header_row",
-                        row=1,
-                    )
-                ]
-            )
-        return found
-
-    def _columns(
-        self, header: list[str], data: Sequence[list[str] | str], header_row: int
-    ) -> dict[str, int]:
-        fields = list(self.options.columns)
-        index, notes = assign(header, fields, data)
-        if "email" not in index:
-            raise RegistrantsError(
-                [
-                    Problem(
-                        self.source,
-                        f"no e-mail column: the header has {', '.join(header)}; name one "
-                        "of them in registrants.columns.email (looked for "
-                        f"{', '.join(self.options.columns.email)})",
-                        row=header_row,
-                    )
-                ]
-            )
-        used = set(index.values())
-        self.mapping = ColumnMap(
-            header_row,
-            describe(header, index, fields),
-            tuple(h for c, h in enumerate(header) if c not in used and h.strip()),
-            tuple(notes),
-            self.table.sheet,
-        )
-        if "sessions" not in index and not self.options.all_sessions:
-            self.problems.append(
-                Problem(
-                    self.source,
-                    "no session column: EVERYONE ATTENDS EVERY SESSION. Name the column "
-                    "in registrants.columns.sessions (looked for "
-                    f"{', '.join(self.options.columns.sessions)}), or set "
-                    "registrants.all_sessions = true if that is intended",
-                    row=header_row,
-                    severity="warning",
-                )
-            )
-        return index
 
     def _name(self, index: dict[str, int], attribute: str) -> str:
         return self.header[index[attribute]] if attribute in index else attribute

@@ -147,15 +147,26 @@ def test_eventbrite_email_and_a_custom_question(project: Project) -> None:
     assert roster.mapping is not None and roster.mapping.column("sessions") == "Quelles séances ?"
 
 
-def test_zoom_report_without_sessions_warns_that_everyone_attends_everything(
+def test_zoom_report_without_sessions_is_refused_until_the_config_says_what_it_means(
     project: Project,
 ) -> None:
     use(project, "zoom-registration.csv")
+    with pytest.raises(RegistrantsError, match="no session column") as refused:
+        load(project)
+    message = str(refused.value)
+    assert "zoom-registration.csv: row 7: error" in message
+    assert "nobody is served from this export until its sessions read right" in message
+    assert "registrants.all_sessions = true" in message
+
+
+def test_unknown_sessions_all_serves_everyone_every_session_and_says_so(project: Project) -> None:
+    use(project, "zoom-registration.csv")
+    project.edit('unknown_sessions = "skip"', 'unknown_sessions = "all"')
     roster = load(project)
     [warning] = roster.problems
     assert warning.severity == "warning"
     assert "no session column: EVERYONE ATTENDS EVERY SESSION" in warning.message
-    assert "registrants.all_sessions = true" in warning.message
+    assert 'registrants.unknown_sessions = "all"' in warning.message
     assert attending(roster) == {
         "lucie.moreau@example.org": "all",
         "omar.benali@example.org": "all",

@@ -174,7 +174,9 @@ def test_addresses_are_masked_in_summaries() -> None:
 
 
 def test_columns_can_be_renamed_in_the_config(project: Project, tmp_path: Path) -> None:
-    (project.root / "registrants.csv").write_text("Mél\tNom\nanne@example.org\tPetit\n")
+    (project.root / "registrants.csv").write_text(
+        "Mél\tNom\tSéances\nanne@example.org\tPetit\ttoutes\n"
+    )
     project.edit('email = [\n    "Courriel"', 'email = [\n    "Mél", "Courriel"')
     roster = load(project)
     assert [r.email for r in roster.registrants] == ["anne@example.org"]

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from reminder.inputs.tables import _csv_rows
+from reminder.inputs.delimited import csv_rows as _csv_rows
 
 
 def by_csv_module(text: str, delimiter: str) -> list[list[str] | str]:
