@@ -261,6 +261,7 @@ def registrants_output(
                     "header_row": mapping.header_row,
                     "sheet": mapping.sheet or None,
                     "fields": {field: header for field, header, _ in mapping.fields},
+                    "options": dict(mapping.options),
                     "ignored": list(mapping.ignored),
                     "notes": list(mapping.notes),
                 },

@@ -165,7 +165,7 @@ def find_layout(
         header_row,
         tuple(described[field] for field, _ in fields if field in described),
         tuple(h for c, h in enumerate(header) if c not in used and h.strip()),
-        tuple(notes),
+        (*table.notes, *notes),
         table.sheet,
         tuple((option.label, option.session) for option in ticks.options) if ticks else (),
         header_row + 1 if labels is not None else None,

@@ -35,6 +35,7 @@ class Table:
     delimiter: str = ""
     encoding: str = ""  # the text's, as read (for CSV)
     problems: tuple[Problem, ...] = ()  # what the reading library warned about
+    notes: tuple[str, ...] = ()  # how the file was read, for the mapping report
 
 
 @contextmanager
@@ -73,10 +74,11 @@ def read_table(path: Path, *, encoding: str, delimiter: str, sheet: str | None) 
         return None
     if raw.startswith(b"PK\x03\x04"):
         return _read_zip(path, raw, sheet)
-    wide = _utf16(raw) if encoding == "auto" else ""
-    if not wide and (looks := _looks_like(raw)):
+    if encoding == "auto":
+        encoding = _utf16(raw) or encoding
+    if not encoding.startswith("utf-16") and (looks := _looks_like(raw)):
         raise _unreadable(path, looks)
-    text, encoding = _decode(path, raw, wide or encoding)
+    text, encoding = _decode(path, raw, encoding)
     if delimiter == "auto":
         delimiter = sniff_delimiter(text)
     rows = csv_rows(text, delimiter)
@@ -174,4 +176,6 @@ def _read_zip(path: Path, raw: bytes, sheet: str | None) -> Table:
             "is a ZIP archive but not an XLSX or ODS workbook: unzip it and point at the export",
         )
     found = read_sheet(path, raw, kind, sheet)
-    return Table(str(path), found.rows, kind, sheet=found.name, problems=found.problems)
+    return Table(
+        str(path), found.rows, kind, sheet=found.name, problems=found.problems, notes=found.notes
+    )

@@ -31,6 +31,8 @@ _DAMAGED = {
 # An ODS cell spanning more than its own row or column (LibreOffice writes no span of 1).
 _ODS_SPAN = re.compile(rb'number-(?:rows|columns)-spanned="(?!1")')
 _TABLE = "{urn:oasis:names:tc:opendocument:xmlns:table:1.0}"
+# Merged ranges named in the mapping report; the others are counted.
+_SHOWN_MERGES = 5
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Sheet:
     name: str
     rows: Iterator[list[str]]
     problems: tuple[Problem, ...]
+    notes: tuple[str, ...]  # for the mapping report: the merged cells read
 
 
 def read_sheet(path: Path, raw: bytes, kind: str, sheet: str | None) -> Sheet:
@@ -74,7 +77,23 @@ def read_sheet(path: Path, raw: bytes, kind: str, sheet: str | None) -> Sheet:
         )
         for message in dict.fromkeys(str(w.message) for w in caught)
     )
-    return Sheet(name, _trimmed_rows(_filled(rows, merges or [])), problems)
+    spans = [merge for merge in merges or [] if merge[0] != merge[1]]
+    notes: tuple[str, ...] = ()
+    if spans:
+        shown = ", ".join(f"{_a1(*first)}:{_a1(*last)}" for first, last in spans[:_SHOWN_MERGES])
+        more = f" and {len(spans) - _SHOWN_MERGES} more" if len(spans) > _SHOWN_MERGES else ""
+        notes = (f"merged cells {shown}{more}: each cell they cover is read with their value",)
+    return Sheet(name, _trimmed_rows(_filled(rows, spans)), problems, notes)
+
+
+def _a1(row: int, column: int) -> str:
+    """A cell's name as a spreadsheet shows it: (1, 2) -> C2."""
+    letters = ""
+    column += 1
+    while column:
+        column, rest = divmod(column - 1, 26)
+        letters = chr(ord("A") + rest) + letters
+    return f"{letters}{row + 1}"
 
 
 def _unreadable(path: Path, message: str) -> RegistrantsError:
@@ -135,8 +154,7 @@ def _filled(rows: Iterator[list[str]], merges: list[Merge]) -> Iterator[list[str
     """
     starting: dict[int, list[tuple[int, int, int]]] = {}
     for (top, left), (bottom, right) in merges:
-        if (top, left) != (bottom, right):
-            starting.setdefault(top, []).append((bottom, left, right))
+        starting.setdefault(top, []).append((bottom, left, right))
     if not starting:
         yield from rows
         return

@@ -438,12 +438,56 @@ def test_check_and_registrants_show_the_column_mapping(
 ) -> None:
     assert cli(project, "check") == 0
     out = capsys.readouterr().out
-    assert "registrants.csv: columns (header on row 1):" in out
+    assert "registrants.csv: columns (UTF-8 with BOM text, ';'-separated, header on row 1):" in out
     assert "email          <- 'Courriel' (exactly)" in out
     assert "ignored: none" in out
     assert cli(project, "registrants", "--format", "json") == 0
     columns = json.loads(capsys.readouterr().out)["columns"]
     assert columns["fields"]["sessions"] == "Séances"
+
+
+def test_check_fails_on_a_sessions_column_it_cannot_read_unless_told_to_serve_all(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It warned, exited 0, and the service then sent everyone every session."""
+    (project.root / "registrants.csv").write_text(
+        "Courriel;Nom;Séances;;\n"
+        ";;Séance 1;Séance 2;Séance 3\n"
+        "anne@example.org;Petit;X;;X\n"
+        "bob@example.org;Durand;;X;\n",
+        encoding="utf-8",
+    )
+    assert cli(project, "check") == 1
+    err = capsys.readouterr().err
+    assert "registrants.csv: row 1: error: the session column 'Séances' holds no session" in err
+    assert "nobody is served from this export until its sessions read right" in err
+    project.edit('unknown_sessions = "skip"', 'unknown_sessions = "all"')
+    assert cli(project, "check") == 0
+    shown = capsys.readouterr()
+    assert "EVERYONE ATTENDS EVERY SESSION" in shown.err
+    assert "2 registrants served" in shown.out
+
+
+def test_check_and_registrants_show_which_column_is_which_session(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project.root / "registrants.csv").write_text(
+        "Courriel;Nom;Séance du 01/03/2023;Séance du 05/04/2023\n"
+        "anne@example.org;Petit;X;\n"
+        "bob@example.org;Durand;;X\n",
+        encoding="utf-8",
+    )
+    assert cli(project, "check") == 0
+    out = capsys.readouterr().out
+    assert "<- 2 columns, one per option (by the date each label names):" in out
+    assert "'Séance du 01/03/2023' -> 2023-03-01" in out
+    assert "note: read as ticked: 'X'" in out
+    assert cli(project, "registrants", "--format", "json") == 0
+    columns = json.loads(capsys.readouterr().out)["columns"]
+    assert columns["options"] == {
+        "Séance du 01/03/2023": "2023-03-01",
+        "Séance du 05/04/2023": "2023-04-05",
+    }
 
 
 @pytest.mark.parametrize("state", ["missing", "empty"])

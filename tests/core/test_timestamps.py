@@ -21,6 +21,9 @@ PARIS = ZoneInfo("Europe/Paris")
         ("2023/12/01 09:12:44", datetime(2023, 12, 1, 9, 12, 44, tzinfo=PARIS)),
         ("01/12/2023 09:12", datetime(2023, 12, 1, 9, 12, tzinfo=PARIS)),
         ("Dec 01, 2023 09:12:44 AM", datetime(2023, 12, 1, 9, 12, 44, tzinfo=PARIS)),
+        # Framaforms (Drupal's short date), one warning a row before it was read.
+        ("01/02/2023 - 10:13", datetime(2023, 2, 1, 10, 13, tzinfo=PARIS)),
+        ("01/02/2023 - 10:13:05", datetime(2023, 2, 1, 10, 13, 5, tzinfo=PARIS)),
         (
             "2023-12-01 09:12:44-05:00",
             datetime(2023, 12, 1, 9, 12, 44, tzinfo=timezone(timedelta(hours=-5))),

@@ -52,6 +52,8 @@ def test_each_person_gets_exactly_the_sessions_they_chose(project: Project, expo
     assert roster.mapping is not None
     for field, header in export.columns.items():
         assert roster.mapping.column(field) == header, field
+    for note in export.notes:
+        assert any(note in said for said in roster.mapping.notes), (note, roster.mapping.notes)
     for email, moment in export.registered.items():
         found = roster.find(email)
         assert found is not None and found.registered_at == moment, email

@@ -3,10 +3,14 @@ right sessions, and a mapping report staff can read."""
 
 from __future__ import annotations
 
+import io
+import re
 import shutil
+import warnings
 import zipfile
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -165,8 +169,10 @@ def test_unknown_sessions_all_serves_everyone_every_session_and_says_so(project:
     roster = load(project)
     [warning] = roster.problems
     assert warning.severity == "warning"
-    assert "no session column: EVERYONE ATTENDS EVERY SESSION" in warning.message
-    assert 'registrants.unknown_sessions = "all"' in warning.message
+    assert warning.message.startswith("no session column (looked for Séances")
+    assert 'EVERYONE ATTENDS EVERY SESSION, as registrants.unknown_sessions = "all"' in (
+        warning.message
+    )
     assert attending(roster) == {
         "lucie.moreau@example.org": "all",
         "omar.benali@example.org": "all",
@@ -263,3 +269,141 @@ def test_a_workbook_with_a_damaged_sheet_is_named_not_a_crash(project: Project) 
             damaged.writestr(item, data)
     with pytest.raises(RegistrantsError, match="looks like an Excel workbook but cannot be read"):
         load(project)
+
+
+def test_an_xlsx_without_styles_loads_without_the_readers_raw_warning(project: Project) -> None:
+    """openpyxl printed "Workbook contains no default style" on stderr for such files
+    (here, with warnings as errors, the load failed)."""
+    target = use(project, "sans-styles.xlsx")
+    write_xlsx(target, {"Réponses": [["Courriel", "Séances"], ["anne@example.org", "toutes"]]})
+    original = target.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(original)) as source, zipfile.ZipFile(target, "w") as bare:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/styles.xml":
+                continue
+            if item.filename in ("[Content_Types].xml", "xl/_rels/workbook.xml.rels"):
+                data = re.sub(rb"<[^<>]*styles[^<>]*/>", b"", data)
+            bare.writestr(item, data)
+    roster = load(project)
+    assert roster.problems == ()
+    assert attending(roster) == {"anne@example.org": "all"}
+
+
+def test_a_readers_warning_becomes_one_line_naming_the_file(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import python_calamine
+
+    target = use(project, "inscriptions.xlsx")
+    write_xlsx(target, {"Réponses": [["Courriel", "Séances"], ["anne@example.org", "toutes"]]})
+    opened = python_calamine.CalamineWorkbook.from_filelike
+
+    def warning_twice(source: Any) -> Any:
+        for _ in range(2):
+            warnings.warn("Workbook contains no default style", UserWarning, stacklevel=1)
+        return opened(source)
+
+    monkeypatch.setattr(python_calamine.CalamineWorkbook, "from_filelike", warning_twice)
+    [problem] = load(project).problems
+    assert problem.source == str(target) and problem.severity == "warning"
+    assert problem.message.startswith(
+        "the spreadsheet reader warned: Workbook contains no default style;"
+    )
+
+
+def test_an_xlsx_gives_cached_formula_values_and_columns_left_of_its_first_cell(
+    project: Project,
+) -> None:
+    """A sheet that starts in column B below a title, with formulas Excel has computed."""
+    target = use(project, "calcul.xlsx")
+    write_xlsx(target, {"Feuil1": [["x"], []]})
+    sheet = (
+        '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        '<dimension ref="B1:B1"/><sheetData>'
+        '<row r="1"><c r="B1" t="inlineStr"><is><t>Liste des inscrits</t></is></c></row>'
+        '<row r="3"><c r="B3" t="inlineStr"><is><t>Courriel</t></is></c>'
+        '<c r="C3" t="inlineStr"><is><t>Séances</t></is></c></row>'
+        '<row r="4"><c r="B4" t="str"><f>LOWER("ANNE@EXAMPLE.ORG")</f><v>anne@example.org</v></c>'
+        '<c r="C4" t="str"><f>"01/03/2023"</f><v>01/03/2023</v></c></row>'
+        "</sheetData></worksheet>"
+    )
+    original = target.read_bytes()
+    with zipfile.ZipFile(io.BytesIO(original)) as source, zipfile.ZipFile(target, "w") as edited:
+        for item in source.infolist():
+            data = source.read(item)
+            edited.writestr(item, sheet if item.filename == "xl/worksheets/sheet1.xml" else data)
+    roster = load(project)
+    assert roster.problems == ()
+    assert attending(roster) == {"anne@example.org": {"2023-03-01"}}
+    assert roster.mapping is not None and roster.mapping.header_row == 3
+    [anne] = roster.registrants
+    assert anne.row == 4
+
+
+def test_utf16_text_is_recognised_by_its_bytes_with_or_without_its_mark(
+    project: Project,
+) -> None:
+    text = "Courriel\tSéances\r\nanne@example.org\t01/03/2023\r\n"
+    target = use(project, "export.xls")
+    for raw in (
+        text.encode("utf-16"),
+        b"\xfe\xff" + text.encode("utf-16-be"),
+        text.encode("utf-16-le"),
+        text.encode("utf-16-be"),
+    ):
+        target.write_bytes(raw)
+        roster = load(project)
+        assert roster.problems == ()
+        assert attending(roster) == {"anne@example.org": {"2023-03-01"}}
+        assert roster.mapping is not None and roster.mapping.header_row == 1
+    project.edit('encoding = "auto"', 'encoding = "utf-16"')
+    target.write_bytes(text.encode("utf-16"))
+    assert attending(load(project)) == {"anne@example.org": {"2023-03-01"}}
+
+
+def test_empty_session_cells_are_every_session_and_the_report_says_which_rows(
+    project: Project,
+) -> None:
+    target = use(project, "liste.csv")
+    rows = ["Courriel;Séances", "a@example.org;01/03/2023", "b@example.org;", "c@example.org; "]
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    roster = load(project)
+    assert attending(roster)["b@example.org"] == "all"
+    assert roster.mapping is not None
+    assert "2 row(s) leave 'Séances' empty (rows 3, 4): they attend every session" in (
+        roster.mapping.notes
+    )
+
+
+def test_unknown_sessions_all_serves_a_row_that_cannot_be_read_and_says_so(
+    project: Project,
+) -> None:
+    target = use(project, "liste.csv")
+    rows = ["Courriel;Séances", "a@example.org;01/03/2023", "b@example.org;15/03/2023"]
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    [skipped] = load(project).problems
+    assert skipped.message.startswith("15/03/2023 is not a session of the cycle")
+    assert skipped.message.endswith("; skipped") and skipped.row == 3
+    project.edit('unknown_sessions = "skip"', 'unknown_sessions = "all"')
+    roster = load(project)
+    assert attending(roster) == {"a@example.org": {"2023-03-01"}, "b@example.org": "all"}
+    [served] = roster.problems
+    assert served.message.endswith(
+        'served every session, as registrants.unknown_sessions = "all" says'
+    )
+
+
+def test_a_sessions_column_of_timestamps_loses_to_the_question(project: Project) -> None:
+    """LimeSurvey's "Date de lancement" begins with "Date", a name of the sessions column."""
+    target = use(project, "limesurvey.csv")
+    rows = [
+        "Date de lancement,Courriel,À quelle séance participerez-vous ?",
+        "2023-02-03 09:10:00,a@example.org,Mercredi 1er mars 2023",
+    ]
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    roster = load(project)
+    assert roster.problems == ()
+    assert attending(roster) == {"a@example.org": {"2023-03-01"}}
+    assert roster.mapping is not None
+    assert roster.mapping.column("sessions") == "À quelle séance participerez-vous ?"

@@ -118,6 +118,7 @@ class Export:
     registered: dict[str, datetime] = field(default_factory=dict)
     last_names: dict[str, str] = field(default_factory=dict)
     error: str = ""  # the whole export is refused, with this in the message
+    notes: tuple[str, ...] = ()  # what the mapping report must note
 
 
 def chose(people: Sequence[Person] = PEOPLE) -> dict[str, Expected]:
@@ -302,10 +303,8 @@ def typeform(path: Path) -> None:
         chosen = [LABELS[s] if s in p.sessions else "" for s in LABELS]
         utc = p.at.astimezone(UTC)
         begun = utc - timedelta(minutes=2)
-        rows.append(
-            [f"t{n}x9q", p.email, p.first, p.last, *chosen, ""]
-            + [f"{begun:%Y-%m-%d %H:%M:%S}", f"{utc:%Y-%m-%d %H:%M:%S}", "3f2a9c"]
-        )
+        times = [f"{begun:%Y-%m-%d %H:%M:%S}", f"{utc:%Y-%m-%d %H:%M:%S}"]
+        rows.append([f"t{n}x9q", p.email, p.first, p.last, *chosen, "", *times, "3f2a9c"])
     _text(path, [header, *rows], ",", "utf-8")
 
 
@@ -440,6 +439,10 @@ CORPUS = (
         columns={"email": "Adresse e-mail", "last_name": "Nom2", "registered_at": "Heure de fin"},
         registered=_registered(),
         last_names=_last_names(),
+        notes=(
+            "'Adresse de messagerie' also names email but holds only 'anonymous'",
+            "'Nom' also names last_name but is empty; 'Nom2' is used",
+        ),
     ),
     Export(
         "microsoft-forms-internal.xlsx",
@@ -501,6 +504,7 @@ CORPUS = (
         chose(),
         columns={"sessions": "5 columns, one per option", "registered_at": "Submit Date (UTC)"},
         registered=_registered(),
+        notes=("'Submit Date (UTC)' is read in UTC", "read as ticked: the option's own label"),
     ),
     Export(
         "excel-texte-unicode.txt",
@@ -533,8 +537,20 @@ CORPUS = (
             "hugo.petit@example.org": Skipped(7, "'Peut-être' under"),
         },
     ),
-    Export("merged.xlsx", "Cells merged by hand (XLSX)", _merged("xlsx"), _merged_expected()),
-    Export("merged.ods", "Cells merged by hand (ODS)", _merged("ods"), _merged_expected()),
+    Export(
+        "merged.xlsx",
+        "Cells merged by hand (XLSX)",
+        _merged("xlsx"),
+        _merged_expected(),
+        notes=("merged cells F2:F3, E4:E5: each cell they cover is read with their value",),
+    ),
+    Export(
+        "merged.ods",
+        "Cells merged by hand (ODS)",
+        _merged("ods"),
+        _merged_expected(),
+        notes=("merged cells F2:F3, E4:E5: each cell they cover is read with their value",),
+    ),
     Export(
         "zoom-report.csv",
         "Zoom registration report, no sessions asked",
