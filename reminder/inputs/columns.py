@@ -135,7 +135,7 @@ def _why_not(
     header: list[str],
     rows: Sequence[list[str] | str],
     why: Mapping[int, str],
-    twins: set[int],
+    twins: Mapping[int, str],
     other: int,
     chosen: int,
 ) -> str:
@@ -144,16 +144,17 @@ def _why_not(
         return f" but {why[other]}"
     if field == "email" and _addresses(rows, other) < _addresses(rows, chosen):
         return " but holds fewer addresses"
-    if chosen in twins and other not in twins:
+    if twins.get(chosen) == fold(header[other]):
         return " (the form tool's own column; the form's question has a number added)"
     return ""
 
 
-def _twins(header: list[str]) -> set[int]:
-    """The columns whose header is another's with a number added ("Nom2" beside "Nom")."""
+def _twins(header: list[str]) -> dict[int, str]:
+    """The columns whose header is another's with a number added ("Nom2" beside "Nom"),
+    each with that other header, folded."""
     names = {fold(cell) for cell in header}
     return {
-        column
+        column: fold(twin.group(1))
         for column, cell in enumerate(header)
         if (twin := _TWIN.match(cell.strip())) and fold(twin.group(1)) in names
     }

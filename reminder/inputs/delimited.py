@@ -10,6 +10,7 @@ from itertools import compress, count, repeat
 
 
 def sniff_delimiter(text: str) -> str:
+    """The commonest of ; , and tab on the busiest of the first lines."""
     # Exports with a title block above the header: judge by the busiest of the first lines.
     end = 0
     for _ in range(20):  # not text.split("\n", 20): its last part copies the rest of the text

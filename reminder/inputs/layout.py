@@ -145,8 +145,8 @@ def find_layout(
                 )
             ]
         )
-    question = _Question(table, header, header_row, labels, options, cells, index, notes)
-    ticks = question.decide(choices, rows if judged else [], not_sessions)
+    head = _Head(table.source, header, header_row, labels, options)
+    ticks, problems = _sessions_question(head, index, notes, choices, not_sessions, cells.listed)
     used = set(index.values()) | ({option.column for option in ticks.options} if ticks else set())
     stamps = index.get("registered_at")
     in_utc = stamps is not None and bool({"utc", "gmt"} & set(words(header[stamps])))
@@ -171,7 +171,7 @@ def find_layout(
         header_row + 1 if labels is not None else None,
         _read_as(table),
     )
-    return Layout(index, ticks, mapping, tuple(question.problems), in_utc)
+    return Layout(index, ticks, mapping, tuple(problems), in_utc)
 
 
 def _labels(header: list[str], labels: list[str] | None) -> tuple[list[str], list[str]]:
@@ -223,103 +223,100 @@ def _read_as(table: Table) -> str:
     return f"{encoding} text, {_SEPARATORS.get(table.delimiter, table.delimiter)}-separated"
 
 
-class _Question:
-    """Decides how the sessions question is read, or that it cannot be (invariant 14: a
-    column that cannot be read as sessions never becomes "every session" unsaid)."""
+@dataclass(frozen=True)
+class _Head:
+    """An export's header, and the settings that decide how its sessions are read."""
 
-    def __init__(
-        self,
-        table: Table,
-        header: list[str],
-        header_row: int,
-        labels: list[str] | None,
-        options: RegistrantsFormat,
-        cells: Cells,
-        index: dict[str, int],
-        notes: list[str],
-    ) -> None:
-        self.table, self.header, self.header_row, self.labels = table, header, header_row, labels
-        self.options, self.cells, self.index, self.notes = options, cells, index, notes
-        self.problems: list[Problem] = []
+    source: str
+    header: list[str]
+    row: int  # from 1
+    labels: list[str] | None  # the row of option labels under it
+    options: RegistrantsFormat
 
-    def decide(
-        self, choices: list[Option], rows: list[list[str]], not_sessions: dict[int, str]
-    ) -> Ticks | None:
-        """The option columns' reader when the question has one column per option; the
-        index keeps "sessions" only when one column lists the sessions."""
-        single = self.index.get("sessions")
-        ticks = Ticks(choices, self.cells.listed) if choices else None
-        # A column that names sessions is read; an empty one too (everyone attends every
-        # session), unless columns of options hold the answers.
-        if (
-            single is not None
-            and not_sessions.get(single, "") == ""
-            and (single not in not_sessions or ticks is None)
-        ):
-            if choices:
-                self.notes.append(
-                    f"{len(choices)} other column(s) name a session's date "
-                    f"({', '.join(repr(o.label) for o in choices[:3])}); "
-                    f"{self.header[single]!r} lists the sessions and is read"
-                )
-            return None
-        if ticks is not None:
-            if single is not None:
-                del self.index["sessions"]
-                if not not_sessions[single]:
-                    self.notes.append(
-                        f"{self.header[single]!r} also names sessions but is empty; the "
-                        "columns of options are read"
-                    )
-            return ticks
-        self._unread(single, not_sessions)
-        return None
 
-    def _unread(self, single: int | None, not_sessions: dict[int, str]) -> None:
-        """No sessions to read: intended (all_sessions), allowed (unknown_sessions "all"),
-        or an error that holds the whole export back."""
-        self.index.pop("sessions", None)
-        looked = ", ".join(self.options.columns.sessions)
-        if single is not None:
-            what = f"the session column {self.header[single]!r} {not_sessions[single]}"
-        elif self.labels is not None:
-            shown = ", ".join(repr(label) for label in self.labels if label.strip())
-            what = f"the option labels on row {self.header_row + 1} ({shown}) name no session date"
-        else:
-            what = f"no session column (looked for {looked}, and for columns naming a date)"
-        if self.options.all_sessions:
-            if single is not None or self.labels is not None:
-                self.notes.append(f"{what}; not read: registrants.all_sessions = true")
-            return
-        if self.options.unknown_sessions == "all":
-            self.problems.append(
-                Problem(
-                    self.table.source,
-                    f"{what}: EVERYONE ATTENDS EVERY SESSION, as registrants.unknown_sessions "
-                    '= "all" says. Name the column in registrants.columns.sessions, or set '
-                    "registrants.all_sessions = true if that is intended",
-                    row=self.header_row,
-                    severity="warning",
-                )
+def _sessions_question(
+    head: _Head,
+    index: dict[str, int],
+    notes: list[str],
+    choices: list[Option],
+    not_sessions: dict[int, str],
+    listed: str,
+) -> tuple[Ticks | None, list[Problem]]:
+    """The option columns' reader when the question has one column per option; `index`
+    keeps "sessions" only when one column lists the sessions. Invariant 14: a question
+    that cannot be read never becomes "every session" unsaid."""
+    single = index.get("sessions")
+    ticks = Ticks(choices, listed) if choices else None
+    # A column that names sessions is read; an empty one too (everyone attends every
+    # session), unless columns of options hold the answers.
+    if (
+        single is not None
+        and not_sessions.get(single, "") == ""
+        and (single not in not_sessions or ticks is None)
+    ):
+        if choices:
+            notes.append(
+                f"{len(choices)} other column(s) name a session's date "
+                f"({', '.join(repr(o.label) for o in choices[:3])}); "
+                f"{head.header[single]!r} lists the sessions and is read"
             )
-            return
-        fix = (
-            "name the sessions column in registrants.columns.sessions; if this export has no "
-            "sessions question and everyone attends every session, set "
-            "registrants.all_sessions = true"
-            if single is None and self.labels is None
-            else "a form exporting one column per option must name each option's date in "
-            "its header or in the row under it; or name the sessions column in "
-            'registrants.columns.sessions; registrants.unknown_sessions = "all" would '
-            "serve everyone every session instead"
-        )
-        raise RegistrantsError(
-            [
-                Problem(
-                    self.table.source,
-                    f"{what}: nobody is served from this export until its sessions read "
-                    f"right. To fix: {fix}",
-                    row=self.header_row,
+        return None, []
+    if ticks is not None:
+        if single is not None:
+            del index["sessions"]
+            if not not_sessions[single]:
+                notes.append(
+                    f"{head.header[single]!r} also names sessions but is empty; the "
+                    "columns of options are read"
                 )
-            ]
-        )
+        return ticks, []
+    index.pop("sessions", None)
+    if single is not None:
+        what = f"the session column {head.header[single]!r} {not_sessions[single]}"
+    elif head.labels is not None:
+        shown = ", ".join(repr(label) for label in head.labels if label.strip())
+        what = f"the option labels on row {head.row + 1} ({shown}) name no session date"
+    else:
+        looked = ", ".join(head.options.columns.sessions)
+        what = f"no session column (looked for {looked}, and for columns naming a date)"
+    return None, _unread(head, what, notes, asked=single is not None or head.labels is not None)
+
+
+def _unread(head: _Head, what: str, notes: list[str], *, asked: bool) -> list[Problem]:
+    """No sessions to read: intended (all_sessions), allowed (unknown_sessions "all"), or
+    an error that holds the whole export back. `asked`: the export has a question."""
+    if head.options.all_sessions:
+        if asked:
+            notes.append(f"{what}; not read: registrants.all_sessions = true")
+        return []
+    if head.options.unknown_sessions == "all":
+        return [
+            Problem(
+                head.source,
+                f"{what}: EVERYONE ATTENDS EVERY SESSION, as registrants.unknown_sessions "
+                '= "all" says. Name the column in registrants.columns.sessions, or set '
+                "registrants.all_sessions = true if that is intended",
+                row=head.row,
+                severity="warning",
+            )
+        ]
+    fix = (
+        "a form exporting one column per option must name each option's date in its "
+        "header or in the row under it; or name the sessions column in "
+        'registrants.columns.sessions; registrants.unknown_sessions = "all" would serve '
+        "everyone every session instead"
+        if asked
+        else "name the sessions column in registrants.columns.sessions; if this export has "
+        "no sessions question and everyone attends every session, set "
+        "registrants.all_sessions = true"
+    )
+    raise RegistrantsError(
+        [
+            Problem(
+                head.source,
+                f"{what}: nobody is served from this export until its sessions read right. "
+                f"To fix: {fix}",
+                row=head.row,
+            )
+        ]
+    )

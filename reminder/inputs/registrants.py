@@ -291,7 +291,7 @@ class _Reader:
             ticked = {key: ticks.sessions(key) for key in set(keys)}
             if any(type(found) is str for found in ticked.values()):
                 return None
-            return [ticked[key] for key in keys], []  # type: ignore[misc]
+            return cast(list[frozenset[str] | None], [ticked[key] for key in keys]), []
         texts = column(index.get("sessions"))
         named = {text: self.cells.sessions_named(text) for text in set(texts)}
         if any(type(found) is str for found in named.values()):
@@ -299,7 +299,7 @@ class _Reader:
         blanks = []
         if "sessions" in index and any(not text.strip() for text in named):
             blanks = [number for number, text in enumerate(texts, first_row) if not text.strip()]
-        return [named[text] for text in texts], blanks  # type: ignore[misc]
+        return cast(list[frozenset[str] | None], [named[text] for text in texts]), blanks
 
     def _rows(
         self,

@@ -90,7 +90,7 @@ def _unreadable(path: Path, message: str) -> RegistrantsError:
 
 
 def _utf16(raw: bytes) -> str:
-    """ "utf-16" (or its byte order) when the bytes are UTF-16 text, whatever the file's name.
+    """The codec of UTF-16 text ("" for other bytes), whatever the file's name.
 
     Excel's "Texte Unicode (*.txt)" and Framaforms' "delimited text" download are UTF-16
     with a byte-order mark, tab-separated, sometimes named .xls. Without the mark, text

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from reminder.inputs.delimited import csv_rows as _csv_rows
+from reminder.inputs.delimited import csv_rows
 
 
 def by_csv_module(text: str, delimiter: str) -> list[list[str] | str]:
@@ -57,7 +57,7 @@ def random_text(seed: int) -> tuple[str, str]:
 @pytest.mark.parametrize("seed", range(40))
 def test_unquoted_lines_split_as_the_csv_module_reads_them(seed: int) -> None:
     text, delimiter = random_text(seed)
-    assert list(_csv_rows(text, delimiter)) == by_csv_module(text, delimiter)
+    assert list(csv_rows(text, delimiter)) == by_csv_module(text, delimiter)
 
 
 @pytest.mark.parametrize("block", [1, 2, 7, 23, 64])
@@ -66,7 +66,7 @@ def test_every_block_boundary_reads_as_the_csv_module_reads_it(seed: int, block:
     # Small blocks put a boundary everywhere: inside a quoted cell's line break, after a
     # quoted line, on a blank line, before a last line without its end.
     text, delimiter = random_text(seed)
-    assert list(_csv_rows(text, delimiter, block)) == by_csv_module(text, delimiter)
+    assert list(csv_rows(text, delimiter, block)) == by_csv_module(text, delimiter)
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_every_block_boundary_reads_as_the_csv_module_reads_it(seed: int, block:
 )
 @pytest.mark.parametrize("block", [1, 3, 8, 64 * 1024])
 def test_awkward_csv_reads_as_the_csv_module_reads_it(text: str, block: int) -> None:
-    assert list(_csv_rows(text, ";", block)) == by_csv_module(text, ";")
+    assert list(csv_rows(text, ";", block)) == by_csv_module(text, ";")
 
 
 def test_a_quoted_line_does_not_stop_the_fast_split_of_the_others() -> None:
@@ -97,4 +97,4 @@ def test_a_quoted_line_does_not_stop_the_fast_split_of_the_others() -> None:
     cells = ['"01/03; 05/04"', "toutes"]
     lines = [f"elu{n}@example.org;{cells[n % 4 == 0]};x" for n in range(500)]
     text = "\r\n".join(["Courriel;Séances;Note", *lines]) + "\r\n"
-    assert list(_csv_rows(text, ";", 1000)) == by_csv_module(text, ";")
+    assert list(csv_rows(text, ";", 1000)) == by_csv_module(text, ";")
