@@ -64,9 +64,8 @@ def read_sheet(path: Path, raw: bytes, kind: str, sheet: str | None) -> Sheet:
             found = book.get_sheet_by_name(name)
             merges = found.merged_cell_ranges if kind == "xlsx" else _ods_merges(raw, name)
             rows = _rows(found)
-        except RegistrantsError:
-            raise
-        except (CalamineError, zipfile.BadZipFile, ValueError, KeyError, OSError) as exc:
+        # SyntaxError: ElementTree's ParseError, from the content of a damaged ODS.
+        except (CalamineError, zipfile.BadZipFile, ValueError, KeyError, SyntaxError) as exc:
             raise _unreadable(path, _DAMAGED[kind].format(exc)) from None
     problems = tuple(
         Problem(
@@ -78,12 +77,14 @@ def read_sheet(path: Path, raw: bytes, kind: str, sheet: str | None) -> Sheet:
         for message in dict.fromkeys(str(w.message) for w in caught)
     )
     spans = [merge for merge in merges or [] if merge[0] != merge[1]]
-    notes: tuple[str, ...] = ()
-    if spans:
-        shown = ", ".join(f"{_a1(*first)}:{_a1(*last)}" for first, last in spans[:_SHOWN_MERGES])
-        more = f" and {len(spans) - _SHOWN_MERGES} more" if len(spans) > _SHOWN_MERGES else ""
-        notes = (f"merged cells {shown}{more}: each cell they cover is read with their value",)
+    notes = (_merged_note(spans),) if spans else ()
     return Sheet(name, _trimmed_rows(_filled(rows, spans)), problems, notes)
+
+
+def _merged_note(spans: list[Merge]) -> str:
+    shown = ", ".join(f"{_a1(*first)}:{_a1(*last)}" for first, last in spans[:_SHOWN_MERGES])
+    more = f" and {len(spans) - _SHOWN_MERGES} more" if len(spans) > _SHOWN_MERGES else ""
+    return f"merged cells {shown}{more}: each cell they cover is read with their value"
 
 
 def _a1(row: int, column: int) -> str:

@@ -407,3 +407,18 @@ def test_a_sessions_column_of_timestamps_loses_to_the_question(project: Project)
     assert attending(roster) == {"a@example.org": {"2023-03-01"}}
     assert roster.mapping is not None
     assert roster.mapping.column("sessions") == "À quelle séance participerez-vous ?"
+
+
+def test_a_column_empty_in_every_row_never_wins_over_one_with_data(project: Project) -> None:
+    """'Nom' matches exactly, 'Nom participant' only by its first words: the empty exact
+    match took the last name from every row."""
+    target = use(project, "liste.csv")
+    rows = ["Courriel;Nom;Nom participant;Séances", "a@example.org;;Petit;toutes"]
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    roster = load(project)
+    [anne] = roster.registrants
+    assert anne.last_name == "Petit"
+    assert roster.mapping is not None
+    assert "'Nom' also names last_name but is empty; 'Nom participant' is used" in (
+        roster.mapping.notes
+    )
