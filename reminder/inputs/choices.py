@@ -30,6 +30,8 @@ NOT_TICKED = frozenset(
         "not checked",
         "aucun",
         "none",
+        "absent",
+        "absente",
     }
 )
 # Answers that choose nothing either way: never read as a yes or a no.

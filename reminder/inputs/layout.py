@@ -82,12 +82,14 @@ def header_index(
 
 def is_label_row(header: list[str], row: list[str] | str, options: RegistrantsFormat) -> bool:
     """Whether the row under the header holds option labels (Framaforms' "options in
-    separate columns"): no address in it, and at least two labels, each under a blank
-    header, a question's title spanning columns, or the sessions question's title."""
+    separate columns"): no address in it, and at least two labels, all different (a row
+    of ticks repeats its "X"), each under a blank header, a question's title spanning
+    columns, or the sessions question's title."""
     if isinstance(row, str):
         return False
     labels = [column for column, cell in enumerate(row) if cell.strip()]
-    if len(labels) < 2 or any("@" in row[column] for column in labels):
+    texts = [row[column].strip() for column in labels]
+    if len(labels) < 2 or len(set(texts)) < len(texts) or any("@" in text for text in texts):
         return False
     names = options.columns.sessions
     return all(_under_a_question(header, column, names) for column in labels)

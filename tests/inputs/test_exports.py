@@ -422,3 +422,20 @@ def test_a_column_empty_in_every_row_never_wins_over_one_with_data(project: Proj
     assert "'Nom' also names last_name but is empty; 'Nom participant' is used" in (
         roster.mapping.notes
     )
+
+
+def test_a_first_row_without_an_address_is_not_taken_for_option_labels(
+    project: Project,
+) -> None:
+    target = use(project, "grille.csv")
+    rows = [
+        "Courriel;Séances [Mercredi 1er mars 2023];Séances [Mercredi 5 avril 2023]",
+        ";Je participe;Je participe",
+        "b@example.org;;Je participe",
+    ]
+    target.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    roster = load(project)
+    assert attending(roster) == {"b@example.org": {"2023-04-05"}}
+    [problem] = roster.problems
+    assert problem.row == 2 and problem.message == "no e-mail address; skipped"
+    assert roster.mapping is not None and roster.mapping.label_row is None
