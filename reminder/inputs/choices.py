@@ -3,7 +3,7 @@ a Google Forms checkbox grid): which column is which session, and what a row tic
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .cells import Cells
@@ -36,7 +36,7 @@ NOT_TICKED = frozenset(
 )
 # Answers that choose nothing either way: never read as a yes or a no.
 UNSURE = frozenset({"peut etre", "maybe", "ne sait pas", "je ne sais pas", "nsp", "a confirmer"})
-_DASHES = frozenset({"-", "–", "—", "?"})
+_DASHES = frozenset({"-", "–", "—"})
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,7 @@ class Option:
     session: str | None  # None: that date is no session of the cycle
 
 
-def options_in(
-    labels: Sequence[str], shown: Sequence[str], cells: Cells, skip: Collection[int] = ()
-) -> list[Option]:
+def options_in(labels: Sequence[str], shown: Sequence[str], cells: Cells) -> list[Option]:
     """The columns whose label names exactly one date: the options of a sessions question
     (`shown`: each column's label as staff see it, with its question).
 
@@ -61,7 +59,7 @@ def options_in(
     """
     found = []
     for column, label in enumerate(labels):
-        if column in skip or not label:
+        if not label:
             continue
         days = cells.named_days(label)
         if len(days) == 1:
@@ -72,11 +70,11 @@ def options_in(
 def tick(text: str) -> bool | None:
     """Whether an option's cell says it was chosen; None when it says neither."""
     cell = text.strip()
-    if cell in _DASHES:
-        return None if cell == "?" else False
     folded = fold(cell)
-    if folded in UNSURE:
+    if cell == "?" or folded in UNSURE:
         return None
+    if cell in _DASHES:
+        return False
     # A tick mark folds to nothing: it is not an empty cell.
     return folded not in NOT_TICKED or (not folded and bool(cell))
 
