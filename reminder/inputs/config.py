@@ -10,7 +10,7 @@ import tomllib
 from datetime import date, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from dateutil.rrule import rrulestr
@@ -366,6 +366,9 @@ class Bounces(Section):
     ca_file: Path | None = None
     interval: Duration = timedelta(minutes=15)
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    # Environment only (REMINDER_BOUNCES__KEY): marks every Message-ID (core.message_ids).
+    key: SecretStr | None = None
+    key_file: Path | None = None
 
     @property
     def configured(self) -> bool:
@@ -399,7 +402,18 @@ def _listen(value: str) -> str:
 
 
 ListenText = Annotated[str, AfterValidator(_listen)]
-MIN_SECRET = 32  # characters of the link-signing secret: 128 bits and more of a random string
+
+
+def _network(value: str) -> str:
+    try:
+        return str(ipaddress.ip_network(value.strip(), strict=False))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not an IP address or network, e.g. '127.0.0.1' or '10.0.0.0/8'"
+        ) from None
+
+
+ProxyNetwork = Annotated[str, AfterValidator(_network)]
 
 
 class Http(Section):
@@ -415,6 +429,8 @@ class Http(Section):
     # Environment only (REMINDER_HTTP__STAFF_PASSWORD), like the secret.
     staff_password: SecretStr | None = None
     staff_password_file: Path | None = None
+    # The reverse proxies whose X-Forwarded-For names the client (addresses or networks).
+    trusted_proxies: list[ProxyNetwork] = []
 
     @property
     def host(self) -> str:
@@ -548,20 +564,11 @@ def load_config(path: Path) -> Config:
                     (section, key),
                 )
             )
-    ledger = data.get("ledger")
-    url = ledger.get("url") if isinstance(ledger, dict) else None
-    if isinstance(ledger, dict) and isinstance(url, str) and urlsplit(url).password:
-        ledger["url"] = ""
-        problems.append(
-            origin.problem(
-                "ledger.url holds a password: write postgresql://USER@HOST/DATABASE and set "
-                "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE",
-                ("ledger", "url"),
-            )
-        )
     try:
         # Environment first: an ops override beats the file staff edit.
-        config = Config(**with_overrides(Config, ENV_PREFIX, data))
+        merged = with_overrides(Config, ENV_PREFIX, data)
+        problems += _url_password(origin, data, merged)
+        config = Config(**merged)
     except ValidationError as exc:
         problems += [_problem(origin, error) for error in exc.errors()]
         raise ConfigError(problems) from None
@@ -571,8 +578,37 @@ def load_config(path: Path) -> Config:
     config._origin = origin
     for section, key in ENV_ONLY:
         config = _with_secret_file(config, section, key)
-    _check_http(config)
     return config
+
+
+def holds_password(url: str) -> bool:
+    """Whether a database URL carries a password, as user:password@ or ?password=."""
+    parts = urlsplit(url)
+    return parts.password is not None or "password" in parse_qs(parts.query)
+
+
+def _url_password(origin: Origin, data: dict[str, Any], merged: dict[str, Any]) -> list[Problem]:
+    """One rule wherever the ledger's URL is written: it never carries a password, which
+    would show in `ps`, shell histories and every copy of the file or unit."""
+    ledger = merged.get("ledger")
+    url = ledger.get("url") if isinstance(ledger, dict) else None
+    if not isinstance(url, str) or not holds_password(url):
+        return []
+    ledger["url"] = ""
+    fix = (
+        "write postgresql://USER@HOST/DATABASE and set REMINDER_LEDGER__PASSWORD or "
+        "REMINDER_LEDGER__PASSWORD_FILE"
+    )
+    written = data.get("ledger")
+    if isinstance(written, dict) and written.get("url") == url:
+        return [origin.problem(f"ledger.url holds a password: {fix}", ("ledger", "url"))]
+    return [
+        Problem(
+            f"environment variable {ENV_PREFIX}LEDGER__URL",
+            f"the URL holds a password: {fix}",
+            key="ledger.url",
+        )
+    ]
 
 
 def _resolved(config: Config, folder: Path) -> Config:
@@ -595,7 +631,7 @@ def _resolved(config: Config, folder: Path) -> Config:
         update={
             **update("paths", "registrants", "suppression", "templates", "state"),
             **update("smtp", "password_file", "ca_file"),
-            **update("bounces", "password_file", "maildir", "ca_file"),
+            **update("bounces", "password_file", "maildir", "ca_file", "key_file"),
             **update("http", "secret_file", "staff_password_file"),
             **update("ledger", "password_file"),
         }
@@ -609,75 +645,28 @@ ENV_ONLY = (
     ("http", "secret"),
     ("http", "staff_password"),
     ("ledger", "password"),
+    ("bounces", "key"),
 )
 
 
 def _with_secret_file(config: Config, section: str, key: str) -> Config:
-    """Fill `section.key` from the file named by `section.key_file` when it is not set."""
+    """Fill `section.key` from the file named by `section.key_file` when it is not set.
+
+    A file this process cannot read leaves the secret unset: only what uses it fails,
+    with the reason (inputs.secrets), so that a command needing no secret runs anyway.
+    """
     table = getattr(config, section)
     file = getattr(table, f"{key}_file")
     if file is None or getattr(table, key) is not None:
         return config
-    env = f"{ENV_PREFIX}{section.upper()}__{key.upper()}_FILE"
     try:
         secret = file.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(
-            [
-                Problem(
-                    str(config.origin.file),
-                    f"the {section}.{key} file {file} cannot be read "
-                    f"({exc.strerror}); check {env} and its permissions",
-                    key=f"{section}.{key}_file",
-                )
-            ]
-        ) from None
+    except (OSError, UnicodeDecodeError):
+        return config
     updated = table.model_copy(update={key: SecretStr(secret)})
     loaded = config.model_copy(update={section: updated})
     loaded._origin = config._origin
     return loaded
-
-
-def _check_http(config: Config) -> None:
-    """What only holds once the secrets are read: a usable secret, complete credentials."""
-    http = config.http
-    problems: list[Problem] = []
-    secret = http.secret.get_secret_value() if http.secret else ""
-    if http.secret is not None and len(secret) < MIN_SECRET:
-        source = (
-            str(http.secret_file)
-            if http.secret_file
-            else f"environment variable {ENV_PREFIX}HTTP__SECRET"
-        )
-        problems.append(
-            Problem(
-                source,
-                f"the link-signing secret is {len(secret)} characters long; use at least "
-                f"{MIN_SECRET} random ones (e.g. `openssl rand -hex 32`) in "
-                f"{ENV_PREFIX}HTTP__SECRET",
-                key="http.secret",
-            )
-        )
-    if http.public_url and http.secret is None:
-        problems.append(
-            config.origin.problem(
-                "one-click unsubscribe links are signed: set REMINDER_HTTP__SECRET (or "
-                "REMINDER_HTTP__SECRET_FILE) to a random string of at least "
-                f"{MIN_SECRET} characters, or remove http.public_url",
-                ("http", "public_url"),
-            )
-        )
-    if (http.staff_user is None) != (http.staff_password is None):
-        missing = "REMINDER_HTTP__STAFF_PASSWORD" if http.staff_password is None else "staff_user"
-        problems.append(
-            config.origin.problem(
-                f"the status page needs both a staff user and a password: set {missing} "
-                "(or neither, and the page stays off)",
-                ("http", "staff_user"),
-            )
-        )
-    if problems:
-        raise ConfigError(problems)
 
 
 def _problem(origin: Origin, error: Any) -> Problem:

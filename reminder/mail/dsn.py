@@ -1,5 +1,6 @@
 """Bounce reports: RFC 3464 delivery status notifications, and the plain-text forms of
-Microsoft 365 and Gmail, reduced to who failed, how, and which of our messages it was."""
+Microsoft 365 and Gmail, reduced to who failed, how, which of our messages it was, and
+whether a mail system sent the report."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import re
 from dataclasses import dataclass
 from email import message_from_bytes, policy
 from email.message import EmailMessage, Message
+from email.utils import parseaddr
 
 _MESSAGE_ID = re.compile(r"^\s*Message-ID:\s*(<[^<>\s]+>)", re.IGNORECASE | re.MULTILINE)
 _ADDRESS = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
@@ -36,10 +38,21 @@ class Bounce:
     status: str  # the enhanced status code, e.g. 5.1.1, or ""
     diagnostic: str  # the remote server's reply, as the report quotes it
     message_id: str  # the Message-ID of our message that bounced, or ""
+    original: str = ""  # the address as first given (Original-Recipient), or ""
+
+    @property
+    def failed(self) -> bool:
+        """The server gave up, for good (5.x.x) or after retrying for days (4.x.x)."""
+        return self.action == "failed"
 
     @property
     def permanent(self) -> bool:
-        return self.action == "failed" and not self.status.startswith("4")
+        return self.failed and not self.status.startswith("4")
+
+    @property
+    def named(self) -> frozenset[str]:
+        """The addresses the report says failed."""
+        return frozenset(a for a in (self.recipient, self.original) if a)
 
     @property
     def reply(self) -> str:
@@ -49,22 +62,51 @@ class Bounce:
         return self.diagnostic or self.status
 
 
-def parse_report(data: bytes) -> list[Bounce]:
-    """The failures a message reports; empty when it is not a bounce report at all."""
+@dataclass(frozen=True)
+class Report:
+    """What one message reports, and who sent it."""
+
+    bounces: tuple[Bounce, ...]
+    from_mail_system: bool  # a mail system's report, not a person's message (see below)
+    sender: str  # its From address, for the listing
+
+
+def parse_report(data: bytes) -> Report | None:
+    """The failures a message reports; None when it is not a bounce report at all."""
     message = message_from_bytes(data, policy=policy.default)
     assert isinstance(message, EmailMessage)  # noqa: S101 - policy.default makes EmailMessage
     status = _part(message, "message/delivery-status")
-    if status is not None:
-        return _standard(message, status)
-    return _plain_text(message)
+    bounces = _standard(message, status) if status is not None else _plain_text(message)
+    if not bounces:
+        return None
+    sender = parseaddr(str(message.get("From", "")))[1]
+    return Report(tuple(bounces), _from_mail_system(message, sender), sender)
+
+
+def _from_mail_system(message: Message, sender: str) -> bool:
+    """Whether the report comes the way mail systems send them, not from a person.
+
+    Reports go out with a null envelope sender (RFC 5321 section 4.5.5, RFC 3464),
+    which the server that delivers them writes on top as `Return-Path: <>`; where the
+    mailbox keeps no Return-Path, the From of a mail system says it: MAILER-DAEMON,
+    postmaster, or Exchange's MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e. Anyone
+    can imitate either: this sorts a person's message from a report, and only the mark
+    of the Message-ID (core.message_ids) proves anything.
+    """
+    return_paths = message.get_all("Return-Path") or []
+    if return_paths:
+        return str(return_paths[0]).strip() == "<>"
+    local = sender.partition("@")[0].casefold()
+    return local in ("mailer-daemon", "postmaster") or local.startswith("microsoftexchange")
 
 
 def _part(message: Message, content_type: str) -> Message | None:
     return next((p for p in message.walk() if p.get_content_type() == content_type), None)
 
 
-def _original_message_id(message: Message) -> str:
-    """From the returned message or its headers (RFC 3464 section 2, RFC 6522)."""
+def _original_message_id(message: Message, fields: dict[str, str] | None = None) -> str:
+    """From the returned message or its headers (RFC 3464 section 2, RFC 6522), else
+    from the report's own fields (Gmail's X-Original-Message-ID)."""
     for part in message.walk():
         kind = part.get_content_type()
         if kind in ("message/rfc822", "message/global"):
@@ -76,26 +118,31 @@ def _original_message_id(message: Message) -> str:
             found = _MESSAGE_ID.search(_text(part))
             if found:
                 return found[1]
-    return ""
+    return (fields or {}).get("x-original-message-id", "").strip()
 
 
 def _standard(message: Message, status: Message) -> list[Bounce]:
     """RFC 3464: per-message fields, then one block of fields per recipient."""
-    message_id = _original_message_id(message)
+    blocks = _field_blocks(status)
+    per_message = blocks[0] if blocks and "reporting-mta" in blocks[0] else {}
+    message_id = _original_message_id(message, per_message)
     bounces = []
-    for block in _field_blocks(status):
-        recipient = block.get("final-recipient") or block.get("original-recipient", "")
-        if not recipient:
+    for block in blocks:
+        final = block.get("final-recipient", "")
+        original = block.get("original-recipient", "")
+        if not (final or original):
             continue
+        recipient = _address_of(final or original)
         diagnostic = block.get("diagnostic-code", "")
         bounces.append(
             Bounce(
-                recipient=_address_of(recipient),
+                recipient=recipient,
                 action=block.get("action", "").lower(),
                 status=block.get("status", "").split()[0] if block.get("status") else "",
                 # "smtp; 550 5.1.1 ..." -> "550 5.1.1 ..."
                 diagnostic=" ".join(diagnostic.split(";", 1)[-1].split()),
                 message_id=message_id,
+                original=_address_of(original) if original else "",
             )
         )
     return bounces

@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 import css_inline
 
+from ..core.message_ids import message_id
 from ..core.model import REMINDER, DeliveryKey, Lead, Registrant, Session
 from ..core.notices import CANCELLED, Facts, Notice, facts_for
 from ..core.plan import Slot
@@ -29,6 +30,7 @@ from ..core.wording import (
     time_range,
 )
 from ..inputs.config import Config
+from ..inputs.secrets import message_key
 from ..inputs.templating import Templates
 from .ics import calendar_method, session_calendar
 from .quoted import quoted
@@ -57,13 +59,6 @@ class Composed:
     ics: bytes
 
 
-def message_id(key: DeliveryKey, cycle: str, domain: str) -> str:
-    """Deterministic per delivery: a resend is recognisably the same mail to receivers."""
-    digest = hashlib.sha256("|".join((cycle, *key)).encode()).hexdigest()[:20]
-    day = key.session[:10].replace("-", "")
-    return f"<{cycle}.{day}.{key.kind}.{key.lead}.{digest}@{domain}>"
-
-
 def display_name(text: str) -> str:
     """A name safe for a header: no control or line-break characters, bounded length.
 
@@ -86,8 +81,10 @@ class Composer:
         templates: Templates,
         *,
         stencils: bool = True,
+        key: bytes | None = None,
     ) -> None:
-        """With `stencils` False, every mail is rendered in full (the tests compare)."""
+        """With `stencils` False, every mail is rendered in full (the tests compare).
+        `key` marks Message-IDs; by default the configured one (inputs.secrets)."""
         self.config = config
         self.sessions = [s for s in sessions if not s.cancelled]
         self.templates = templates
@@ -95,6 +92,7 @@ class Composer:
         self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
         self._stencils = Stencils() if stencils else None
+        self.message_key = message_key(config) if key is None else key
         smtp = config.smtp
         self._fixed_headers = (  # From, Reply-To (or ""), List-Id: the same on every mail
             _address(
@@ -113,6 +111,12 @@ class Composer:
             name: getattr(config, name).model_dump(mode="json")
             for name in ("cycle", "organizer", "contact")
         }
+
+    def message_id(self, key: DeliveryKey) -> str:
+        """The marked Message-ID of a delivery (core.message_ids), for its first claim."""
+        return message_id(
+            self.message_key, key, self.config.cycle.id, self.config.smtp.sender_domain
+        )
 
     def language_for(self, registrant: Registrant) -> str:
         # A registrant's language is used only where templates exist for it: French text
@@ -282,7 +286,7 @@ class Composer:
         `bodies` are the text and HTML already in quoted-printable, from a stencil."""
         subject, text, html = parts
         ics = self._calendar(session, join_url, language, now, sequence, when)
-        mid = recorded_id or message_id(key, self.config.cycle.id, self.config.smtp.sender_domain)
+        mid = recorded_id or self.message_id(key)
         data = self._assemble(
             subject,
             text,

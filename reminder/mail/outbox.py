@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core.clock import Clock, utc_now
 from ..inputs.config import Config
+from ..inputs.secrets import secret
 from .transport import Envelope, Report, Result, SmtpTransport, Transport, Verdict
 
 log = logging.getLogger("reminder")
@@ -81,5 +82,6 @@ class Outbox:
 def make_transport(config: Config, clock: Clock = utc_now) -> Transport:
     """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
     if config.smtp.host:
+        secret(config, "smtp", "password")  # a password file this user cannot read: say so
         return SmtpTransport(config.smtp, clock=clock)
     return Outbox(config.paths.state / "outbox")

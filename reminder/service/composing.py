@@ -148,7 +148,13 @@ async def compose_all(
         helpers,
         mp_context=multiprocessing.get_context("spawn"),
         initializer=_start,
-        initargs=(os.getpid(), str(snapshot.config.origin.file), snapshot.fingerprint),
+        # The parent's Message-ID key: the helpers' mails must carry the same marks.
+        initargs=(
+            os.getpid(),
+            str(snapshot.config.origin.file),
+            snapshot.fingerprint,
+            snapshot.composer.message_key,
+        ),
     )
     usable = True
     try:
@@ -210,7 +216,9 @@ def _compose_here(
 _composer: Composer | None = None
 
 
-def _start(parent: int, config_path: str, fingerprint: tuple[tuple[str, int, int], ...]) -> None:
+def _start(
+    parent: int, config_path: str, fingerprint: tuple[tuple[str, int, int], ...], key: bytes
+) -> None:
     global _composer  # one per helper process, set once at its start
     # Ctrl-C reaches the whole process group: the parent decides when helpers stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -223,7 +231,7 @@ def _start(parent: int, config_path: str, fingerprint: tuple[tuple[str, int, int
         return
     sessions, _ = build_sessions(config)
     templates = Templates(config.paths.templates, config.cycle.language)
-    _composer = Composer(config, sessions, templates)
+    _composer = Composer(config, sessions, templates, key=key)
 
 
 def _exit_with_parent(parent: int) -> None:

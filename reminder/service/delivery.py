@@ -16,7 +16,6 @@ from ..core.notices import Notice, NoticePlan, Told
 from ..core.plan import PLAN_CHUNK, Batch, Delivery, Slot, deadline, due_deliveries
 from ..core.replies import Refusal, classify
 from ..inputs.registrants import masked, redacted
-from ..mail.messages import message_id
 from ..mail.transport import Envelope, Result, Transport, Verdict
 from ..storage.backend import DeliveryLedger
 from ..storage.ledger import Claim, Outcome, Status
@@ -234,7 +233,6 @@ class Dispatcher:
         config = snapshot.config
         composer = snapshot.composer
         cutoff = snapshot.cutoff
-        sender_domain, cycle = config.smtp.sender_domain, config.cycle.id
         wire = self.transport.takes_wired  # reminders come composed for the wire
 
         told: dict[tuple[int, str | None, int], tuple[Told, datetime]] = {}  # by session
@@ -248,7 +246,7 @@ class Dispatcher:
             what, not_after = told[shared]
             return Claim(
                 d.key,
-                message_id(d.key, cycle, sender_domain),
+                composer.message_id(d.key),
                 d.slot.due_at,
                 not_after,
                 session.id,
@@ -258,7 +256,7 @@ class Dispatcher:
         notice_claims = [
             Claim(
                 n.key,
-                message_id(n.key, cycle, sender_domain),
+                composer.message_id(n.key),
                 n.due_at,
                 n.not_after,
                 n.session.id,

@@ -17,6 +17,7 @@ from ..core.plan import Slot, reminder_slots
 from ..core.sessions import build_sessions
 from ..inputs.config import Config, load_config
 from ..inputs.registrants import load_roster
+from ..inputs.secrets import message_key, required, secret_problems
 
 if TYPE_CHECKING:
     from ..inputs.templating import Templates
@@ -78,13 +79,18 @@ class Snapshot:
         return composer
 
 
-def load_snapshot(path: Path, *, compose: bool = True) -> Snapshot:
+def load_snapshot(path: Path, *, compose: bool = True, served: bool = False) -> Snapshot:
     """Read and validate everything; raise InputError naming every problem found.
 
     With `compose` false the templates are left for first use (`Snapshot.templates`,
-    `Snapshot.composer`): what commands that only report need.
+    `Snapshot.composer`): what commands that only report need. A `served` snapshot, the
+    service's, must have every secret its config calls for, and keeps its Message-ID key
+    in the state folder.
     """
     config = load_config(path)
+    if served:
+        required(config)
+        message_key(config, keep=True)
     before = fingerprint(watched_paths(config))
     sessions, warnings = build_sessions(config)
     roster = load_roster(config, sessions)
@@ -139,15 +145,6 @@ def _render_samples(composer: Composer, slots: Sequence[Slot], roster: Roster) -
 def _smtp_warnings(config: Config) -> list[Problem]:
     smtp = config.smtp
     problems: list[Problem] = []
-    if smtp.host and smtp.username and smtp.password is None:
-        problems.append(
-            config.origin.problem(
-                "smtp.username is set but no password is in this environment: set "
-                "REMINDER_SMTP__PASSWORD or REMINDER_SMTP__PASSWORD_FILE for the service",
-                ("smtp", "username"),
-                severity="warning",
-            )
-        )
     organizer = config.contact.email or config.organizer.email
     if organizer and organizer.casefold() == smtp.sender.casefold():
         problems.append(
@@ -232,7 +229,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
         problems += _roster_warnings(config, sessions, roster, now)
     except InputError as exc:
         problems += exc.problems
-    problems += _state_problems(config)
+    problems += _state_problems(config) + secret_problems(config)
     if templates is None or roster is None or any(p.severity == "error" for p in problems):
         return None, problems
     # Everything is read once: the snapshot is built from what was just checked.

@@ -114,7 +114,7 @@ class Worker:
         self.monitor = Monitor(clock)  # readiness, metrics and systemd's status line
         self.http: web.AppRunner | None = None
         self.started = asyncio.Event()  # set once the first pass has run and jobs are planned
-        self.snapshot = load_snapshot(config_path)  # what is served; replaced by each reload
+        self.snapshot = load_snapshot(config_path, served=True)  # replaced by each reload
         self._seen = self.snapshot.fingerprint  # the watched files as last read
         self.lock = StateLock(self.snapshot.state_dir)
         self.scheduler = AsyncIOScheduler(
@@ -406,6 +406,12 @@ class Worker:
                     run = await asyncio.to_thread(self._collect_bounces, self.snapshot.config)
                     for line in run.lines() if run.reports else ():
                         log.info("bounces: %s", line)
+                    if run.suspicious:
+                        log.warning(
+                            "bounces: %d report(s) quote a Message-ID of ours without proving "
+                            "they answer our mail (listed above); nobody was suppressed for them",
+                            len(run.suspicious),
+                        )
                 except ReminderError as exc:
                     log.error("reading bounce reports failed, will try again: %s", exc)
                 except Exception:  # a reader that dies would silently stop reading bounces
@@ -532,7 +538,7 @@ class Worker:
     async def reload(self, reason: str) -> None:
         self._seen = fingerprint(watched_paths(self.snapshot.config))
         try:
-            fresh = load_snapshot(self.config_path)
+            fresh = load_snapshot(self.config_path, served=True)
         except InputError as exc:
             log.error(
                 "reload (%s) refused; still serving the previous version. Fix this:\n%s",

@@ -12,6 +12,7 @@ from ..core.model import DeliveryKey
 from ..core.notices import NoticeView, ToldGroup
 from ..core.plan import LedgerView
 from ..inputs.config import Config
+from ..inputs.secrets import secret
 from .ledger import Claim, Ledger, Outcome, Row, Suppression
 
 
@@ -94,10 +95,9 @@ def ledger_target(config: Config) -> Path | str:
 
 
 def ledger_password(config: Config) -> str | None:
-    """REMINDER_LEDGER__PASSWORD, or the file REMINDER_LEDGER__PASSWORD_FILE names (read
-    with the config)."""
-    secret = config.ledger.password
-    return secret.get_secret_value() if secret is not None else None
+    """REMINDER_LEDGER__PASSWORD, or the file REMINDER_LEDGER__PASSWORD_FILE names: asked
+    for only by what opens a PostgreSQL ledger."""
+    return secret(config, "ledger", "password") if config.ledger.url else None
 
 
 def open_ledger(

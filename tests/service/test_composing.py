@@ -9,7 +9,6 @@ import pytest
 
 from reminder.core.model import Registrant
 from reminder.core.plan import Delivery
-from reminder.mail.messages import message_id
 from reminder.mail.wire import wired
 from reminder.service import composing
 from reminder.service.composing import PARALLEL_FROM, PROBE, compose_all
@@ -43,8 +42,7 @@ async def test_helpers_compose_the_same_messages(project: Project) -> None:
     for delivery in deliveries[:: len(deliveries) // 10]:
         data = out[delivery.registrant.email]
         assert isinstance(data, bytes)
-        config = snapshot.config
-        mid = message_id(delivery.key, config.cycle.id, config.smtp.sender_domain)
+        mid = snapshot.composer.message_id(delivery.key)
         assert f"Message-ID: {mid}".encode() in data
         assert f"<{delivery.registrant.email}>".encode() in data
 
@@ -119,9 +117,7 @@ async def test_helpers_hand_over_messages_ready_for_the_wire(project: Project) -
         message = data[:-3].replace(b"\r\n..", b"\r\n.")
         assert wired(message) == data
         parsed = message_from_bytes(message, policy=policy.default)
-        assert parsed["Message-ID"] == message_id(
-            delivery.key, config.cycle.id, config.smtp.sender_domain
-        )
+        assert parsed["Message-ID"] == snapshot.composer.message_id(delivery.key)
 
 
 async def test_helpers_start_when_composing_takes_a_fifth_of_the_time(

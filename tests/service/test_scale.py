@@ -15,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from reminder.core.model import DeliveryKey
-from reminder.mail.messages import message_id
+from reminder.mail.messages import Composer
 from reminder.mail.outbox import Outbox
 from reminder.mail.smtpsink import SmtpSink
 from reminder.mail.transport import SmtpTransport
-from reminder.service import delivery
 from reminder.service.delivery import CLAIM_CHUNK, Dispatcher
 from reminder.storage.ledger import Ledger
 from tests.support.project import Clock, Project, person
@@ -186,14 +185,16 @@ async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
     handler = Reading()
     ids: list[DeliveryKey] = []
 
-    def counted_id(key: DeliveryKey, cycle: str, domain: str) -> str:
-        ids.append(key)
-        return message_id(key, cycle, domain)
+    marked = Composer.message_id
 
-    monkeypatch.setattr(delivery, "message_id", counted_id)
+    def counted_id(composer: Composer, key: DeliveryKey) -> str:
+        ids.append(key)
+        return marked(composer, key)
+
     with SmtpSink(handler=handler) as sink:
         use_server(project, Server(sink, handler))
         snapshot = project.snapshot()
+        monkeypatch.setattr(Composer, "message_id", counted_id)  # past the samples' renders
         session = snapshot.slots[0].session
         attendees = Counted(snapshot.roster.attending(session))
         snapshot.roster._by_session[session.id] = attendees

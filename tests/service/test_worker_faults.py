@@ -58,7 +58,7 @@ async def test_an_instant_passing_during_a_first_pass_held_by_retries_is_served_
 
 
 async def test_a_resend_carries_the_message_id_recorded_at_the_claim(
-    project: Project, smtp_server: Server
+    project: Project, smtp_server: Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     use_server(project, smtp_server)
     two_sessions(project)
@@ -78,8 +78,10 @@ async def test_a_resend_carries_the_message_id_recorded_at_the_claim(
             ],
             claimed,
         )
-    # Between the crash and the restart, staff change the cycle id and the sender's domain.
+    # Between the crash and the restart, staff change the cycle id and the sender's domain,
+    # and ops rotate the key that marks Message-IDs.
     project.edit('id = "irev-elus-2023"', 'id = "irev-elus-2023-bis"')
+    monkeypatch.setenv("REMINDER_BOUNCES__KEY", "a-key-rotated-since-the-claim-0123456789")
     project.edit('sender = "contact@irev.fr"', 'sender = "contact@irev.example"')
     with time_machine.travel(claimed + timedelta(minutes=20), tick=True):
         async with running(project):

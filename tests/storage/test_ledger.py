@@ -14,7 +14,7 @@ import pytest
 from reminder.core.errors import LedgerError
 from reminder.core.model import DeliveryKey
 from reminder.core.notices import ALWAYS, Facts, Told
-from reminder.mail.messages import message_id
+from reminder.core.message_ids import message_id
 from reminder.storage.backend import copy_ledger
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
@@ -530,7 +530,7 @@ def test_a_bounce_finds_its_delivery_by_message_id_without_an_index_on_them(
         for lead in ("7d", "1d")
     ]
     keys.append(DeliveryKey("2023-03-01T09:00+01:00", "reminder", "1d", "early@example.org"))
-    ids = {key: message_id(key, "irev-elus-2023", "irev.fr") for key in keys}
+    ids = {key: message_id(b"k" * 32, key, "irev-elus-2023", "irev.fr") for key in keys}
     with Ledger(ledger_target, worker="w") as ledger:
         ledger.claim([Claim(k, ids[k], NOW, START) for k in keys], NOW)
         p1 = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "p1@example.org")
