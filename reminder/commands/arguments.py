@@ -30,9 +30,17 @@ def _typed(read: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-_day, _instant, _lead, _since, _address, _edit = map(
+_day, _instant, _lead, _since, _address, _edit, _ledger_url = map(
     _typed,
-    (values.day, values.instant, values.lead, values.since, values.address, values.edit),
+    (
+        values.day,
+        values.instant,
+        values.lead,
+        values.since,
+        values.address,
+        values.edit,
+        values.ledger_url,
+    ),
 )
 
 
@@ -194,6 +202,7 @@ def parser() -> argparse.ArgumentParser:
     copy.add_argument(
         "--to",
         metavar="URL",
+        type=_ledger_url,
         required=True,
         help="postgresql://USER@HOST/DATABASE (password: REMINDER_LEDGER__PASSWORD[_FILE])",
     )

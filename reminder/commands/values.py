@@ -68,6 +68,22 @@ def address(text: str) -> str:
     return str(checked.ascii_email or checked.normalized)
 
 
+def ledger_url(text: str) -> str:
+    """A PostgreSQL URL, never with a password: the rule of ledger.url, here too, since a
+    command line stays in shell histories and shows in the process list."""
+    from ..inputs.config import holds_password
+
+    if not text.startswith(("postgresql://", "postgres://")):
+        raise ValueError("write the PostgreSQL ledger as postgresql://USER@HOST/DATABASE")
+    if holds_password(text):
+        raise ValueError(
+            "the URL holds a password, which the command line would show to others: write "
+            "postgresql://USER@HOST/DATABASE and set REMINDER_LEDGER__PASSWORD or "
+            "REMINDER_LEDGER__PASSWORD_FILE"
+        )
+    return text
+
+
 def edit(text: str) -> tuple[datetime, Path]:
     """INSTANT=PATH: when the config becomes another file, in `simulate`."""
     when, separator, file = text.partition("=")

@@ -594,13 +594,14 @@ def _url_password(origin: Origin, data: dict[str, Any], merged: dict[str, Any]) 
     url = ledger.get("url") if isinstance(ledger, dict) else None
     if not isinstance(url, str) or not holds_password(url):
         return []
-    ledger["url"] = ""
+    written = data.get("ledger")
+    in_file = isinstance(written, dict) and written.get("url") == url
+    ledger["url"] = ""  # validated without it: the other problems are still reported
     fix = (
         "write postgresql://USER@HOST/DATABASE and set REMINDER_LEDGER__PASSWORD or "
         "REMINDER_LEDGER__PASSWORD_FILE"
     )
-    written = data.get("ledger")
-    if isinstance(written, dict) and written.get("url") == url:
+    if in_file:
         return [origin.problem(f"ledger.url holds a password: {fix}", ("ledger", "url"))]
     return [
         Problem(

@@ -103,7 +103,7 @@ def _missing(config: Config) -> list[Problem]:
             (
                 "one-click unsubscribe links are signed: set REMINDER_HTTP__SECRET (or "
                 f"REMINDER_HTTP__SECRET_FILE) to a random string of at least {MIN_SECRET} "
-                f"characters, or remove http.public_url; {_WITHOUT['http', 'secret']}",
+                f"characters, or remove http.public_url; without it, {_WITHOUT['http', 'secret']}",
                 ("http", "public_url"),
             )
         )
@@ -111,7 +111,7 @@ def _missing(config: Config) -> list[Problem]:
         found.append(
             (
                 "a staff password is set but no staff_user: set REMINDER_HTTP__STAFF_USER "
-                f"(or neither); {_WITHOUT['http', 'staff_password']}",
+                f"(or neither); until then, {_WITHOUT['http', 'staff_password']}",
                 ("http", "staff_user"),
             )
         )
@@ -119,7 +119,7 @@ def _missing(config: Config) -> list[Problem]:
         found.append(
             (
                 "the status page needs both a staff user and a password: set "
-                "REMINDER_HTTP__STAFF_PASSWORD (or neither); "
+                "REMINDER_HTTP__STAFF_PASSWORD (or neither); until then, "
                 f"{_WITHOUT['http', 'staff_password']}",
                 ("http", "staff_user"),
             )
@@ -129,7 +129,7 @@ def _missing(config: Config) -> list[Problem]:
             (
                 "smtp.username is set but no password is in this environment: set "
                 "REMINDER_SMTP__PASSWORD or REMINDER_SMTP__PASSWORD_FILE for the service; "
-                f"{_WITHOUT['smtp', 'password']}",
+                f"without it, {_WITHOUT['smtp', 'password']}",
                 ("smtp", "username"),
             )
         )
@@ -143,7 +143,7 @@ def _missing(config: Config) -> list[Problem]:
             (
                 "bounces.user is set but no password is in this environment: set "
                 "REMINDER_BOUNCES__PASSWORD or REMINDER_BOUNCES__PASSWORD_FILE for the "
-                f"service; {_WITHOUT['bounces', 'password']}",
+                f"service; without it, {_WITHOUT['bounces', 'password']}",
                 ("bounces", "user"),
             )
         )
@@ -191,9 +191,9 @@ def message_key(config: Config, *, keep: bool = False) -> bytes:
 def _make_key(path: Path) -> None:
     """Write a new key at `path`, whole or not at all: another process starting at the
     same moment finds either no file or the complete one, never half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     draft = path.with_name(f".{path.name}.{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w", encoding="ascii") as file:
             file.write(secrets.token_hex(32) + "\n")
@@ -201,8 +201,9 @@ def _make_key(path: Path) -> None:
             os.link(draft, path)
     except OSError as exc:
         raise StateError(
-            f"cannot write the Message-ID key {path} ({exc.strerror}): give the service's "
-            "user write access to the state folder, or set REMINDER_BOUNCES__KEY"
+            f"the state folder cannot be used: {exc.filename or path}: {exc.strerror}; give "
+            "the service's user write access to paths.state (it keeps the Message-ID key "
+            "there), or set REMINDER_BOUNCES__KEY"
         ) from None
     finally:
         with contextlib.suppress(OSError):

@@ -450,7 +450,8 @@ class Composer:
             headers.append(("Reply-To", reply_to))
         headers += [
             ("Date", _date(now)),
-            ("Message-ID", mid),
+            # Folded before the "<" when long: a Message-ID itself never breaks.
+            ("Message-ID", mid if len(mid) <= LINE - len("Message-ID: ") else f"\r\n {mid}"),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
             ("Auto-Submitted", "auto-generated"),
             ("X-Auto-Response-Suppress", "All"),
@@ -470,7 +471,11 @@ class Composer:
         mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
         filename = f"seance-{session.start:%Y-%m-%d}.ics"
         calendar = f'text/calendar; charset="utf-8"; method={method}'
-        lines = [f"{name}: {value}" for name, value in headers]
+        # A value that starts with a fold starts on the next line.
+        lines = [
+            f"{name}:{value}" if value.startswith("\r\n") else f"{name}: {value}"
+            for name, value in headers
+        ]
         lines += [
             "Content-Language: " + language,
             "MIME-Version: 1.0",

@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
+from ..core.message_ids import parse
 from .database import Database
 from .values import Suppression, canonical, stamp
 
 SUPPRESSION_SOURCES = ("staff", "bounce", "unsubscribe")
-
-
-# The Message-IDs this release writes (mail.messages.message_id): cycle, the session's
-# day, kind, lead, digest.
-_OUR_ID = re.compile(r"<[a-z0-9-]+\.(\d{4})(\d{2})(\d{2})\.(\w+)\.(\w+)\.[0-9a-f]{20}@[^<>]+>")
 
 
 class Suppressions:
@@ -61,22 +56,20 @@ class Suppressions:
         """The address a message of ours went to, by its Message-ID as a bounce report
         quotes it, and `named`, the address the report names, if any.
 
-        Message-IDs are not indexed: each is a digest of its delivery, so a batch's IDs
+        Message-IDs are not indexed: each is a mark of its delivery, so a batch's IDs
         would land all through such an index, and claiming at a million rows cost three
-        times as much. Ours name the session's day, the kind and the lead: the sessions
-        of that day are found through the unique index, then the named address in one
-        lookup each, else that reminder's rows compared (a report naming no address, or
-        one a forward changed).
+        times as much. Ours name the session's day, the kind and the lead
+        (core.message_ids): the sessions of that day are found through the unique index,
+        then the named address in one lookup each, else that reminder's rows compared (a
+        report naming no address, or one a forward changed). Any other Message-ID is
+        none of ours, and costs no lookup: a stranger's reports never scan the table.
         """
         mid = message_id.strip()
-        ours = _OUR_ID.fullmatch(mid)
-        if ours is None:  # not in the form this release writes: read the whole table
-            row = self.db.execute(
-                "SELECT recipient FROM deliveries WHERE message_id = ? LIMIT 1", (mid,)
-            ).fetchone()
-            return str(row[0]) if row else None
-        year, month, day, kind, lead = ours.groups()
-        first, end = f"{year}-{month}-{day}", f"{year}-{month}-{day}U"  # 'U' follows 'T'
+        ours = parse(mid)
+        if ours is None:
+            return None
+        kind, lead = ours.kind, ours.lead
+        first, end = ours.day, f"{ours.day}U"  # 'U' follows the 'T' of every session that day
         sessions: list[str] = []
         while row := self.db.execute(
             "SELECT session FROM deliveries WHERE session > ? AND session < ? "

@@ -552,6 +552,47 @@ def test_ledger_migrate_copy_and_status_on_postgresql(
     assert "250 ok" in capsys.readouterr().out  # read from PostgreSQL, as copied
 
 
+def test_commands_ask_only_for_the_secrets_they_use_and_run_for_all(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The README's install order: config.toml is written before the env file exists.
+    project.edit("#   public_url = ", "public_url = ")
+    project.edit("[smtp]\n", '[smtp]\nhost = "smtp.example.org"\nusername = "cycle"\n')
+    project.append('[bounces]\nhost = "imap.example.org"\nuser = "bounces"')
+    for command in ("plan", "registrants", "suppressed", "preview --session 2023-03-01"):
+        assert cli(project, *command.split()) == 0, command
+    capsys.readouterr()
+    assert cli(project, "check") == 0
+    err = capsys.readouterr().err
+    for missing, consequence in (
+        ("REMINDER_HTTP__SECRET", "mails cannot carry the one-click unsubscribe link"),
+        ("REMINDER_SMTP__PASSWORD", "no mail can be sent"),
+        ("REMINDER_BOUNCES__PASSWORD", "bounce reports cannot be read"),
+    ):
+        [line] = [line for line in err.splitlines() if f"set {missing} " in line]
+        assert ": warning: " in line and consequence in line
+    assert cli(project, "run") == 1  # the service refuses to start without them
+    err = capsys.readouterr().err
+    assert "cannot go on" in err and err.count(": error: ") == 3
+
+
+def test_one_rule_for_a_password_in_the_ledger_url_wherever_it_is_written(
+    project: Project, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_password = "postgresql://reminder:hunter2@127.0.0.1/test"
+    with pytest.raises(SystemExit) as usage:
+        cli(project, "ledger", "copy", "--to", with_password)
+    assert usage.value.code == 2
+    err = capsys.readouterr().err
+    assert "the URL holds a password" in err and "REMINDER_LEDGER__PASSWORD" in err
+    assert "hunter2" not in err
+    monkeypatch.setenv("REMINDER_LEDGER__URL", with_password)
+    assert cli(project, "status") == 1
+    err = capsys.readouterr().err
+    assert "environment variable REMINDER_LEDGER__URL" in err and "holds a password" in err
+    assert "hunter2" not in err
+
+
 def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -8,6 +8,7 @@ import pytest
 from reminder.core.errors import ConfigError
 from reminder.core.sessions import build_sessions
 from reminder.inputs.config import config_path, load_config
+from reminder.inputs.secrets import required, secret, secret_problems
 from tests.support.project import REPO, Project
 
 
@@ -90,12 +91,16 @@ def test_password_from_a_file(project: Project, monkeypatch: pytest.MonkeyPatch)
     assert config.smtp.password.get_secret_value() == "from-a-file"
 
 
-def test_missing_password_file_names_the_variable_not_the_content(
+def test_an_unreadable_password_file_fails_only_what_uses_it(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("REMINDER_SMTP__PASSWORD_FILE", str(project.root / "nope"))
-    with pytest.raises(ConfigError, match="REMINDER_SMTP__PASSWORD_FILE"):
-        load_config(project.config)
+    config = load_config(project.config)  # `plan`, `suppressed`... need no SMTP password
+    with pytest.raises(ConfigError, match="REMINDER_SMTP__PASSWORD_FILE") as caught:
+        secret(config, "smtp", "password")
+    assert "no mail can be sent" in str(caught.value)
+    [problem] = secret_problems(config)
+    assert problem.severity == "warning" and "No such file or directory" in problem.message
 
 
 def test_env_override_with_a_bad_value_names_the_variable(
@@ -294,28 +299,10 @@ def test_http_secrets_come_from_the_environment_or_a_file(
             id="listen-without-port",
         ),
         pytest.param(
-            ("#   public_url = ", "public_url = "),
-            {},
-            "set REMINDER_HTTP__SECRET",
-            id="public-url-without-secret",
-        ),
-        pytest.param(
-            ("#   public_url = ", "public_url = "),
-            {"REMINDER_HTTP__SECRET": "short"},
-            "at least 32 random",
-            id="short-secret",
-        ),
-        pytest.param(
             ('#   public_url = "https://', 'public_url = "http://'),
             {"REMINDER_HTTP__SECRET": "s" * 40},
             "must start with https://",
             id="public-url-in-clear",
-        ),
-        pytest.param(
-            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
-            {"REMINDER_HTTP__STAFF_USER": "equipe"},
-            "needs both a staff user and a password",
-            id="staff-user-without-password",
         ),
     ],
 )
@@ -336,6 +323,73 @@ def test_bad_http_settings_are_refused_with_what_to_do(
     assert "in-the-file" not in message and "short" not in message.replace("shorter", "")
 
 
+@pytest.mark.parametrize(
+    ("edit", "environment", "expected", "severity"),
+    [
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {},
+            "set REMINDER_HTTP__SECRET",
+            "warning",
+            id="public-url-without-secret",
+        ),
+        pytest.param(
+            ("#   public_url = ", "public_url = "),
+            {"REMINDER_HTTP__SECRET": "short"},
+            "http.secret is 5 characters long; use at least 32 random",
+            "error",
+            id="short-secret",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
+            {"REMINDER_BOUNCES__KEY": "short"},
+            "bounces.key is 5 characters long",
+            "error",
+            id="short-message-id-key",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
+            {"REMINDER_HTTP__STAFF_USER": "equipe"},
+            "needs both a staff user and a password",
+            "warning",
+            id="staff-user-without-password",
+        ),
+        pytest.param(
+            ('listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"'),
+            {"REMINDER_HTTP__STAFF_PASSWORD": "cheval-agrafe"},
+            "set REMINDER_HTTP__STAFF_USER",
+            "warning",
+            id="staff-password-without-user",
+        ),
+        pytest.param(
+            ('[smtp]\n', '[smtp]\nhost = "smtp.example.org"\nusername = "cycle"\n'),
+            {},
+            "REMINDER_SMTP__PASSWORD",
+            "warning",
+            id="smtp-user-without-password",
+        ),
+    ],
+)
+def test_secrets_the_config_calls_for_are_checked_apart_from_loading(
+    project: Project,
+    monkeypatch: pytest.MonkeyPatch,
+    edit: tuple[str, str],
+    environment: dict[str, str],
+    expected: str,
+    severity: str,
+) -> None:
+    project.edit(*edit)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    config = load_config(project.config)  # what reads no secret works without them
+    [problem] = secret_problems(config)
+    assert expected in problem.message and problem.severity == severity
+    assert "short" not in str(problem) and "cheval" not in str(problem)
+    with pytest.raises(ConfigError) as caught:  # the service refuses to start
+        required(config)
+    assert expected in str(caught.value) and "error:" in str(caught.value)
+
+
 def test_a_database_password_in_the_file_or_the_url_is_refused(project: Project) -> None:
     project.append('[ledger]\nurl = "postgresql://reminder:hunter2@db/reminder"\npassword = "x"')
     with pytest.raises(ConfigError) as caught:
@@ -343,6 +397,26 @@ def test_a_database_password_in_the_file_or_the_url_is_refused(project: Project)
     text = str(caught.value)
     assert "ledger.url holds a password" in text and "REMINDER_LEDGER__PASSWORD" in text
     assert "ledger.password" in text
+    assert "hunter2" not in text
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://reminder:hunter2@db/reminder",
+        "postgresql://reminder@db/reminder?password=hunter2",
+        "postgres://:hunter2@db:5432/reminder",
+    ],
+)
+def test_a_password_in_the_ledger_url_of_the_environment_is_refused_the_same(
+    project: Project, monkeypatch: pytest.MonkeyPatch, url: str
+) -> None:
+    monkeypatch.setenv("REMINDER_LEDGER__URL", url)
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    text = str(caught.value)
+    assert text.startswith("environment variable REMINDER_LEDGER__URL: error: ledger.url:")
+    assert "holds a password" in text and "REMINDER_LEDGER__PASSWORD_FILE" in text
     assert "hunter2" not in text
 
 

@@ -42,8 +42,8 @@ async def test_helpers_compose_the_same_messages(project: Project) -> None:
     for delivery in deliveries[:: len(deliveries) // 10]:
         data = out[delivery.registrant.email]
         assert isinstance(data, bytes)
-        mid = snapshot.composer.message_id(delivery.key)
-        assert f"Message-ID: {mid}".encode() in data
+        parsed = message_from_bytes(data, policy=policy.default)
+        assert parsed["Message-ID"].strip() == snapshot.composer.message_id(delivery.key)
         assert f"<{delivery.registrant.email}>".encode() in data
 
 
@@ -117,7 +117,7 @@ async def test_helpers_hand_over_messages_ready_for_the_wire(project: Project) -
         message = data[:-3].replace(b"\r\n..", b"\r\n.")
         assert wired(message) == data
         parsed = message_from_bytes(message, policy=policy.default)
-        assert parsed["Message-ID"] == snapshot.composer.message_id(delivery.key)
+        assert parsed["Message-ID"].strip() == snapshot.composer.message_id(delivery.key)
 
 
 async def test_helpers_start_when_composing_takes_a_fifth_of_the_time(
