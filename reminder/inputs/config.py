@@ -591,7 +591,9 @@ def _url_password(origin: Origin, data: dict[str, Any], merged: dict[str, Any]) 
     """One rule wherever the ledger's URL is written: it never carries a password, which
     would show in `ps`, shell histories and every copy of the file or unit."""
     ledger = merged.get("ledger")
-    url = ledger.get("url") if isinstance(ledger, dict) else None
+    if not isinstance(ledger, dict):
+        return []
+    url = ledger.get("url")
     if not isinstance(url, str) or not holds_password(url):
         return []
     written = data.get("ledger")

@@ -133,12 +133,7 @@ def _missing(config: Config) -> list[Problem]:
                 ("smtp", "username"),
             )
         )
-    if (
-        bounces.host
-        and bounces.user
-        and bounces.password is None
-        and bounces.password_file is None
-    ):
+    if bounces.host and bounces.user and bounces.password is None and bounces.password_file is None:
         found.append(
             (
                 "bounces.user is set but no password is in this environment: set "

@@ -274,4 +274,6 @@ def _said_by(exc: BaseException) -> str:
     show as b'[AUTHENTICATIONFAILED] ...'."""
     if isinstance(exc, OSError) or not exc.args:
         return str(exc) or type(exc).__name__
-    return " ".join(a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args)
+    return " ".join(
+        a.decode(errors="replace") if isinstance(a, bytes) else str(a) for a in exc.args
+    )

@@ -79,6 +79,22 @@ class Metrics:
         self.unsubscribes = Counter(
             "reminder_unsubscribes", "One-click unsubscribes received", registry=r
         )
+        self.bad_requests = Counter(
+            "reminder_http_bad_requests",
+            "Malformed HTTP requests answered 400 (a bad request line, header or path)",
+            registry=r,
+        )
+        self.login_failures = Counter(
+            "reminder_staff_login_failures",
+            "Staff logins with a wrong user or password, from any client",
+            registry=r,
+        )
+        self.logins_refused = Counter(
+            "reminder_staff_logins_refused",
+            "Staff logins refused unchecked (429) while their client, or every client, waits "
+            "after too many failures",
+            registry=r,
+        )
         self.next_wakeup.set(float("nan"))
         for result in ("ok", "refused"):
             self.reloads.labels(result)

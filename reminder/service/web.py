@@ -6,12 +6,13 @@ suppression, and formats. Nothing here sends mail.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
-import hmac
+import ipaddress
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Protocol
 
@@ -25,7 +26,9 @@ from ..inputs.registrants import masked
 from ..storage.ledger import Ledger
 from .metrics import CONTENT_TYPE
 from .monitor import Monitor
+from .request_log import RequestLog
 from .snapshot import Snapshot
+from .staff_login import LoginGuard, same_secret
 from .status_page import next_mail, status_page
 
 log = logging.getLogger("reminder")
@@ -63,6 +66,7 @@ class Service(Protocol):
 
 SERVICE = web.AppKey("service", Service)
 INDEX = web.AppKey("index", dict)
+GUARD = web.AppKey("guard", LoginGuard)
 PAGES = ImmutableSandboxedEnvironment(
     loader=PackageLoader("reminder", "pages"), autoescape=True, undefined=StrictUndefined
 )
@@ -73,6 +77,7 @@ def make_app(service: Service) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[SERVICE] = service
     app[INDEX] = {}
+    app[GUARD] = LoginGuard(service.monitor.metrics)
     app.on_response_prepare.append(_security_headers)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -89,7 +94,12 @@ def make_app(service: Service) -> web.Application:
 async def start_server(app: web.Application, http: Http) -> web.AppRunner:
     """Listen in the running loop; the caller awaits `runner.cleanup()` at stop."""
     # No access log: a line per scrape is noise, and paths carry unsubscribe tokens.
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        logger=RequestLog(app[SERVICE].monitor.metrics.bad_requests.inc),
+    )
     await runner.setup()
     site = web.TCPSite(runner, http.host, http.port)
     await site.start()
@@ -173,9 +183,16 @@ async def unsubscribe_page(request: web.Request) -> web.Response:
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
-    """The one-click POST (from a mail client, or the page's button): suppress at once."""
+    """The one-click POST (from a mail client, or the page's button): suppress at once.
+
+    RFC 8058 section 3.1: the body is `List-Unsubscribe=One-Click`, form-encoded or
+    multipart. Anything else is not a one-click unsubscribe: 400, and nobody suppressed.
+    """
     address = _address(request)
-    await request.read()  # bounded by client_max_size: 413 beyond
+    if not await _one_click(request):
+        raise web.HTTPBadRequest(
+            text="A one-click unsubscribe (RFC 8058) posts List-Unsubscribe=One-Click.\n"
+        )
     service = request.app[SERVICE]
     if service.ledger.suppress(
         address,
@@ -189,6 +206,18 @@ async def unsubscribe(request: web.Request) -> web.Response:
     return _unsubscribe_page(service, address, True)
 
 
+async def _one_click(request: web.Request) -> bool:
+    """Whether the body is RFC 8058's; a body beyond client_max_size is answered 413."""
+    if request.content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        await request.read()
+        return False
+    try:
+        form = await request.post()  # reads the body, within client_max_size
+    except ValueError:  # a malformed multipart body
+        return False
+    return form.getall("List-Unsubscribe", []) == ["One-Click"]
+
+
 def _unsubscribe_page(service: Service, address: str, done: bool) -> web.Response:
     """The button (not done yet) or the confirmation; the address masked."""
     title = service.snapshot.config.cycle.title
@@ -198,20 +227,67 @@ def _unsubscribe_page(service: Service, address: str, done: bool) -> web.Respons
 # -- the staff status page -------------------------------------------------------------------
 
 
-def _staff(request: web.Request) -> None:
-    """Basic authentication against the staff credentials; the page is off without them."""
+async def _staff(request: web.Request) -> None:
+    """Basic authentication against the staff credentials; the page is off without them.
+
+    A request that brings credentials is held, or refused (429), by the login guard
+    before they are compared: the answer never tells a right guess during a refusal.
+    """
     http = request.app[SERVICE].snapshot.config.http
     if http.staff_user is None or http.staff_password is None:
         raise web.HTTPNotFound()
-    given = _credentials(request.headers.get(hdrs.AUTHORIZATION, ""))
-    expected = (http.staff_user, http.staff_password.get_secret_value())
-    # Both compared in constant time, whatever the first comparison said.
-    user_ok = hmac.compare_digest(given[0].encode(), expected[0].encode())
-    password_ok = hmac.compare_digest(given[1].encode(), expected[1].encode())
+    header = request.headers.get(hdrs.AUTHORIZATION)
+    if header is None:  # a browser's first request, before it asks for the password
+        raise _login_required()
+    guard = request.app[GUARD]
+    client = client_address(request, http.trusted_proxies)
+    hold = guard.admit(client)
+    if hold is None:
+        raise web.HTTPTooManyRequests(headers={hdrs.RETRY_AFTER: str(guard.retry_after(client))})
+    if hold:
+        await asyncio.sleep(hold)
+    user, password = _credentials(header)
+    # Both compared, whatever the first comparison said.
+    user_ok = same_secret(user, http.staff_user)
+    password_ok = same_secret(password, http.staff_password.get_secret_value())
+    guard.settle(client, user_ok and password_ok)
     if not (user_ok and password_ok):
-        raise web.HTTPUnauthorized(
-            headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="reminder", charset="UTF-8"'}
-        )
+        raise _login_required()
+
+
+def _login_required() -> web.HTTPUnauthorized:
+    return web.HTTPUnauthorized(
+        headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="reminder", charset="UTF-8"'}
+    )
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted reverse proxy,
+    the address the proxy appended to X-Forwarded-For (the nearest hop it did not add
+    itself: whatever the client wrote further left proves nothing)."""
+    peer = request.remote or ""
+    networks = [ipaddress.ip_network(network) for network in trusted_proxies]
+    if not _within(peer, networks):
+        return peer
+    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+    for hop in reversed([h.strip() for h in hops if h.strip()]):
+        if not _within(hop, networks):
+            return hop if _ip(hop) else peer
+    return peer
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(
+    address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    found = _ip(address)
+    return found is not None and any(found in network for network in networks)
 
 
 def _credentials(header: str) -> tuple[str, str]:
@@ -228,7 +304,7 @@ def _credentials(header: str) -> tuple[str, str]:
 
 
 async def status(request: web.Request) -> web.Response:
-    _staff(request)
+    await _staff(request)
     service = request.app[SERVICE]
     monitor = service.monitor
     page = status_page(
@@ -242,7 +318,7 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def preview(request: web.Request) -> web.Response:
-    _staff(request)
+    await _staff(request)
     service = request.app[SERVICE]
     html, _ = next_mail(service.snapshot, service.clock())
     return web.Response(text=html, content_type="text/html", charset="utf-8")

@@ -362,7 +362,7 @@ def test_bad_http_settings_are_refused_with_what_to_do(
             id="staff-password-without-user",
         ),
         pytest.param(
-            ('[smtp]\n', '[smtp]\nhost = "smtp.example.org"\nusername = "cycle"\n'),
+            ("[smtp]\n", '[smtp]\nhost = "smtp.example.org"\nusername = "cycle"\n'),
             {},
             "REMINDER_SMTP__PASSWORD",
             "warning",

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from reminder.cli import main
-from reminder.core.model import DeliveryKey
 from reminder.core.message_ids import message_id
+from reminder.core.model import DeliveryKey
 from reminder.mail.dsn import parse_report
 from reminder.service.worker import Worker
 from reminder.storage.ledger import Claim, Ledger, Outcome, Status
@@ -121,7 +121,9 @@ def test_bounce_reports_from_imap_suppress_the_mailboxes_that_do_not_exist(
         address for address, status in GENUINE.values() if status.startswith("5.1.")
     }
     assert found["paul.henry@example.org"].startswith("550 5.1.10 RESOLVER.ADR.RecipientNotFound")
-    assert "10 bounce report(s) read, 1 other message(s) left alone; 6 address(es) suppressed" in out
+    assert (
+        "10 bounce report(s) read, 1 other message(s) left alone; 6 address(es) suppressed" in out
+    )
     assert "2 other failure(s), 1 unmatched, 0 suspicious, 1 delay notice(s)" in out
     assert "not suppressed l***@example.org: 550 5.7.1 Message rejected as spam" in out
     # A soft failure the server stopped retrying is listed, not suppressed.

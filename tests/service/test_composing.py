@@ -110,7 +110,6 @@ async def test_helpers_hand_over_messages_ready_for_the_wire(project: Project) -
         assert isinstance(message, bytes)
         out[delivery.registrant.email] = message
     assert counts["here"] > 0 and counts["helpers"] > 0, counts
-    config = snapshot.config
     for delivery in deliveries[::97]:
         data = out[delivery.registrant.email]
         assert data.endswith(b"\r\n.\r\n")

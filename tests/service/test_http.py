@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import sqlite3
 from datetime import datetime, timedelta
@@ -157,7 +158,8 @@ async def test_one_click_unsubscribe_stops_the_next_reminders(
             assert status == 200
             assert "C’est fait" in page
             assert worker.ledger.suppressed_addresses() == {"alex1@example.org"}
-            assert (await post(local))[0] == 200  # twice is still fine
+            again = await post(local, data={"List-Unsubscribe": "One-Click"})
+            assert again[0] == 200  # twice is still fine
             # The next reminder goes to the two others only.
             traveller.move_to(datetime(2023, 2, 28, 17, 0, 1, tzinfo=PARIS))
             await worker.wake("sweep")
@@ -190,7 +192,7 @@ async def test_the_link_of_a_mail_sent_keeps_working_after_its_registrant_left_t
             assert len(worker.snapshot.roster.registrants) == 1
             status, _, page = await get(local)
             assert status == 200 and "Ne plus recevoir ces rappels" in page
-            assert (await post(local))[0] == 200
+            assert (await post(local, data={"List-Unsubscribe": "One-Click"}))[0] == 200
             assert worker.ledger.suppressed_addresses() == {"alex1@example.org"}
 
 
@@ -214,8 +216,33 @@ async def test_forged_unknown_and_malformed_tokens_get_a_bare_404(
         assert worker.ledger.suppressed_addresses() == frozenset()
 
 
-async def test_oversized_and_malformed_requests_are_refused(
+async def test_a_post_without_rfc_8058_body_unsubscribes_nobody(
     project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_click(project, monkeypatch)
+    project.registrants([person(0), person(1)])
+    async with serving(project) as (worker, base):
+        url = f"{base}/u/{token(SECRET, CYCLE, 'alex0@example.org')}"
+        multipart = aiohttp.MultipartWriter("form-data")  # the other encoding RFC 8058 allows
+        multipart.append("One-Click").set_content_disposition("form-data", name="List-Unsubscribe")
+        for body in (
+            {},
+            {"data": b""},
+            {"data": {"List-Unsubscribe": "one-click"}},
+            {"data": {"List-Unsubscribe": ["One-Click", "Other"]}},
+            {"data": b"List-Unsubscribe=One-Click"},  # with no form content type
+            {"json": {"List-Unsubscribe": "One-Click"}},
+        ):
+            status, text = await post(url, **body)
+            assert status == 400, body
+            assert "List-Unsubscribe=One-Click" in text
+        assert worker.ledger.suppressed_addresses() == frozenset()
+        assert (await post(url, data=multipart))[0] == 200
+        assert worker.ledger.suppressed_addresses() == {"alex0@example.org"}
+
+
+async def test_oversized_and_malformed_requests_are_refused(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     one_click(project, monkeypatch)
     project.registrants([person(0)])
@@ -223,22 +250,40 @@ async def test_oversized_and_malformed_requests_are_refused(
         url = f"{base}/u/{token(SECRET, CYCLE, 'alex0@example.org')}"
         status, _ = await post(url, data=b"x" * 100_000)
         assert status == 413
-        status, _, _ = await get(f"{base}/healthz", headers={"X-Big": "y" * 20_000})
-        assert status in (400, 431)
         assert (await get(url, allow_redirects=False))[0] == 200
         async with aiohttp.ClientSession() as session, session.put(url) as response:
             assert response.status == 405
         host, port = base.removeprefix("http://").split(":")
-        for garbage in (b"\x16\x03\x01\x02\x00\r\n\r\n", b"GET /healthz HTTP/9.9\r\n\r\n"):
+        path = url.removeprefix(base).encode()
+        malformed = [
+            b"GET " + path + b"\r\n HTTP/1.1\r\nHost: x\r\n\r\n",  # CRLF in the path
+            b"GET " + path + b"\rx HTTP/1.1\r\nHost: x\r\n\r\n",  # a bare CR
+            b"GET " + path + b"\x00 HTTP/1.1\r\nHost: x\r\n\r\n",  # NUL
+            b"GET /healthz HTTP/1.1\nHost: x\n\n",  # bare LF
+            b"GET /healthz HTTP/1.1\r\nX-Big: " + b"y" * 100_000 + b"\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\r\n\r\n",  # TLS on the HTTP port
+            b"GET /healthz HTTP/9.9\r\n\r\n",
+        ]
+        caplog.clear()
+        caplog.set_level(logging.DEBUG)
+        for garbage in malformed:
             reader, writer = await asyncio.open_connection(host, int(port))
             writer.write(garbage)
             await writer.drain()
             reply = await asyncio.wait_for(reader.read(200), 5)
             writer.close()
-            assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0]
+            assert reply.startswith(b"HTTP/1.") and b" 400 " in reply.split(b"\r\n")[0], garbage
         # The worker is unharmed and nobody was unsubscribed.
         assert (await get(f"{base}/readyz"))[0] == 200
+        _, _, metrics = await get(f"{base}/metrics")
         assert worker.ledger.suppressed_addresses() == frozenset()
+    # A stranger's bytes are not the service's fault: no ERROR, no traceback, one line each.
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    refused = [r for r in caplog.records if "refused a malformed request" in r.getMessage()]
+    assert len(refused) == len(malformed)
+    assert all(r.exc_info is None and r.levelno <= logging.INFO for r in refused)
+    assert not any(path.decode()[3:] in r.getMessage() for r in caplog.records)  # no token
+    assert f"reminder_http_bad_requests_total {len(malformed)}.0" in metrics
 
 
 async def test_the_status_page_needs_the_staff_login_and_sends_strict_headers(
@@ -265,6 +310,44 @@ async def test_the_status_page_needs_the_staff_login_and_sends_strict_headers(
     assert "4 inscrits" in page
     assert "Rejoindre" in preview or "Zoom" in preview
     assert preview_headers["X-Frame-Options"] == "SAMEORIGIN"
+
+
+async def test_two_hundred_wrong_staff_passwords_are_throttled_and_logged_once(
+    project: Project, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    login = staff(monkeypatch)
+    # Behind the reverse proxy on this machine: its X-Forwarded-For names the client.
+    project.edit(
+        'listen = "127.0.0.1:0"', 'listen = "127.0.0.1:0"\ntrusted_proxies = ["127.0.0.1"]'
+    )
+    attacker = {"X-Forwarded-For": "203.0.113.7"}
+    async with serving(project) as (_, base):
+        caplog.clear()
+        started = asyncio.get_running_loop().time()
+        answers = await asyncio.gather(
+            *(
+                get(f"{base}/", headers={**basic("equipe", f"guess-{n}"), **attacker})
+                for n in range(200)
+            )
+        )
+        took = asyncio.get_running_loop().time() - started
+        statuses = [status for status, _, _ in answers]
+        # Ten were checked, each held a little longer than the one before; the rest refused.
+        assert statuses.count(401) == 10 and statuses.count(429) == 190
+        assert 2.0 <= took < 10
+        assert all(int(h["Retry-After"]) > 800 for s, h, _ in answers if s == 429)
+        # Refused unchecked: the right password from that client is refused too...
+        assert (await get(f"{base}/", headers={**login, **attacker}))[0] == 429
+        # ... and a client the proxy names differently, whatever it writes itself, logs in.
+        spoofed = {"X-Forwarded-For": "203.0.113.7, 198.51.100.20"}
+        assert (await get(f"{base}/", headers={**login, **spoofed}))[0] == 200
+        _, _, metrics = await get(f"{base}/metrics")
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1
+    assert "failed staff login from 203.0.113.7" in warnings[0]
+    assert "guess" not in caplog.text and "mot de passe" not in caplog.text
+    assert "reminder_staff_login_failures_total 10.0" in metrics
+    assert "reminder_staff_logins_refused_total 191.0" in metrics
 
 
 async def test_the_status_page_is_off_without_staff_credentials(project: Project) -> None:

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from reminder.core.errors import LedgerError
+from reminder.core.message_ids import message_id
 from reminder.core.model import DeliveryKey
 from reminder.core.notices import ALWAYS, Facts, Told
-from reminder.core.message_ids import message_id
 from reminder.storage.backend import copy_ledger
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
