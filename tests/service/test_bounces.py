@@ -272,6 +272,16 @@ def test_each_report_form_names_the_recipient_status_and_our_marked_message(
     assert bounce.message_id == our_id(recipient)
 
 
+def test_a_report_naming_our_mail_only_in_its_own_fields_is_matched() -> None:
+    # Gmail may return no copy of the mail: its per-message fields still name it.
+    report = (REPORTS / "gmail-dsn-5.1.1.eml").read_bytes()
+    boundary = b"--000000000000ca2d9205f5a5444d"
+    copy = report.index(boundary + b"\nContent-Type: message/rfc822")
+    found = parse_report(report[:copy] + boundary + b"--\n")
+    assert found is not None
+    assert found.bounces[0].message_id == our_id("hugo.lambert@example.org")
+
+
 def test_a_password_in_the_config_file_is_refused(
     project: Project, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -293,3 +303,5 @@ def test_a_wrong_imap_password_is_a_clear_error_without_the_password(
     err = capsys.readouterr().err
     assert f"the bounce mailbox {USER}@127.0.0.1:{dovecot.port}" in err
     assert "check bounces.user and the password" in err and "not-the-password" not in err
+    # The server's reply as text, not as a Python bytes literal.
+    assert "[AUTHENTICATIONFAILED] Authentication failed." in err and "b'" not in err
