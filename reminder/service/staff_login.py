@@ -4,18 +4,22 @@ total, each new try from a failing client held a little longer, then refused for
 An attempt counts as failed from the moment it is admitted until its password proves
 right, so a hundred guesses sent at once are held like a hundred sent one by one. Each
 burst of failures from a client is logged once, at WARNING, with the client's address
-and never what it tried; the metrics count every one.
+and never what it tried; the metrics count every one. The client is the connection's
+peer, or what a trusted reverse proxy says it is (http.trusted_proxies).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+from aiohttp import web
 
 from .metrics import Metrics
 
@@ -123,3 +127,32 @@ class LoginGuard:
         ]
         for client in ended:
             del self._bursts[client]
+
+
+def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
+    """The client's address: the peer's, or, when the peer is a trusted reverse proxy,
+    the address the proxy appended to X-Forwarded-For (the nearest hop it did not add
+    itself: whatever the client wrote further left proves nothing)."""
+    peer = request.remote or ""
+    networks = [ipaddress.ip_network(network) for network in trusted_proxies]
+    if not _within(peer, networks):
+        return peer
+    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
+    for hop in reversed([h.strip() for h in hops if h.strip()]):
+        if not _within(hop, networks):
+            return hop if _ip(hop) else peer
+    return peer
+
+
+def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def _within(
+    address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    found = _ip(address)
+    return found is not None and any(found in network for network in networks)

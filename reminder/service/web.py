@@ -9,10 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -28,7 +27,7 @@ from .metrics import CONTENT_TYPE
 from .monitor import Monitor
 from .request_log import RequestLog
 from .snapshot import Snapshot
-from .staff_login import LoginGuard, same_secret
+from .staff_login import LoginGuard, client_address, same_secret
 from .status_page import next_mail, status_page
 
 log = logging.getLogger("reminder")
@@ -259,35 +258,6 @@ def _login_required() -> web.HTTPUnauthorized:
     return web.HTTPUnauthorized(
         headers={hdrs.WWW_AUTHENTICATE: 'Basic realm="reminder", charset="UTF-8"'}
     )
-
-
-def client_address(request: web.Request, trusted_proxies: Sequence[str]) -> str:
-    """The client's address: the peer's, or, when the peer is a trusted reverse proxy,
-    the address the proxy appended to X-Forwarded-For (the nearest hop it did not add
-    itself: whatever the client wrote further left proves nothing)."""
-    peer = request.remote or ""
-    networks = [ipaddress.ip_network(network) for network in trusted_proxies]
-    if not _within(peer, networks):
-        return peer
-    hops = ",".join(request.headers.getall("X-Forwarded-For", [])).split(",")
-    for hop in reversed([h.strip() for h in hops if h.strip()]):
-        if not _within(hop, networks):
-            return hop if _ip(hop) else peer
-    return peer
-
-
-def _ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(text)
-    except ValueError:
-        return None
-
-
-def _within(
-    address: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-) -> bool:
-    found = _ip(address)
-    return found is not None and any(found in network for network in networks)
 
 
 def _credentials(header: str) -> tuple[str, str]:
