@@ -20,7 +20,7 @@ from .model import DeliveryKey
 PURPOSE = "message-id"
 _FORM = re.compile(
     r"<(?P<cycle>[a-z0-9][a-z0-9-]*)\.(?P<day>\d{8})\.(?P<kind>\w+)\.(?P<lead>\w+)\."
-    r"(?:(?P<mark>[a-z2-7]{26})|(?P<digest>[0-9a-f]{20}))@(?P<domain>[^<>\s@]+)>"
+    r"(?:(?P<mark>[0-9a-f]{32})|(?P<digest>[0-9a-f]{20}))@(?P<domain>[^<>\s@]+)>"
 )
 
 
@@ -38,7 +38,7 @@ class OurMessageId:
 def message_id(key: bytes, delivery: DeliveryKey, cycle: str, domain: str) -> str:
     """The Message-ID of one delivery: the same for the same key, so that receivers
     recognise a resend; the ledger keeps the first one a delivery was claimed with."""
-    mark = sign(key, PURPOSE, cycle, *delivery, spelling=Spelling.LOWERCASE)
+    mark = sign(key, PURPOSE, cycle, *delivery, spelling=Spelling.HEX)
     day = delivery.session[:10].replace("-", "")
     return f"<{cycle}.{day}.{delivery.kind}.{delivery.lead}.{mark}@{domain}>"
 

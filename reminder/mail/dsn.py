@@ -86,16 +86,16 @@ def parse_report(data: bytes) -> Report | None:
 def _from_mail_system(message: Message, sender: str) -> bool:
     """Whether the report comes the way mail systems send them, not from a person.
 
-    Reports go out with a null envelope sender (RFC 5321 section 4.5.5, RFC 3464),
-    which the server that delivers them writes on top as `Return-Path: <>`; where the
-    mailbox keeps no Return-Path, the From of a mail system says it: MAILER-DAEMON,
-    postmaster, or Exchange's MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e. Anyone
-    can imitate either: this sorts a person's message from a report, and only the mark
-    of the Message-ID (core.message_ids) proves anything.
+    Reports go out with a null envelope sender (RFC 5321 section 4.5.5, RFC 3464), which
+    the server that delivers them writes on top as `Return-Path: <>`; and their From is
+    a mail system's: MAILER-DAEMON, postmaster, or Exchange's
+    MicrosoftExchange329e71ec88ae4615bbc36ab6ce41109e. Either will do, since some
+    mailboxes keep no Return-Path. Anyone can imitate both: this sorts a person's message
+    from a report, and only the mark of the Message-ID (core.message_ids) proves anything.
     """
     return_paths = message.get_all("Return-Path") or []
-    if return_paths:
-        return str(return_paths[0]).strip() == "<>"
+    if return_paths and str(return_paths[0]).strip() == "<>":
+        return True
     local = sender.partition("@")[0].casefold()
     return local in ("mailer-daemon", "postmaster") or local.startswith("microsoftexchange")
 

@@ -141,12 +141,13 @@ def apply(
 
 
 def prove(ledger: Ledger, cycle: str, report: Report, bounce: Bounce) -> tuple[Proof, str]:
-    """(PROVEN, the address our mail went to), or another Proof and why."""
+    """(PROVEN, the address our mail went to), (SUSPICIOUS, why), or (NOT_OURS, "")."""
     ours = parse(bounce.message_id) if bounce.message_id else None
     if ours is None or ours.cycle != cycle:
-        return Proof.NOT_OURS, "not a Message-ID of this cycle"
+        return Proof.NOT_OURS, ""
     if not report.from_mail_system:
-        return Proof.SUSPICIOUS, f"sent by {_who(canonical(report.sender))}, not by a mail system"
+        sender = masked(canonical(report.sender)) if report.sender else "an unnamed sender"
+        return Proof.SUSPICIOUS, f"sent by {sender}, not by a mail system"
     if not ours.marked:
         return Proof.SUSPICIOUS, "its Message-ID carries no mark (an earlier release's, or forged)"
     if not bounce.named:
