@@ -72,7 +72,8 @@ class Relay:
             await asyncio.sleep(max(0.0, self.hang_until - time.monotonic()))
         await asyncio.sleep(0.02)
         data = bytes(envelope.original_content or envelope.content)
-        head = data.split(b"\r\n\r\n", 1)[0]
+        # Unfolded: a long Message-ID starts on the line after its name.
+        head = data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ")
         message_id = next(
             (line.split(b":", 1)[1].strip().decode() for line in head.split(b"\r\n")
              if line.lower().startswith(b"message-id:")), "")  # fmt: skip

@@ -19,23 +19,34 @@ class Spelling(Enum):
     """How a mark is written where it travels."""
 
     URL = "url"  # base64url without padding, 22 characters: a link's last segment
-    HEX = "hex"  # lower-case hexadecimal, 32 characters: survives a change of case
+    HEX = "hex"  # lower-case hexadecimal, two characters a byte: survives a change of case
 
 
-def sign(key: bytes, purpose: str, *fields: str, spelling: Spelling = Spelling.URL) -> str:
-    """The mark of `fields` for `purpose` under `key`."""
+def sign(
+    key: bytes,
+    purpose: str,
+    *fields: str,
+    spelling: Spelling = Spelling.URL,
+    size: int = MARK_BYTES,
+) -> str:
+    """The mark of `fields` for `purpose` under `key`: its first `size` bytes, spelled."""
     text = "\n".join((purpose, *fields))
     if text.count("\n") != len(fields):
         raise ValueError(f"a marked field cannot hold a line feed: {fields!r}")
-    digest = hmac.digest(key, text.encode(), "sha256")[:MARK_BYTES]
+    digest = hmac.digest(key, text.encode(), "sha256")[:size]
     if spelling is Spelling.URL:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
     return digest.hex()  # base32 would be shorter, and cost a claim twice as much
 
 
 def verify(
-    key: bytes, candidate: str, purpose: str, *fields: str, spelling: Spelling = Spelling.URL
+    key: bytes,
+    candidate: str,
+    purpose: str,
+    *fields: str,
+    spelling: Spelling = Spelling.URL,
+    size: int = MARK_BYTES,
 ) -> bool:
     """Whether `candidate` is the mark of `fields` for `purpose`, compared in constant time."""
-    expected = sign(key, purpose, *fields, spelling=spelling)
+    expected = sign(key, purpose, *fields, spelling=spelling, size=size)
     return hmac.compare_digest(candidate.encode(), expected.encode())

@@ -18,9 +18,13 @@ from .marks import Spelling, sign
 from .model import DeliveryKey
 
 PURPOSE = "message-id"
+# 96 bits: each guess costs a forger a report mailed to us, so finding one by trial is
+# out of reach; and the Message-ID of a reminder still fits a folded header line.
+MARK_BYTES = 12
 _FORM = re.compile(
     r"<(?P<cycle>[a-z0-9][a-z0-9-]*)\.(?P<day>\d{8})\.(?P<kind>\w+)\.(?P<lead>\w+)\."
-    r"(?:(?P<mark>[0-9a-f]{32})|(?P<digest>[0-9a-f]{20}))@(?P<domain>[^<>\s@]+)>"
+    rf"(?:(?P<mark>[0-9a-f]{{{2 * MARK_BYTES}}})|(?P<digest>[0-9a-f]{{20}}))"
+    r"@(?P<domain>[^<>\s@]+)>"
 )
 
 
@@ -38,7 +42,7 @@ class OurMessageId:
 def message_id(key: bytes, delivery: DeliveryKey, cycle: str, domain: str) -> str:
     """The Message-ID of one delivery: the same for the same key, so that receivers
     recognise a resend; the ledger keeps the first one a delivery was claimed with."""
-    mark = sign(key, PURPOSE, cycle, *delivery, spelling=Spelling.HEX)
+    mark = sign(key, PURPOSE, cycle, *delivery, spelling=Spelling.HEX, size=MARK_BYTES)
     day = delivery.session[:10].replace("-", "")
     return f"<{cycle}.{day}.{delivery.kind}.{delivery.lead}.{mark}@{domain}>"
 

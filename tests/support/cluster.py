@@ -63,7 +63,8 @@ class Arrivals:
         header = next(
             (
                 line.split(b":", 1)[1].strip().decode()
-                for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+                # Unfolded: a long Message-ID starts on the line after its name.
+                for line in data.split(b"\r\n\r\n", 1)[0].replace(b"\r\n ", b" ").split(b"\r\n")
                 if line.lower().startswith(b"message-id:")
             ),
             "",
