@@ -334,7 +334,7 @@ async def test_two_hundred_wrong_staff_passwords_are_throttled_and_logged_once(
         statuses = [status for status, _, _ in answers]
         # Ten were checked, each held a little longer than the one before; the rest refused.
         assert statuses.count(401) == 10 and statuses.count(429) == 190
-        assert 2.0 <= took < 10
+        assert 1.9 <= took < 10  # the tenth was held 2 s
         assert all(int(h["Retry-After"]) > 800 for s, h, _ in answers if s == 429)
         # Refused unchecked: the right password from that client is refused too...
         assert (await get(f"{base}/", headers={**login, **attacker}))[0] == 429
