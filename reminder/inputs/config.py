@@ -509,7 +509,8 @@ def load_config(path: Path) -> Config:
     """Read, validate and return the config at `path`, or raise ConfigError with every problem."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Notepad and Excel-minded editors save a byte-order mark first.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             [Problem(name, f"no such file; pass --config PATH or set {ENV_PREFIX}CONFIG")]

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from ..core.errors import InputError, Problem, TemplateError
 from ..core.model import NOTICE_KINDS, Registrant, Roster, Session
 from ..core.plan import Slot, reminder_slots
-from ..core.sessions import build_sessions
 from ..inputs.config import Config, load_config
 from ..inputs.registrants import load_roster
+from ..inputs.schedule import load_sessions
 
 if TYPE_CHECKING:
     from ..inputs.templating import Templates
@@ -86,7 +86,7 @@ def load_snapshot(path: Path, *, compose: bool = True) -> Snapshot:
     """
     config = load_config(path)
     before = fingerprint(watched_paths(config))
-    sessions, warnings = build_sessions(config)
+    sessions, warnings = load_sessions(config)
     roster = load_roster(config, sessions)
     snapshot = _assemble(config, sessions, warnings, roster, before)
     if compose:
@@ -226,7 +226,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
         problems += exc.problems
     roster: Roster | None = None
     try:
-        sessions, warnings = build_sessions(config)
+        sessions, warnings = load_sessions(config)
         roster = load_roster(config, sessions)
         problems += warnings + list(roster.problems)
         problems += _roster_warnings(config, sessions, roster, now)
@@ -297,7 +297,7 @@ def _state_problems(config: Config) -> list[Problem]:
 def _templates_beside(path: Path) -> list[Problem]:
     """With the config unusable, still check the templates it names (or the default)."""
     try:
-        paths = tomllib.loads(path.read_text(encoding="utf-8")).get("paths", {})
+        paths = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("paths", {})
         folder = Path(paths.get("templates", "templates")) if isinstance(paths, dict) else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, TypeError):
         # The file does not say where its templates are: guessing would report a
