@@ -14,11 +14,12 @@ from typing import Any
 from urllib.parse import quote
 
 import css_inline
+from markupsafe import escape
 
 from ..core.model import REMINDER, DeliveryKey, Lead, Registrant, Session
 from ..core.notices import CANCELLED, Facts, Notice, facts_for
 from ..core.plan import Slot
-from ..core.typography import french
+from ..core.typography import breakable, french
 from ..core.unsubscribe import link
 from ..core.wording import (
     date_at_time,
@@ -258,8 +259,10 @@ class Composer:
         render = self.templates.render
         subject = typeset(one_line(render("subject", lead, language, context, kind)))
         text = typeset(render("text", lead, language, context, kind))
-        html = _INLINER.inline(typeset(render("html", lead, language, context, kind), html=True))
-        return subject, text, html
+        html = typeset(render("html", lead, language, context, kind), html=True)
+        if typeset is french:
+            html = breakable(html, _typed(context["registrant"]))
+        return subject, text, _INLINER.inline(html)
 
     def _packed(
         self,
@@ -511,6 +514,18 @@ def _date(now: datetime) -> str:
 @lru_cache(maxsize=16)
 def _date_of(now: datetime, offset: timedelta | None) -> str:
     return format_datetime(now)
+
+
+def _typed(registrant: dict[str, Any]) -> list[str]:
+    """What the registrant typed that typography could keep on one line, as in the HTML.
+
+    A stencil's markers (`stencil._Hole`, a str subclass) are left untouched: reading one
+    would count as a template using the value."""
+    return [
+        str(escape(value))
+        for field, value in registrant.items()
+        if field != "email" and type(value) is str and "-" in value
+    ]
 
 
 def _as_is(text: str, *, html: bool = False) -> str:
