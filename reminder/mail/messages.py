@@ -448,7 +448,8 @@ class Composer:
         if reply_to:
             headers.append(("Reply-To", reply_to))
         headers += [
-            ("Date", _date(now)),
+            # One zone for every mail, whatever clock `now` came from: the cycle's.
+            ("Date", _date(now.astimezone(self.config.zone))),
             ("Message-ID", mid),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
             ("Auto-Submitted", "auto-generated"),

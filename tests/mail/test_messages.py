@@ -10,6 +10,7 @@ import pytest
 
 from reminder.core.errors import TemplateError
 from reminder.core.model import Lead, Registrant
+from reminder.core.notices import sample_notice
 from reminder.core.wording import date_at_time, lead_words, long_date, relative_day, time_of_day
 from reminder.service.snapshot import Snapshot, load_snapshot
 from tests.support.mail import ANNE, HOSTILE, compose, text_of
@@ -123,6 +124,24 @@ def test_headers(snapshot: Snapshot) -> None:
     assert message["List-Unsubscribe-Post"] is None
     assert message["Message-ID"].endswith("@irev.fr>")
     assert all(len(line) <= 78 for line in composed.data.split(b"\r\n")[:20])
+
+
+@pytest.mark.parametrize("kind", ["reminder", "update", "cancellation"])
+def test_the_date_header_is_in_the_cycle_s_zone_whatever_the_clock(
+    snapshot: Snapshot, kind: str
+) -> None:
+    """The worker's clock is UTC, simulate's the cycle's: every mail says the cycle's."""
+    session = next(s for s in snapshot.sessions if s.id == "2023-04-05")
+    composer = snapshot.composer
+    for now in (datetime(2023, 3, 1, 8, 30, tzinfo=UTC), datetime(2023, 3, 1, 9, 30, tzinfo=PARIS)):
+        if kind == "reminder":
+            slot = next(s for s in snapshot.slots if s.session == session)
+            data = composer.compose(slot, ANNE, now).data
+        else:
+            notice = sample_notice(session, ANNE, kind, "https://zoom.us/j/1", None, now)
+            data = composer.compose_notice(notice, now).data
+        date = data.split(b"\r\nDate: ")[1].split(b"\r\n")[0].decode()
+        assert date == "Wed, 01 Mar 2023 09:30:00 +0100"
 
 
 def test_one_click_unsubscribe_when_a_url_is_configured(project: Project) -> None:
