@@ -34,12 +34,13 @@ def session_calendar(
     *,
     sequence: int = 0,
     facts: Facts | None = None,
+    years: tuple[int, int] | None = None,
 ) -> bytes:
     """One VEVENT and its VTIMEZONE, no RSVP, no attendee: the entry the registrant holds.
 
-    The UID never changes; `sequence` rises with each material change. With `facts`
-    cancelled, the calendar is METHOD:CANCEL, STATUS:CANCELLED at the times the
-    registrant was told, so clients find and withdraw the entry they imported.
+    The UID never changes; `sequence` rises with each material change. `years` are the
+    first and last of the cycle's sessions. With `facts` cancelled, the calendar is
+    METHOD:CANCEL, STATUS:CANCELLED at the times the registrant was told, so clients find and withdraw the entry they imported.
     """
     method = calendar_method(facts)
     start, end = (facts.start, facts.end) if facts is not None else (session.start, session.end)
@@ -82,7 +83,11 @@ def session_calendar(
         alarm.add("trigger", -config.reminders.calendar_alarm)
         event.add_component(alarm)
     # The VTIMEZONE first (RFC 5545 asks it be present; clients read it before the event),
-    # built from the zone database for the years around the session.
-    calendar.add_component(vtimezone(config.cycle.timezone, start.year - 1, end.year + 1))
+    # built from the zone database, right for the cycle's `years` and this entry's: some
+    # clients keep the first definition of a TZID they see and read every later file by it.
+    first, last = years or (start.year, end.year)
+    calendar.add_component(
+        vtimezone(config.cycle.timezone, min(first, start.year), max(last, end.year))
+    )
     calendar.add_component(event)
     return bytes(calendar.to_ical())

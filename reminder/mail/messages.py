@@ -91,6 +91,12 @@ class Composer:
         """With `stencils` False, every mail is rendered in full (the tests compare)."""
         self.config = config
         self.sessions = [s for s in sessions if not s.cancelled]
+        # Every calendar's VTIMEZONE covers all the cycle's years, whichever session it names.
+        self._years = (
+            (min(s.start.year for s in sessions), max(s.end.year for s in sessions))
+            if sessions
+            else None
+        )
         self.templates = templates
         self.language = config.cycle.language
         self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
@@ -419,6 +425,7 @@ class Composer:
                 stamp=now,
                 sequence=sequence,
                 facts=cancelled,
+                years=self._years,
             )
         return self._calendars[key]
 
