@@ -40,7 +40,8 @@ def session_calendar(
 
     The UID never changes; `sequence` rises with each material change. `years` are the
     first and last of the cycle's sessions. With `facts` cancelled, the calendar is
-    METHOD:CANCEL, STATUS:CANCELLED at the times the registrant was told, so clients find and withdraw the entry they imported.
+    METHOD:CANCEL, STATUS:CANCELLED at the times the registrant was told, so clients
+    find and withdraw the entry they imported.
     """
     method = calendar_method(facts)
     start, end = (facts.start, facts.end) if facts is not None else (session.start, session.end)

@@ -96,11 +96,11 @@ def _yearly_rules(name: str, first_year: int, last_year: int) -> tuple[_Rule, ..
     for dst in (True, False):
         # Back from the horizon, while every year has exactly one such change, alike.
         year = last_year + HORIZON
-        if len(by_year.get((dst, year), ())) != 1:
+        if len(by_year.get((dst, year), [])) != 1:
             return None
         key = _yearly_key(by_year[dst, year][0])
         while (
-            len(earlier := by_year.get((dst, year - 1), ())) == 1 and _yearly_key(earlier[0]) == key
+            len(earlier := by_year.get((dst, year - 1), [])) == 1 and _yearly_key(earlier[0]) == key
         ):
             year -= 1
         began[dst] = year
