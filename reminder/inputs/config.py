@@ -213,6 +213,10 @@ class Reminders(Section):
     sweep_interval: Duration = timedelta(minutes=5)
     notice_delay: Duration = timedelta(minutes=10)
     calendar_alarm: Duration | None = timedelta(minutes=15)
+    # How reminders and updates carry the calendar entry (README, "Calendar entries"):
+    # an invitation every client applies in place, or a publication without RSVP buttons
+    # that Outlook and Gmail do not update.
+    calendar_method: Literal["request", "publish"] = "request"
     unsubscribe_url: Url | None = None
     unsubscribe_mailto: Email | None = None
 

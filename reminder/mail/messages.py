@@ -16,7 +16,7 @@ from urllib.parse import quote
 import css_inline
 from markupsafe import escape
 
-from ..core.model import REMINDER, DeliveryKey, Lead, Registrant, Session
+from ..core.model import CANCELLATION, REMINDER, DeliveryKey, Lead, Registrant, Session
 from ..core.notices import CANCELLED, Facts, Notice, facts_for
 from ..core.plan import Slot
 from ..core.typography import breakable, french
@@ -31,7 +31,7 @@ from ..core.wording import (
 )
 from ..inputs.config import Config
 from ..inputs.templating import Templates
-from .ics import calendar_method, session_calendar
+from .ics import Entry, session_calendar
 from .quoted import quoted
 from .stencil import Parts, Stencils
 
@@ -99,7 +99,7 @@ class Composer:
         )
         self.templates = templates
         self.language = config.cycle.language
-        self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
+        self._calendars: dict[tuple[Session, str, str, int, Facts | None, bool], Entry] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
         self._stencils = Stencils() if stencils else None
         smtp = config.smtp
@@ -199,9 +199,10 @@ class Composer:
             notice.key,
             now,
             notice.sequence,
-            notice.facts if notice.kind == "cancellation" else None,
             # The entry withdrawn is the one the registrant holds: at the times they were told.
-            replace(notice.told.facts, status=CANCELLED) if notice.kind == "cancellation" else None,
+            replace(notice.told.facts, status=CANCELLED) if notice.kind == CANCELLATION else None,
+            # Taken off a session that still takes place: withdrawn for them, not called off.
+            uninvited=notice.kind == CANCELLATION and not notice.session.cancelled,
             recorded_id=recorded_id,
         )
 
@@ -225,7 +226,7 @@ class Composer:
             "after": described(notice.facts),
             "sequence": notice.sequence,
             # Cancelled for this registrant only: the session itself still takes place.
-            "unregistered": notice.kind == "cancellation" and not notice.session.cancelled,
+            "unregistered": notice.kind == CANCELLATION and not notice.session.cancelled,
         }
 
     def _finish(
@@ -238,9 +239,9 @@ class Composer:
         key: DeliveryKey,
         now: datetime,
         sequence: int,
-        facts: Facts | None = None,
-        when: Facts | None = None,
+        withdrawn: Facts | None = None,
         *,
+        uninvited: bool = False,
         recorded_id: str | None = None,
     ) -> Composed:
         return self._packed(
@@ -253,8 +254,8 @@ class Composer:
             context["language"],
             context["session"]["join_url"],
             context["unsubscribe"],
-            facts,
-            when,
+            withdrawn,
+            uninvited=uninvited,
             recorded_id=recorded_id,
         )
 
@@ -281,21 +282,23 @@ class Composer:
         language: str,
         join_url: str,
         unsubscribe: dict[str, str],
-        facts: Facts | None = None,
-        when: Facts | None = None,
+        withdrawn: Facts | None = None,
         *,
+        uninvited: bool = False,
         recorded_id: str | None = None,
         bodies: tuple[str, str] | None = None,
     ) -> Composed:
         """The parts with their calendar entry and headers, as bytes for the transport;
         `bodies` are the text and HTML already in quoted-printable, from a stencil."""
         subject, text, html = parts
-        ics = self._calendar(session, join_url, language, now, sequence, when)
+        entry = self._calendar(session, join_url, language, now, sequence, withdrawn, uninvited)
+        ics = entry.to(registrant.email)
         mid = recorded_id or message_id(key, self.config.cycle.id, self.config.smtp.sender_domain)
         data = self._assemble(
             subject,
             text,
             html,
+            entry,
             ics,
             registrant,
             mid,
@@ -303,11 +306,17 @@ class Composer:
             session,
             language,
             unsubscribe,
-            calendar_method(facts),
             bodies or (quoted(text), quoted(html)),
         )
         return Composed(
-            mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
+            mid,
+            self.config.smtp.sender,
+            registrant.email,
+            data,
+            subject,
+            text,
+            html,
+            ics,
         )
 
     def facts(self, session: Session, registrant: Registrant) -> Facts:
@@ -404,10 +413,12 @@ class Composer:
         language: str,
         now: datetime,
         sequence: int = 0,
-        cancelled: Facts | None = None,
-    ) -> bytes:
-        """One entry per session, link and version, built once: attendees share the bytes."""
-        key = (session, join_url, language, sequence, cancelled)
+        withdrawn: Facts | None = None,
+        uninvited: bool = False,
+    ) -> Entry:
+        """One entry per session, link and version, built once: attendees share it but
+        for their ATTENDEE line."""
+        key = (session, join_url, language, sequence, withdrawn, uninvited)
         if key not in self._calendars:
             lines = [*self._session_context(session, language)["agenda"]]
             if join_url:
@@ -424,7 +435,8 @@ class Composer:
                 "\n".join(lines),
                 stamp=now,
                 sequence=sequence,
-                facts=cancelled,
+                withdrawn=withdrawn,
+                uninvited=uninvited,
                 years=self._years,
             )
         return self._calendars[key]
@@ -434,6 +446,7 @@ class Composer:
         subject: str,
         text: str,
         html: str,
+        entry: Entry,
         ics: bytes,
         registrant: Registrant,
         mid: str,
@@ -441,7 +454,6 @@ class Composer:
         session: Session,
         language: str,
         unsubscribe: dict[str, str],
-        method: str,
         bodies: tuple[str, str],
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
@@ -476,7 +488,8 @@ class Composer:
         boundary = hashlib.sha256(mid.encode()).hexdigest()[:24]
         mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
         filename = f"seance-{session.start:%Y-%m-%d}.ics"
-        calendar = f'text/calendar; charset="utf-8"; method={method}'
+        calendar = f'text/calendar; charset="utf-8"; method={entry.method}'
+        encoded = _calendar_body(entry.head, ics)
         lines = [f"{name}: {value}" for name, value in headers]
         lines += [
             "Content-Language: " + language,
@@ -492,14 +505,15 @@ class Composer:
             _part('text/html; charset="utf-8"', bodies[1], "quoted-printable"),
             f"--{alternative}",
             # The part's method= must match the calendar's METHOD.
-            _calendar_part(calendar, ics),
+            _part(calendar, encoded, "base64"),
             f"--{alternative}--",
             f"--{mixed}",
             # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
-            _calendar_part(
+            _part(
                 f'{calendar};\r\n name="{filename}"',
-                ics,
-                disposition=f'attachment; filename="{filename}"',
+                encoded,
+                "base64",
+                f'attachment; filename="{filename}"',
             ),
             f"--{mixed}--",
             "",
@@ -549,13 +563,25 @@ def _part(content_type: str, body: str, encoding: str, disposition: str = "") ->
     )
 
 
+B64_LINE = 57  # input bytes of one 76-character base64 line
+
+
+def _calendar_body(head: bytes, ics: bytes) -> str:
+    """A registrant's calendar `ics` in base64. Its lines that the `head` every attendee
+    of the session shares fills are encoded once; the rest, a few lines, per mail."""
+    shared = len(head) // B64_LINE * B64_LINE
+    return "\r\n".join(filter(None, (_shared_lines(head[:shared]), _base64_lines(ics[shared:]))))
+
+
 @lru_cache(maxsize=512)
-def _calendar_part(content_type: str, ics: bytes, disposition: str = "") -> str:
-    """Every attendee of a session gets the same calendar bytes: encode them once."""
+def _shared_lines(data: bytes) -> str:
+    return _base64_lines(data)
+
+
+def _base64_lines(data: bytes) -> str:
     # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
-    whole = base64.b64encode(ics).decode("ascii")
-    lines = "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
-    return _part(content_type, lines, "base64", disposition)
+    whole = base64.b64encode(data).decode("ascii")
+    return "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
 
 
 def one_line(text: str) -> str:

@@ -148,16 +148,6 @@ def _smtp_warnings(config: Config) -> list[Problem]:
                 severity="warning",
             )
         )
-    organizer = config.contact.email or config.organizer.email
-    if organizer and organizer.casefold() == smtp.sender.casefold():
-        problems.append(
-            config.origin.problem(
-                "the calendar entry's organizer is the sender's own address; Exchange Online is "
-                "reported to drop such mail: use another smtp.sender or contact.email",
-                ("smtp", "sender"),
-                severity="warning",
-            )
-        )
     return problems
 
 

@@ -126,7 +126,7 @@ def test_a_client_keeping_the_first_definition_reads_2030_right(project: Project
     session_2030 = Session("2030-07-03", start, start + timedelta(hours=2), "Été 2030")
     file_2030 = session_calendar(
         snapshot.config, session_2030, None, "", stamp=start, years=(2030, 2030)
-    )
+    ).to(ANNE.email)
     vobject.icalendar.__dict__["__tzidMap"].pop("Europe/Paris", None)  # a fresh client
     try:
         first = vobject.readOne(file_2023.decode())
