@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -76,6 +76,15 @@ class Snapshot:
         composer = Composer(self.config, self.sessions, self.templates)
         _render_samples(composer, self.slots, self.roster)
         return composer
+
+    def with_roster(self, roster: Roster) -> Snapshot:
+        """This reading with another roster (`simulate`'s registrants as of an instant):
+        the templates checked and the composer built are carried over, not made again."""
+        other = replace(self, roster=roster)
+        for name in ("templates", "composer"):  # cached_property values, when computed
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
 
 
 def load_snapshot(path: Path, *, compose: bool = True) -> Snapshot:

@@ -95,3 +95,29 @@ def test_preview_is_the_mail_simulate_sends_sequence_included(
         return re.sub(rb"\r\nDate: [^\r]*", b"", data)
 
     assert without_date(shown) == without_date(sent)
+
+
+def test_simulate_checks_the_templates_and_builds_the_composer_once(
+    project: Project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each batch of a simulation reads the export as of its instant; the templates and
+    the composer stay those of the run (checked again per batch, the sample took 7 s)."""
+    from reminder.inputs.templating import Templates
+    from reminder.mail.messages import Composer
+
+    calls = {"check": 0, "composer": 0}
+    check, init = Templates.check, Composer.__init__
+
+    def counted_check(self: Templates) -> list[object]:
+        calls["check"] += 1
+        return check(self)  # type: ignore[return-value]
+
+    def counted_init(self: Composer, *args: object, **kwargs: object) -> None:
+        calls["composer"] += 1
+        init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Templates, "check", counted_check)
+    monkeypatch.setattr(Composer, "__init__", counted_init)
+    result = asyncio.run(simulate(project.config, folder=tmp_path / "sim"))
+    assert len(result.steps) > 30 and result.sent > 400
+    assert calls == {"check": 1, "composer": 1}
