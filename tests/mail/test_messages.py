@@ -205,7 +205,7 @@ def test_a_long_or_unusual_address_is_a_folded_valid_attendee(snapshot: Snapshot
 
 
 def test_staff_may_publish_instead_of_invite(project: Project) -> None:
-    project.edit("[reminders]\n", '[reminders]\ncalendar_method = "publish"\n')
+    project.edit('calendar_method = "request"', 'calendar_method = "publish"')
     message, composed = compose(project.snapshot(), ANNE)
     calendar = icalendar.Calendar.from_ical(composed.ics)  # type: ignore[attr-defined]
     assert str(calendar["METHOD"]) == "PUBLISH"
