@@ -21,7 +21,7 @@ from urllib.parse import quote
 from icalendar import Alarm, Calendar, Event, vCalAddress
 
 from ..core.model import Session
-from ..core.notices import CANCELLED, Facts
+from ..core.notices import Facts
 from ..core.typography import french
 from ..inputs.config import Config
 from .vtimezone import vtimezone
@@ -40,9 +40,7 @@ def event_uid(session: Session, cycle: str, domain: str) -> str:
 
 def calendar_method(config: Config, withdrawn: Facts | None) -> str:
     """CANCEL to withdraw the entry; otherwise REQUEST, or PUBLISH where staff chose it."""
-    if withdrawn is not None and withdrawn.status == CANCELLED:
-        return "CANCEL"
-    return config.reminders.calendar_method.upper()
+    return "CANCEL" if withdrawn is not None else config.reminders.calendar_method.upper()
 
 
 @dataclass(frozen=True)
@@ -99,9 +97,9 @@ def session_calendar(
 ) -> Entry:
     """One VEVENT and its VTIMEZONE: the entry the registrant holds.
 
-    The UID never changes; `sequence` rises with each material change. `withdrawn` (facts
-    with status cancelled) makes it a CANCEL at the times the registrant was told, so
-    clients find and withdraw the entry they hold; `uninvited` when only this registrant
+    The UID never changes; `sequence` rises with each material change. `withdrawn`, the
+    facts the registrant was last told, makes it a CANCEL at those times, so clients
+    find and withdraw the entry they hold; `uninvited` when only this registrant
     is taken off a session that still takes place. `years` are the first and last of the
     cycle's sessions.
     """

@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -17,7 +17,7 @@ import css_inline
 from markupsafe import escape
 
 from ..core.model import CANCELLATION, REMINDER, DeliveryKey, Lead, Registrant, Session
-from ..core.notices import CANCELLED, Facts, Notice, facts_for
+from ..core.notices import Facts, Notice, facts_for
 from ..core.plan import Slot
 from ..core.typography import breakable, french
 from ..core.unsubscribe import link
@@ -200,7 +200,7 @@ class Composer:
             now,
             notice.sequence,
             # The entry withdrawn is the one the registrant holds: at the times they were told.
-            replace(notice.told.facts, status=CANCELLED) if notice.kind == CANCELLATION else None,
+            notice.told.facts if notice.kind == CANCELLATION else None,
             # Taken off a session that still takes place: withdrawn for them, not called off.
             uninvited=notice.kind == CANCELLATION and not notice.session.cancelled,
             recorded_id=recorded_id,
@@ -575,6 +575,7 @@ def _calendar_body(head: bytes, ics: bytes) -> str:
 
 @lru_cache(maxsize=512)
 def _shared_lines(data: bytes) -> str:
+    """Cached: the head's lines are the same in every mail about a session and version."""
     return _base64_lines(data)
 
 
