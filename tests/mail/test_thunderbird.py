@@ -4,8 +4,6 @@ reminder, moves it on the update, removes it on the cancellation, one entry thro
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from datetime import date, datetime
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -16,7 +14,7 @@ import pytest
 from reminder.service.simulate import simulate
 from tests.support.project import Project
 from tests.support.smtp import Server
-from tests.support.thunderbird import THUNDERBIRD, thunderbird
+from tests.support.thunderbird import THUNDERBIRD, thunderbird, wait_for
 
 PARIS = ZoneInfo("Europe/Paris")
 UID = "2023-03-01.irev-elus-2023@irev.fr"
@@ -26,14 +24,6 @@ pytestmark = [
     pytest.mark.skipif(THUNDERBIRD is None, reason="Debian's thunderbird is not installed"),
     pytest.mark.timeout(120),
 ]
-
-
-def until(condition: Callable[[], bool], within: float) -> None:
-    """Wait for a condition (not for a wall-clock instant)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 def mails_to(folder: Path, address: str) -> list[bytes]:
@@ -101,7 +91,7 @@ def test_thunderbird_adds_the_entry_once_moves_it_then_removes_it(
             client.show_mail()
         # Accepting mails the organizer (the From address) a REPLY, RSVP=FALSE or not: once,
         # for the invitation; the update keeps the answer given.
-        until(lambda: bool(smtp_server.handler.messages), within=20)
+        wait_for(lambda: bool(smtp_server.handler.messages), 20, "Thunderbird's REPLY")
 
     assert [b.label for b in bars] == [
         "This message contains an invitation to an event.",

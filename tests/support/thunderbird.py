@@ -273,9 +273,13 @@ def thunderbird(folder: Path) -> Iterator[Thunderbird]:
         marionette: Marionette | None = None
         try:
             port_file = profile / "MarionetteActivePort"
-            _wait(lambda: port_file.exists() and port_file.read_text().strip() != "", 60)
+            started = "Thunderbird starting"
+            wait_for(
+                lambda: port_file.exists() and port_file.read_text().strip() != "", 60, started
+            )
             marionette = Marionette(int(port_file.read_text()))
-            _wait(lambda: bool(marionette.run("return !!document.getElementById('tabmail')")), 30)
+            ready = "return !!document.getElementById('tabmail')"
+            wait_for(lambda: bool(marionette.run(ready)), 30, started)
             yield Thunderbird(marionette)
         finally:
             if marionette is not None:
@@ -289,9 +293,10 @@ def thunderbird(folder: Path) -> Iterator[Thunderbird]:
                 process.wait()
 
 
-def _wait(condition: Callable[[], bool], within: float) -> None:
+def wait_for(condition: Callable[[], bool], within: float, what: str) -> None:
+    """Wait for a condition (not for a wall-clock instant), failing after `within` s."""
     deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("Thunderbird did not start in time")
+            raise AssertionError(f"{what}: not in {within} s")
         time.sleep(0.05)
