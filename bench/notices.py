@@ -21,8 +21,8 @@ from common import record_told, registrant, sample_project, summary
 from reminder.core.model import Roster
 from reminder.core.notices import plan_notices, version
 from reminder.core.plan import reminder_slots
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
+from reminder.inputs.schedule import load_sessions
 from reminder.storage.ledger import Ledger
 
 
@@ -33,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
     config = load_config(sample_project())
     people = tuple(registrant(n) for n in range(args.registrants))
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     leads = config.reminders.leads
     march = reminder_slots(sessions, leads)[:2]
     told_at = march[1].due_at + timedelta(minutes=1)

@@ -26,8 +26,8 @@ from common import postgres_schema, registrant, sample_project, summary
 
 from reminder.core.model import Roster
 from reminder.core.plan import due_batch, next_wakeups, reminder_slots
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
+from reminder.inputs.schedule import load_sessions
 from reminder.service.delivery import SHARED_CLAIM_STEP
 from reminder.storage.ledger import Claim, Ledger, Outcome, Status
 
@@ -61,7 +61,7 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
     )
     config = load_config(config_path)
     people = tuple(registrant(n) for n in range(args.registrants))
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     leads = config.reminders.leads
     assert (len(sessions), len(leads)) == (10, 3)
     march = reminder_slots(sessions, leads)[:3]
@@ -79,7 +79,7 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
     pure, total = [], []
     for _ in range(args.runs):
         started = time.perf_counter()
-        sessions, _ = build_sessions(config)
+        sessions, _ = load_sessions(config)
         slots = reminder_slots(sessions, leads)
         fresh = Roster("bench", people)  # attendance is recomputed, not cached
         computed = time.perf_counter()

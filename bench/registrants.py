@@ -20,9 +20,9 @@ from xml.sax.saxutils import escape
 
 from common import sample_project, summary
 
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
 from reminder.inputs.registrants import load_roster
+from reminder.inputs.schedule import load_sessions
 
 FIRST = ["Évelyne", "Karim", "Sophie", "Jean-François", "Aïcha", "Béatrice", "Thibault", "Zoé"]
 LAST = ["Dubois", "Lefebvre", "Noyé", "Lemaire", "Cœurderoy", "Da Silva", "Hénin", "Mbaye"]
@@ -84,7 +84,7 @@ def main() -> None:
         edited = edited.replace('registrants = "registrants.csv"', f'registrants = "{export.name}"')
         config_path.write_text(edited, encoding="utf-8")
         config = load_config(config_path)
-        sessions, _ = build_sessions(config)
+        sessions, _ = load_sessions(config)
         times = []
         for _ in range(args.runs):
             started = time.perf_counter()

@@ -43,14 +43,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 def test_no_module_imports_a_layer_above_its_own(path: Path) -> None:
     own = layer(path.relative_to(PACKAGE).parts)
     above = [".".join(target) for target in imports(path) if layer(target) > own]
-    assert above == KNOWN.get(path.relative_to(PACKAGE).as_posix(), []), f"{path} imports {above}"
-
-
-# Exceptions still to mend, each with the change that removes it: none may be added.
-KNOWN = {
-    # Sessions are built from the pydantic Config: to take plain values and a locator.
-    "core/sessions.py": ["inputs.config"],
-}
+    assert above == [], f"{path} imports {above}"
 
 
 def test_every_module_sits_in_a_layer_or_at_the_top_on_purpose() -> None:

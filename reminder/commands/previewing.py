@@ -40,7 +40,7 @@ def preview(
 ) -> Answer:
     """Write one mail as .eml, .html and .ics into `out`; answer its text."""
     from ..core.notices import sample_notice
-    from ..service.pending import told
+    from ..service.pending import notices_in, told
 
     snapshot = load_snapshot(config_path)
     slot = choose_slot(snapshot, session, lead, clock())
@@ -60,7 +60,12 @@ def preview(
         person = found
     answer = Answer()
     if kind == "reminder":
-        composed = snapshot.composer.compose(slot, person, slot.due_at)
+        # The SEQUENCE the worker would send: the ledger's, never under the staff's floor.
+        plan = notices_in(snapshot.config, snapshot, clock())
+        sequence = max(
+            slot.session.sequence, plan.sequence(slot.session, person.key) if plan else 0
+        )
+        composed = snapshot.composer.compose(slot, person, slot.due_at, sequence=sequence)
         stem = f"reminder-{slot.session.id}-{slot.lead}"
     else:
         now = clock()

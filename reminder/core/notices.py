@@ -362,6 +362,6 @@ def sample_notice(
         old = Facts(before, before + (session.end - session.start), link, CONFIRMED, session.topic)
         told = Told(old, 0, now)
     found = changes(told.facts, facts, topic=session.notify_topic)
-    sequence = told.sequence + 1
+    sequence = max(told.sequence + 1, session.sequence)  # as `plan_notices` gives it
     key = notice_key(session.appointment, kind, sequence, registrant.key)
     return Notice(session, kind, registrant, told, facts, sequence, now, session.start, found, key)

@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import date, datetime, time, timedelta
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from dateutil.rrule import rrulestr
@@ -14,28 +13,27 @@ from dateutil.rrule import rrulestr
 from .errors import ConfigError, KeyPath, Problem
 from .holiday_calendar import public_holidays
 from .model import Session
+from .schedule import CycleSchedule, DateEntry, HolidayPolicy, Locator
+from .wallclock import Gap, check_wall_time
 
-if TYPE_CHECKING:  # the expansion reads the config's values; it needs no schema to run
-    from ..inputs.config import Config, SessionEntry
 
-
-def build_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
-    """Every session of the cycle in order, and warnings placed in the config's file;
-    raise ConfigError when inconsistent."""
-    sessions, problems = expand_sessions(config)
-    located = config.origin.locate_all(problems)
+def build_sessions(schedule: CycleSchedule, locate: Locator) -> tuple[list[Session], list[Problem]]:
+    """Every session of the cycle in order, and warnings placed by `locate` in the file the
+    schedule came from; raise ConfigError when inconsistent."""
+    sessions, problems = expand_sessions(schedule)
+    located = locate(problems)
     if any(p.severity == "error" for p in located):
         raise ConfigError(located)
     return sessions, located
 
 
-def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
+def expand_sessions(schedule: CycleSchedule) -> tuple[list[Session], list[Problem]]:
     """Every session of the cycle in order, and what is wrong, by config key."""
-    zone = config.zone
+    zone = schedule.zone
     problems: list[Problem] = []
-    planned = _rule_sessions(config, zone, problems)
-    entries: dict[date, tuple[int, SessionEntry]] = {}
-    for index, entry in enumerate(config.sessions):
+    planned = _rule_sessions(schedule, zone, problems)
+    entries: dict[date, tuple[int, DateEntry]] = {}
+    for index, entry in enumerate(schedule.entries):
         if entry.date in entries:
             problems.append(
                 _problem(
@@ -46,7 +44,7 @@ def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             )
         entries[entry.date] = (index, entry)
 
-    holidays = _holidays(config, planned, entries, problems)
+    holidays = _holidays(schedule, planned, entries, problems)
     set_by: dict[str, int] = {}  # session id -> the [[sessions]] entry that shapes it
     sessions: list[Session] = []
     for session in planned:
@@ -64,7 +62,7 @@ def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             session = _apply(session, entry, zone)
             set_by[session.id] = index
         if not session.moved and not session.cancelled and (name := holidays.get(day)):
-            kept = _holiday_policy(config, session, name, holidays, problems)
+            kept = _holiday_policy(schedule.holidays, session, name, holidays, problems)
             if kept is None:
                 continue
             session = kept
@@ -72,15 +70,15 @@ def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
 
     for day, (index, entry) in sorted(entries.items()):
         if entry.extra:
-            semester = next((s.name for s in config.semesters if s.start <= day <= s.end), "")
-            start = datetime.combine(day, entry.start or config.schedule.start, zone)
-            end = datetime.combine(day, entry.end or config.schedule.end, zone)
+            semester = next((s.name for s in schedule.semesters if s.start <= day <= s.end), "")
+            start = datetime.combine(day, entry.start or schedule.start, zone)
+            end = datetime.combine(day, entry.end or schedule.end, zone)
             session = Session(
                 day.isoformat(),
                 start,
                 end,
                 semester or "hors semestre",
-                agenda=config.cycle.agenda.strip(),
+                agenda=schedule.agenda.strip(),
                 extra=True,
             )
             sessions.append(_apply(session, entry, zone))
@@ -98,7 +96,10 @@ def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
             )
         )
 
+    skipped = {s.id for s in sessions if _times_missing(schedule, s, set_by, problems)}
     for position, session in enumerate(sessions):
+        if session.id in skipped:
+            continue
         if session.end <= session.start:
             problems.append(
                 _problem(
@@ -120,6 +121,69 @@ def expand_sessions(config: Config) -> tuple[list[Session], list[Problem]]:
     return sorted(sessions, key=lambda s: s.start), problems
 
 
+def _times_missing(
+    schedule: CycleSchedule, session: Session, set_by: dict[str, int], problems: list[Problem]
+) -> bool:
+    """Whether the session starts or ends at a time the clocks skip (an error); a time they
+    show twice is a warning saying which one is meant."""
+    missing = False
+    for name, wall in (("start", session.start), ("end", session.end)):
+        found = check_wall_time(wall)
+        if found is None:
+            continue
+        at = _time_key(schedule, set_by, session, name)
+        verb = "starts" if name == "start" else "ends"
+        when = f"the session of {session.id} {verb} at {wall:%H:%M} on {wall.date()}"
+        if isinstance(found, Gap):
+            missing = True
+            problems.append(
+                _problem(
+                    f"{when}, a time that does not exist in {schedule.zone.key}: clocks jump "
+                    f"from {found.before:%H:%M} to {found.after:%H:%M} that night (daylight "
+                    f"saving time); the nearest valid times are {found.before:%H:%M} and "
+                    f"{found.after:%H:%M}",
+                    at,
+                )
+            )
+        else:
+            problems.append(
+                _problem(
+                    f"{when}, a time clocks show twice in {schedule.zone.key} (daylight saving "
+                    f"time ends that night); the first is used, at offset "
+                    f"{_offset(wall)}, not the second ({_offset(found.other)}); choose another "
+                    "time to leave no doubt",
+                    at,
+                    severity="warning",
+                )
+            )
+    return missing
+
+
+def _offset(wall: datetime) -> str:
+    return wall.isoformat(timespec="minutes")[-6:]
+
+
+def _time_key(
+    schedule: CycleSchedule, set_by: dict[str, int], session: Session, name: str
+) -> KeyPath:
+    """The key that gave the session this start or end: its entry's, or the schedule's."""
+    index = set_by.get(session.id)
+    if index is not None:
+        entry = schedule.entries[index]
+        if getattr(entry, name) is not None:
+            return ("sessions", index, name)
+        if entry.moved_to is not None or entry.extra:
+            return ("sessions", index, "moved_to" if entry.moved_to else "date")
+    return ("schedule", name)
+
+
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+
+def _weekday(day: date) -> str:
+    return _WEEKDAYS[day.weekday()]
+
+
 def _problem(message: str, at: KeyPath, severity: str = "error") -> Problem:
     return Problem.of_key(at, message, severity)
 
@@ -136,10 +200,11 @@ def _holiday_warning(session: Session, name: str, problems: list[Problem]) -> No
     )
 
 
-def _rule_sessions(config: Config, zone: ZoneInfo, problems: list[Problem]) -> list[Session]:
-    schedule = config.schedule
+def _rule_sessions(
+    schedule: CycleSchedule, zone: ZoneInfo, problems: list[Problem]
+) -> list[Session]:
     sessions: list[Session] = []
-    ordered = sorted(enumerate(config.semesters), key=lambda pair: pair[1].start)
+    ordered = sorted(enumerate(schedule.semesters), key=lambda pair: pair[1].start)
     for (_, before), (index, after) in itertools.pairwise(ordered):
         if after.start <= before.end:
             problems.append(
@@ -149,7 +214,7 @@ def _rule_sessions(config: Config, zone: ZoneInfo, problems: list[Problem]) -> l
                     ("semesters", index, "start"),
                 )
             )
-    for semester in config.semesters:
+    for semester in schedule.semesters:
         first = datetime.combine(semester.start, schedule.start, zone)
         last = datetime.combine(semester.end, time(23, 59, 59), zone)
         # An aware dtstart makes rrule yield aware wall-clock times in the same zone,
@@ -162,13 +227,13 @@ def _rule_sessions(config: Config, zone: ZoneInfo, problems: list[Problem]) -> l
                     start,
                     datetime.combine(start.date(), schedule.end, zone),
                     semester.name,
-                    agenda=config.cycle.agenda.strip(),
+                    agenda=schedule.agenda.strip(),
                 )
             )
     return sessions
 
 
-def _apply(session: Session, entry: SessionEntry, zone: ZoneInfo) -> Session:
+def _apply(session: Session, entry: DateEntry, zone: ZoneInfo) -> Session:
     day = entry.moved_to or session.start.date()
     start = datetime.combine(day, entry.start or session.start.time(), zone)
     end = datetime.combine(day, entry.end or session.end.time(), zone)
@@ -179,7 +244,7 @@ def _apply(session: Session, entry: SessionEntry, zone: ZoneInfo) -> Session:
         end=end,
         topic=entry.topic,
         draft=entry.draft,
-        speakers=tuple(entry.speakers),
+        speakers=entry.speakers,
         partner=entry.partner,
         agenda=entry.agenda.strip() or session.agenda,
         join_url=entry.join_url,
@@ -192,18 +257,17 @@ def _apply(session: Session, entry: SessionEntry, zone: ZoneInfo) -> Session:
 
 
 def _holiday_policy(
-    config: Config,
+    policy: HolidayPolicy,
     session: Session,
     name: str,
     holidays: dict[date, str],
     problems: list[Problem],
 ) -> Session | None:
-    policy = config.schedule.holidays
     day = session.start.date()
-    if policy == "warn":
+    if policy is HolidayPolicy.WARN:
         _holiday_warning(session, name, problems)
         return replace(session, holiday=name)
-    if policy == "skip":
+    if policy is HolidayPolicy.SKIP:
         problems.append(
             _problem(
                 f"no session on {day} ({name}): schedule.holidays = 'skip'",
@@ -212,12 +276,19 @@ def _holiday_policy(
             )
         )
         return None
+    # The next same weekday that is not a holiday: a week later, or more when that day is
+    # a holiday too (1 May 2024 moves to 15 May, 8 May being one).
     moved = session.start
+    passed: list[str] = []
     while moved.date() in holidays:
         moved = moved + timedelta(days=7)  # wall-clock arithmetic: 17:00 stays 17:00
+        if moved.date() in holidays:
+            passed.append(f"{moved.date()} ({holidays[moved.date()]})")
+    also = f", skipping {', '.join(passed)}, a public holiday too" if passed else ""
     problems.append(
         _problem(
-            f"the session of {day} ({name}) moves to {moved.date()}: "
+            f"the session of {day} ({name}) moves to {moved.date()}, the next "
+            f"{_weekday(day)} that is not a public holiday{also}: "
             "schedule.holidays = 'next-week'",
             ("schedule", "holidays"),
             severity="warning",
@@ -232,20 +303,19 @@ def _holiday_policy(
 
 
 def _holidays(
-    config: Config,
+    schedule: CycleSchedule,
     planned: Iterable[Session],
-    entries: dict[date, tuple[int, SessionEntry]],
+    entries: dict[date, tuple[int, DateEntry]],
     problems: list[Problem],
 ) -> dict[date, str]:
     years = {s.start.year for s in planned} | {day.year for day in entries}
     years |= {year + 1 for year in years}  # a next-week move can cross into January
-    schedule = config.schedule
     try:
         return public_holidays(
             schedule.holiday_country,
             subdiv=schedule.holiday_subdivision,
             years=sorted(years),
-            language=config.cycle.language,
+            language=schedule.language,
         )
     except NotImplementedError as exc:
         problems.append(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 
 NBSP = "\u00a0"  # U+00A0: every mail client's fonts have it (U+202F is missing from some)
-NBHY = "\u2011"  # a hyphen the line never breaks at
 APOSTROPHE = "\u2019"
+# In HTML a hyphenated place name is kept on one line by a span; in text it keeps its
+# plain hyphens (U+002D): a non-breaking hyphen (U+2011) breaks copy, paste and search.
+NOWRAP = '<span style="white-space:nowrap">{}</span>'
+_NOWRAP = re.compile(r'<span style="white-space:nowrap">([^<]*)</span>')
 
 # Left alone: links, addresses, and (in HTML) entities, which contain ";" and "#".
 _KEEP = re.compile(r"(?:https?://|mailto:|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+|&#?\w+;")
@@ -19,9 +23,10 @@ _COMPOUND = re.compile(r"\b[A-ZÀ-Ý][\w’]*(?:-[\w’]+)+")
 
 
 def french(text: str, *, html: bool = False) -> str:
-    """Non-breaking spaces before : ; ! ? » and after «, typographic apostrophes, and no
-    line break inside a short parenthesis ("(thème envisagé)") or a hyphenated place
-    name ("Villeneuve-d’Ascq"). Idempotent on text. With `html`, tags and entities are kept.
+    """Non-breaking spaces before : ; ! ? » and after «, typographic apostrophes, no line
+    break inside a short parenthesis ("(thème envisagé)"), and in HTML none inside a
+    hyphenated place name ("Villeneuve-d’Ascq"). Idempotent on text. With `html`, tags
+    and entities are kept.
     """
     if not html:
         # No rule reaches across a line break, so each line is typeset on its own, with
@@ -66,5 +71,15 @@ def _prose(text: str, *, html: bool) -> str:
     text = _AFTER_OPENING.sub("«" + NBSP, text)
     text = _PARENTHESIS.sub(lambda m: "(" + m.group(1).replace(" ", NBSP) + ")", text)
     if html:
-        return _COMPOUND.sub(lambda m: f'<span style="white-space:nowrap">{m.group()}</span>', text)
-    return _COMPOUND.sub(lambda m: m.group().replace("-", NBHY), text)
+        return _COMPOUND.sub(lambda m: NOWRAP.format(m.group()), text)
+    return text
+
+
+def breakable(html: str, typed: Iterable[str]) -> str:
+    """`html` where no compound of `typed` is kept on one line: what a registrant typed
+    (escaped, as it stands in the HTML) may be as long as they like, and a phone screen
+    must break it at its hyphens."""
+    for value in typed:
+        for inner in _NOWRAP.findall(french(value, html=True)):
+            html = html.replace(NOWRAP.format(inner), inner)
+    return html

@@ -213,6 +213,10 @@ class Reminders(Section):
     sweep_interval: Duration = timedelta(minutes=5)
     notice_delay: Duration = timedelta(minutes=10)
     calendar_alarm: Duration | None = timedelta(minutes=15)
+    # How reminders and updates carry the calendar entry (README, "Calendar entries"):
+    # an invitation every client applies in place, or a publication without RSVP buttons
+    # that Outlook and Gmail do not update.
+    calendar_method: Literal["request", "publish"] = "request"
     unsubscribe_url: Url | None = None
     unsubscribe_mailto: Email | None = None
 
@@ -525,7 +529,8 @@ def load_config(path: Path) -> Config:
     """Read, validate and return the config at `path`, or raise ConfigError with every problem."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: Notepad and Excel-minded editors save a byte-order mark first.
+        text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise ConfigError(
             [Problem(name, f"no such file; pass --config PATH or set {ENV_PREFIX}CONFIG")]

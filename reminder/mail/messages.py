@@ -6,7 +6,7 @@ import base64
 import hashlib
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import format_datetime, formataddr
 from functools import lru_cache
@@ -14,12 +14,13 @@ from typing import Any
 from urllib.parse import quote
 
 import css_inline
+from markupsafe import escape
 
 from ..core.message_ids import message_id
-from ..core.model import REMINDER, DeliveryKey, Lead, Registrant, Session
-from ..core.notices import CANCELLED, Facts, Notice, facts_for
+from ..core.model import CANCELLATION, REMINDER, DeliveryKey, Lead, Registrant, Session
+from ..core.notices import Facts, Notice, facts_for
 from ..core.plan import Slot
-from ..core.typography import french
+from ..core.typography import breakable, french
 from ..core.unsubscribe import link
 from ..core.wording import (
     date_at_time,
@@ -32,7 +33,7 @@ from ..core.wording import (
 from ..inputs.config import Config
 from ..inputs.secrets import message_key
 from ..inputs.templating import Templates
-from .ics import calendar_method, session_calendar
+from .ics import Entry, session_calendar
 from .quoted import quoted
 from .stencil import Parts, Stencils
 
@@ -87,9 +88,15 @@ class Composer:
         `key` marks Message-IDs; by default the configured one (inputs.secrets)."""
         self.config = config
         self.sessions = [s for s in sessions if not s.cancelled]
+        # Every calendar's VTIMEZONE covers all the cycle's years, whichever session it names.
+        self._years = (
+            (min(s.start.year for s in sessions), max(s.end.year for s in sessions))
+            if sessions
+            else None
+        )
         self.templates = templates
         self.language = config.cycle.language
-        self._calendars: dict[tuple[Session, str, str, int, Facts | None], bytes] = {}
+        self._calendars: dict[tuple[Session, str, str, int, Facts | None, bool], Entry] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
         self._stencils = Stencils() if stencils else None
         self.message_key = message_key(config) if key is None else key
@@ -196,9 +203,10 @@ class Composer:
             notice.key,
             now,
             notice.sequence,
-            notice.facts if notice.kind == "cancellation" else None,
             # The entry withdrawn is the one the registrant holds: at the times they were told.
-            replace(notice.told.facts, status=CANCELLED) if notice.kind == "cancellation" else None,
+            notice.told.facts if notice.kind == CANCELLATION else None,
+            # Taken off a session that still takes place: withdrawn for them, not called off.
+            uninvited=notice.kind == CANCELLATION and not notice.session.cancelled,
             recorded_id=recorded_id,
         )
 
@@ -222,7 +230,7 @@ class Composer:
             "after": described(notice.facts),
             "sequence": notice.sequence,
             # Cancelled for this registrant only: the session itself still takes place.
-            "unregistered": notice.kind == "cancellation" and not notice.session.cancelled,
+            "unregistered": notice.kind == CANCELLATION and not notice.session.cancelled,
         }
 
     def _finish(
@@ -235,9 +243,9 @@ class Composer:
         key: DeliveryKey,
         now: datetime,
         sequence: int,
-        facts: Facts | None = None,
-        when: Facts | None = None,
+        withdrawn: Facts | None = None,
         *,
+        uninvited: bool = False,
         recorded_id: str | None = None,
     ) -> Composed:
         return self._packed(
@@ -250,8 +258,8 @@ class Composer:
             context["language"],
             context["session"]["join_url"],
             context["unsubscribe"],
-            facts,
-            when,
+            withdrawn,
+            uninvited=uninvited,
             recorded_id=recorded_id,
         )
 
@@ -262,8 +270,10 @@ class Composer:
         render = self.templates.render
         subject = typeset(one_line(render("subject", lead, language, context, kind)))
         text = typeset(render("text", lead, language, context, kind))
-        html = _INLINER.inline(typeset(render("html", lead, language, context, kind), html=True))
-        return subject, text, html
+        html = typeset(render("html", lead, language, context, kind), html=True)
+        if typeset is french:
+            html = breakable(html, _typed(context["registrant"]))
+        return subject, text, _INLINER.inline(html)
 
     def _packed(
         self,
@@ -276,21 +286,23 @@ class Composer:
         language: str,
         join_url: str,
         unsubscribe: dict[str, str],
-        facts: Facts | None = None,
-        when: Facts | None = None,
+        withdrawn: Facts | None = None,
         *,
+        uninvited: bool = False,
         recorded_id: str | None = None,
         bodies: tuple[str, str] | None = None,
     ) -> Composed:
         """The parts with their calendar entry and headers, as bytes for the transport;
         `bodies` are the text and HTML already in quoted-printable, from a stencil."""
         subject, text, html = parts
-        ics = self._calendar(session, join_url, language, now, sequence, when)
+        entry = self._calendar(session, join_url, language, now, sequence, withdrawn, uninvited)
+        ics = entry.to(registrant.email)
         mid = recorded_id or self.message_id(key)
         data = self._assemble(
             subject,
             text,
             html,
+            entry,
             ics,
             registrant,
             mid,
@@ -298,11 +310,17 @@ class Composer:
             session,
             language,
             unsubscribe,
-            calendar_method(facts),
             bodies or (quoted(text), quoted(html)),
         )
         return Composed(
-            mid, self.config.smtp.sender, registrant.email, data, subject, text, html, ics
+            mid,
+            self.config.smtp.sender,
+            registrant.email,
+            data,
+            subject,
+            text,
+            html,
+            ics,
         )
 
     def facts(self, session: Session, registrant: Registrant) -> Facts:
@@ -399,10 +417,12 @@ class Composer:
         language: str,
         now: datetime,
         sequence: int = 0,
-        cancelled: Facts | None = None,
-    ) -> bytes:
-        """One entry per session, link and version, built once: attendees share the bytes."""
-        key = (session, join_url, language, sequence, cancelled)
+        withdrawn: Facts | None = None,
+        uninvited: bool = False,
+    ) -> Entry:
+        """One entry per session, link and version, built once: attendees share it but
+        for their ATTENDEE line."""
+        key = (session, join_url, language, sequence, withdrawn, uninvited)
         if key not in self._calendars:
             lines = [*self._session_context(session, language)["agenda"]]
             if join_url:
@@ -419,7 +439,9 @@ class Composer:
                 "\n".join(lines),
                 stamp=now,
                 sequence=sequence,
-                facts=cancelled,
+                withdrawn=withdrawn,
+                uninvited=uninvited,
+                years=self._years,
             )
         return self._calendars[key]
 
@@ -428,6 +450,7 @@ class Composer:
         subject: str,
         text: str,
         html: str,
+        entry: Entry,
         ics: bytes,
         registrant: Registrant,
         mid: str,
@@ -435,7 +458,6 @@ class Composer:
         session: Session,
         language: str,
         unsubscribe: dict[str, str],
-        method: str,
         bodies: tuple[str, str],
     ) -> bytes:
         """The MIME message, serialised directly: its shape never varies, and the email
@@ -449,7 +471,8 @@ class Composer:
         if reply_to:
             headers.append(("Reply-To", reply_to))
         headers += [
-            ("Date", _date(now)),
+            # One zone for every mail, whatever clock `now` came from: the cycle's.
+            ("Date", _date(now.astimezone(self.config.zone))),
             # Folded before the "<" when long: a Message-ID itself never breaks.
             ("Message-ID", mid if len(mid) <= LINE - len("Message-ID: ") else f"\r\n {mid}"),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
@@ -470,7 +493,8 @@ class Composer:
         boundary = hashlib.sha256(mid.encode()).hexdigest()[:24]
         mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
         filename = f"seance-{session.start:%Y-%m-%d}.ics"
-        calendar = f'text/calendar; charset="utf-8"; method={method}'
+        calendar = f'text/calendar; charset="utf-8"; method={entry.method}'
+        encoded = _calendar_body(entry.head, ics)
         # A value that starts with a fold starts on the next line.
         lines = [
             f"{name}:{value}" if value.startswith("\r\n") else f"{name}: {value}"
@@ -490,14 +514,15 @@ class Composer:
             _part('text/html; charset="utf-8"', bodies[1], "quoted-printable"),
             f"--{alternative}",
             # The part's method= must match the calendar's METHOD.
-            _calendar_part(calendar, ics),
+            _part(calendar, encoded, "base64"),
             f"--{alternative}--",
             f"--{mixed}",
             # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
-            _calendar_part(
+            _part(
                 f'{calendar};\r\n name="{filename}"',
-                ics,
-                disposition=f'attachment; filename="{filename}"',
+                encoded,
+                "base64",
+                f'attachment; filename="{filename}"',
             ),
             f"--{mixed}--",
             "",
@@ -522,6 +547,18 @@ def _date_of(now: datetime, offset: timedelta | None) -> str:
     return format_datetime(now)
 
 
+def _typed(registrant: dict[str, Any]) -> list[str]:
+    """What the registrant typed that typography could keep on one line, as in the HTML.
+
+    A stencil's markers (`stencil._Hole`, a str subclass) are left untouched: reading one
+    would count as a template using the value."""
+    return [
+        str(escape(value))
+        for field, value in registrant.items()
+        if field != "email" and type(value) is str and "-" in value
+    ]
+
+
 def _as_is(text: str, *, html: bool = False) -> str:
     return text
 
@@ -535,13 +572,26 @@ def _part(content_type: str, body: str, encoding: str, disposition: str = "") ->
     )
 
 
+B64_LINE = 57  # input bytes of one 76-character base64 line
+
+
+def _calendar_body(head: bytes, ics: bytes) -> str:
+    """A registrant's calendar `ics` in base64. Its lines that the `head` every attendee
+    of the session shares fills are encoded once; the rest, a few lines, per mail."""
+    shared = len(head) // B64_LINE * B64_LINE
+    return "\r\n".join(filter(None, (_shared_lines(head[:shared]), _base64_lines(ics[shared:]))))
+
+
 @lru_cache(maxsize=512)
-def _calendar_part(content_type: str, ics: bytes, disposition: str = "") -> str:
-    """Every attendee of a session gets the same calendar bytes: encode them once."""
+def _shared_lines(data: bytes) -> str:
+    """Cached: the head's lines are the same in every mail about a session and version."""
+    return _base64_lines(data)
+
+
+def _base64_lines(data: bytes) -> str:
     # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
-    whole = base64.b64encode(ics).decode("ascii")
-    lines = "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
-    return _part(content_type, lines, "base64", disposition)
+    whole = base64.b64encode(data).decode("ascii")
+    return "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
 
 
 def one_line(text: str) -> str:

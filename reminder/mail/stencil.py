@@ -39,6 +39,7 @@ from typing import Any, NoReturn
 from markupsafe import escape
 
 from ..core.model import Registrant
+from ..core.typography import breakable
 from . import quoted
 
 # What the templates may print of a registrant, and the unsubscribe link made from it.
@@ -144,10 +145,7 @@ class Stencil:
         """The parts for one registrant's `values` (in FIELDS order)."""
         # Typography changes a plain value only at an apostrophe or a hyphen.
         words = [v if "'" not in v and "-" not in v else typeset(v) for v in values]
-        html = [
-            v if "'" not in v and "-" not in v else typeset(str(escape(v)), html=True)
-            for v in values
-        ]
+        html = [v if "'" not in v and "-" not in v else _html(v, typeset) for v in values]
         # In an attribute, the CSS inliner writes a plain value back as it was.
         tags = list(values)
         return Filled(
@@ -159,6 +157,12 @@ class Stencil:
             quoted.joined(_joined_quoted(self.text_quoted, words, words)),
             quoted.joined(_joined_quoted(self.html_quoted, html, tags)),
         )
+
+
+def _html(value: str, typeset: Callable[..., str]) -> str:
+    """A value as the HTML shows it: escaped, typeset, never kept on one line."""
+    escaped = str(escape(value))
+    return breakable(typeset(escaped, html=True), (escaped,))
 
 
 def _joined(pieces: tuple[Piece, ...], text: list[str], tags: list[str]) -> str:

@@ -36,8 +36,8 @@ from typing import Any
 from ..core.errors import ReminderError
 from ..core.model import DeliveryKey, Registrant
 from ..core.plan import Delivery, Slot
-from ..core.sessions import build_sessions
 from ..inputs.config import load_config
+from ..inputs.schedule import load_sessions
 from ..inputs.templating import Templates
 from ..mail.messages import Composer
 from ..mail.wire import wired
@@ -229,7 +229,7 @@ def _start(
     if snapshot_fingerprint(watched_paths(config)) != fingerprint:
         _composer = None
         return
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     templates = Templates(config.paths.templates, config.cycle.language)
     _composer = Composer(config, sessions, templates, key=key)
 

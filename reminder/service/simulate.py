@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from pathlib import Path
 
@@ -131,7 +131,7 @@ def _as_of(snapshot: Snapshot, instant: datetime) -> Snapshot:
     roster = Roster(
         snapshot.roster.source, present, snapshot.roster.problems, snapshot.roster.suppressed
     )
-    return replace(snapshot, roster=roster)
+    return snapshot.with_roster(roster)
 
 
 @asynccontextmanager

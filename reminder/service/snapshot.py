@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 from ..core.errors import InputError, Problem, TemplateError
 from ..core.model import NOTICE_KINDS, Registrant, Roster, Session
 from ..core.plan import Slot, reminder_slots
-from ..core.sessions import build_sessions
 from ..inputs.config import Config, load_config
 from ..inputs.registrants import load_roster
+from ..inputs.schedule import load_sessions
 from ..inputs.secrets import message_key, required, secret_problems
 
 if TYPE_CHECKING:
@@ -78,6 +78,15 @@ class Snapshot:
         _render_samples(composer, self.slots, self.roster)
         return composer
 
+    def with_roster(self, roster: Roster) -> Snapshot:
+        """This reading with another roster (`simulate`'s registrants as of an instant):
+        the templates checked and the composer built are carried over, not made again."""
+        other = replace(self, roster=roster)
+        for name in ("templates", "composer"):  # cached_property values, when computed
+            if name in self.__dict__:
+                other.__dict__[name] = self.__dict__[name]
+        return other
+
 
 def load_snapshot(path: Path, *, compose: bool = True, served: bool = False) -> Snapshot:
     """Read and validate everything; raise InputError naming every problem found.
@@ -92,7 +101,7 @@ def load_snapshot(path: Path, *, compose: bool = True, served: bool = False) -> 
         required(config)
         message_key(config, keep=True)
     before = fingerprint(watched_paths(config))
-    sessions, warnings = build_sessions(config)
+    sessions, warnings = load_sessions(config)
     roster = load_roster(config, sessions)
     snapshot = _assemble(config, sessions, warnings, roster, before)
     if compose:
@@ -110,7 +119,7 @@ def _assemble(
 ) -> Snapshot:
     """The snapshot of inputs already read and checked."""
     slots = reminder_slots(sessions, config.reminders.leads)
-    problems = warnings + _smtp_warnings(config) + _http_warnings(config)
+    problems = warnings + _http_warnings(config)
     return Snapshot(
         config,
         tuple(sessions),
@@ -140,22 +149,6 @@ def _render_samples(composer: Composer, slots: Sequence[Slot], roster: Roster) -
         seen.add((slot.session.id, str(slot.lead)))
         attendees = roster.attending(slot.session)
         composer.compose(slot, attendees[0] if attendees else SAMPLE_REGISTRANT, slot.due_at)
-
-
-def _smtp_warnings(config: Config) -> list[Problem]:
-    smtp = config.smtp
-    problems: list[Problem] = []
-    organizer = config.contact.email or config.organizer.email
-    if organizer and organizer.casefold() == smtp.sender.casefold():
-        problems.append(
-            config.origin.problem(
-                "the calendar entry's organizer is the sender's own address; Exchange Online is "
-                "reported to drop such mail: use another smtp.sender or contact.email",
-                ("smtp", "sender"),
-                severity="warning",
-            )
-        )
-    return problems
 
 
 def _http_warnings(config: Config) -> list[Problem]:
@@ -223,7 +216,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
         problems += exc.problems
     roster: Roster | None = None
     try:
-        sessions, warnings = build_sessions(config)
+        sessions, warnings = load_sessions(config)
         roster = load_roster(config, sessions)
         problems += warnings + list(roster.problems)
         problems += _roster_warnings(config, sessions, roster, now)
@@ -294,7 +287,7 @@ def _state_problems(config: Config) -> list[Problem]:
 def _templates_beside(path: Path) -> list[Problem]:
     """With the config unusable, still check the templates it names (or the default)."""
     try:
-        paths = tomllib.loads(path.read_text(encoding="utf-8")).get("paths", {})
+        paths = tomllib.loads(path.read_text(encoding="utf-8-sig")).get("paths", {})
         folder = Path(paths.get("templates", "templates")) if isinstance(paths, dict) else None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, TypeError):
         # The file does not say where its templates are: guessing would report a

@@ -112,7 +112,7 @@ def test_preview_of_a_notice_writes_its_mail_and_calendar(
     calendar = icalendar.Calendar.from_ical((out / f"{kind}-2023-03-01.ics").read_bytes())
     event = calendar.walk("VEVENT")[0]
     assert str(event["UID"]) == UID and int(event["SEQUENCE"]) == 1
-    expected = ("CANCEL", "CANCELLED") if kind == "cancellation" else ("PUBLISH", "CONFIRMED")
+    expected = ("CANCEL", "CANCELLED") if kind == "cancellation" else ("REQUEST", "CONFIRMED")
     assert (str(calendar["METHOD"]), str(event["STATUS"])) == expected
     message = message_from_bytes(
         (out / f"{kind}-2023-03-01.eml").read_bytes(), policy=policy.default

@@ -6,15 +6,16 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from reminder.core.errors import ConfigError
-from reminder.core.sessions import build_sessions, find_session
+from reminder.core.sessions import find_session
 from reminder.inputs.config import load_config
+from reminder.inputs.schedule import load_sessions
 from tests.support.project import Project
 
 PARIS = ZoneInfo("Europe/Paris")
 
 
 def sessions_of(project: Project):  # type: ignore[no-untyped-def]
-    return build_sessions(load_config(project.config))
+    return load_sessions(load_config(project.config))
 
 
 def test_first_semester_2023_is_the_event_page_calendar(project: Project) -> None:
@@ -147,3 +148,50 @@ def test_an_entry_matching_no_session_is_an_error_with_the_nearest_date(project:
     assert "2023-04-06 is not a session date" in problem.message
     assert "did you mean 2023-04-05" in problem.message and "extra = true" in problem.message
     assert problem.line == project.config.read_text().splitlines().index("date = 2023-04-06") + 1
+
+
+def test_next_week_passes_every_holiday_and_says_which(project: Project) -> None:
+    # 1 May 2024 is Fête du Travail and 8 May Fête de la Victoire: the next Wednesday that is
+    # not a public holiday is 15 May.
+    project.edit('holidays = "warn"', 'holidays = "next-week"')
+    project.edit(
+        "# One [[sessions]] block",
+        "[[semesters]]\nname = 'Printemps 2024'\n"
+        "start = 2024-04-01\nend = 2024-06-30\n\n# One [[sessions]] block",
+    )
+    sessions, warnings = sessions_of(project)
+    may = find_session(sessions, date(2024, 5, 1))
+    assert may is not None and may.start == datetime(2024, 5, 15, 17, tzinfo=PARIS)
+    said = next(w for w in warnings if "2024-05-01" in w.message)
+    assert "moves to 2024-05-15, the next Wednesday that is not a public holiday" in said.message
+    assert "skipping 2024-05-08 (Fête de la Victoire), a public holiday too" in said.message
+    assert said.key == "schedule.holidays" and said.line is not None
+
+
+def test_a_start_the_clocks_skip_is_an_error_naming_the_entry_and_valid_times(
+    project: Project,
+) -> None:
+    # 28 March 2027 in Paris: clocks go from 02:00 straight to 03:00.
+    project.append('[[sessions]]\ndate = 2027-03-28\nextra = true\nstart = "02:30"\nend = "03:30"')
+    with pytest.raises(ConfigError) as caught:
+        sessions_of(project)
+    [problem] = caught.value.problems
+    assert problem.key == "sessions[6].start"
+    assert problem.source.endswith("config.toml") and problem.line is not None
+    text = project.config.read_text(encoding="utf-8").splitlines()
+    assert text[problem.line - 1] == 'start = "02:30"'
+    assert "02:30 on 2027-03-28, a time that does not exist in Europe/Paris" in problem.message
+    assert "the nearest valid times are 01:59 and 03:00" in problem.message
+
+
+def test_a_start_the_clocks_show_twice_is_a_warning_saying_which_is_used(
+    project: Project,
+) -> None:
+    # 31 October 2027: 02:00 to 03:00 happens at +02:00, then again at +01:00.
+    project.append('[[sessions]]\ndate = 2027-10-31\nextra = true\nstart = "02:30"\nend = "04:00"')
+    sessions, warnings = sessions_of(project)
+    session = find_session(sessions, date(2027, 10, 31))
+    assert session is not None and session.start.isoformat() == "2027-10-31T02:30:00+02:00"
+    [said] = [w for w in warnings if "2027-10-31" in w.message]
+    assert said.severity == "warning" and said.key == "sessions[6].start"
+    assert "the first is used, at offset +02:00, not the second (+01:00)" in said.message

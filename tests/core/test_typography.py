@@ -6,9 +6,9 @@ import icalendar
 import pytest
 
 from reminder.core import typography
-from reminder.core.typography import NBHY, NBSP, french
+from reminder.core.typography import NBSP, french
 from reminder.service.snapshot import Snapshot
-from tests.support.mail import ANNE, compose, text_of
+from tests.support.mail import ANNE, HYPHENATED, compose, parse, text_of
 from tests.support.project import Project
 
 
@@ -28,8 +28,8 @@ def snapshot(project: Project) -> Snapshot:
         ("«Mixité»", f"«{NBSP}Mixité{NBSP}»"),
         ("L'actualité d'aujourd'hui", "L’actualité d’aujourd’hui"),
         ("Mixité scolaire (thème envisagé)", f"Mixité scolaire (thème{NBSP}envisagé)"),
-        ("à Villeneuve-d'Ascq", f"à Villeneuve{NBHY}d’Ascq"),
-        ("Saint-Quentin-en-Yvelines", f"Saint{NBHY}Quentin{NBHY}en{NBHY}Yvelines"),
+        ("à Villeneuve-d'Ascq", "à Villeneuve-d’Ascq"),  # plain hyphens: U+002D
+        ("Saint-Quentin-en-Yvelines", "Saint-Quentin-en-Yvelines"),
     ],
 )
 def test_french_rules(written: str, typeset: str) -> None:
@@ -84,9 +84,31 @@ def test_lines_common_to_every_mail_are_typeset_once_with_the_same_result() -> N
     text = "Bonjour Anne :\n: en début de ligne\n« Villeneuve-d'Ascq » (thème envisagé) !"
     assert french(text) == (
         "Bonjour Anne\u00a0:\n\u00a0: en début de ligne\n"
-        "«\u00a0Villeneuve\u2011d\u2019Ascq\u00a0» (thème\u00a0envisagé)\u00a0!"
+        "«\u00a0Villeneuve-d\u2019Ascq\u00a0» (thème\u00a0envisagé)\u00a0!"
     )
     before = typography._segment.cache_info().hits
     french(text.replace("Anne", "Luc"))
     # Only the line naming the reader is new: the other two come from the cache.
     assert typography._segment.cache_info().hits - before == 2
+
+
+@pytest.mark.parametrize("stencils", [True, False], ids=["stencil", "rendered in full"])
+def test_hyphens_are_plain_in_text_and_breakable_in_what_a_registrant_typed(
+    snapshot: Snapshot, stencils: bool
+) -> None:
+    from reminder.mail.messages import Composer
+
+    composer = Composer(snapshot.config, snapshot.sessions, snapshot.templates, stencils=stencils)
+    slot = next(s for s in snapshot.slots if s.session.id == "2023-03-01")
+    message = parse(composer.compose(slot, HYPHENATED, slot.due_at).data)
+    text, subject = text_of(message), str(message["Subject"])
+    assert "\u2011" not in text + subject  # copy, paste and search find "Hauts-de-France"
+    assert "Hauts-de-France" in text and HYPHENATED.last_name in text
+    html = message.get_body(("html",)).get_content()  # type: ignore[union-attr]
+    assert "\u2011" not in html
+    # The organizer's name, written by staff, stays on one line; nothing the registrant
+    # typed is kept from breaking at its hyphens.
+    assert '<span style="white-space:nowrap">Hauts-de-France</span>' in html
+    for typed in (HYPHENATED.first_name, HYPHENATED.last_name):
+        assert typed in html
+        assert f'nowrap">{typed}' not in html and f'nowrap">{typed}' not in html

@@ -6,15 +6,15 @@ from pathlib import Path
 import pytest
 
 from reminder.core.errors import ConfigError
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import config_path, load_config
+from reminder.inputs.schedule import load_sessions
 from reminder.inputs.secrets import required, secret, secret_problems
 from tests.support.project import REPO, Project
 
 
 def problems_of(project: Project) -> list[str]:
     with pytest.raises(ConfigError) as caught:
-        build_sessions(load_config(project.config))
+        load_sessions(load_config(project.config))
     return [str(p) for p in caught.value.problems]
 
 
@@ -434,3 +434,20 @@ def test_the_ledger_url_and_password_come_from_the_environment(
     assert config.ledger.password.get_secret_value() == "s3cret-db"
     assert config.ledger.lease.total_seconds() == 45
     assert "s3cret-db" not in repr(config)
+
+
+def test_a_byte_order_mark_at_the_start_is_accepted_and_lines_still_match(
+    project: Project,
+) -> None:
+    # Windows editors save UTF-8 with a BOM; tomllib alone calls it an invalid statement.
+    text = project.config.read_text(encoding="utf-8")
+    project.config.write_bytes(
+        b"\xef\xbb\xbf" + text.replace('holidays = "warn"', 'holidays = "never"').encode()
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    [problem] = caught.value.problems
+    assert problem.key == "schedule.holidays"
+    assert problem.line == line_of(project, 'holidays = "never"')
+    project.config.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    assert load_config(project.config).cycle.id == "irev-elus-2023"

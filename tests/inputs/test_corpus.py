@@ -9,9 +9,9 @@ import pytest
 from reminder.commands.checking import registrants
 from reminder.core.errors import RegistrantsError
 from reminder.core.model import Roster
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
 from reminder.inputs.registrants import load_roster
+from reminder.inputs.schedule import load_sessions
 from tests.support.corpus import CORPUS, EVERY, Export, Skipped
 from tests.support.project import Project
 
@@ -25,7 +25,7 @@ def prepared(project: Project, export: Export) -> None:
 
 def load(project: Project) -> Roster:
     config = load_config(project.config)
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     return load_roster(config, sessions)
 
 

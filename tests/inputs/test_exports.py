@@ -17,9 +17,9 @@ import pytest
 
 from reminder.core.errors import RegistrantsError
 from reminder.core.model import Roster
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import Columns, load_config
 from reminder.inputs.registrants import load_roster
+from reminder.inputs.schedule import load_sessions
 from tests.support.project import DATA, Project
 from tests.support.sheets import write_ods, write_xlsx
 
@@ -43,7 +43,7 @@ def use(project: Project, name: str, *settings: str) -> Path:
 
 def load(project: Project) -> Roster:
     config = load_config(project.config)
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     return load_roster(config, sessions)
 
 

@@ -11,9 +11,9 @@ import pytest
 
 from reminder.core.errors import RegistrantsError
 from reminder.core.model import Roster
-from reminder.core.sessions import build_sessions
 from reminder.inputs.config import load_config
 from reminder.inputs.registrants import load_roster, masked
+from reminder.inputs.schedule import load_sessions
 from tests.support.project import DATA, Project
 from tests.support.sheets import write_xlsx
 
@@ -22,7 +22,7 @@ def load(project: Project, fixture: str | None = None) -> Roster:
     if fixture:
         shutil.copy(DATA / fixture, project.root / "registrants.csv")
     config = load_config(project.config)
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     return load_roster(config, sessions)
 
 
@@ -67,7 +67,7 @@ def test_online_form_export_with_timestamps_and_labelled_choices(project: Projec
 
 def test_who_attends_which_session(project: Project) -> None:
     roster = load(project, "excel-fr.csv")
-    sessions, _ = build_sessions(load_config(project.config))
+    sessions, _ = load_sessions(load_config(project.config))
     march, april, may = sessions[:3]
     assert len(roster.attending(march)) == 4
     assert len(roster.attending(april)) == 3
@@ -206,7 +206,7 @@ def test_attendance_keeps_the_export_order_across_groups(project: Project) -> No
     """Who attends a session is the union of the groups naming it, in the export's order."""
     from reminder.core.model import Registrant
 
-    sessions, _ = build_sessions(load_config(project.config))
+    sessions, _ = load_sessions(load_config(project.config))
     march, april, may = sessions[:3]
     named = [None, frozenset({march.id}), frozenset({march.id, april.id}), frozenset({april.id})]
     people = tuple(
@@ -351,7 +351,7 @@ def test_a_column_that_shares_no_kept_text_is_looked_up_again_later(
 
     monkeypatch.setattr(cells_module, "KEPT_TEXTS", 3)
     config = load_config(project.config)
-    sessions, _ = build_sessions(config)
+    sessions, _ = load_sessions(config)
     cells = cells_module.Cells(sessions, config.zone)
     maire = "".join(["Mai", "re"])  # a string of its own, equal to the kept one
     assert cells.kept(("Maire", "Adjoint"), "role") == ["Maire", "Adjoint"]

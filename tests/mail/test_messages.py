@@ -7,9 +7,11 @@ from zoneinfo import ZoneInfo
 
 import icalendar
 import pytest
+import vobject
 
 from reminder.core.errors import TemplateError
 from reminder.core.model import Lead, Registrant
+from reminder.core.notices import sample_notice
 from reminder.core.wording import date_at_time, lead_words, long_date, relative_day, time_of_day
 from reminder.service.snapshot import Snapshot, load_snapshot
 from tests.support.mail import ANNE, HOSTILE, compose, text_of
@@ -125,6 +127,24 @@ def test_headers(snapshot: Snapshot) -> None:
     assert all(len(line) <= 78 for line in composed.data.split(b"\r\n")[:20])
 
 
+@pytest.mark.parametrize("kind", ["reminder", "update", "cancellation"])
+def test_the_date_header_is_in_the_cycle_s_zone_whatever_the_clock(
+    snapshot: Snapshot, kind: str
+) -> None:
+    """The worker's clock is UTC, simulate's the cycle's: every mail says the cycle's."""
+    session = next(s for s in snapshot.sessions if s.id == "2023-04-05")
+    composer = snapshot.composer
+    for now in (datetime(2023, 3, 1, 8, 30, tzinfo=UTC), datetime(2023, 3, 1, 9, 30, tzinfo=PARIS)):
+        if kind == "reminder":
+            slot = next(s for s in snapshot.slots if s.session == session)
+            data = composer.compose(slot, ANNE, now).data
+        else:
+            notice = sample_notice(session, ANNE, kind, "https://zoom.us/j/1", None, now)
+            data = composer.compose_notice(notice, now).data
+        date = data.split(b"\r\nDate: ")[1].split(b"\r\n")[0].decode()
+        assert date == "Wed, 01 Mar 2023 09:30:00 +0100"
+
+
 def test_one_click_unsubscribe_when_a_url_is_configured(project: Project) -> None:
     project.edit(
         'unsubscribe_mailto = "contact@irev.fr"',
@@ -154,26 +174,48 @@ def test_the_calendar_entry(snapshot: Snapshot) -> None:
     _, april = compose(snapshot, ANNE, day="2023-04-05", lead="7d")
     _, march_again = compose(snapshot, Registrant("luc@example.org"), lead="1h")
     calendar = icalendar.Calendar.from_ical(march.ics)  # type: ignore[attr-defined]
-    assert str(calendar["METHOD"]) == "PUBLISH"
+    assert str(calendar["METHOD"]) == "REQUEST"
     assert calendar.walk("VTIMEZONE")[0]["TZID"] == "Europe/Paris"
     event = calendar.walk("VEVENT")[0]
     assert event.decoded("DTSTART").astimezone(UTC) == datetime(2023, 3, 1, 16, tzinfo=UTC)
     assert event.decoded("DTEND").astimezone(UTC) == datetime(2023, 3, 1, 18, tzinfo=UTC)
-    assert "ATTENDEE" not in event
-    assert str(event["ORGANIZER"]) == "mailto:m.petit@irev.fr"
-    assert event["ORGANIZER"].params["CN"] == "Morgane Petit"
+    # The organizer is the mail's From; the registrant the one attendee, no reply asked.
+    assert str(event["ORGANIZER"]) == "mailto:contact@irev.fr"
+    assert event["ORGANIZER"].params["CN"] == "IREV – Cycle élus"
+    assert str(event["ATTENDEE"]) == "mailto:anne.martin@example.org"
+    assert event["ATTENDEE"].params["RSVP"] == "FALSE"
     assert str(event["SUMMARY"]).startswith("Mixité sociale dans l’habitat\u00a0:")
     assert "Rejoindre\u00a0: https://zoom.us/j/00000000000" in str(event["DESCRIPTION"])
-    assert event["SEQUENCE"] == 0 and "DTSTAMP" in event
+    assert event["SEQUENCE"] == 0 and "DTSTAMP" in event and event["STATUS"] == "CONFIRMED"
     assert event.walk("VALARM")[0]["TRIGGER"].dt.total_seconds() == -15 * 60
     april_event = icalendar.Calendar.from_ical(april.ics).walk("VEVENT")[0]  # type: ignore[attr-defined]
     assert april_event.decoded("DTSTART").astimezone(UTC) == datetime(2023, 4, 5, 15, tzinfo=UTC)
     same = icalendar.Calendar.from_ical(march_again.ics).walk("VEVENT")[0]  # type: ignore[attr-defined]
     assert same["UID"] == event["UID"] != april_event["UID"]
+    assert str(same["ATTENDEE"]) == "mailto:luc@example.org"
+
+
+def test_a_long_or_unusual_address_is_a_folded_valid_attendee(snapshot: Snapshot) -> None:
+    address = "jean/dupont%cycle+" + "x" * 40 + "@" + "sous-domaine." * 5 + "example.org"
+    _, composed = compose(snapshot, Registrant(address))
+    assert all(len(line) <= 75 for line in composed.ics.split(b"\r\n"))  # type: ignore[attr-defined]
+    event = icalendar.Calendar.from_ical(composed.ics).walk("VEVENT")[0]  # type: ignore[attr-defined]
+    assert str(event["ATTENDEE"]) == f"mailto:{address.replace('%', '%25').replace('/', '%2F')}"
+    assert vobject.readOne(composed.ics.decode()).vevent.attendee.value.endswith("example.org")  # type: ignore[attr-defined]
+
+
+def test_staff_may_publish_instead_of_invite(project: Project) -> None:
+    project.edit('calendar_method = "request"', 'calendar_method = "publish"')
+    message, composed = compose(project.snapshot(), ANNE)
+    calendar = icalendar.Calendar.from_ical(composed.ics)  # type: ignore[attr-defined]
+    assert str(calendar["METHOD"]) == "PUBLISH"
+    assert "ATTENDEE" not in calendar.walk("VEVENT")[0]  # RFC 5546 3.2.1
+    methods = {p.get_param("method") for p in message.walk() if p.get_content_maintype() == "text"}
+    assert methods == {None, "PUBLISH"}
 
 
 def test_the_calendar_is_inline_and_attached_with_matching_method(snapshot: Snapshot) -> None:
-    message, _ = compose(snapshot, ANNE)
+    message, composed = compose(snapshot, ANNE)
     parts = [
         (p.get_content_type(), p.get_param("method"), p.get_filename()) for p in message.walk()
     ]
@@ -182,9 +224,12 @@ def test_the_calendar_is_inline_and_attached_with_matching_method(snapshot: Snap
         ("multipart/alternative", None, None),
         ("text/plain", None, None),
         ("text/html", None, None),
-        ("text/calendar", "PUBLISH", None),
-        ("text/calendar", "PUBLISH", "seance-2023-03-01.ics"),
+        ("text/calendar", "REQUEST", None),
+        ("text/calendar", "REQUEST", "seance-2023-03-01.ics"),
     ]
+    # Both carry this registrant's calendar, byte for byte.
+    calendars = [p.get_payload(decode=True) for p in message.walk() if p.get_param("method")]
+    assert calendars == [composed.ics, composed.ics]  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("name", HOSTILE)
@@ -281,3 +326,26 @@ def test_a_registrant_language_without_templates_falls_back_to_the_cycle(project
     message, _ = compose(project.snapshot(), english)
     assert message["Content-Language"] == "en"
     assert message["Subject"] == "Reminder: Wednesday, March 1, 2023"
+
+
+def test_a_cancellation_withdraws_the_entry_for_one_or_for_all(project: Project) -> None:
+    """Called off: CANCEL with STATUS:CANCELLED. Only this registrant taken off a session
+    that still takes place: CANCEL naming them, without STATUS (RFC 5546 3.2.5)."""
+    snapshot = project.snapshot()
+    march = next(s for s in snapshot.sessions if s.id == "2023-03-01")
+    now = datetime(2023, 2, 20, 9, tzinfo=PARIS)
+    notice = sample_notice(march, ANNE, "cancellation", "https://zoom.us/j/1", None, now)
+    alone = icalendar.Calendar.from_ical(snapshot.composer.compose_notice(notice, now).ics)
+    project.edit("date = 2023-03-01\n", "date = 2023-03-01\ncancelled = true\n")
+    snapshot = project.snapshot()
+    march = next(s for s in snapshot.sessions if s.id == "2023-03-01")
+    notice = sample_notice(march, ANNE, "cancellation", "https://zoom.us/j/1", None, now)
+    everyone = icalendar.Calendar.from_ical(snapshot.composer.compose_notice(notice, now).ics)
+    for calendar in (alone, everyone):
+        event = calendar.walk("VEVENT")[0]
+        assert str(calendar["METHOD"]) == "CANCEL" and event["SEQUENCE"] == 1
+        assert str(event["ORGANIZER"]) == "mailto:contact@irev.fr"
+        assert str(event["ATTENDEE"]) == "mailto:anne.martin@example.org"
+        assert not calendar.walk("VALARM")
+    assert "STATUS" not in alone.walk("VEVENT")[0]
+    assert everyone.walk("VEVENT")[0]["STATUS"] == "CANCELLED"

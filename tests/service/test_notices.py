@@ -202,7 +202,7 @@ async def test_a_move_after_the_1d_reminder_sends_one_update_then_the_new_date_r
         )
         assert "Nouvelle date\u00a0: mercredi 15 mars 2023" in text
         method, uid, sequence, status, start = calendar_of(message)
-        assert (method, uid, sequence, status) == ("PUBLISH", UID, 1, "CONFIRMED")
+        assert (method, uid, sequence, status) == ("REQUEST", UID, 1, "CONFIRMED")
         assert start == datetime(2023, 3, 15, 17, tzinfo=PARIS)
     for message in parsed(smtp_server, 6):
         assert "séance déplacée du mercredi 1er mars 2023 à 17h00 au mercredi 15 mars" in (
@@ -231,7 +231,7 @@ async def test_a_new_link_sends_one_update_with_old_and_new(
     text = text_of(update)
     assert "Nouveau lien\u00a0: https://zoom.us/j/42" in text
     assert "https://zoom.us/j/00000000000" in text
-    assert calendar_of(update)[:4] == ("PUBLISH", UID, 1, "CONFIRMED")
+    assert calendar_of(update)[:4] == ("REQUEST", UID, 1, "CONFIRMED")
     assert len(smtp_server.handler.messages) == 2
 
 

@@ -46,6 +46,14 @@ def compose(
 
 
 ANNE = Registrant("anne.martin@example.org", "Anne", "Martin", "Maire", "Commune de Lens")
+# Hyphenated words a registrant may type, longer than a phone screen is wide.
+HYPHENATED = Registrant(
+    "m-c.lefevre@example.org",
+    "Marie-Christine",
+    "Lefèvre-Cœurderoy-Saint-Aubin-de-la-Motte-Beuvron",
+    "Vice-présidente",
+    "Communauté d'agglomération Lens-Liévin",
+)
 
 
 def png_size(path: Path) -> tuple[int, int]:
