@@ -19,13 +19,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from reminder.core.mailing import DeliveryState  # noqa: E402
 from reminder.core.model import Registrant  # noqa: E402
 from reminder.core.notices import Told, facts_for  # noqa: E402
 from reminder.core.plan import Slot  # noqa: E402
 from reminder.mail.messages import Composed  # noqa: E402
 from reminder.mail.smtpsink import SmtpSink, free_port  # noqa: E402
 from reminder.service.snapshot import Snapshot, load_snapshot  # noqa: E402
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status  # noqa: E402
+from reminder.storage.ledger import Claim, Ledger, Outcome  # noqa: E402
 
 
 def sample_project() -> Path:
@@ -59,7 +60,7 @@ def record_told(
             for n, p in enumerate(people[first : first + 50_000], first)
         ]
         ledger.claim(claims, at)
-        ledger.record([Outcome(c.key, Status.SENT, "250", at) for c in claims], at)
+        ledger.record([Outcome(c.key, DeliveryState.SENT, "250", at) for c in claims], at)
 
 
 def compose_many(count: int) -> tuple[Snapshot, list[Composed]]:

@@ -24,12 +24,13 @@ from pathlib import Path
 
 from common import postgres_schema, registrant, sample_project, summary
 
+from reminder.core.mailing import DeliveryState
 from reminder.core.model import Roster
 from reminder.core.plan import due_batch, next_wakeups, reminder_slots
 from reminder.inputs.config import load_config
 from reminder.inputs.schedule import load_sessions
 from reminder.service.delivery import SHARED_CLAIM_STEP
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import Claim, Ledger, Outcome
 
 
 def main() -> None:
@@ -74,7 +75,7 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
             for n, p in enumerate(people)
         ]
         ledger.claim(claims, now)
-        ledger.record([Outcome(c.key, Status.SENT, "250", now) for c in claims], now)
+        ledger.record([Outcome(c.key, DeliveryState.SENT, "250", now) for c in claims], now)
 
     pure, total = [], []
     for _ in range(args.runs):

@@ -23,9 +23,9 @@ from common import postfix_sink, record_told, sample_project
 from scale import timed
 from worker import write_project
 
-from reminder.core.model import DeliveryKey
-from reminder.mail.transport import SmtpTransport
-from reminder.service.delivery import Dispatcher, NoObserver
+from reminder.core.mailing import DeliveryKey
+from reminder.mail.smtp import SmtpTransport
+from reminder.service.dispatcher import Dispatcher, NoObserver
 from reminder.service.snapshot import load_snapshot
 from reminder.storage.ledger import Ledger
 

@@ -28,12 +28,13 @@ from pathlib import Path
 
 from common import compose_many, postfix_sink, slow_sink
 
-from reminder.core.model import DeliveryKey
+from reminder.core.mailing import DeliveryKey, DeliveryState
+from reminder.core.planned import Tally
 from reminder.inputs.config import Smtp
 from reminder.mail.messages import Composed
-from reminder.mail.transport import Envelope, Result, SmtpTransport, Verdict, each
-from reminder.service.delivery import Tally
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.mail.smtp import SmtpTransport
+from reminder.mail.transport import Envelope, Result, Verdict, each
+from reminder.storage.ledger import Claim, Ledger, Outcome
 
 
 def smtplib_new_each(port: int, messages: list[Composed]) -> None:
@@ -55,14 +56,14 @@ def ours(connections: int, ledger: bool = True) -> Callable[[int, list[Composed]
     return send
 
 
-def _pool(port: int, sender: str, connections: int) -> SmtpTransport:
+def _pool(port: int, connections: int) -> SmtpTransport:
     return SmtpTransport(
-        Smtp(host="127.0.0.1", port=port, security="none", sender=sender, connections=connections)
+        Smtp(host="127.0.0.1", port=port, security="none", connections=connections)
     )
 
 
 async def _transport_alone(port: int, messages: list[Composed], connections: int) -> None:
-    transport = _pool(port, messages[0].sender, connections)
+    transport = _pool(port, connections)
     results: list[Result] = []
     envelopes = [
         Envelope(n, m.sender, m.recipient, m.message_id, m.data) for n, m in enumerate(messages)
@@ -91,12 +92,12 @@ async def _ours(port: int, messages: list[Composed], connections: int) -> None:
         # As the worker does: each outcome committed before the connection's next
         # transaction starts.
         claim: Claim = result.envelope.token
-        status = Status.SENT if result.verdict is Verdict.SENT else Status.FAILED
+        status = DeliveryState.SENT if result.verdict is Verdict.SENT else DeliveryState.FAILED
         tally.sent += result.verdict is Verdict.SENT
         now = datetime.now(UTC)
         ledger.record([Outcome(claim.key, status, result.reply, now)], now)
 
-    transport = _pool(port, messages[0].sender, connections)
+    transport = _pool(port, connections)
     envelopes = [
         Envelope(c, m.sender, m.recipient, m.message_id, m.data)
         for c, m in zip(won, messages, strict=True)

@@ -1,7 +1,9 @@
 """The layering a reader relies on: the pure core imports no schema, file format or network."""
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -29,8 +31,11 @@ def test_the_pure_core_imports_nothing_of_io(module: str) -> None:
 SENDING = (
     "reminder.service.composing",
     "reminder.service.delivery",
+    "reminder.service.dispatcher",
     "reminder.mail.messages",
     "reminder.mail.transport",
+    "reminder.mail.transports",
+    "reminder.mail.smtp",
     "reminder.inputs.templating",
     "jinja2",
     "icalendar",
@@ -41,7 +46,7 @@ SENDING = (
 def test_reports_import_no_composing_or_sending_code() -> None:
     """`reminder plan` answers fast because its modules never reach the sending side."""
     modules = (
-        "reminder.service.snapshot, reminder.commands.printing, reminder.service.pending, "
+        "reminder.service.snapshot, reminder.commands.printing, reminder.service.lookahead, "
         "reminder.commands.checking"
     )
     found = subprocess.run(
@@ -95,3 +100,13 @@ def test_plan_on_the_sample_imports_only_what_it_uses(project: Project) -> None:
         check=True,
     ).stdout.splitlines()
     assert found == ["0 True", ""]
+
+
+@pytest.mark.parametrize("module", ["worker", "dispatcher", "delivery"])
+def test_the_service_names_no_transport(module: str) -> None:
+    """A new transport (an HTTP mail API) is a class in reminder/mail, its section of the
+    config and one entry in mail/transports.py: the worker and the send path ask its
+    capabilities, never which it is."""
+    source = (Path(__file__).parent.parent / "reminder" / "service" / f"{module}.py").read_text()
+    named = re.findall(r"(?i)\bsmtp\b|\boutbox\b|smtp_transaction", source)
+    assert named == []

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..core.model import NOTICE_KINDS
+from ..core.mailing import RECORDED_KINDS, MailKind
 from . import values
 from .values import DEFAULT_WINDOW
 
@@ -30,7 +30,7 @@ def _typed(read: Callable[[str], Any]) -> Callable[[str], Any]:
     return convert
 
 
-_day, _instant, _lead, _since, _address, _edit, _ledger_url = map(
+_day, _instant, _lead, _since, _address, _edit, _ledger_url, _kind = map(
     _typed,
     (
         values.day,
@@ -40,6 +40,7 @@ _day, _instant, _lead, _since, _address, _edit, _ledger_url = map(
         values.address,
         values.edit,
         values.ledger_url,
+        values.mail_kind,
     ),
 )
 
@@ -126,8 +127,9 @@ def parser() -> argparse.ArgumentParser:
     preview.add_argument("--lead", type=_lead, help="which reminder (default: the first lead)")
     preview.add_argument(
         "--kind",
-        choices=["reminder", *NOTICE_KINDS],
-        default="reminder",
+        type=_kind,
+        choices=RECORDED_KINDS,
+        default=MailKind.REMINDER,
         help="a reminder (default), or the cancellation or update notice of a change",
     )
     preview.add_argument(

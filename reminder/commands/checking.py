@@ -13,6 +13,7 @@ from pathlib import Path
 from ..core.answer import Answer
 from ..core.clock import Clock, utc_now
 from ..core.errors import ReminderError
+from ..core.mailing import DeliveryState
 from ..core.model import Lead, Session
 from ..inputs.config import Config
 from ..service.logs import use_zone
@@ -68,7 +69,7 @@ def check(
     config_path: Path, *, now: datetime | None = None, strict: bool = False, clock: Clock = utc_now
 ) -> Answer:
     """Every problem of the input files; then what would be served and the notices owed."""
-    from ..service.pending import notices_in
+    from ..service.lookahead import notices_in
     from ..service.snapshot import check as check_files
 
     answer = Answer()
@@ -119,7 +120,7 @@ def plan(
     clock: Clock = utc_now,
 ) -> Answer:
     """The sessions between `start` and `end`, and when each reminder and notice goes out."""
-    from ..service.pending import notices_in
+    from ..service.lookahead import notices_in
 
     snapshot = load_snapshot(config_path, compose=False)
     instant = at(snapshot, now, clock)
@@ -176,7 +177,10 @@ def history(
     answer = Answer().say(printing.history_output(rows, output, show_addresses, zone))
     # For monitoring: what failed in the window, or waits on a configuration fault now.
     return answer.fail(
-        any(row.fault or (row.status == "failed" and row.updated_at >= window) for row in rows)
+        any(
+            row.fault or (row.state is DeliveryState.FAILED and row.updated_at >= window)
+            for row in rows
+        )
     )
 
 
@@ -190,7 +194,7 @@ def status(
     clock: Clock = utc_now,
 ) -> Answer:
     """The next wake-ups and, per session and lead, what was sent; failed on trouble."""
-    from ..service.pending import notice_plan, wakeup_instants
+    from ..service.lookahead import notice_plan, wakeup_instants
     from ..storage.cluster import workers
 
     snapshot = load_snapshot(config_path, compose=False)

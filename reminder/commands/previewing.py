@@ -9,7 +9,8 @@ from pathlib import Path
 from ..core.answer import Answer
 from ..core.clock import Clock, utc_now
 from ..core.errors import ReminderError, UsageError
-from ..core.model import CANCELLATION, UPDATE, DeliveryKey, Lead, Registrant
+from ..core.mailing import DeliveryKey, MailKind
+from ..core.model import Lead, Registrant
 from ..core.plan import Slot
 from ..mail.transport import Result
 from ..service.snapshot import SAMPLE_REGISTRANT, Snapshot, load_snapshot
@@ -33,18 +34,18 @@ def preview(
     *,
     session: date,
     lead: Lead | None = None,
-    kind: str = "reminder",
+    kind: MailKind = MailKind.REMINDER,
     registrant: str | None = None,
     out: Path | None = None,
     clock: Clock = utc_now,
 ) -> Answer:
     """Write one mail as .eml, .html and .ics into `out`; answer its text."""
     from ..core.notices import sample_notice
-    from ..service.pending import notices_in, told
+    from ..service.lookahead import notices_in, told
 
     snapshot = load_snapshot(config_path)
     slot = choose_slot(snapshot, session, lead, clock())
-    if kind == "reminder" and slot.session.cancelled:
+    if kind == MailKind.REMINDER and slot.session.cancelled:
         raise ReminderError(
             f"the session of {slot.session.id} is cancelled: no reminder goes out for it. "
             f"`reminder preview --session {slot.session.id} --kind cancellation` shows the "
@@ -59,7 +60,7 @@ def preview(
             )
         person = found
     answer = Answer()
-    if kind == "reminder":
+    if kind == MailKind.REMINDER:
         # The SEQUENCE the worker would send: the ledger's, never under the staff's floor.
         plan = notices_in(snapshot.config, snapshot, clock())
         sequence = max(
@@ -72,12 +73,12 @@ def preview(
         before = told(snapshot.config, slot.session.id, person.key)
         join_url = snapshot.config.cycle.join_url or ""
         notice = sample_notice(slot.session, person, kind, join_url, before, now)
-        if kind == UPDATE and not notice.changes:
+        if kind == MailKind.UPDATE and not notice.changes:
             answer.note(
                 f"note: nothing differs from what {person.email} was told; the mail "
                 "below names no change"
             )
-        if kind == CANCELLATION and not slot.session.cancelled:
+        if kind == MailKind.CANCELLATION and not slot.session.cancelled:
             answer.note(
                 "note: this session is not cancelled; this is the mail its registrants "
                 "would get if it were"
@@ -103,8 +104,8 @@ def send_test(
 ) -> Answer:
     """Send one real reminder to `to` through the configured transport; the ledger is
     neither read nor values."""
-    from ..mail.outbox import make_transport
     from ..mail.transport import Envelope, each
+    from ..mail.transports import make_transport
     from .values import address
 
     try:
@@ -126,7 +127,10 @@ def send_test(
     )
     # Its own Message-ID, so a test never shares one with a real delivery.
     key = DeliveryKey(
-        slot.session.appointment, "test", str(slot.lead), f"{recipient}#{now.timestamp()}"
+        slot.session.appointment,
+        MailKind.TEST,
+        str(slot.lead),
+        f"{recipient}#{now.timestamp()}",
     )
     composed = snapshot.composer.compose(slot, person, now, key)
     transport = make_transport(snapshot.config, clock)

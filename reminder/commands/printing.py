@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
-from ..core.model import REMINDER, Registrant, Roster, Session
+from ..core.mailing import DeliveryState, MailKind
+from ..core.model import Registrant, Roster, Session
 from ..core.plan import Slot, deadline, progress, slots_by_session
 from ..core.wording import long_date, time_range
 from ..inputs.registrants import masked, redacted
@@ -342,11 +343,11 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
         return json.dumps(
             [
                 {
-                    "session": row.session,
+                    "session": row.appointment,
                     "kind": row.kind,
                     "lead": row.lead,
                     "recipient": who(row),
-                    "status": "waiting" if row.fault else row.status,
+                    "status": row.state,
                     "message_id": row.message_id,
                     "due_at": at(row.due_at),
                     "attempts": row.attempts,
@@ -366,10 +367,10 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
         [
             (
                 local(row.due_at, zone),
-                row.session[:16].replace("T", " "),
-                row.lead if row.kind == REMINDER else f"{row.kind} {row.lead}",
+                row.appointment[:16].replace("T", " "),
+                row.lead if row.kind == MailKind.REMINDER else f"{row.kind} {row.lead}",
                 who(row),
-                "waiting" if row.fault else row.status,
+                row.state,
                 row.attempts,
                 local(row.sent_at, zone) if row.sent_at else "",
                 (row.last_reply if show else redacted(row.last_reply))[:60],
@@ -380,12 +381,16 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
     )
     totals: dict[str, int] = {}
     for row in rows:
-        status = "waiting on a configuration fault" if row.fault else row.status
-        totals[status] = totals.get(status, 0) + 1
+        state = (
+            "waiting on a configuration fault"
+            if row.state is DeliveryState.WAITING
+            else str(row.state)
+        )
+        totals[state] = totals.get(state, 0) + 1
     return (
         body
         + f"\n\ntimes in {zone}; "
-        + ", ".join(f"{n} {status}" for status, n in sorted(totals.items()))
+        + ", ".join(f"{n} {state}" for state, n in sorted(totals.items()))
     )
 
 
@@ -393,7 +398,7 @@ def status_data(
     snapshot: Snapshot,
     now: datetime,
     wakeups: Sequence[datetime],
-    counts: dict[tuple[str, str, str], dict[str, int]],
+    counts: dict[tuple[str, str, str], dict[DeliveryState, int]],
     last_error: Row | None,
     faults: Sequence[Row] = (),
     suppressions: Sequence[Suppression] = (),
@@ -444,7 +449,7 @@ def status_data(
     lines = []
     ordered = sorted(slots, key=lambda s: (s.session.start, -s.lead.delta))
     for slot in ordered:
-        found = counts.get((slot.session.appointment, REMINDER, str(slot.lead)), {})
+        found = counts.get((slot.session.appointment, MailKind.REMINDER, str(slot.lead)), {})
         attendees = attending(slot.session)
         standing = progress(slot, attendees, found, now, snapshot.cutoff)
         lines.append(
@@ -453,11 +458,11 @@ def status_data(
                 "lead": str(slot.lead),
                 "due_at": iso(slot.due_at.astimezone(zone)),
                 "registrants": attendees,
-                "sent": found.get("sent", 0),
-                "failed": found.get("failed", 0),
-                "superseded": found.get("superseded", 0),
-                "in_flight": found.get("claimed", 0),
-                "waiting_on_fault": found.get("waiting", 0),
+                "sent": found.get(DeliveryState.SENT, 0),
+                "failed": found.get(DeliveryState.FAILED, 0),
+                "superseded": found.get(DeliveryState.SUPERSEDED, 0),
+                "in_flight": found.get(DeliveryState.CLAIMED, 0),
+                "waiting_on_fault": found.get(DeliveryState.WAITING, 0),
                 "pending": standing.pending,
                 "missed": standing.missed,
             }
@@ -467,22 +472,22 @@ def status_data(
             "session": session,
             "kind": kind,
             "version": lead,
-            "sent": found.get("sent", 0),
-            "failed": found.get("failed", 0),
-            "superseded": found.get("superseded", 0),
-            "in_flight": found.get("claimed", 0),
+            "sent": found.get(DeliveryState.SENT, 0),
+            "failed": found.get(DeliveryState.FAILED, 0),
+            "superseded": found.get(DeliveryState.SUPERSEDED, 0),
+            "in_flight": found.get(DeliveryState.CLAIMED, 0),
         }
         for (session, kind, lead), found in sorted(counts.items())
-        if kind != REMINDER
+        if kind != MailKind.REMINDER
     ]
     error = None
     if last_error is not None:
         error = {
             "at": iso(last_error.updated_at.astimezone(zone)),
-            "session": last_error.session,
+            "session": last_error.appointment,
             "lead": last_error.lead,
             "recipient": masked(last_error.recipient),
-            "status": last_error.status,
+            "status": last_error.state,
             "reply": redacted(last_error.last_reply),
         }
     fault = None

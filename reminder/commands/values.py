@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+from ..core.mailing import RECORDED_KINDS, MailKind
 from ..core.model import Lead
 
 DEFAULT_WINDOW = "24h"  # what status and history judge when no --since is given
@@ -40,6 +41,13 @@ def instant(text: str) -> datetime:
 
 def lead(text: str) -> Lead:
     return Lead.parse(text)
+
+
+def mail_kind(text: str) -> MailKind:
+    """A kind of mail staff can preview: reminder, update or cancellation."""
+    if text not in RECORDED_KINDS:
+        raise ValueError(f"{text!r} is not a kind of mail: {', '.join(RECORDED_KINDS)}")
+    return MailKind(text)
 
 
 def since(text: str) -> Lead | datetime:

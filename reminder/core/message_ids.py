@@ -14,8 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .mailing import DeliveryKey
 from .marks import Spelling, sign
-from .model import DeliveryKey
 
 PURPOSE = "message-id"
 # 96 bits: each guess costs a forger a report mailed to us, so finding one by trial is
@@ -42,9 +42,9 @@ class OurMessageId:
 def message_id(key: bytes, delivery: DeliveryKey, cycle: str, domain: str) -> str:
     """The Message-ID of one delivery: the same for the same key, so that receivers
     recognise a resend; the ledger keeps the first one a delivery was claimed with."""
-    mark = sign(key, PURPOSE, cycle, *delivery, spelling=Spelling.HEX, size=MARK_BYTES)
-    day = delivery.session[:10].replace("-", "")
-    return f"<{cycle}.{day}.{delivery.kind}.{delivery.lead}.{mark}@{domain}>"
+    mark = sign(key, PURPOSE, cycle, *delivery.stored, spelling=Spelling.HEX, size=MARK_BYTES)
+    day = delivery.appointment[:10].replace("-", "")
+    return f"<{cycle}.{day}.{delivery.kind}.{delivery.step}.{mark}@{domain}>"
 
 
 def parse(text: str) -> OurMessageId | None:

@@ -14,14 +14,8 @@ from datetime import UTC, date, datetime, timedelta
 from functools import cached_property
 from itertools import compress, count
 from operator import attrgetter
-from typing import NamedTuple
 
 from .errors import Problem
-
-# The kinds of mail the ledger records: reminders, and the change notices.
-REMINDER = "reminder"
-UPDATE, CANCELLATION = "update", "cancellation"
-NOTICE_KINDS = (UPDATE, CANCELLATION)
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 # French staff write "j" (jours) and "sem"; both mean the same as d and w.
@@ -392,12 +386,3 @@ class Attendance:
 
 
 _NAMED = attrgetter("sessions")
-
-
-class DeliveryKey(NamedTuple):
-    """What the ledger holds once: one kind of mail, for one session and lead, to one person."""
-
-    session: str
-    kind: str
-    lead: str
-    recipient: str

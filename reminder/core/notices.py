@@ -8,7 +8,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
-from .model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
+from .mailing import DeliveryKey, MailKind
+from .model import Registrant, Roster, Session
 
 CONFIRMED, CANCELLED = "confirmed", "cancelled"
 # The `since` of a session version that was there when the ledger first saw the session:
@@ -41,7 +42,7 @@ class Notice:
     """A cancellation or an update owed to one registrant who was told an older version."""
 
     session: Session
-    kind: str
+    kind: MailKind
     registrant: Registrant
     told: Told
     facts: Facts
@@ -55,8 +56,8 @@ class Notice:
     retry: bool = False
 
 
-def notice_key(session_key: str, kind: str, sequence: int, recipient: str) -> DeliveryKey:
-    return DeliveryKey(session_key, kind, f"v{sequence}", recipient)
+def notice_key(appointment: str, kind: MailKind, version: int, recipient: str) -> DeliveryKey:
+    return DeliveryKey(appointment, kind, "", recipient, version)
 
 
 @dataclass(frozen=True)
@@ -267,7 +268,7 @@ def plan_notices(
             if plain is None:
                 raise ValueError(f"read {session.id} in full: its counts do not settle it")
             top = plain
-        session_key = session.appointment
+        appointment = session.appointment
         # Told times carry the offset they were stored with, i.e. the session's wall-clock
         # time: comparing their dates and times needs no conversion to the zone.
         for who, last in told.items():
@@ -283,7 +284,7 @@ def plan_notices(
                 if rest is None:
                     top = max(top, sequence)
                 if found:
-                    kind = CANCELLATION if facts.status == CANCELLED else UPDATE
+                    kind = MailKind.CANCELLATION if facts.status == CANCELLED else MailKind.UPDATE
                     notice = Notice(
                         session,
                         kind,
@@ -292,9 +293,9 @@ def plan_notices(
                         facts,
                         sequence,
                         max(since, last.at) + delay,
-                        last.facts.start if kind == CANCELLATION else facts.start,
+                        last.facts.start if kind == MailKind.CANCELLATION else facts.start,
                         found,
-                        notice_key(session_key, kind, sequence, who),
+                        notice_key(appointment, kind, sequence, who),
                     )
                     wanted = notice.key
                     _place(notice, now, view, owed, waiting)
@@ -343,7 +344,7 @@ def since_as_of(
 def sample_notice(
     session: Session,
     registrant: Registrant,
-    kind: str,
+    kind: MailKind,
     default_url: str,
     told: Told | None,
     now: datetime,
@@ -353,8 +354,8 @@ def sample_notice(
     Without what the ledger says they were told, the old facts are the session as first
     planned (before a move) with the cycle's link.
     """
-    facts = facts_for(session, registrant, default_url, attending=kind != CANCELLATION)
-    if kind == UPDATE and facts.status == CANCELLED:
+    facts = facts_for(session, registrant, default_url, attending=kind != MailKind.CANCELLATION)
+    if kind == MailKind.UPDATE and facts.status == CANCELLED:
         facts = replace(facts, status=CONFIRMED)
     if told is None:
         before = session.moved_from or session.start

@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 
-from .model import REMINDER, DeliveryKey, Lead, Registrant, Roster, Session
+from .mailing import DeliveryKey, DeliveryState, MailKind
+from .model import Lead, Registrant, Roster, Session
 
 # A wake-up a little behind its instant (a busy loop, a slow disk) is still on time.
 ON_TIME_TOLERANCE = timedelta(seconds=60)
@@ -22,8 +23,8 @@ class Slot:
     lead: Lead
     due_at: datetime
 
-    def delivery_key(self, recipient: str, kind: str = REMINDER) -> DeliveryKey:
-        return DeliveryKey(self.session.appointment, kind, str(self.lead), recipient)
+    def delivery_key(self, recipient: str) -> DeliveryKey:
+        return DeliveryKey(self.session.appointment, MailKind.REMINDER, str(self.lead), recipient)
 
 
 @dataclass(frozen=True)
@@ -159,10 +160,6 @@ def due_deliveries(
         yield Batch(tuple(sends), tuple(superseded))
 
 
-# Ledger states that account for an attendee of a reminder: done, or on its way.
-ACCOUNTED = ("sent", "failed", "superseded", "claimed", "waiting")
-
-
 @dataclass(frozen=True)
 class Progress:
     """Where one reminder stands for its attendees."""
@@ -172,10 +169,15 @@ class Progress:
 
 
 def progress(
-    slot: Slot, attendees: int, counts: Mapping[str, int], now: datetime, cutoff: timedelta
+    slot: Slot,
+    attendees: int,
+    counts: Mapping[DeliveryState, int],
+    now: datetime,
+    cutoff: timedelta,
 ) -> Progress:
-    """`counts`: the slot's deliveries per ledger state, as `Ledger.counts` gives them."""
-    left = max(0, attendees - sum(counts.get(state, 0) for state in ACCOUNTED))
+    """`counts`: the slot's deliveries per state, as `Ledger.counts` gives them. Each
+    state accounts for an attendee: done, or on its way."""
+    left = max(0, attendees - sum(counts.values()))
     if now < deadline(slot.session, cutoff):
         return Progress(pending=left, missed=0)
     return Progress(pending=0, missed=left if slot.due_at <= now else 0)

@@ -318,9 +318,6 @@ class Smtp(Section):
     password: SecretStr | None = None
     password_file: Path | None = None
     ca_file: Path | None = None
-    sender: Email = DEFAULT_SENDER
-    sender_name: str | None = None
-    reply_to: Email | None = None
     timeout: Annotated[float, Field(gt=0)] = 60.0
     connections: Annotated[int, Field(ge=1, le=64)] = 4
     max_per_second: Annotated[float, Field(gt=0)] | None = None
@@ -328,21 +325,9 @@ class Smtp(Section):
     attempts: Annotated[int, Field(ge=1, le=20)] = 4
     retry_base: Annotated[float, Field(ge=0)] = 1.0
 
-    @field_validator("sender")
-    @classmethod
-    def _real_sender(cls, sender: str, info: ValidationInfo) -> str:
-        if info.data.get("host") and sender == DEFAULT_SENDER:
-            raise ValueError("set smtp.sender to the address the mails come from")
-        return sender
-
     @property
     def effective_port(self) -> int:
         return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
-
-    @property
-    def sender_domain(self) -> str:
-        """Names what this tool mints: Message-IDs, calendar UIDs, the List-Id."""
-        return self.sender.rpartition("@")[2]
 
     @property
     def host_is_loopback(self) -> bool:
@@ -352,6 +337,23 @@ class Smtp(Section):
     @classmethod
     def _no_plaintext_off_host(cls, security: str, info: ValidationInfo) -> str:
         return _no_plaintext_off_host(security, info, "mail and password", "relay")
+
+
+class Sender(Section):
+    """Who the mails come from: read by the composer, whatever transport sends them."""
+
+    address: Email = DEFAULT_SENDER
+    name: str | None = None  # the From display name; organizer.name when unset
+    reply_to: Email | None = None
+
+    @property
+    def domain(self) -> str:
+        """Names what this tool mints: Message-IDs, calendar UIDs, the List-Id."""
+        return self.address.rpartition("@")[2]
+
+
+# Keys of [smtp] that moved to [sender]: still read, with a warning naming the new key.
+MOVED_TO_SENDER = {"sender": "address", "sender_name": "name", "reply_to": "reply_to"}
 
 
 class Bounces(Section):
@@ -498,6 +500,7 @@ class Config(BaseModel):
     reminders: Reminders = Reminders()
     paths: Paths = Paths()
     registrants: RegistrantsFormat = RegistrantsFormat()
+    sender: Sender = Sender()
     smtp: Smtp = Smtp()
     bounces: Bounces = Bounces()
     http: Http = Http()
@@ -505,10 +508,16 @@ class Config(BaseModel):
 
     # Where the file's keys are, for messages: set by `load_config` and nothing else.
     _origin: Origin = PrivateAttr(default_factory=Origin)
+    # What still works but should change (a key that moved): set by `load_config`.
+    _warnings: tuple[Problem, ...] = PrivateAttr(default=())
 
     @property
     def origin(self) -> Origin:
         return self._origin
+
+    @property
+    def warnings(self) -> tuple[Problem, ...]:
+        return self._warnings
 
     @property
     def zone(self) -> ZoneInfo:
@@ -569,18 +578,27 @@ def load_config(path: Path) -> Config:
                     (section, key),
                 )
             )
+    moved: list[Problem] = []
+    written_at: dict[KeyPath, KeyPath] = {}
     try:
         # Environment first: an ops override beats the file staff edit.
         merged = with_overrides(Config, ENV_PREFIX, data)
         problems += _url_password(origin, data, merged)
+        moved, written_at = _moved_sender_keys(merged, origin)
+        problems += [p for p in moved if p.severity == "error"]
         config = Config(**merged)
     except ValidationError as exc:
-        problems += [_problem(origin, error) for error in exc.errors()]
+        for error in exc.errors():
+            # A bad value of a moved key is shown where it is written (smtp.sender).
+            at: KeyPath = tuple(error["loc"])
+            problems.append(_problem(origin, {**error, "loc": written_at.get(at, at)}))
         raise ConfigError(problems) from None
     if problems:
         raise ConfigError(problems)
     config = _resolved(config, path.parent)
     config._origin = origin
+    config._warnings = tuple(moved)
+    _check_sender(config)
     for section, key in ENV_ONLY:
         config = _with_secret_file(config, section, key)
     return config
@@ -617,6 +635,60 @@ def _url_password(origin: Origin, data: dict[str, Any], merged: dict[str, Any]) 
             key="ledger.url",
         )
     ]
+
+
+def _moved_sender_keys(
+    data: dict[str, Any], origin: Origin
+) -> tuple[list[Problem], dict[KeyPath, KeyPath]]:
+    """Move smtp.sender, smtp.sender_name and smtp.reply_to to [sender] in `data`, as the
+    service reads them: a warning for each, naming its new key (an error when both are
+    set), and where each moved key was written."""
+    smtp, sender = data.get("smtp"), data.get("sender", {})
+    if not isinstance(smtp, dict) or not isinstance(sender, dict):
+        return [], {}
+    found: list[Problem] = []
+    written_at: dict[KeyPath, KeyPath] = {}
+    for old, new in MOVED_TO_SENDER.items():
+        if old not in smtp:
+            continue
+        value = smtp.pop(old)
+        env = f"{ENV_PREFIX}SMTP__{old.upper()}"
+        source, instead = (
+            (f"environment variable {env}", f"{ENV_PREFIX}SENDER__{new.upper()}")
+            if env in os.environ
+            else ("", f"`{new} = ...` under [sender]")
+        )
+        if new in sender:
+            message = f"sender.{new} is set too: keep only sender.{new}"
+            severity = "error"
+        else:
+            sender[new] = value
+            written_at["sender", new] = ("smtp", old)
+            message = (
+                "deprecated: the sender's identity moved to its own section; write "
+                f"{instead} instead (read as sender.{new} meanwhile)"
+            )
+            severity = "warning"
+        if source:
+            found.append(Problem(source, message, key=f"smtp.{old}", severity=severity))
+        else:
+            found.append(origin.problem(message, ("smtp", old), severity=severity))
+    if found:
+        data["sender"] = sender
+    return found, written_at
+
+
+def _check_sender(config: Config) -> None:
+    """A real server needs a real From address; the outbox makes do with the default."""
+    if config.smtp.host and config.sender.address == DEFAULT_SENDER:
+        raise ConfigError(
+            [
+                config.origin.problem(
+                    "set sender.address to the address the mails come from",
+                    ("sender", "address"),
+                )
+            ]
+        )
 
 
 def _resolved(config: Config, folder: Path) -> Config:

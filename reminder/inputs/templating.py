@@ -24,11 +24,11 @@ from jinja2 import (
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..core.errors import Problem, TemplateError
-from ..core.model import NOTICE_KINDS, REMINDER
+from ..core.mailing import RECORDED_KINDS, MailKind
 
 PARTS = {"subject": ".subject.txt", "text": ".txt", "html": ".html"}
 # Each kind of mail has its three templates: reminder.*, cancellation.*, update.*
-KINDS = (REMINDER, *NOTICE_KINDS)
+KINDS = RECORDED_KINDS
 VARIABLES = frozenset(
     {
         "cycle",
@@ -98,7 +98,7 @@ class Templates:
             )
         return self._environments[language]
 
-    def name(self, part: str, lead: str, language: str, kind: str = REMINDER) -> str:
+    def name(self, part: str, lead: str, language: str, kind: MailKind = MailKind.REMINDER) -> str:
         """The variant for this lead ('reminder-1h.txt') when there is one, else the base."""
         if (part, f"{kind}:{lead}", language) not in self._names:
             base = kind + PARTS[part]
@@ -114,7 +114,7 @@ class Templates:
         lead: str,
         language: str,
         context: Mapping[str, Any],
-        kind: str = REMINDER,
+        kind: MailKind = MailKind.REMINDER,
     ) -> str:
         name = self.name(part, lead, language, kind)
         environment = self.environment(language)

@@ -118,7 +118,7 @@ def session_calendar(
     calendar.add("method", method)
 
     event = Event()
-    event.add("uid", event_uid(session, config.cycle.id, config.smtp.sender_domain))
+    event.add("uid", event_uid(session, config.cycle.id, config.sender.domain))
     event.add("dtstamp", stamp.astimezone(UTC))
     event.add("dtstart", start)
     event.add("dtend", end)
@@ -135,8 +135,8 @@ def session_calendar(
     event.add("transp", "OPAQUE")
     # The organizer is the From address: clients that apply a CANCEL or an update only
     # from the entry's organizer find the mail's sender to be it.
-    organizer = vCalAddress(f"mailto:{config.smtp.sender}")
-    organizer.params["cn"] = config.smtp.sender_name or config.organizer.name
+    organizer = vCalAddress(f"mailto:{config.sender.address}")
+    organizer.params["cn"] = config.sender.name or config.organizer.name
     event.add("organizer", organizer)
     if config.reminders.calendar_alarm and method != "CANCEL":
         alarm = Alarm()

@@ -16,8 +16,9 @@ from urllib.parse import quote
 import css_inline
 from markupsafe import escape
 
+from ..core.mailing import DeliveryKey, MailKind
 from ..core.message_ids import message_id
-from ..core.model import CANCELLATION, REMINDER, DeliveryKey, Lead, Registrant, Session
+from ..core.model import Lead, Registrant, Session
 from ..core.notices import Facts, Notice, facts_for
 from ..core.plan import Slot
 from ..core.typography import breakable, french
@@ -100,16 +101,16 @@ class Composer:
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
         self._stencils = Stencils() if stencils else None
         self.message_key = message_key(config) if key is None else key
-        smtp = config.smtp
+        sender = config.sender
         self._fixed_headers = (  # From, Reply-To (or ""), List-Id: the same on every mail
             _address(
-                display_name(smtp.sender_name or config.organizer.name), smtp.sender, len("From: ")
+                display_name(sender.name or config.organizer.name), sender.address, len("From: ")
             ),
-            smtp.reply_to
-            and _address(display_name(config.contact.name), smtp.reply_to, len("Reply-To: ")),
+            sender.reply_to
+            and _address(display_name(config.contact.name), sender.reply_to, len("Reply-To: ")),
             _address(
                 display_name(config.cycle.title),
-                f"{config.cycle.id}.{smtp.sender_domain}",
+                f"{config.cycle.id}.{sender.domain}",
                 len("List-Id: "),
             ),
         )
@@ -121,9 +122,7 @@ class Composer:
 
     def message_id(self, key: DeliveryKey) -> str:
         """The marked Message-ID of a delivery (core.message_ids), for its first claim."""
-        return message_id(
-            self.message_key, key, self.config.cycle.id, self.config.smtp.sender_domain
-        )
+        return message_id(self.message_key, key, self.config.cycle.id, self.config.sender.domain)
 
     def language_for(self, registrant: Registrant) -> str:
         # A registrant's language is used only where templates exist for it: French text
@@ -155,7 +154,7 @@ class Composer:
                 registrant,
                 unsubscribe["url"],
                 lambda someone: self.context(slot, someone, now, language),
-                lambda context: self._rendered(REMINDER, lead, context),
+                lambda context: self._rendered(MailKind.REMINDER, lead, context),
                 french if language == "fr" else _as_is,
             )
             if filled is not None:
@@ -175,7 +174,7 @@ class Composer:
                 )
         context = self.context(slot, registrant, now, language)
         return self._finish(
-            REMINDER,
+            MailKind.REMINDER,
             lead,
             context,
             slot.session,
@@ -194,6 +193,7 @@ class Composer:
         slot = Slot(notice.session, _NO_LEAD, notice.session.start)
         context = self.context(slot, notice.registrant, now, language)
         context["notice"] = self.notice_context(notice, language)
+        cancelled = notice.kind == MailKind.CANCELLATION
         return self._finish(
             notice.kind,
             "",
@@ -204,9 +204,9 @@ class Composer:
             now,
             notice.sequence,
             # The entry withdrawn is the one the registrant holds: at the times they were told.
-            notice.told.facts if notice.kind == CANCELLATION else None,
+            notice.told.facts if cancelled else None,
             # Taken off a session that still takes place: withdrawn for them, not called off.
-            uninvited=notice.kind == CANCELLATION and not notice.session.cancelled,
+            uninvited=cancelled and not notice.session.cancelled,
             recorded_id=recorded_id,
         )
 
@@ -230,12 +230,12 @@ class Composer:
             "after": described(notice.facts),
             "sequence": notice.sequence,
             # Cancelled for this registrant only: the session itself still takes place.
-            "unregistered": notice.kind == CANCELLATION and not notice.session.cancelled,
+            "unregistered": notice.kind == MailKind.CANCELLATION and not notice.session.cancelled,
         }
 
     def _finish(
         self,
-        kind: str,
+        kind: MailKind,
         lead: str,
         context: dict[str, Any],
         session: Session,
@@ -263,7 +263,7 @@ class Composer:
             recorded_id=recorded_id,
         )
 
-    def _rendered(self, kind: str, lead: str, context: dict[str, Any]) -> Parts:
+    def _rendered(self, kind: MailKind, lead: str, context: dict[str, Any]) -> Parts:
         """Subject, text and HTML: rendered, typography set, CSS inlined."""
         language = context["language"]
         typeset = french if language == "fr" else _as_is
@@ -314,7 +314,7 @@ class Composer:
         )
         return Composed(
             mid,
-            self.config.smtp.sender,
+            self.config.sender.address,
             registrant.email,
             data,
             subject,
@@ -393,8 +393,8 @@ class Composer:
         reminders = self.config.reminders
         mailto = (
             reminders.unsubscribe_mailto
-            or self.config.smtp.reply_to
-            or (self.config.contact.email or self.config.smtp.sender)
+            or self.config.sender.reply_to
+            or (self.config.contact.email or self.config.sender.address)
         )
         url = reminders.unsubscribe_url or ""
         if "{email}" in url:

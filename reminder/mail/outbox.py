@@ -1,5 +1,4 @@
-"""The local outbox: each message a file in a Maildir-style folder, nobody mailed; and the
-choice between it and SMTP that the config makes."""
+"""The local outbox: each message a file in a Maildir-style folder, nobody mailed."""
 
 from __future__ import annotations
 
@@ -10,10 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from ..core.clock import Clock, utc_now
-from ..inputs.config import Config
-from ..inputs.secrets import secret
-from .transport import Envelope, Report, Result, SmtpTransport, Transport, Verdict
+from .transport import Capabilities, Envelope, OnResult, Result, Verdict
 
 log = logging.getLogger("reminder")
 
@@ -25,7 +21,8 @@ class Outbox:
     dropping the duplicate would.
     """
 
-    takes_wired = False  # files hold the message itself
+    # Files hold the message itself, one at a time, as fast as the disk takes them.
+    capabilities = Capabilities()
 
     def __init__(self, folder: Path, *, durable: bool = True) -> None:
         self.folder = folder
@@ -53,7 +50,7 @@ class Outbox:
     async def deliver(
         self,
         envelopes: AsyncIterator[Envelope],
-        report: Report,
+        on_result: OnResult,
         stopping: asyncio.Event | None = None,
     ) -> None:
         count = 0
@@ -68,20 +65,12 @@ class Outbox:
                 if reason != self._fault:
                     self._fault = reason
                     log.error("the outbox cannot be written: %s", reason)
-                report(Result(envelope, Verdict.RETRY, f"outbox write failed: {reason}"))
+                on_result(Result(envelope, Verdict.RETRY, f"outbox write failed: {reason}"))
             else:
                 self._fault = ""
-                report(Result(envelope, Verdict.SENT, f"written to {path.name}"))
+                on_result(Result(envelope, Verdict.SENT, f"written to {path.name}"))
             if count % 64 == 0:
                 await asyncio.sleep(0)  # let signals and timers in during a long batch
 
     async def close(self) -> None:
         return None
-
-
-def make_transport(config: Config, clock: Clock = utc_now) -> Transport:
-    """SMTP when a host is configured; otherwise the outbox, so nobody is mailed by accident."""
-    if config.smtp.host:
-        secret(config, "smtp", "password")  # a password file this user cannot read: say so
-        return SmtpTransport(config.smtp, clock=clock)
-    return Outbox(config.paths.state / "outbox")

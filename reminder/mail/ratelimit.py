@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +18,16 @@ class Budget(Protocol):
     async def acquire(self) -> Any: ...
 
     async def release(self, send: Any) -> None: ...
+
+
+# A sending budget for these limits ((count, window in seconds), ...), whose sends may
+# each take up to `hold` seconds: this process's own, or one several workers share.
+BudgetMaker = Callable[[Sequence[tuple[int, float]], float], Budget]
+
+
+def own_budget(limits: Sequence[tuple[int, float]], hold: float) -> Budget:
+    """The budget of a transport alone on its account: this process counts every send."""
+    return RateLimit(list(limits))
 
 
 @dataclass

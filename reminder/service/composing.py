@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ReminderError
-from ..core.model import DeliveryKey, Registrant
+from ..core.mailing import DeliveryKey
+from ..core.model import Registrant
 from ..core.plan import Delivery, Slot
 from ..inputs.config import load_config
 from ..inputs.schedule import load_sessions

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..core.model import REMINDER, DeliveryKey
+from ..core.mailing import DeliveryKey, MailKind
 from ..storage.ledger import Ledger
 from .metrics import Metrics
 from .sdnotify import Notifier
@@ -62,7 +62,7 @@ class Monitor:
     def serving(self, snapshot: Snapshot, ledger: Ledger) -> None:
         """A snapshot is in service (at start and after each good reload)."""
         self.snapshot, self.ledger = snapshot, ledger
-        self.metrics.declare_leads(REMINDER, map(str, snapshot.config.reminders.leads))
+        self.metrics.declare_leads(MailKind.REMINDER, map(str, snapshot.config.reminders.leads))
         self.count_registrants()
 
     def reloaded(self, snapshot: Snapshot | None) -> None:
@@ -130,13 +130,12 @@ class Monitor:
     def settled(self, key: DeliveryKey, outcome: str, due_at: datetime | None = None) -> None:
         now = self.clock()
         self.progress = now
-        # A notice's "lead" is its version (v1, v2, …): as a label it would grow without
-        # bound, so notices are told apart by their kind alone.
-        lead = key.lead if key.kind == REMINDER else ""
-        counter = self._counters.get((key.kind, lead, outcome))
+        # A notice has no lead, only a version, which as a label would grow without bound:
+        # notices are told apart by their kind alone.
+        counter = self._counters.get((key.kind, key.lead, outcome))
         if counter is None:  # labels() costs more than the increment: once per kind of outcome
-            counter = self._counters[key.kind, lead, outcome] = self.metrics.deliveries.labels(
-                key.kind, lead, outcome
+            counter = self._counters[key.kind, key.lead, outcome] = self.metrics.deliveries.labels(
+                key.kind, key.lead, outcome
             )
         counter.inc()
         if outcome in ("sent", "late"):

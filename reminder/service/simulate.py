@@ -12,11 +12,12 @@ from pathlib import Path
 from ..core.model import Roster
 from ..inputs.config import Smtp
 from ..mail.outbox import Outbox
+from ..mail.smtp import SmtpTransport
 from ..mail.smtpsink import SmtpSink
-from ..mail.transport import SmtpTransport, Transport
+from ..mail.transport import Transport
 from ..storage.ledger import Ledger
-from .delivery import Dispatcher
-from .pending import wakeup_instants
+from .dispatcher import Dispatcher
+from .lookahead import wakeup_instants
 from .snapshot import Snapshot, load_snapshot
 
 
@@ -147,7 +148,6 @@ async def _transport(
             host="127.0.0.1",
             port=sink.port,
             security="none",
-            sender=snapshot.config.smtp.sender,
             connections=4,
             timeout=10,
         )

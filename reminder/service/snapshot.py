@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import InputError, Problem, TemplateError
-from ..core.model import NOTICE_KINDS, Registrant, Roster, Session
+from ..core.mailing import NOTICE_KINDS
+from ..core.model import Registrant, Roster, Session
 from ..core.plan import Slot, reminder_slots
 from ..inputs.config import Config, load_config
 from ..inputs.registrants import load_roster
@@ -119,7 +120,7 @@ def _assemble(
 ) -> Snapshot:
     """The snapshot of inputs already read and checked."""
     slots = reminder_slots(sessions, config.reminders.leads)
-    problems = warnings + _http_warnings(config)
+    problems = [*config.warnings, *warnings, *_http_warnings(config)]
     return Snapshot(
         config,
         tuple(sessions),
@@ -205,7 +206,7 @@ def check(path: Path, now: datetime | None = None) -> tuple[Snapshot | None, lis
     except InputError as exc:
         return None, list(exc.problems) + _templates_beside(path)
     before = fingerprint(watched_paths(config))
-    problems: list[Problem] = []
+    problems: list[Problem] = list(config.warnings)
     templates: Templates | None = None
     try:
         from ..inputs.templating import Templates

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from ..core.model import REMINDER
+from ..core.mailing import DeliveryState, MailKind
 from ..core.plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
 from ..core.wording import date_at_time, lead_words, long_date, time_of_day, time_range
 from ..inputs.registrants import masked, redacted
@@ -95,19 +95,19 @@ def status_page(
         attendees = [r for r in snapshot.roster.attending(session) if r.key not in stopped]
         lines = []
         for slot in by_session.get(session, []):
-            key = (session.appointment, REMINDER, str(slot.lead))
+            key = (session.appointment, MailKind.REMINDER, str(slot.lead))
             found = counts.get(key, {})
             lines.append(
                 LeadLine(
                     lead=str(slot.lead),
                     words=lead_words(slot.lead, "fr"),
                     due=short(slot.due_at, snapshot),
-                    sent=found.get("sent", 0),
+                    sent=found.get(DeliveryState.SENT, 0),
                     owed=progress(slot, len(attendees), found, now, snapshot.cutoff).pending,
-                    failed=found.get("failed", 0),
+                    failed=found.get(DeliveryState.FAILED, 0),
                     late=late.get(key, 0),
-                    superseded=found.get("superseded", 0),
-                    in_flight=found.get("claimed", 0),
+                    superseded=found.get(DeliveryState.SUPERSEDED, 0),
+                    in_flight=found.get(DeliveryState.CLAIMED, 0),
                 )
             )
         sessions.append(
@@ -132,7 +132,7 @@ def status_page(
         errors=tuple(
             (
                 french(row.updated_at, snapshot),
-                f"{row.session[:10]} {row.lead}",
+                f"{row.appointment[:10]} {row.lead}",
                 masked(row.recipient),
                 redacted(row.last_reply),
             )

@@ -22,7 +22,7 @@ import os
 import signal
 import socket
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -36,16 +36,18 @@ from ..core.answer import INTERRUPTED, OK, Answer
 from ..core.clock import Clock, utc_now
 from ..core.errors import InputError, ReminderError, StateError, TransportConfigError
 from ..inputs.config import Config
-from ..mail.outbox import make_transport
-from ..mail.transport import SmtpTransport, Transport
+from ..mail.ratelimit import Budget, BudgetMaker, own_budget
+from ..mail.transport import Transport
+from ..mail.transports import make_transport, transport_settings
 from ..storage.backend import open_ledger
 from ..storage.cluster import Presence, SharedRateLimit
 from ..storage.ledger import Ledger
 from ..storage.lock import StateLock
 from .bounces import BounceRun, collect
 from .composing import helper_count
-from .delivery import Dispatcher, owed_count, still_owed
+from .dispatcher import Dispatcher
 from .logs import use_zone
+from .lookahead import owed_count, still_owed
 from .monitor import Monitor
 from .snapshot import Snapshot, fingerprint, load_snapshot, watched_paths
 from .web import make_app, start_server
@@ -85,7 +87,7 @@ class Worker:
         config_path: Path,
         *,
         clock: Clock = utc_now,
-        transport_factory: Callable[[Config, Clock], Transport] = make_transport,
+        transport_factory: Callable[[Config, Clock, BudgetMaker], Transport] = make_transport,
         helpers: int | None = None,
         poll_seconds: float = POLL_SECONDS,
         drain_seconds: float = DRAIN_SECONDS,
@@ -166,8 +168,8 @@ class Worker:
                 opened = _Open(ledger, presence, _ledger_file(ledger))
                 self._open = opened
                 opened.transport = self._transport(config)
-                opened.dispatcher = self._dispatcher(config)
-                presence.in_flight = lambda: len(self.dispatcher.unsettled)
+                opened.dispatcher = self._dispatcher()
+                presence.in_flight = lambda: self.dispatcher.in_flight
                 self.monitor.serving(self.snapshot, ledger)
                 try:
                     await self._serve(adopted)
@@ -183,13 +185,14 @@ class Worker:
             raise self.failure
 
     def _transport(self, config: Config) -> Transport:
-        transport = self.transport_factory(config, self.clock)
-        if self.ledger.shared and isinstance(transport, SmtpTransport) and transport.rate.limits:
-            # The server counts messages per account, whichever machine sends them.
-            transport.rate = SharedRateLimit(
-                self.ledger, transport.rate.limits, hold=config.smtp.timeout
-            )
-        return transport
+        return self.transport_factory(config, self.clock, self._budget)
+
+    def _budget(self, limits: Sequence[tuple[int, float]], hold: float) -> Budget:
+        """A transport's sending budget: the server counts messages per account, whichever
+        machine sends them, so workers sharing a ledger share one."""
+        if self.ledger.shared:
+            return SharedRateLimit(self.ledger, limits, hold=hold)
+        return own_budget(limits, hold)
 
     def _state_lost(self) -> str | None:
         """Why the state folder no longer is the one this worker locked, if it is not."""
@@ -243,7 +246,7 @@ class Worker:
             await bounces
             await heart
             await alive
-            # In-flight SMTP transactions finish; nothing new starts (stopping is set).
+            # Transactions in flight finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
                 self._busy.release()
@@ -268,11 +271,11 @@ class Worker:
             left = str(still_owed(self.ledger, self.snapshot, self.clock()))
         log.info("stopped: sent %d since start; left for the next start: %s", self.sent, left)
 
-    def _dispatcher(self, config: Config) -> Dispatcher:
+    def _dispatcher(self) -> Dispatcher:
         # Helper processes compose large batches when sending is fast enough to wait on
         # composing: not under a rate limit (they would compose minutes ahead of the
         # Date they stamp).
-        throttled = config.smtp.host and (config.smtp.max_per_minute or config.smtp.max_per_second)
+        throttled = bool(self.transport.capabilities.rate_limits)
         helpers = 0 if throttled else self.helpers
         return Dispatcher(
             self.ledger,
@@ -323,7 +326,7 @@ class Worker:
             "ledger %s%s",
             self.ledger.path,
             f"; {adopted} claimed by a previous run and not confirmed: at most "
-            f"{snapshot.config.smtp.connections} of them (one per connection) can have "
+            f"{self.transport.capabilities.in_flight} of them (those in flight) can have "
             "reached the server; all are sent now with their recorded Message-ID"
             if adopted
             else "",
@@ -569,10 +572,12 @@ class Worker:
         self._seen = fresh.fingerprint
         fresh = self._guard_roster(fresh, reason)
         async with self._busy:
-            if fresh.config.smtp != self.snapshot.config.smtp or self._paused:
+            if transport_settings(fresh.config) != transport_settings(self.snapshot.config) or (
+                self._paused
+            ):
                 await self.transport.close()
                 self._opened().transport = self._transport(fresh.config)
-                self._opened().dispatcher = self._dispatcher(fresh.config)
+                self._opened().dispatcher = self._dispatcher()
                 self._paused = None
             old = self.snapshot
             self.snapshot = fresh
@@ -625,7 +630,7 @@ class Worker:
 @dataclass
 class _Open:
     """What the worker opens once it holds the state lock, and closes when it stops; the
-    transport and dispatcher are replaced when a reload changes the SMTP settings."""
+    transport and dispatcher are replaced when a reload changes the transport's settings."""
 
     ledger: Ledger
     presence: Presence

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..core.errors import LedgerError
-from ..core.model import DeliveryKey
+from ..core.mailing import DeliveryKey, DeliveryState, MailKind
 from ..core.notices import NoticeView, ToldGroup
 from ..core.plan import LedgerView
 from ..inputs.config import Config
@@ -29,7 +29,7 @@ class DeliveryLedger(Protocol):
     def outside_writes(self) -> int | None: ...
 
     def view(
-        self, sessions: Iterable[str], kind: str = ..., *, claims_only: bool = False
+        self, sessions: Iterable[str], kind: MailKind = ..., *, claims_only: bool = False
     ) -> LedgerView: ...
 
     def notice_view(
@@ -82,7 +82,7 @@ class DeliveryLedger(Protocol):
 
     def suppressed_addresses(self) -> frozenset[str]: ...
 
-    def counts(self) -> dict[tuple[str, str, str], dict[str, int]]: ...
+    def counts(self) -> dict[tuple[str, str, str], dict[DeliveryState, int]]: ...
 
     def last_error(self) -> Row | None: ...
 

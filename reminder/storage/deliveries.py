@@ -9,19 +9,19 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
-from ..core.model import REMINDER, DeliveryKey
+from ..core.mailing import DeliveryKey, DeliveryState, MailKind
 from ..core.plan import LedgerView
 from .database import Database, Execute
 from .schema import IS_CLAIMED
 from .told import COUNT_TOLD, UNCOUNT_TOLD
-from .values import Claim, Outcome, Status, stamp
+from .values import Claim, Outcome, stamp
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)
 # An advisory lock (PostgreSQL) under which one worker at a time adopts claims.
 _WORKERS_LOCK = 7_432_002
 # How a claim ends unsent: its row no longer counts in told_facts.
-_UNSENT = (Status.FAILED, Status.SUPERSEDED)
+_UNSENT = (DeliveryState.FAILED, DeliveryState.SUPERSEDED)
 
 
 class Deliveries:
@@ -32,9 +32,13 @@ class Deliveries:
     worker: str
 
     def view(
-        self, sessions: Iterable[str], kind: str = REMINDER, *, claims_only: bool = False
+        self,
+        sessions: Iterable[str],
+        kind: MailKind = MailKind.REMINDER,
+        *,
+        claims_only: bool = False,
     ) -> LedgerView:
-        """What is recorded for these session keys, for the planner (or only open claims)."""
+        """What is recorded for these appointments, for the planner (or only open claims)."""
         settled: dict[tuple[str, str], frozenset[str]] = {}
         claims: dict[tuple[str, str], dict[str, datetime]] = defaultdict(dict)
         for session in set(sessions):
@@ -92,7 +96,7 @@ class Deliveries:
                 "VALUES (?, ?, ?, ?, 'claimed', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT DO NOTHING",
                 (
-                    *c.key,
+                    *c.key.stored,
                     c.message_id,
                     stamps[c.due_at],
                     stamps[c.not_after],
@@ -120,7 +124,7 @@ class Deliveries:
                         "fact_end = ?, fact_join_url = ?, fact_status = ?, fact_topic = ?, "
                         "sequence = ? WHERE session = ? AND kind = ? AND lead = ? "
                         "AND recipient = ? AND status = 'claimed' AND next_attempt_at <= ?",
-                        (self.worker, lease_end, at, *c.fact_values(), *c.key, at),
+                        (self.worker, lease_end, at, *c.fact_values(), *c.key.stored, at),
                     )
                     for c in retries
                 ]
@@ -158,7 +162,7 @@ class Deliveries:
         found = self.db.execute(
             "SELECT message_id FROM deliveries WHERE session = ? AND kind = ? AND lead = ? "
             "AND recipient = ?",
-            tuple(key),
+            key.stored,
         ).fetchone()
         return str(found[0]) if found and found[0] else None
 
@@ -195,7 +199,7 @@ class Deliveries:
                 "UPDATE deliveries SET next_attempt_at = ?, updated_at = ?, claimed_by = NULL "
                 "WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
                 "AND status = 'claimed' AND claimed_by = ?",
-                (at, at, *key, self.worker),
+                (at, at, *key.stored, self.worker),
             )
             for key in keys
         )
@@ -211,7 +215,7 @@ class Deliveries:
         statements: list[tuple[str, tuple[object, ...]]] = []
         for key, due_at in items:
             if self.db.told_summary:
-                statements.append((UNCOUNT_TOLD, tuple(key)))
+                statements.append((UNCOUNT_TOLD, key.stored))
             statements.append(
                 (
                     "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
@@ -219,7 +223,7 @@ class Deliveries:
                     "ON CONFLICT (session, kind, lead, recipient) DO UPDATE SET "
                     "status = 'superseded', updated_at = excluded.updated_at "
                     "WHERE deliveries.status = 'claimed'",
-                    (*key, stamp(due_at), stamp(not_after or due_at), at),
+                    (*key.stored, stamp(due_at), stamp(not_after or due_at), at),
                 )
             )
         self.db.write(statements)
@@ -235,19 +239,19 @@ class Deliveries:
                         "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, "
                         "next_attempt_at = ?, updated_at = ?, fault = NULL WHERE session = ? "
                         "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
-                        (outcome.reply, stamp(outcome.retry_at), at, *outcome.key),
+                        (outcome.reply, stamp(outcome.retry_at), at, *outcome.key.stored),
                     )
                 )
             else:
-                if outcome.status in _UNSENT and self.db.told_summary:
-                    statements.append((UNCOUNT_TOLD, tuple(outcome.key)))
+                if outcome.state in _UNSENT and self.db.told_summary:
+                    statements.append((UNCOUNT_TOLD, outcome.key.stored))
                 statements.append(
                     (
                         "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
                         "last_reply = ?, sent_at = CASE WHEN ? = 'sent' THEN ? END, "
                         "next_attempt_at = NULL, updated_at = ?, fault = NULL WHERE session = ? "
                         "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
-                        (outcome.status, outcome.reply, outcome.status, at, at, *outcome.key),
+                        (outcome.state, outcome.reply, outcome.state, at, at, *outcome.key.stored),
                     )
                 )
         if statements:
@@ -262,7 +266,7 @@ class Deliveries:
                 "UPDATE deliveries SET fault = ?, last_reply = ?, next_attempt_at = ?, "
                 "updated_at = ? WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
                 "AND status = 'claimed'",
-                (fault, fault, at, at, *key),
+                (fault, fault, at, at, *key.stored),
             )
             for key in keys
         )

@@ -10,7 +10,7 @@ from .reports import Reports
 from .schema import MIGRATIONS, check_version
 from .suppressions import Suppressions
 from .told import ToldFacts
-from .values import Claim, Outcome, Row, Status, Suppression, canonical, stamp
+from .values import Claim, Outcome, Row, Suppression, canonical, stamp
 
 # Callers import the ledger's values from here, beside the ledger itself.
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "Ledger",
     "Outcome",
     "Row",
-    "Status",
     "Suppression",
     "canonical",
     "stamp",

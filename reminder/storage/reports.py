@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
+from ..core.mailing import DeliveryState, MailKind
 from .database import Database
 from .schema import IS_CLAIMED, IS_NOT_SENT
-from .values import Row, Status, stamp, unstamp
+from .values import Row, stamp, unstamp
 
 _ROW_COLUMNS = (
     "session, kind, lead, recipient, status, message_id, due_at, attempts, "
@@ -17,12 +18,15 @@ _ROW_COLUMNS = (
 
 def _row(values: tuple[object, ...]) -> Row:
     session, kind, lead, recipient, status, mid, due, attempts, sent, updated, reply, fault = values
+    state = DeliveryState(str(status))
+    if fault and state is DeliveryState.CLAIMED:
+        state = DeliveryState.WAITING  # the fault holds it until a fixed config sends it
     return Row(
         str(session),
-        str(kind),
+        MailKind(str(kind)),
         str(lead),
         str(recipient),
-        str(status),
+        state,
         str(mid or ""),
         datetime.fromisoformat(str(due)),
         int(str(attempts)),
@@ -55,10 +59,10 @@ class Reports:
         query += "ORDER BY due_at, session, lead, recipient"
         return [_row(values) for values in self.db.execute(query, parameters)]
 
-    def counts(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """(session, kind, lead) -> status -> number of deliveries; claims that wait on a
-        configuration fault count as "waiting"."""
-        found: dict[tuple[str, str, str], dict[str, int]] = defaultdict(dict)
+    def counts(self) -> dict[tuple[str, str, str], dict[DeliveryState, int]]:
+        """(appointment, kind, lead) -> state -> number of deliveries; claims that wait on
+        a configuration fault count as WAITING."""
+        found: dict[tuple[str, str, str], dict[DeliveryState, int]] = defaultdict(dict)
         # Without reading the millions of sent rows: the totals from the unique index
         # alone, the few deliveries not sent through the status index, and the sent the
         # difference. (An index on the status as well would count faster, but every
@@ -73,17 +77,18 @@ class Reports:
         ).fetchall()
         for session, kind, lead, status, _, number in rows:
             if not status:
-                found[session, kind, lead][Status.SENT] = number
+                found[session, kind, lead][DeliveryState.SENT] = number
         for session, kind, lead, status, waiting, number in rows:
             if status:
                 counted = found[session, kind, lead]
-                counted[Status.SENT] -= number
-                if waiting and status == Status.CLAIMED:
-                    status = "waiting"
-                counted[status] = counted.get(status, 0) + number
+                counted[DeliveryState.SENT] -= number
+                state = DeliveryState(status)
+                if waiting and state is DeliveryState.CLAIMED:
+                    state = DeliveryState.WAITING
+                counted[state] = counted.get(state, 0) + number
         for counted in found.values():
-            if not counted[Status.SENT]:
-                del counted[Status.SENT]
+            if not counted[DeliveryState.SENT]:
+                del counted[DeliveryState.SENT]
         return {key: dict(sorted(counted.items())) for key, counted in sorted(found.items())}
 
     def open_claims(self, now: datetime) -> int:

@@ -10,11 +10,11 @@ from itertools import groupby
 from operator import itemgetter
 from typing import Any
 
-from ..core.model import NOTICE_KINDS, DeliveryKey
+from ..core.mailing import NOTICE_KINDS, DeliveryKey, DeliveryState
 from ..core.notices import ALWAYS, Facts, NoticeView, Told, ToldGroup
 from .database import Database
 from .schema import IS_CLAIMED
-from .values import Status, stamp
+from .values import stamp
 
 # Added as new claims with facts are won, in the same transaction: their group counts them.
 COUNT_TOLD = (
@@ -64,7 +64,7 @@ def _file_notice(
     retry_at: str,
 ) -> None:
     """A notice's row: an open claim and when it may be tried again, or settled."""
-    if status == Status.CLAIMED:
+    if status == DeliveryState.CLAIMED:
         claims[session_id, key.recipient][key] = datetime.fromisoformat(retry_at)
     else:
         settled.add(key)
@@ -137,7 +137,7 @@ class ToldFacts:
                     self._read_told(session_id, recipient, mine_rows, known, told, counted)
                     for _, session, kind, lead, status, retry_at, *_ in mine_rows:
                         if kind in NOTICE_KINDS:
-                            key = DeliveryKey(session, kind, lead, recipient)
+                            key = DeliveryKey.from_stored(session, kind, lead, recipient)
                             _file_notice(claims, settled, session_id, key, status, retry_at)
             rest[session_id] = self._rest(session_id, counted, known)
         return NoticeView(dict(told), frozenset(settled), dict(claims), since, rest)
@@ -178,7 +178,7 @@ class ToldFacts:
     ) -> None:
         """One registrant's rows for a session: what they were last told, and which rows
         told_facts counts (claimed with facts; sent at their highest SEQUENCE)."""
-        sent = [r for r in rows if r[4] == Status.SENT and r[6] is not None]
+        sent = [r for r in rows if r[4] == DeliveryState.SENT and r[6] is not None]
         if sent:
             last = max(sent, key=itemgetter(12, 13))
             told[session_id][recipient] = Told(
@@ -186,7 +186,9 @@ class ToldFacts:
             )
             level = max(r[11] for r in sent)
             counted.update(_told_group(r) for r in sent if r[11] == level)
-        counted.update(_told_group(r) for r in rows if r[4] == Status.CLAIMED and r[6] is not None)
+        counted.update(
+            _told_group(r) for r in rows if r[4] == DeliveryState.CLAIMED and r[6] is not None
+        )
 
     def _rest(
         self,
@@ -242,7 +244,7 @@ class ToldFacts:
                     claims,
                     settled,
                     session_id,
-                    DeliveryKey(session, kind, lead, who),
+                    DeliveryKey.from_stored(session, kind, lead, who),
                     status,
                     retry_at,
                 )

@@ -4,17 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 
-from ..core.model import DeliveryKey
+from ..core.mailing import DeliveryKey, DeliveryState, MailKind
 from ..core.notices import Told
-
-
-class Status(StrEnum):
-    CLAIMED = "claimed"
-    SENT = "sent"
-    FAILED = "failed"
-    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True)
@@ -48,7 +40,7 @@ class Outcome:
     """What one attempt came to. `retry_at` set means transient: the claim stays open."""
 
     key: DeliveryKey
-    status: Status
+    state: DeliveryState
     reply: str = ""
     at: datetime | None = None
     retry_at: datetime | None = None
@@ -56,11 +48,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Row:
-    session: str
-    kind: str
-    lead: str
+    """One delivery as `history` and the status page show it."""
+
+    appointment: str  # the session's start, as the ledger keys it
+    kind: MailKind
+    lead: str  # the lead, or a notice's version as "v3"
     recipient: str
-    status: str
+    state: DeliveryState  # WAITING for a claim held by a configuration fault
     message_id: str
     due_at: datetime
     attempts: int

@@ -10,8 +10,8 @@ import pytest
 
 from reminder import __version__
 from reminder.cli import main
-from reminder.core.model import DeliveryKey
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.core.mailing import DeliveryKey, DeliveryState
+from reminder.storage.ledger import Claim, Ledger, Outcome
 from tests.support.commands import cli
 from tests.support.project import Project, person
 from tests.support.smtp import Server
@@ -239,8 +239,8 @@ def _ledger_with_a_failure(project: Project) -> None:
         ledger.claim([Claim(k, f"<{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now)
         ledger.record(
             [
-                Outcome(keys[0], Status.SENT, "250 ok", now),
-                Outcome(keys[1], Status.FAILED, "550 5.1.1 No such user", now),
+                Outcome(keys[0], DeliveryState.SENT, "250 ok", now),
+                Outcome(keys[1], DeliveryState.FAILED, "550 5.1.1 No such user", now),
             ],
             now,
         )
@@ -537,7 +537,7 @@ def test_ledger_migrate_copy_and_status_on_postgresql(
         key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "alex0@example.org")
         now = datetime(2023, 2, 28, 16, tzinfo=UTC)
         ledger.claim([Claim(key, "<m@irev.fr>", now, now)], now)
-        ledger.record([Outcome(key, Status.SENT, "250 ok", now)], now)
+        ledger.record([Outcome(key, DeliveryState.SENT, "250 ok", now)], now)
     assert cli(project, "ledger", "migrate") == 0
     assert "schema" in capsys.readouterr().out
     assert cli(project, "ledger", "copy", "--to", postgres_url) == 0
@@ -609,7 +609,7 @@ def test_status_counts_no_miss_for_a_registrant_suppressed_in_the_ledger(
             ledger.claim(
                 [Claim(k, f"<{lead}.{i}@irev.fr>", now, now) for i, k in enumerate(keys)], now
             )
-            ledger.record([Outcome(k, Status.SENT, "250 ok", now) for k in keys], now)
+            ledger.record([Outcome(k, DeliveryState.SENT, "250 ok", now) for k in keys], now)
     assert cli(project, "status", "--now", "2023-03-01T20:00", "--format", "json") == 0
     data = json.loads(capsys.readouterr().out)
     march = [r for r in data["reminders"] if r["session"] == "2023-03-01"]
@@ -637,7 +637,7 @@ def test_addresses_quoted_in_server_replies_are_masked_too(
     key = DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", "sophie.martin@example.fr")
     with Ledger(project.root / "state" / "ledger.sqlite") as ledger:
         ledger.claim([Claim(key, "<1@irev.fr>", now, now)], now)
-        ledger.record([Outcome(key, Status.FAILED, reply, now)], now)
+        ledger.record([Outcome(key, DeliveryState.FAILED, reply, now)], now)
         ledger.suppress(key.recipient, reason="bounce", source="bounce", at=now, reply=reply)
     for command in (
         ("history", "--format", "json"),

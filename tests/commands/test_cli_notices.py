@@ -10,9 +10,9 @@ from pathlib import Path
 import icalendar
 import pytest
 
-from reminder.core.model import DeliveryKey
+from reminder.core.mailing import DeliveryKey, DeliveryState, MailKind
 from reminder.core.notices import Facts, Told
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import Claim, Ledger, Outcome
 from tests.support.commands import cli
 from tests.support.notices import DELAY, UID
 from tests.support.project import Project
@@ -31,7 +31,7 @@ def told_evelyne(project: Project) -> None:
     with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
         claim = Claim(key, "<m@irev.fr>", SENT_AT, START, "2023-03-01", Told(facts, 0, SENT_AT))
         assert ledger.claim([claim], SENT_AT)
-        ledger.record([Outcome(key, Status.SENT, "250 OK", SENT_AT)], SENT_AT)
+        ledger.record([Outcome(key, DeliveryState.SENT, "250 OK", SENT_AT)], SENT_AT)
         ledger.observe({"2023-03-01": "as first seen"}, SENT_AT)
 
 
@@ -202,14 +202,18 @@ def test_status_names_the_retry_of_a_notice_for_a_cancelled_session(
     sent_at = datetime(2023, 2, 24, 10, 10, tzinfo=PARIS)
     retry_at = datetime(2023, 2, 24, 10, 15, tzinfo=PARIS)
     key = DeliveryKey(
-        START.isoformat(timespec="minutes"), "cancellation", "v1", "evelyne.dubois@example.org"
+        START.isoformat(timespec="minutes"),
+        MailKind.CANCELLATION,
+        "",
+        "evelyne.dubois@example.org",
+        version=1,
     )
     facts = Facts(START, START + timedelta(hours=2), "https://zoom.us/j/00000000000", "cancelled")
     with Ledger(project.root / "state" / "ledger.sqlite", worker="test") as ledger:
         ledger.observe({"2023-03-01": "cancelled"}, datetime(2023, 2, 24, 10, tzinfo=PARIS))
         claim = Claim(key, "<c@irev.fr>", sent_at, START, "2023-03-01", Told(facts, 1, sent_at))
         assert ledger.claim([claim], sent_at)
-        retry = Outcome(key, Status.CLAIMED, "451 4.3.0 try again later", sent_at, retry_at)
+        retry = Outcome(key, DeliveryState.CLAIMED, "451 4.3.0 try again later", sent_at, retry_at)
         ledger.record([retry], sent_at)
     cli(project, "status", "--now", "2023-02-24T10:12", "--format", "json")
     data = json.loads(capsys.readouterr().out)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from reminder.core.mailing import DeliveryKey
 from reminder.core.marks import Spelling, sign, verify
 from reminder.core.message_ids import OurMessageId, message_id, parse
-from reminder.core.model import DeliveryKey
 from reminder.core.unsubscribe import token
 
 KEY = b"0123456789abcdef0123456789abcdef"

@@ -6,7 +6,8 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from reminder.core.model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
+from reminder.core.mailing import DeliveryKey, MailKind
+from reminder.core.model import Registrant, Roster, Session
 from reminder.core.notices import ALWAYS, Facts, NoticeView, Told, plan_notices, since_as_of
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -44,8 +45,8 @@ def test_a_cancellation_waits_for_the_delay_then_is_owed_to_who_was_told_only() 
     assert early.held == {SESSION.appointment: CHANGED_AT + DELAY}  # its reminders wait too
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, view(), DELAY, LINK)
     assert {(n.registrant.key, n.kind, n.sequence) for n in plan.owed} == {
-        (ANNE.key, CANCELLATION, 1),
-        (BOB.key, CANCELLATION, 1),
+        (ANNE.key, MailKind.CANCELLATION, 1),
+        (BOB.key, MailKind.CANCELLATION, 1),
     }
     assert next(iter(plan.owed)).not_after == START  # not after the session they know
 
@@ -53,18 +54,18 @@ def test_a_cancellation_waits_for_the_delay_then_is_owed_to_who_was_told_only() 
 def test_a_registrant_taken_off_the_session_gets_a_cancellation_and_the_others_nothing() -> None:
     roster = Roster("test", (ANNE, replace(BOB, sessions=frozenset({"2023-04-05"})), CLEO))
     plan = plan_notices(CHANGED_AT + DELAY, [SESSION], roster, view(), DELAY, LINK)
-    assert [(n.registrant.key, n.kind) for n in plan.owed] == [(BOB.key, CANCELLATION)]
+    assert [(n.registrant.key, n.kind) for n in plan.owed] == [(BOB.key, MailKind.CANCELLATION)]
 
 
 def test_a_move_owes_an_update_with_what_changed() -> None:
     later = START + timedelta(days=7)
     moved = replace(SESSION, start=later, end=later + timedelta(hours=2), moved_from=START)
     plan = plan_notices(CHANGED_AT + DELAY, [moved], ROSTER, view(), DELAY, LINK)
-    assert {n.kind for n in plan.owed} == {UPDATE}
+    assert {n.kind for n in plan.owed} == {MailKind.UPDATE}
     assert {n.changes for n in plan.owed} == {("date",)}
     assert {n.key for n in plan.owed} == {
-        DeliveryKey(moved.appointment, UPDATE, "v1", ANNE.key),
-        DeliveryKey(moved.appointment, UPDATE, "v1", BOB.key),
+        DeliveryKey(moved.appointment, MailKind.UPDATE, "", ANNE.key, version=1),
+        DeliveryKey(moved.appointment, MailKind.UPDATE, "", BOB.key, version=1),
     }
     assert plan.sequence(moved, CLEO.key) == 1  # later reminders carry the new SEQUENCE
 
@@ -79,8 +80,8 @@ def test_a_topic_change_owes_nothing_unless_staff_ask() -> None:
 
 def test_a_settled_notice_is_not_owed_again_and_an_open_claim_is_retried_at_its_time() -> None:
     cancelled = replace(SESSION, cancelled=True)
-    anne = DeliveryKey(SESSION.appointment, CANCELLATION, "v1", ANNE.key)
-    bob = DeliveryKey(SESSION.appointment, CANCELLATION, "v1", BOB.key)
+    anne = DeliveryKey(SESSION.appointment, MailKind.CANCELLATION, "", ANNE.key, version=1)
+    bob = DeliveryKey(SESSION.appointment, MailKind.CANCELLATION, "", BOB.key, version=1)
     retry_at = CHANGED_AT + DELAY * 2
     seen = view(settled=frozenset({anne}), claims={(SESSION.id, BOB.key): {bob: retry_at}})
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, seen, DELAY, LINK)
@@ -90,7 +91,7 @@ def test_a_settled_notice_is_not_owed_again_and_an_open_claim_is_retried_at_its_
 
 
 def test_a_second_change_supersedes_an_unsent_notice_of_another_kind() -> None:
-    stale = DeliveryKey(SESSION.appointment, UPDATE, "v1", ANNE.key)
+    stale = DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", ANNE.key, version=1)
     seen = view(claims={(SESSION.id, ANNE.key): {stale: CHANGED_AT}})
     cancelled = replace(SESSION, cancelled=True)
     plan = plan_notices(CHANGED_AT + DELAY, [cancelled], ROSTER, seen, DELAY, LINK)
@@ -109,7 +110,7 @@ def test_after_a_sent_notice_the_next_change_owes_the_next_version() -> None:
     )
     seen = view(told={SESSION.id: {ANNE.key: told_v1}})
     plan = plan_notices(CHANGED_AT + DELAY, [moved], ROSTER, seen, DELAY, LINK)
-    assert [(n.key.lead, n.changes) for n in plan.owed] == [("v2", ("link",))]
+    assert [(n.key.version, n.changes) for n in plan.owed] == [(2, ("link",))]
 
 
 def test_read_only_commands_see_an_unrecorded_change_as_seen_now() -> None:

@@ -9,6 +9,7 @@ from reminder.core.errors import ConfigError
 from reminder.inputs.config import config_path, load_config
 from reminder.inputs.schedule import load_sessions
 from reminder.inputs.secrets import required, secret, secret_problems
+from tests.support.commands import cli
 from tests.support.project import REPO, Project
 
 
@@ -159,8 +160,8 @@ BAD_INPUTS = [
         id="entry-matches-no-session",
     ),
     pytest.param(
-        'sender = "contact@irev.fr"',
-        'sender = "contact@irev.fr"\npassword = "p4ss"',
+        "max_per_minute = 30",
+        'max_per_minute = 30\npassword = "p4ss"',
         "a password must not be written in config.toml",
         "password =",
         id="password-in-file",
@@ -250,7 +251,7 @@ def test_a_duration_written_as_a_number_says_to_quote_it(project: Project) -> No
 def test_every_problem_is_reported_at_once(project: Project) -> None:
     project.edit('timezone = "Europe/Paris"', 'timezone = "Mars/Olympus"')
     project.edit("connections = 4", "connections = 0")
-    project.edit('sender = "contact@irev.fr"', 'sender = "contact@irev.fr"\npassword = "x"')
+    project.edit("max_per_minute = 30", 'max_per_minute = 30\npassword = "x"')
     problems = problems_of(project)
     assert len(problems) == 3
 
@@ -451,3 +452,78 @@ def test_a_byte_order_mark_at_the_start_is_accepted_and_lines_still_match(
     assert problem.line == line_of(project, 'holidays = "never"')
     project.config.write_bytes(b"\xef\xbb\xbf" + text.encode())
     assert load_config(project.config).cycle.id == "irev-elus-2023"
+
+
+SENDER_SECTION = (
+    'address = "contact@irev.fr"\nname = "IREV – Cycle élus"\nreply_to = "m.petit@irev.fr"\n'
+)
+
+
+def as_before_the_sender_section(project: Project) -> None:
+    """The sample as configs were written when the sender's keys sat in [smtp]."""
+    project.edit(SENDER_SECTION, "")
+    project.edit(
+        "connections = 4",
+        'sender = "contact@irev.fr"\nsender_name = "IREV – Cycle élus"\n'
+        'reply_to = "m.petit@irev.fr"\nconnections = 4',
+    )
+
+
+def test_the_sender_keys_of_smtp_still_work_and_say_where_they_moved(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    as_before_the_sender_section(project)
+    config = load_config(project.config)
+    assert (config.sender.address, config.sender.name, config.sender.reply_to) == (
+        "contact@irev.fr",
+        "IREV – Cycle élus",
+        "m.petit@irev.fr",
+    )
+    at = line_of(project, "sender_name =")
+    assert f"config.toml:{at}: warning: smtp.sender_name: deprecated: the sender's identity " in (
+        shown := "\n".join(str(w) for w in config.warnings)
+    )
+    assert "write `name = ...` under [sender] instead (read as sender.name meanwhile)" in shown
+    assert len(config.warnings) == 3
+    # `check` shows them and passes; the service logs them with the snapshot's problems.
+    assert cli(project, "check") == 0
+    printed = capsys.readouterr()
+    assert "write `address = ...` under [sender] instead" in printed.err
+    assert "4 warning(s)" in printed.out  # with the sample's holiday warning
+    assert set(config.warnings) <= set(project.snapshot().problems)
+
+
+def test_a_sender_key_of_smtp_from_the_environment_names_the_new_variable(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REMINDER_SMTP__SENDER", "cycle@irev.fr")
+    project.edit('address = "contact@irev.fr"\n', "")
+    config = load_config(project.config)
+    assert config.sender.address == "cycle@irev.fr"
+    [warning] = [str(w) for w in config.warnings]
+    assert warning.startswith("environment variable REMINDER_SMTP__SENDER: warning:")
+    assert "write REMINDER_SENDER__ADDRESS instead" in warning
+
+
+def test_a_sender_set_in_both_places_is_refused(project: Project) -> None:
+    project.edit("connections = 4", 'sender = "other@irev.fr"\nconnections = 4')
+    [problem] = problems_of(project)
+    assert f"config.toml:{line_of(project, 'sender = ')}: error: smtp.sender:" in problem
+    assert "keep only sender.address" in problem
+
+
+def test_a_real_server_needs_a_real_sender(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project.edit('address = "contact@irev.fr"\n', "")
+    assert load_config(project.config).sender.address  # the outbox makes do with the default
+    monkeypatch.setenv("REMINDER_SMTP__HOST", "smtp.example.org")
+    [problem] = problems_of(project)
+    assert "set sender.address to the address the mails come from" in problem
+
+
+def test_a_bad_sender_under_its_old_key_is_reported_where_it_is_written(project: Project) -> None:
+    as_before_the_sender_section(project)
+    project.edit('sender = "contact@irev.fr"', 'sender = "contact at irev"')
+    [problem] = problems_of(project)
+    assert f"config.toml:{line_of(project, 'sender = ')}: error: smtp.sender:" in problem

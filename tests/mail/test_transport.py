@@ -15,8 +15,9 @@ from reminder.core.errors import TransportConfigError
 from reminder.inputs.config import Smtp
 from reminder.mail.outbox import Outbox
 from reminder.mail.ratelimit import RateLimit
+from reminder.mail.smtp import SmtpTransport
 from reminder.mail.smtpsink import SmtpSink, free_port
-from reminder.mail.transport import Envelope, Result, SmtpTransport, Verdict, each
+from reminder.mail.transport import Envelope, Result, Verdict, each
 from reminder.mail.wire import wired
 from tests.support.project import until
 from tests.support.smtp import FaultyRecorder, Server
@@ -42,7 +43,6 @@ def plain(server: Server, **options: object) -> Smtp:
         "host": "127.0.0.1",
         "port": server.port,
         "security": "none",
-        "sender": SENDER,
         "timeout": 5,
         "retry_base": 0.01,
     }
@@ -227,7 +227,6 @@ async def test_server_down_at_start_then_back() -> None:
         host="127.0.0.1",
         port=port,
         security="none",
-        sender=SENDER,
         attempts=20,
         retry_base=0.05,
         timeout=2,
@@ -261,9 +260,7 @@ async def test_the_rate_limit_holds_at_the_server(smtp_server: Server) -> None:
 
 
 def test_configured_rates_become_limits() -> None:
-    transport = SmtpTransport(
-        Smtp(host="smtp.example.org", max_per_minute=30, max_per_second=2.5, sender=SENDER)
-    )
+    transport = SmtpTransport(Smtp(host="smtp.example.org", max_per_minute=30, max_per_second=2.5))
     assert transport.rate.limits == [(30, 60.0), (5, 2.0)]
     assert "at most 30/min and 2.5/s" in transport.description
 
@@ -414,7 +411,7 @@ async def test_a_4xx_or_5xx_to_mail_in_a_pipeline(pipelining_server: Server) -> 
     results = await deliver(plain(pipelining_server, connections=1), envelopes(2))
     assert all(r.verdict is Verdict.SENT for r in results.values())
     handler.mail_replies = ["553 5.7.1 Sender not allowed"] * 2
-    with pytest.raises(TransportConfigError, match=r"smtp\.sender"):
+    with pytest.raises(TransportConfigError, match=r"sender\.address"):
         await deliver(plain(pipelining_server, connections=1), envelopes(2, "q"))
     assert not [r for r in handler.recipients() if r.startswith("q")]
 
@@ -435,6 +432,6 @@ async def test_a_sender_that_could_smuggle_a_command_stops_with_the_setting_to_c
     pipelining_server: Server,
 ) -> None:
     item = Envelope(0, "contact@irev.fr\r\nRSET", "p0@example.org", "<m0@irev.fr>", b"x\r\n")
-    with pytest.raises(TransportConfigError, match=r"smtp\.sender"):
+    with pytest.raises(TransportConfigError, match=r"sender\.address"):
         await deliver(plain(pipelining_server), [item])
     assert pipelining_server.handler.messages == []

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from reminder.cli import main
+from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.message_ids import message_id
-from reminder.core.model import DeliveryKey
 from reminder.mail.dsn import parse_report
 from reminder.service.worker import Worker
-from reminder.storage.ledger import Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import Claim, Ledger, Outcome
 from tests.support.imap import PASSWORD, USER, Dovecot, dovecot_server
 from tests.support.project import DATA, Project, until
 
@@ -78,7 +78,7 @@ def sent_ledger(project: Project) -> Path:
             for address in SENT
         ]
         ledger.claim(claims, NOW)
-        ledger.record([Outcome(c.key, Status.SENT, "250 OK", NOW) for c in claims], NOW)
+        ledger.record([Outcome(c.key, DeliveryState.SENT, "250 OK", NOW) for c in claims], NOW)
     return path
 
 

@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import time_machine
 
-from reminder.core.model import DeliveryKey
+from reminder.core.mailing import DeliveryKey
 from reminder.core.unsubscribe import token
 from reminder.service.monitor import Monitor
 from reminder.storage.ledger import Ledger

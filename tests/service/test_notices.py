@@ -97,7 +97,7 @@ async def reloaded(worker: Worker, check: Callable[[Worker], object]) -> datetim
 
 def kinds(project: Project) -> Counter[tuple[str, str]]:
     with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
-        return Counter((row.kind, row.status) for row in ledger.rows())
+        return Counter((row.kind, row.state) for row in ledger.rows())
 
 
 @asynccontextmanager
@@ -331,7 +331,7 @@ def _sent(project: Project, kind: str) -> int:
         return 0
     try:
         with Ledger(path, readonly=True) as ledger:
-            return sum(1 for row in ledger.rows() if row.kind == kind and row.status == "sent")
+            return sum(1 for row in ledger.rows() if row.kind == kind and row.state == "sent")
     except (sqlite3.OperationalError, LedgerError):  # the worker is still creating it
         return 0
 
@@ -349,7 +349,7 @@ async def test_a_notice_refused_for_now_is_retried_at_its_own_instant(
         def attempts() -> int:
             with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
                 rows = [r for r in ledger.rows() if r.kind == "cancellation"]
-                return rows[0].attempts if rows and rows[0].status == "claimed" else 0
+                return rows[0].attempts if rows and rows[0].state == "claimed" else 0
 
         def soonest() -> datetime:
             return min(job.next_run_time for job in worker.scheduler.get_jobs())

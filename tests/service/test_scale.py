@@ -14,12 +14,13 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from reminder.core.model import DeliveryKey
+from reminder.core.mailing import DeliveryKey
 from reminder.mail.messages import Composer
 from reminder.mail.outbox import Outbox
+from reminder.mail.smtp import SmtpTransport
 from reminder.mail.smtpsink import SmtpSink
-from reminder.mail.transport import SmtpTransport
-from reminder.service.delivery import CLAIM_CHUNK, Dispatcher
+from reminder.service.delivery import CLAIM_CHUNK
+from reminder.service.dispatcher import Dispatcher
 from reminder.storage.ledger import Ledger
 from tests.support.project import Clock, Project, person
 from tests.support.smtp import FaultyRecorder, Server
@@ -30,6 +31,7 @@ from tests.support.worker import use_server
 HEAVY = [
     "reminder.service.worker",
     "reminder.service.delivery",
+    "reminder.service.dispatcher",
     "reminder.mail.messages",
     "reminder.service.simulate",
     "reminder.mail.smtpsink",

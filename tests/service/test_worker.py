@@ -8,12 +8,16 @@ import logging
 import random
 import signal
 from collections import Counter
+from collections.abc import AsyncIterator
 from datetime import datetime
 from email import message_from_bytes, policy
 
 import pytest
 import time_machine
 
+from reminder.mail import transports
+from reminder.mail.transport import Capabilities, Envelope, OnResult, Result, Verdict
+from reminder.mail.transports import TransportKind
 from reminder.service.worker import Worker
 from reminder.storage.ledger import Ledger
 from tests.support.project import Project, person, started, until
@@ -187,7 +191,7 @@ async def test_a_refused_recipient_is_recorded_and_the_batch_goes_on(
         async with running(project):
             await until(lambda: len(smtp_server.handler.messages) == 3)
     with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
-        failed = [row for row in ledger.rows() if row.status == "failed"]
+        failed = [row for row in ledger.rows() if row.state == "failed"]
     assert [(row.recipient, row.last_reply) for row in failed] == [
         ("alex2@example.org", "550 5.1.1 Unknown user")
     ]
@@ -281,7 +285,8 @@ async def test_a_second_worker_on_the_same_state_folder_is_refused(
 
 
 def test_the_outbox_is_the_default_and_mails_nobody(project: Project) -> None:
-    from reminder.mail.outbox import Outbox, make_transport
+    from reminder.mail.outbox import Outbox
+    from reminder.mail.transports import make_transport
 
     transport = make_transport(project.snapshot().config)
     assert isinstance(transport, Outbox)
@@ -389,3 +394,45 @@ async def test_the_worker_declares_its_state_before_it_runs(project: Project) ->
     assert worker.dispatcher.helpers == 0  # as given, whatever the clock
     worker.stop()
     await asyncio.wait_for(task, 30)
+
+
+class MailApi:
+    """A transport as an HTTP mail API would be one: a class of its own, registered by
+    name with its capabilities, which the worker never names."""
+
+    description = "a mail API (test)"
+    capabilities = Capabilities(rate_limits=((100, 1.0),), in_flight=8)
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+
+    async def deliver(
+        self,
+        envelopes: AsyncIterator[Envelope],
+        on_result: OnResult,
+        stopping: asyncio.Event | None = None,
+    ) -> None:
+        async for envelope in envelopes:
+            self.sent.append(envelope)
+            on_result(Result(envelope, Verdict.SENT, "202 Accepted"))
+
+    async def close(self) -> None:
+        pass
+
+
+async def test_a_transport_registered_by_name_serves_as_smtp_does(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api = MailApi()
+    chosen = TransportKind("api", lambda config: True, lambda config: None, lambda *_: api)
+    monkeypatch.setattr(transports, "TRANSPORTS", {"api": chosen, **transports.TRANSPORTS})
+    two_sessions(project)
+    project.registrants([person(n) for n in range(3)])
+    with time_machine.travel(datetime(2023, 2, 22, 17, 0, 10, tzinfo=PARIS), tick=True):
+        async with running(project) as worker:
+            await until(lambda: len(api.sent) == 3)
+            assert worker.transport is api
+            # Under its rate limit no helper process composes ahead of the pace it sets.
+            assert worker.dispatcher.helpers == 0
+    assert {e.sender for e in api.sent} == {"contact@irev.fr"}  # [sender], read by the composer
+    assert statuses(project) == Counter({("7d", "sent"): 3})

@@ -82,7 +82,7 @@ async def test_a_resend_carries_the_message_id_recorded_at_the_claim(
     # and ops rotate the key that marks Message-IDs.
     project.edit('id = "irev-elus-2023"', 'id = "irev-elus-2023-bis"')
     monkeypatch.setenv("REMINDER_BOUNCES__KEY", "a-key-rotated-since-the-claim-0123456789")
-    project.edit('sender = "contact@irev.fr"', 'sender = "contact@irev.example"')
+    project.edit('address = "contact@irev.fr"', 'address = "contact@irev.example"')
     with time_machine.travel(claimed + timedelta(minutes=20), tick=True):
         async with running(project):
             await until(lambda: len(smtp_server.handler.messages) == 1)

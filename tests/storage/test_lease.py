@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlite3
 from datetime import timedelta
 
+from reminder.mail.smtp import SmtpTransport
 from reminder.mail.smtpsink import SmtpSink
-from reminder.mail.transport import SmtpTransport
-from reminder.service.delivery import Dispatcher
+from reminder.service.dispatcher import Dispatcher
 from reminder.storage.cluster import Presence
 from reminder.storage.ledger import Ledger
 from tests.support.project import Clock, Project, person

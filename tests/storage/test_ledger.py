@@ -12,14 +12,14 @@ from typing import Any
 import pytest
 
 from reminder.core.errors import LedgerError
+from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.message_ids import message_id
-from reminder.core.model import DeliveryKey
 from reminder.core.notices import ALWAYS, Facts, Told
 from reminder.storage.backend import copy_ledger
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
 from reminder.storage.deliveries import _WORKERS_LOCK as WORKERS_LOCK
-from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status, Suppression
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Suppression
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
 START = datetime(2023, 3, 1, 16, tzinfo=UTC)
@@ -43,7 +43,7 @@ def test_the_database_itself_refuses_a_second_row(ledger: Ledger) -> None:
                 (
                     "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
                     "not_after, updated_at) VALUES (?, ?, ?, ?, 'sent', '', '', '')",
-                    claim(1).key,
+                    claim(1).key.stored,
                 )
             ]
         )
@@ -51,14 +51,14 @@ def test_the_database_itself_refuses_a_second_row(ledger: Ledger) -> None:
 
 def test_sent_is_settled_and_never_claimed_again(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
-    ledger.record([Outcome(claim(1).key, Status.SENT, "250 ok", NOW)], NOW)
-    view = ledger.view([claim(1).key.session])
-    assert view.settled == {(claim(1).key.session, "1d"): {"p1@example.org"}}
+    ledger.record([Outcome(claim(1).key, DeliveryState.SENT, "250 ok", NOW)], NOW)
+    view = ledger.view([claim(1).key.appointment])
+    assert view.settled == {(claim(1).key.appointment, "1d"): {"p1@example.org"}}
     later = NOW + timedelta(hours=1)
     ledger.adopt_claims(later)
     assert ledger.claim([claim(1)], later) == []
     [row] = ledger.rows()
-    assert (row.status, row.attempts, row.message_id, row.sent_at) == (
+    assert (row.state, row.attempts, row.message_id, row.sent_at) == (
         "sent",
         1,
         "<m1.1d@irev.fr>",
@@ -71,15 +71,15 @@ def test_the_planner_s_view_of_a_session_with_several_leads_and_outcomes(ledger:
     ledger.claim([claim(n, lead) for n in range(4) for lead in ("7d", "1d")], NOW)
     ledger.record(
         [
-            Outcome(claim(0, "7d").key, Status.SENT, "250", NOW),
-            Outcome(claim(1, "7d").key, Status.FAILED, "550", NOW),
-            Outcome(claim(2, "7d").key, Status.CLAIMED, "451", NOW, later),
-            Outcome(claim(0, "1d").key, Status.SENT, "250", NOW),
+            Outcome(claim(0, "7d").key, DeliveryState.SENT, "250", NOW),
+            Outcome(claim(1, "7d").key, DeliveryState.FAILED, "550", NOW),
+            Outcome(claim(2, "7d").key, DeliveryState.CLAIMED, "451", NOW, later),
+            Outcome(claim(0, "1d").key, DeliveryState.SENT, "250", NOW),
         ],
         NOW,
     )
     ledger.supersede([(claim(3, "7d").key, NOW)], NOW)
-    session = claim(0).key.session
+    session = claim(0).key.appointment
     view = ledger.view([session])
     assert view.settled == {
         (session, "7d"): {"p0@example.org", "p1@example.org", "p3@example.org"},
@@ -94,9 +94,11 @@ def test_the_planner_s_view_of_a_session_with_several_leads_and_outcomes(ledger:
 def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
     retry_at = NOW + timedelta(minutes=5)
-    ledger.record([Outcome(claim(1).key, Status.CLAIMED, "451 try later", NOW, retry_at)], NOW)
-    view = ledger.view([claim(1).key.session])
-    assert view.claims == {(claim(1).key.session, "1d"): {"p1@example.org": retry_at}}
+    ledger.record(
+        [Outcome(claim(1).key, DeliveryState.CLAIMED, "451 try later", NOW, retry_at)], NOW
+    )
+    view = ledger.view([claim(1).key.appointment])
+    assert view.claims == {(claim(1).key.appointment, "1d"): {"p1@example.org": retry_at}}
     assert ledger.claim([claim(1)], NOW + timedelta(minutes=4)) == []
     assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [claim(1)]
 
@@ -115,7 +117,7 @@ def test_claims_of_a_dead_worker_are_adopted_at_start(ledger_target: str | Path)
 def test_supersede_records_older_reminders_and_closes_their_claims(ledger: Ledger) -> None:
     ledger.claim([claim(1, "7d")], NOW)
     ledger.supersede([(claim(1, "7d").key, NOW), (claim(2, "7d").key, NOW)], NOW)
-    assert {(r.recipient, r.status) for r in ledger.rows()} == {
+    assert {(r.recipient, r.state) for r in ledger.rows()} == {
         ("p1@example.org", "superseded"),
         ("p2@example.org", "superseded"),
     }
@@ -123,18 +125,18 @@ def test_supersede_records_older_reminders_and_closes_their_claims(ledger: Ledge
 
 def test_supersede_never_overwrites_a_sent_delivery(ledger: Ledger) -> None:
     ledger.claim([claim(1, "7d")], NOW)
-    ledger.record([Outcome(claim(1, "7d").key, Status.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(claim(1, "7d").key, DeliveryState.SENT, "250", NOW)], NOW)
     ledger.supersede([(claim(1, "7d").key, NOW)], NOW)
-    assert ledger.rows()[0].status == "sent"
+    assert ledger.rows()[0].state == "sent"
 
 
 def test_claims_left_open_at_the_session_start_expire_as_failed(ledger: Ledger) -> None:
     ledger.claim([claim(1)], NOW)
-    ledger.record([Outcome(claim(1).key, Status.CLAIMED, "421 busy", NOW, NOW)], NOW)
+    ledger.record([Outcome(claim(1).key, DeliveryState.CLAIMED, "421 busy", NOW, NOW)], NOW)
     assert ledger.expire(START - timedelta(seconds=1)) == 0
     assert ledger.expire(START) == 1
     [row] = ledger.rows()
-    assert row.status == "failed"
+    assert row.state == "failed"
     assert row.last_reply == "not confirmed before the session started: 421 busy"
     assert ledger.last_error() == row
 
@@ -143,8 +145,8 @@ def test_counts_per_session_and_lead(ledger: Ledger) -> None:
     ledger.claim([claim(1), claim(2), claim(3)], NOW)
     ledger.record(
         [
-            Outcome(claim(1).key, Status.SENT, "250", NOW),
-            Outcome(claim(2).key, Status.FAILED, "550 no such user", NOW),
+            Outcome(claim(1).key, DeliveryState.SENT, "250", NOW),
+            Outcome(claim(2).key, DeliveryState.FAILED, "550 no such user", NOW),
         ],
         NOW,
     )
@@ -156,7 +158,7 @@ def test_counts_per_session_and_lead(ledger: Ledger) -> None:
 
 def test_counts_move_the_claims_waiting_on_a_fault_to_waiting(ledger: Ledger) -> None:
     ledger.claim([claim(1), claim(2), claim(3), claim(4, "7d")], NOW)
-    ledger.record([Outcome(claim(1).key, Status.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(claim(1).key, DeliveryState.SENT, "250", NOW)], NOW)
     ledger.hold([claim(2).key, claim(4, "7d").key], "535 authentication failed", NOW)
     assert ledger.counts() == {
         ("2023-03-01T17:00+01:00", "reminder", "1d"): {"claimed": 1, "sent": 1, "waiting": 1},
@@ -164,6 +166,16 @@ def test_counts_move_the_claims_waiting_on_a_fault_to_waiting(ledger: Ledger) ->
     }
     assert ledger.last_error() == ledger.errors(1)[0]
     assert ledger.last_error().recipient in {"p2@example.org", "p4@example.org"}  # type: ignore[union-attr]
+    held = {"p2@example.org", "p4@example.org"}
+    assert {r.recipient: r.state for r in ledger.rows()} == {
+        "p1@example.org": DeliveryState.SENT,
+        "p2@example.org": DeliveryState.WAITING,
+        "p3@example.org": DeliveryState.CLAIMED,
+        "p4@example.org": DeliveryState.WAITING,
+    }
+    # Their deadline passes while the fault holds them: they failed, nothing waits now.
+    ledger.expire(START)
+    assert {r.state for r in ledger.rows() if r.recipient in held} == {DeliveryState.FAILED}
 
 
 def test_counts_errors_and_claims_read_indexes_not_the_table_rows(tmp_path: Path) -> None:
@@ -180,7 +192,7 @@ def test_counts_errors_and_claims_read_indexes_not_the_table_rows(tmp_path: Path
         ledger.db.execute = noted  # type: ignore[method-assign]
         ledger.counts()
         ledger.last_error()
-        ledger.view([claim(1).key.session], claims_only=True)
+        ledger.view([claim(1).key.appointment], claims_only=True)
         ledger.open_claims(NOW)
         ledger.faults()
         ledger.db.execute = execute  # type: ignore[method-assign]
@@ -217,7 +229,9 @@ def test_counts_are_one_snapshot_while_a_worker_claims(tmp_path: Path) -> None:
     path = tmp_path / "ledger.sqlite"
     with Ledger(path, worker="reader") as reader, Ledger(path, worker="worker") as worker:
         worker.claim([claim(n) for n in range(3)], NOW)
-        worker.record([Outcome(claim(n).key, Status.SENT, "250", NOW) for n in range(3)], NOW)
+        worker.record(
+            [Outcome(claim(n).key, DeliveryState.SENT, "250", NOW) for n in range(3)], NOW
+        )
         execute = reader.db.execute
 
         def then_a_claim(sql: str, parameters: Sequence[object] = ()) -> Any:
@@ -233,9 +247,9 @@ def test_counts_of_every_status_add_up_from_the_totals(ledger: Ledger) -> None:
     # The sent are counted as what the others leave of each total.
     keys = [claim(n) for n in range(1, 7)]
     ledger.claim(keys, NOW)
-    ledger.record([Outcome(keys[0].key, Status.SENT, "250", NOW)], NOW)
-    ledger.record([Outcome(keys[1].key, Status.SENT, "250", NOW)], NOW)
-    ledger.record([Outcome(keys[2].key, Status.FAILED, "550", NOW)], NOW)
+    ledger.record([Outcome(keys[0].key, DeliveryState.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(keys[1].key, DeliveryState.SENT, "250", NOW)], NOW)
+    ledger.record([Outcome(keys[2].key, DeliveryState.FAILED, "550", NOW)], NOW)
     ledger.hold([keys[3].key], "configuration fault: 535", NOW)
     assert ledger.counts() == {
         ("2023-03-01T17:00+01:00", "reminder", "1d"): {
@@ -246,9 +260,9 @@ def test_counts_of_every_status_add_up_from_the_totals(ledger: Ledger) -> None:
         }
     }
     for key in keys[4:]:
-        ledger.record([Outcome(key.key, Status.FAILED, "550", NOW)], NOW)
-    ledger.record([Outcome(keys[3].key, Status.FAILED, "535", NOW)], NOW)
-    ledger.record([Outcome(keys[0].key, Status.SENT, "250", NOW)], NOW)  # already settled
+        ledger.record([Outcome(key.key, DeliveryState.FAILED, "550", NOW)], NOW)
+    ledger.record([Outcome(keys[3].key, DeliveryState.FAILED, "535", NOW)], NOW)
+    ledger.record([Outcome(keys[0].key, DeliveryState.SENT, "250", NOW)], NOW)  # already settled
     assert ledger.counts() == {
         ("2023-03-01T17:00+01:00", "reminder", "1d"): {"failed": 4, "sent": 2}
     }
@@ -365,7 +379,7 @@ def test_a_worker_whose_lease_expired_loses_its_claims_to_a_live_one(
         Membership(dead).join("host-a", 1, NOW, lease)
         Membership(live).join("host-b", 2, NOW, lease)
         assert dead.claim([claim(1), claim(2)], NOW) == [claim(1), claim(2)]
-        dead.record([Outcome(claim(2).key, Status.SENT, "250", NOW)], NOW)
+        dead.record([Outcome(claim(2).key, DeliveryState.SENT, "250", NOW)], NOW)
         # Within the lease nothing moves; the heartbeat keeps it.
         assert live.adopt_claims(NOW + timedelta(seconds=29), only_expired=True) == 0
         assert Membership(live).renew(NOW + timedelta(seconds=29), lease, 0)
@@ -445,7 +459,7 @@ def test_the_shared_budget_holds_the_rate_for_every_worker(ledger_target: str | 
 def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: str) -> None:
     with Ledger(tmp_path / "ledger.sqlite", worker="old") as source:
         source.claim([claim(n) for n in range(5)], NOW)
-        source.record([Outcome(claim(0).key, Status.SENT, "250 ok", NOW)], NOW)
+        source.record([Outcome(claim(0).key, DeliveryState.SENT, "250 ok", NOW)], NOW)
         source.suppress("gone@example.org", reason="bounce", source="bounce", at=NOW)
         with Ledger(postgres_url, worker="copy") as target:
             copied = copy_ledger(source, target)
@@ -466,7 +480,7 @@ def test_what_each_registrant_was_told_and_the_session_versions(ledger: Ledger) 
         at = NOW + timedelta(minutes=n)
         told = Claim(c.key, c.message_id, at, START, "2023-03-01", Told(facts(hour), n, at))
         ledger.claim([told], at)
-        ledger.record([Outcome(c.key, Status.SENT, "250", at)], at)
+        ledger.record([Outcome(c.key, DeliveryState.SENT, "250", at)], at)
     last = ledger.notice_view(["2023-03-01"], {}).told["2023-03-01"]["p1@example.org"]
     assert (last.facts, last.sequence) == (facts(17), 1)  # the latest mail's facts
     assert ledger.observe({"2023-03-01": "v1"}, NOW) == {"2023-03-01": ALWAYS}
@@ -496,7 +510,7 @@ def test_registrants_told_the_same_facts_share_one_value(ledger: Ledger) -> None
         c = claim(n, "1d")
         told = Claim(c.key, c.message_id, NOW, START, "2023-03-01", Told(facts, 0, NOW))
         ledger.claim([told], NOW)
-        ledger.record([Outcome(c.key, Status.SENT, "250", NOW)], NOW)
+        ledger.record([Outcome(c.key, DeliveryState.SENT, "250", NOW)], NOW)
     told_about = ledger.notice_view(["2023-03-01"], {}).told["2023-03-01"]
     one, two = told_about["p1@example.org"], told_about["p2@example.org"]
     assert one.facts == two.facts == facts

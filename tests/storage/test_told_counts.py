@@ -11,11 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from reminder.core.model import CANCELLATION, UPDATE, DeliveryKey, Registrant, Roster, Session
+from reminder.core.mailing import DeliveryKey, DeliveryState, MailKind
+from reminder.core.model import Registrant, Roster, Session
 from reminder.core.notices import Facts, NoticePlan, Told, facts_for, notice_key, plan_notices
-from reminder.service.pending import notice_view
+from reminder.service.lookahead import notice_view
 from reminder.storage.database import sql_statements
-from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Status
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
@@ -76,8 +77,8 @@ def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
         mine = [k for k in open_claims if k.recipient == who]
         if action == "claim" or not mine:
             sequence = level.get(who, 0) + chance.choice([0, 0, 1])
-            kind = chance.choice(["reminder", UPDATE, CANCELLATION])
-            key = DeliveryKey(SESSION.appointment, kind, f"v{step}", who)
+            kind = chance.choice(["reminder", MailKind.UPDATE, MailKind.CANCELLATION])
+            key = DeliveryKey.from_stored(SESSION.appointment, kind, f"v{step}", who)
             told = Told(facts(chance.choice([17, 18]), status="confirmed"), sequence, now)
             ledger.claim([Claim(key, f"<{step}@t>", now, START, SESSION.id, told)], now)
             open_claims[key] = sequence
@@ -89,13 +90,13 @@ def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
                 if open_claims[key] == 0 and level.get(who, 0) > 0:
                     continue
                 late = late or open_claims[key] < level.get(who, 0)
-                ledger.record([Outcome(key, Status.SENT, "250", now)], now)
+                ledger.record([Outcome(key, DeliveryState.SENT, "250", now)], now)
                 level[who] = max(level.get(who, 0), open_claims.pop(key))
             elif action == "fail":
-                ledger.record([Outcome(key, Status.FAILED, "550", now)], now)
+                ledger.record([Outcome(key, DeliveryState.FAILED, "550", now)], now)
                 del open_claims[key]
             elif action == "retry":
-                ledger.record([Outcome(key, Status.CLAIMED, "451", now, retry_at=now)], now)
+                ledger.record([Outcome(key, DeliveryState.CLAIMED, "451", now, retry_at=now)], now)
                 sequence = max(open_claims[key], level.get(who, 0))
                 told = Told(facts(19, link="https://zoom.us/j/2"), sequence, now)
                 ledger.claim([Claim(key, "<again@t>", now, START, SESSION.id, told)], now)
@@ -134,7 +135,7 @@ def told_everybody(ledger: Ledger, session: Session, lead: str, at: datetime, se
         key = DeliveryKey(session.appointment, "reminder", lead, person.key)
         told = Told(facts_for(session, person, LINK, attending=True), seq, at)
         ledger.claim([Claim(key, f"<{lead}.{person.key}>", at, START, session.id, told)], at)
-        ledger.record([Outcome(key, Status.SENT, "250", at)], at)
+        ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
 
 
 def test_an_older_ledger_is_counted_when_it_is_upgraded(tmp_path: Path) -> None:
@@ -225,8 +226,8 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
     fast, full, by_counts = plans(ledger, SESSION, changed, at, stopped)
     same(fast, full, SESSION, changed, stopped)
     assert {(n.registrant.key, n.kind) for n in fast.owed} == {
-        (off.key, CANCELLATION),
-        (own.key, UPDATE),
+        (off.key, MailKind.CANCELLATION),
+        (own.key, MailKind.UPDATE),
     }
     assert by_counts == counted
 
@@ -240,7 +241,7 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
         told = Told(notice.facts, notice.sequence, at)
         claim = Claim(notice.key, f"<u.{notice.registrant.key}>", at, MOVED_START, MOVED.id, told)
         ledger.claim([claim], at)
-        ledger.record([Outcome(notice.key, Status.SENT, "250", at)], at)
+        ledger.record([Outcome(notice.key, DeliveryState.SENT, "250", at)], at)
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
     # The one not yet told is found through the facts they were told and read alone.
@@ -253,14 +254,14 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
     assert not fast.owed and [n.retry for n in fast.waiting] == [True] and by_counts == counted
-    ledger.record([Outcome(first.key, Status.SENT, "250", at)], at)
+    ledger.record([Outcome(first.key, DeliveryState.SENT, "250", at)], at)
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
     assert fast.quiet and by_counts == counted
     assert fast.sequence(MOVED, PEOPLE[3].key) == 1
     assert fast.sequence(MOVED, "late@example.org") == 1  # a later registrant's first entry
     settled = ledger.notice_view([MOVED.id], {}).settled
-    assert notice_key(MOVED.appointment, UPDATE, 1, PEOPLE[0].key) in settled
+    assert notice_key(MOVED.appointment, MailKind.UPDATE, 1, PEOPLE[0].key) in settled
 
     # The move is undone: an update back, to everybody, read in full again.
     fast, full, by_counts = plans(ledger, SESSION, roster, at, frozenset())
@@ -283,9 +284,9 @@ def test_a_mail_recorded_after_a_newer_one_still_owes_its_registrant_an_update(
         key = DeliveryKey(SESSION.appointment, "reminder", "1h", person.key)
         told = Told(facts(19), 2, at)
         ledger.claim([Claim(key, f"<1h.{person.key}>", at, START, SESSION.id, told)], at)
-        ledger.record([Outcome(key, Status.SENT, "250", at)], at)
+        ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
     later = at + timedelta(minutes=1)
-    ledger.record([Outcome(day, Status.SENT, "250", later)], later)
+    ledger.record([Outcome(day, DeliveryState.SENT, "250", later)], later)
     session = replace(
         SESSION, start=START.replace(hour=19), end=START.replace(hour=21), moved_from=START
     )
@@ -293,6 +294,6 @@ def test_a_mail_recorded_after_a_newer_one_still_owes_its_registrant_an_update(
     fast, full, _ = plans(ledger, session, Roster("test", PEOPLE), now, frozenset())
     same(fast, full, session, Roster("test", PEOPLE))
     assert [(n.registrant.key, n.kind, n.changes) for n in fast.owed] == [
-        (PEOPLE[0].key, UPDATE, ("time",))
+        (PEOPLE[0].key, MailKind.UPDATE, ("time",))
     ]
     ledger.close()

@@ -53,11 +53,12 @@ end = "{end}"
 [reminders]
 leads = [{", ".join(f'"{lead}"' for lead in leads)}]
 {reminders}
+[sender]
+address = "contact@irev.fr"
 [smtp]
 host = "127.0.0.1"
 port = {port}
 security = "none"
-sender = "contact@irev.fr"
 connections = {connections}
 {smtp}
 [http]

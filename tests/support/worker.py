@@ -75,7 +75,7 @@ async def reach(traveller: time_machine.Coordinates, worker: Worker, instant: da
 
 def statuses(project: Project) -> Counter[tuple[str, str]]:
     with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
-        return Counter((row.lead, row.status) for row in ledger.rows())
+        return Counter((row.lead, row.state) for row in ledger.rows())
 
 
 def process_config(project: Project, server: Server, people: int, connections: int = 4) -> None:

@@ -1,5 +1,6 @@
-"""What is pending, read from today's files and the ledger without sending anything:
-the change notices owed and the instants ahead when something falls due.
+"""What is owed now and what falls due ahead, read from today's files and the ledger
+without sending anything: the reminders and change notices owed, and the instants ahead
+when something falls due.
 
 Apart from delivery so that `plan`, `check` and `status` reach them without importing
 the composing and sending code.
@@ -7,11 +8,13 @@ the composing and sending code.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from ..core.model import NOTICE_KINDS, Roster, Session
+from ..core.mailing import NOTICE_KINDS, DeliveryKey, MailKind
+from ..core.model import Roster, Session
 from ..core.notices import (
     NoticePlan,
     NoticeView,
@@ -24,7 +27,7 @@ from ..core.notices import (
     unsettling,
     version,
 )
-from ..core.plan import next_wakeups
+from ..core.plan import PLAN_CHUNK, Batch, Delivery, deadline, due_deliveries, next_wakeups
 from ..inputs.config import Config
 from ..storage.backend import DeliveryLedger, ledger_target, open_ledger
 from .snapshot import Snapshot
@@ -33,7 +36,16 @@ from .snapshot import Snapshot
 # whole session: finding them scans the session's rows (0.6 s at 1,000,000).
 UNSETTLING_ROWS = 50_000
 
-__all__ = ["notice_plan", "notice_view", "notices_in", "told", "wakeup_instants"]
+__all__ = [
+    "notice_plan",
+    "notice_view",
+    "notices_in",
+    "owed_count",
+    "reminders_owed",
+    "still_owed",
+    "told",
+    "wakeup_instants",
+]
 
 
 def notice_plan(
@@ -144,3 +156,74 @@ def wakeup_instants(
     }
     notices = notices or notice_plan(ledger, snapshot, now)
     return sorted(set(found) | retries | notice_wakeups(now, notices))
+
+
+def reminders_owed(
+    ledger: DeliveryLedger,
+    snapshot: Snapshot,
+    now: datetime,
+    notices: NoticePlan | None = None,
+    chunk: int = PLAN_CHUNK,
+) -> Iterator[Batch]:
+    """The reminders owed at `now`, a chunk at a time: the caller claims and sends the
+    first while the rest of a large batch is still to be planned.
+
+    Reminders of a session whose change is still settling wait with its notices; an
+    update owed now stands in for a late reminder of the new date to the same person.
+    The ledger is read once, before the first chunk.
+    """
+    notices = notices or notice_plan(ledger, snapshot, now)
+    slots = [slot for slot in snapshot.slots if slot.session.appointment not in notices.held]
+    active = {
+        slot.session.appointment
+        for slot in slots
+        if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
+    }
+    # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
+    planned = due_deliveries(
+        now,
+        slots,
+        snapshot.roster,
+        ledger.view(active),
+        snapshot.cutoff,
+        ledger.suppressed_addresses(),
+        chunk,
+    )
+    updated = {
+        (n.session.appointment, n.registrant.key) for n in notices.owed if n.kind == MailKind.UPDATE
+    }
+    # Almost always every calendar SEQUENCE is 0, as a planned delivery carries it.
+    sequences = any(notices.sequences.values())
+    for batch in planned:
+        if not updated and not sequences:
+            yield batch
+            continue
+        sends: list[Delivery] = []
+        replaced: list[tuple[DeliveryKey, datetime]] = []
+        for delivery in batch.sends:
+            who = delivery.registrant.key
+            if updated and delivery.late and (delivery.slot.session.appointment, who) in updated:
+                replaced.append((delivery.key, delivery.slot.due_at))
+                continue
+            sequence = notices.sequence(delivery.slot.session, who)
+            # Copied only when it changes: a million copies cost seconds.
+            sends.append(
+                delivery if sequence == delivery.sequence else replace(delivery, sequence=sequence)
+            )
+        yield Batch(tuple(sends), batch.superseded + tuple(replaced))
+
+
+def still_owed(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
+    """Deliveries a next start would owe: open claims, and what is due but not claimed."""
+    notices = notice_plan(ledger, snapshot, now)
+    fresh = sum(
+        not delivery.retry
+        for batch in reminders_owed(ledger, snapshot, now, notices)
+        for delivery in batch.sends
+    )
+    return ledger.open_claims(now) + fresh + len(notices.owed)
+
+
+def owed_count(ledger: DeliveryLedger, snapshot: Snapshot, now: datetime) -> int:
+    """How many reminders are owed at `now`, counted a chunk at a time (never all held)."""
+    return sum(len(batch.sends) for batch in reminders_owed(ledger, snapshot, now))
