@@ -176,11 +176,12 @@ end = "{start + timedelta(minutes=1):%H:%M:%S}"
 [reminders]
 leads = [{", ".join(f'"{lead}s"' for lead in leads)}]
 sweep_interval = "30s"
+[sender]
+address = "contact@irev.fr"
 [smtp]
 host = "127.0.0.1"
 port = {{port}}
 security = "none"
-sender = "contact@irev.fr"
 connections = 4
 timeout = 10
 [ledger]

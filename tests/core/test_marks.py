@@ -38,7 +38,9 @@ def test_unsubscribe_links_of_mails_already_sent_keep_their_token() -> None:
 
 def test_a_message_id_is_marked_and_read_back() -> None:
     mid = message_id(KEY, DELIVERY, "irev-elus-2023", "irev.fr")
-    mark = sign(KEY, "message-id", "irev-elus-2023", *DELIVERY, spelling=Spelling.HEX, size=12)
+    mark = sign(
+        KEY, "message-id", "irev-elus-2023", *DELIVERY.stored, spelling=Spelling.HEX, size=12
+    )
     assert mid == f"<irev-elus-2023.20230301.reminder.7d.{mark}@irev.fr>"
     assert message_id(KEY, DELIVERY, "irev-elus-2023", "irev.fr") == mid  # a resend's
     assert message_id(b"y" * 32, DELIVERY, "irev-elus-2023", "irev.fr") != mid
