@@ -67,7 +67,7 @@ class DeliveryKey(NamedTuple):
     @property
     def stored(self) -> tuple[str, str, str, str]:
         """The ledger's key columns: session, kind, lead, recipient."""
-        return self.appointment, self.kind, self.lead or f"v{self.version}", self.recipient
+        return self.appointment, self.kind, self.step, self.recipient
 
     @classmethod
     def from_stored(cls, appointment: str, kind: str, step: str, recipient: str) -> DeliveryKey:
