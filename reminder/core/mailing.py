@@ -66,8 +66,12 @@ class DeliveryKey(NamedTuple):
 
     @property
     def stored(self) -> tuple[str, str, str, str]:
-        """The ledger's key columns: session, kind, lead, recipient."""
-        return self.appointment, self.kind, self.step, self.recipient
+        """The ledger's key columns: session, kind, lead, recipient.
+
+        Read for every claim, result and Message-ID: the kind as a plain str (sqlite3
+        binds a str subclass through a slower path), the step written out here.
+        """
+        return self.appointment, str(self.kind), self.lead or f"v{self.version}", self.recipient
 
     @classmethod
     def from_stored(cls, appointment: str, kind: str, step: str, recipient: str) -> DeliveryKey:

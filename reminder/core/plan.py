@@ -11,6 +11,7 @@ from functools import cached_property
 from .mailing import DeliveryKey, DeliveryState, MailKind
 from .model import Lead, Registrant, Roster, Session
 
+_REMINDER = MailKind.REMINDER  # read for every delivery planned: once
 # A wake-up a little behind its instant (a busy loop, a slow disk) is still on time.
 ON_TIME_TOLERANCE = timedelta(seconds=60)
 
@@ -24,7 +25,7 @@ class Slot:
     due_at: datetime
 
     def delivery_key(self, recipient: str) -> DeliveryKey:
-        return DeliveryKey(self.session.appointment, MailKind.REMINDER, str(self.lead), recipient)
+        return DeliveryKey(self.session.appointment, _REMINDER, str(self.lead), recipient)
 
 
 @dataclass(frozen=True)
