@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..core.answer import Answer
 from ..core.clock import Clock, utc_now
+from ..core.declines import Declines
 from ..core.errors import ReminderError
 from ..core.mailing import DeliveryState
 from ..core.model import Lead, Session
@@ -21,6 +22,7 @@ from ..service.snapshot import Snapshot, load_snapshot
 from ..storage.backend import ledger_target, open_ledger
 from ..storage.ledger import Suppression
 from . import printing, values
+from .attendance import decline_entries
 
 DEFAULT_WINDOW = Lead.parse(values.DEFAULT_WINDOW)
 
@@ -44,11 +46,16 @@ def session_on(snapshot: Snapshot, day: date) -> Session:
 
 def suppressions(config: Config) -> list[Suppression]:
     """The ledger's suppressions; none before the ledger exists."""
+    return stops(config)[0]
+
+
+def stops(config: Config) -> tuple[list[Suppression], Declines]:
+    """The ledger's suppressions and registrants' declines; none before the ledger exists."""
     target = ledger_target(config)
     if isinstance(target, Path) and not target.exists():
-        return []
+        return [], Declines()
     with open_ledger(config, readonly=True) as ledger:
-        return ledger.suppressions()
+        return ledger.suppressions(), ledger.declines()
 
 
 def shown_zone(config: Config, utc: bool) -> tzinfo:
@@ -143,14 +150,20 @@ def registrants(
     output: str = "table",
     show_addresses: bool = False,
 ) -> Answer:
-    """Who attends (one session, or any), and every row that was skipped."""
+    """Who attends (one session, or any), and every row that was skipped; for one
+    session, who is expected at it (less those who declined it)."""
     snapshot = load_snapshot(config_path, compose=False)
-    people = list(snapshot.roster.registrants)
-    if session:
-        people = list(snapshot.roster.attending(session_on(snapshot, session)))
-    stopped = suppressions(snapshot.config)
+    stopped, declines = stops(snapshot.config)
     return Answer().say(
-        printing.registrants_output(snapshot, people, output, show_addresses, stopped)
+        printing.registrants_output(
+            snapshot,
+            snapshot.roster.registrants,
+            output,
+            show_addresses,
+            stopped,
+            declines,
+            session_on(snapshot, session) if session else None,
+        )
     )
 
 
@@ -168,13 +181,23 @@ def history(
     """What was sent, failed or superseded; failed if anything failed in the window."""
     snapshot = load_snapshot(config_path, compose=False)
     zone = shown_zone(snapshot.config, utc)
-    prefix = session_on(snapshot, session).appointment if session else ""
+    found = session_on(snapshot, session) if session else None
     window = _window_start(since, clock(), zone)
     with open_ledger(snapshot.config, readonly=True) as ledger:
         rows = ledger.rows(
-            session_prefix=prefix, recipient=recipient or "", since=window if since else None
+            session_prefix=found.appointment if found else "",
+            recipient=recipient or "",
+            since=window if since else None,
         )
-    answer = Answer().say(printing.history_output(rows, output, show_addresses, zone))
+        declines = decline_entries(
+            ledger.declines(),
+            zone,
+            show=show_addresses,
+            session_id=found.id if found else "",
+            recipient=recipient or "",
+            since=window if since else None,
+        )
+    answer = Answer().say(printing.history_output(rows, output, show_addresses, zone, declines))
     # For monitoring: what failed in the window, or waits on a configuration fault now.
     return answer.fail(
         any(
@@ -213,6 +236,7 @@ def status(
             notice_plan(ledger, snapshot, instant),
             zone=zone,
             window=window,
+            declines=ledger.declines(),
         )
         data["workers"] = printing.workers_data(workers(ledger), instant)
     text = (

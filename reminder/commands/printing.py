@@ -9,11 +9,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
+from ..core.declines import NO_DECLINES, Declines, expected
 from ..core.mailing import DeliveryState, MailKind
 from ..core.model import Registrant, Roster, Session
 from ..core.plan import Slot, deadline, progress, slots_by_session
 from ..core.wording import long_date, time_range
 from ..inputs.registrants import masked, redacted
+from .attendance import attendance_data
 
 if TYPE_CHECKING:  # types only: `reminder plan` must not import the ledger or the cluster
     from ..core.notices import NoticePlan
@@ -248,10 +250,20 @@ def registrants_output(
     fmt: str,
     show: bool,
     suppressions: Sequence[Suppression] = (),
+    declines: Declines = NO_DECLINES,
+    session: Session | None = None,
 ) -> str:
+    """The mapping, counts, suppressions, problems and the list; with `session`, the
+    list is who is expected at it (its registrants less their standing declines)."""
     roster = snapshot.roster
     stopped = among(roster, suppressions)
     mapping = roster.mapping
+    zone = snapshot.config.zone
+    attendance = attendance_data(
+        snapshot.sessions, roster, declines, frozenset(s.address for s in stopped), zone, show
+    )
+    if session is not None:
+        people = expected(session, roster, declines)  # the speakers' list
     if fmt == "json":
         return json.dumps(
             {
@@ -267,12 +279,15 @@ def registrants_output(
                     "notes": list(mapping.notes),
                 },
                 "counts": {s.id: roster.count(s) for s in snapshot.sessions},
+                # Per session: registered, declined (standing), to be mailed, and who declined.
+                "sessions": attendance,
                 "suppressed": len(roster.suppressed),
                 "suppressed_in_ledger": [
                     suppression_dict(x, show, snapshot.config.zone) for x in stopped
                 ],
                 "problems": [str(p) for p in roster.problems],
                 "registrants": [registrant_dict(r, show) for r in people],
+                "expected_at": session.id if session else None,
             },
             ensure_ascii=False,
             indent=2,
@@ -292,10 +307,16 @@ def registrants_output(
         return out.getvalue().rstrip("\n")
     counts = table(
         [
-            (s.id, f"{s.start:%H:%M}", roster.count(s), "cancelled" if s.cancelled else "")
-            for s in snapshot.sessions
+            (
+                s.id,
+                f"{s.start:%H:%M}",
+                a["registered"],
+                a["declined"],
+                "cancelled" if s.cancelled else "",
+            )
+            for s, a in zip(snapshot.sessions, attendance, strict=True)
         ],
-        ["session", "time", "registrants", ""],
+        ["session", "time", "registrants", "declined", ""],
     )
     listing = table(
         [
@@ -324,14 +345,27 @@ def registrants_output(
             "suppressed in the ledger (not mailed):",
             *suppression_lines(stopped, show, snapshot.config.zone),
         ]
+    for a in attendance:
+        if a["declines"] and (session is None or a["session"] == session.id):
+            parts += ["", f"declined {a['session']} (not mailed about it, not expected):"]
+            parts += [f"  {x['recipient']}  {_when(x['declined_at'])}" for x in a["declines"]]
     if roster.problems:
         parts += ["", *[str(p) for p in roster.problems]]
+    if session is not None:
+        parts += ["", f"expected at {session.id}: {len(people)}"]
     parts += ["", listing]
     return "\n".join(parts)
 
 
-def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> str:
-    """The history; times in `zone` (the cycle's, or UTC), with their offset in JSON."""
+def history_output(
+    rows: Sequence[Row],
+    fmt: str,
+    show: bool,
+    zone: tzinfo,
+    declines: Sequence[dict[str, Any]] = (),
+) -> str:
+    """The history; times in `zone` (the cycle's, or UTC), with their offset in JSON.
+    `declines` (attendance.decline_entries) follow the deliveries, of kind "decline"."""
 
     def who(row: Row) -> str:
         return row.recipient if show else masked(row.recipient)
@@ -357,12 +391,13 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
                     "configuration_fault": row.fault or None,
                 }
                 for row in rows
-            ],
+            ]
+            + list(declines),
             ensure_ascii=False,
             indent=2,
         )
     if not rows:
-        return "no delivery recorded yet"
+        return "\n".join(["no delivery recorded yet", *decline_lines(declines)])
     body = table(
         [
             (
@@ -387,10 +422,14 @@ def history_output(rows: Sequence[Row], fmt: str, show: bool, zone: tzinfo) -> s
             else str(row.state)
         )
         totals[state] = totals.get(state, 0) + 1
-    return (
-        body
-        + f"\n\ntimes in {zone}; "
-        + ", ".join(f"{n} {state}" for state, n in sorted(totals.items()))
+    return "\n".join(
+        [
+            body,
+            "",
+            f"times in {zone}; "
+            + ", ".join(f"{n} {state}" for state, n in sorted(totals.items())),
+            *decline_lines(declines),
+        ]
     )
 
 
@@ -406,23 +445,20 @@ def status_data(
     *,
     zone: tzinfo | None = None,
     window: datetime | None = None,
+    declines: Declines = NO_DECLINES,
 ) -> dict[str, Any]:
     """What `status` shows; `trouble` (its exit status) says whether a reminder due in
     the window was missed or failed, or claims wait on a configuration fault."""
     zone = zone or snapshot.config.zone
     owed = notices_data(notices, snapshot, now, zone)
-    # Nobody suppressed in the ledger is mailed: not owed, so never "missed" either.
-    stopped = {s.address for s in suppressions}
-
-    counted: dict[str, int] = {}
+    # Nobody suppressed in the ledger, nor about a session they declined, is mailed: not
+    # owed, so never "missed" either.
+    stopped = frozenset(s.address for s in suppressions)
+    attendance = attendance_data(snapshot.sessions, snapshot.roster, declines, stopped, zone)
+    mailed = {a["session"]: a["to_be_mailed"] for a in attendance}
 
     def attending(session: Session) -> int:
-        if not stopped:
-            return snapshot.roster.count(session)
-        if session.id not in counted:
-            attendees = snapshot.roster.attending(session)
-            counted[session.id] = sum(r.key not in stopped for r in attendees)
-        return counted[session.id]
+        return int(mailed[session.id])
 
     slots: list[Slot] = list(snapshot.slots)
     by_instant: dict[datetime, list[Slot]] = {}
@@ -516,6 +552,7 @@ def status_data(
         "last_error": error,
         "trouble": trouble,
         "suppressed": [suppression_dict(x, False, zone) for x in suppressions],
+        "sessions": attendance,
     }
 
 
@@ -569,6 +606,7 @@ def status_text(data: dict[str, Any]) -> str:
             ],
         ),
     ]
+    lines += ["", "per session:", *attendance_lines(data.get("sessions", []))]
     fault = data["configuration_fault"]
     if fault:
         lines += [
@@ -609,6 +647,39 @@ def status_text(data: dict[str, Any]) -> str:
     lines += ["", f"suppressed in the ledger: {len(stopped)}"]
     lines += [suppression_line(d) for d in stopped]
     return "\n".join(lines)
+
+
+def _when(text: str) -> str:
+    """2023-02-25T10:00:00+01:00 as 2023-02-25 10:00+01:00: a line's width, its offset."""
+    return f"{text[:16].replace('T', ' ')}{text[19:]}"
+
+
+def attendance_lines(data: Sequence[dict[str, Any]]) -> list[str]:
+    """The per-session counts, then each standing decline under its session."""
+    lines = [
+        table(
+            [(d["session"], d["registered"], d["declined"], d["to_be_mailed"]) for d in data],
+            ["session", "registered", "declined", "to be mailed"],
+        )
+    ]
+    for d in data:
+        if d["declines"]:
+            lines.append(f"declined {d['session']}:")
+            lines += [f"  {x['recipient']}  {_when(x['declined_at'])}" for x in d["declines"]]
+    return lines
+
+
+def decline_lines(entries: Sequence[dict[str, Any]]) -> list[str]:
+    """`history`'s declines, after its deliveries."""
+    if not entries:
+        return []
+    lines = ["", "registrants' choices (a decline stands until undone):"]
+    for e in entries:
+        undone = f", came after all {_when(e['undone_at'])}" if e["undone_at"] else ""
+        lines.append(
+            f"  {_when(e['declined_at'])}  {e['session']}  {e['recipient']}  declined{undone}"
+        )
+    return lines
 
 
 def suppressed_output(

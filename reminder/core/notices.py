@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
+from .declines import NO_DECLINES, Declines
 from .mailing import DeliveryKey, MailKind
 from .model import Registrant, Roster, Session
 
@@ -54,6 +55,8 @@ class Notice:
     # another one; two changes before it did owe one, with the final facts.
     key: DeliveryKey
     retry: bool = False
+    declined: bool = False  # a cancellation for them only: they said they cannot come
+    came_back: bool = False  # an update: they undid their decline ("finalement je viendrai")
 
 
 def notice_key(appointment: str, kind: MailKind, version: int, recipient: str) -> DeliveryKey:
@@ -148,13 +151,20 @@ def changes(old: Facts, new: Facts, *, topic: bool = False) -> tuple[str, ...]:
     return tuple(found)
 
 
-def read_one_by_one(session: Session, roster: Roster, suppressed: Iterable[str]) -> set[str]:
+def read_one_by_one(
+    session: Session,
+    roster: Roster,
+    suppressed: Iterable[str],
+    declines: Declines = NO_DECLINES,
+) -> set[str]:
     """Whose rows the notice plan reads for this session, beside the ledger's counts:
     those a notice may be owed although the session's own facts did not change (no
-    longer attending, a link of their own) or who are never mailed (suppressed)."""
+    longer attending, a link of their own, a decline made or undone) or who are never
+    mailed (suppressed)."""
     keys = {r.key for r in roster.absent(session)}
     keys.update(r.key for r in roster.with_own_link)
     keys.update(suppressed)
+    keys.update(declines.of(session.id))
     return keys
 
 
@@ -234,6 +244,7 @@ def plan_notices(
     delay: timedelta,
     default_url: str,
     suppressed: frozenset[str] = frozenset(),
+    declines: Declines = NO_DECLINES,
 ) -> NoticePlan:
     """Notices owed at `now`, those waiting for the settling delay, and each calendar SEQUENCE.
 
@@ -242,6 +253,12 @@ def plan_notices(
     longer attend it, an update otherwise. It goes out once the session's current version
     has stood for `delay`; a change undone within that time owes nothing. Registrants no
     longer in the export, or `suppressed` (the ledger's suppressions), are not mailed.
+
+    A registrant whose decline of the session stands no longer attends it: if they were
+    told of it, one cancellation for them alone takes it out of their calendar, and the
+    session's later changes owe them nothing (told cancelled, still cancelled for them).
+    Undone, they attend again: an update puts it back. Either waits `delay` from their
+    choice, so a click taken back at once sends nothing.
 
     For a session in `view.rest`, `view.told` lists only some registrants; everybody
     else was told what today's session says, at the one SEQUENCE `rest_sequence` finds
@@ -275,7 +292,10 @@ def plan_notices(
             registrant = None if who in suppressed else people.get(who)
             wanted: DeliveryKey | None = None
             if registrant is not None:
-                facts = facts_for(session, registrant, default_url, registrant.attends(session))
+                decline = declines.find(session.id, who) if declines else None
+                declined = decline is not None and decline.stands(session)
+                attending = registrant.attends(session) and not declined
+                facts = facts_for(session, registrant, default_url, attending)
                 found = changes(last.facts, facts, topic=session.notify_topic)
                 if last.facts.status == CANCELLED and facts.status == CANCELLED:
                     found = ()
@@ -292,10 +312,16 @@ def plan_notices(
                         last,
                         facts,
                         sequence,
-                        max(since, last.at) + delay,
+                        max(since, last.at, decline.changed_at if decline else ALWAYS) + delay,
                         last.facts.start if kind == MailKind.CANCELLATION else facts.start,
                         found,
                         notice_key(appointment, kind, sequence, who),
+                        # Called off for everyone: the mail says so, not that they declined.
+                        declined=declined and not session.cancelled,
+                        came_back=kind == MailKind.UPDATE
+                        and "status" in found
+                        and decline is not None
+                        and decline.undone_at is not None,
                     )
                     wanted = notice.key
                     _place(notice, now, view, owed, waiting)

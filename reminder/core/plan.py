@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
 
+from .declines import NO_DECLINES, Declines
 from .mailing import DeliveryKey, DeliveryState, MailKind
 from .model import Lead, Registrant, Roster, Session
 
@@ -98,11 +99,13 @@ def due_batch(
     view: LedgerView,
     cutoff: timedelta = timedelta(0),
     suppressed: frozenset[str] = frozenset(),
+    *,
+    declines: Declines = NO_DECLINES,
 ) -> Batch:
     """What to do at `now`, in one piece: every chunk of `due_deliveries`."""
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
-    for chunk in due_deliveries(now, slots, roster, view, cutoff, suppressed):
+    for chunk in due_deliveries(now, slots, roster, view, cutoff, suppressed, declines=declines):
         sends += chunk.sends
         superseded += chunk.superseded
     return Batch(tuple(sends), tuple(superseded))
@@ -116,6 +119,8 @@ def due_deliveries(
     cutoff: timedelta = timedelta(0),
     suppressed: frozenset[str] = frozenset(),
     chunk: int = PLAN_CHUNK,
+    *,
+    declines: Declines = NO_DECLINES,
 ) -> Iterator[Batch]:
     """What to do at `now`, a chunk of about `chunk` deliveries at a time.
 
@@ -123,8 +128,10 @@ def due_deliveries(
     when it was never sent, it goes out (late if its instant is past) and older unsettled
     ones are recorded as superseded; an unconfirmed claim of it is retried once its
     back-off has passed. Nothing goes out at or after the session's deadline, and
-    nothing to an address in `suppressed` (the ledger's suppressions). Each attendee is
-    in one chunk only; the caller may claim a chunk before asking for the next.
+    nothing to an address in `suppressed` (the ledger's suppressions), nor about a
+    session to whoever's decline of it stands (`declines`): undone, it lets the latest
+    reminder go out, late if need be. Each attendee is in one chunk only; the caller
+    may claim a chunk before asking for the next.
     """
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
@@ -138,7 +145,8 @@ def due_deliveries(
         settled, claims = view.settled_for(latest), view.claims_for(latest)
         late = now - latest.due_at > ON_TIME_TOLERANCE
         older_unsettled = [(slot, view.settled_for(slot)) for slot in older]
-        skip = settled | suppressed if suppressed else settled
+        declined = declines.standing(session) if declines else frozenset()
+        skip = settled | suppressed | declined if suppressed or declined else settled
         for registrant in roster.attending(session):
             who = registrant.key
             if who in skip:

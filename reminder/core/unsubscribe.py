@@ -1,4 +1,9 @@
-"""One-click unsubscribe links (RFC 8058): a token per (cycle, address), signed with a secret.
+"""The registrant's signed links: a token per (cycle, address), signed with a secret.
+
+One token opens the one-click unsubscribe (RFC 8058, `/u/<token>`), the page of their
+sessions (`/m/<token>`) and the decline of one session (`/m/<token>/<session>`): whoever
+holds one holds the others (they travel in the same mail), and the page offers the
+unsubscribe anyway, so separate marks would protect nothing and cost a second index.
 
 The token is a mark (core.marks) and nothing else: it cannot be forged without the
 secret, reveals nothing of the address, and is found again by computing the tokens of
@@ -21,11 +26,6 @@ def canonical(address: str) -> str:
 def token(secret: str, cycle: str, address: str) -> str:
     """The token of `address` in `cycle`: the links of mails already sent depend on it."""
     return sign(secret.encode(), "unsubscribe", cycle, canonical(address))
-
-
-def link(base: str, secret: str, cycle: str, address: str) -> str:
-    """The https link of a mail's List-Unsubscribe header; `base` ends with "/u/"."""
-    return base + token(secret, cycle, address)
 
 
 class TokenIndex:

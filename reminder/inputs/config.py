@@ -464,9 +464,10 @@ class Http(Section):
         return url.rstrip("/")
 
     @property
-    def unsubscribe_base(self) -> str | None:
-        """Where one-click links point, when both the public address and the secret are set."""
-        return f"{self.public_url}/u/" if self.public_url and self.secret else None
+    def signed_links(self) -> str | None:
+        """The public address the mails' signed links start with (one-click unsubscribe,
+        decline a session, the page of one's sessions), when the secret is set too."""
+        return self.public_url if self.public_url and self.secret else None
 
 
 class LedgerSettings(Section):

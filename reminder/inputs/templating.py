@@ -39,6 +39,8 @@ VARIABLES = frozenset(
         "reminder",
         "upcoming",
         "unsubscribe",
+        "choices",  # the registrant's signed links: decline this session, their sessions
+        "add_to_calendar",  # links that add the session to Google Agenda and Outlook.com
         "language",
         "notice",  # cancellation and update templates only
     }

@@ -22,7 +22,7 @@ from ..core.model import Lead, Registrant, Session
 from ..core.notices import Facts, Notice, facts_for
 from ..core.plan import Slot
 from ..core.typography import breakable, french
-from ..core.unsubscribe import link
+from ..core.unsubscribe import token
 from ..core.wording import (
     date_at_time,
     lead_words,
@@ -34,6 +34,7 @@ from ..core.wording import (
 from ..inputs.config import Config
 from ..inputs.secrets import message_key
 from ..inputs.templating import Templates
+from .calendar_links import WebEvent, web_calendar_links
 from .ics import Entry, session_calendar
 from .quoted import quoted
 from .stencil import Parts, Stencils
@@ -99,6 +100,7 @@ class Composer:
         self.language = config.cycle.language
         self._calendars: dict[tuple[Session, str, str, int, Facts | None, bool], Entry] = {}
         self._session_context = lru_cache(maxsize=256)(self._session_uncached)
+        self._web_calendars = lru_cache(maxsize=256)(self._web_calendars_uncached)
         self._stencils = Stencils() if stencils else None
         self.message_key = message_key(config) if key is None else key
         sender = config.sender
@@ -146,13 +148,13 @@ class Composer:
         lead = str(slot.lead)
         if self._stencils is not None and registrant.join_url is None:
             # Everybody's mail but for a few words: filled from the stencil of its shape.
-            unsubscribe = self._unsubscribe(registrant)
+            unsubscribe, choices = self._links(registrant, slot.session)
             when = relative_day(now, slot.session.start, language)
             late = now > slot.due_at and lead != "0s"
             filled = self._stencils.parts(
                 (slot, language, when, late),
                 registrant,
-                unsubscribe["url"],
+                (unsubscribe["url"], choices["decline_url"], choices["sessions_url"]),
                 lambda someone: self.context(slot, someone, now, language),
                 lambda context: self._rendered(MailKind.REMINDER, lead, context),
                 french if language == "fr" else _as_is,
@@ -231,6 +233,9 @@ class Composer:
             "sequence": notice.sequence,
             # Cancelled for this registrant only: the session itself still takes place.
             "unregistered": notice.kind == MailKind.CANCELLATION and not notice.session.cancelled,
+            # Their own choice: they declined the session, or came back on it.
+            "declined": notice.declined,
+            "came_back": notice.came_back,
         }
 
     def _finish(
@@ -332,6 +337,7 @@ class Composer:
     ) -> dict[str, Any]:
         session = dict(self._session_context(slot.session, language))
         session["join_url"] = registrant.join_url or session["join_url"]
+        unsubscribe, choices = self._links(registrant, slot.session)
         return {
             **self._fixed,
             "language": language,
@@ -356,7 +362,10 @@ class Composer:
                 for s in self.sessions
                 if s.start > slot.session.start
             ][:3],
-            "unsubscribe": self._unsubscribe(registrant),
+            "unsubscribe": unsubscribe,
+            # Signed links of their own: decline this session, the page of their sessions.
+            "choices": choices,
+            "add_to_calendar": self._web_calendars(slot.session, session["join_url"], language),
         }
 
     def _session_uncached(self, session: Session, language: str) -> dict[str, Any]:
@@ -389,7 +398,35 @@ class Composer:
             "extra": session.extra,
         }
 
-    def _unsubscribe(self, registrant: Registrant) -> dict[str, str]:
+    def _web_calendars_uncached(
+        self, session: Session, join_url: str, language: str
+    ) -> dict[str, str]:
+        """The links that add the session to Google Agenda and Outlook.com: the entry the
+        `.ics` describes (title, times, link, description)."""
+        cycle = self.config.cycle
+        event = WebEvent(
+            session.topic or cycle.title,
+            session.start,
+            session.end,
+            self._description(session, join_url, language),
+            join_url or cycle.location,
+            cycle.timezone,
+        )
+        return web_calendar_links(event)
+
+    def _description(self, session: Session, join_url: str, language: str) -> str:
+        """The calendar entry's description: the agenda, then the link."""
+        lines = [*self._session_context(session, language)["agenda"]]
+        if join_url:
+            lines += ["", f"Rejoindre : {join_url}" if language == "fr" else f"Join: {join_url}"]
+        return "\n".join(lines)
+
+    def _links(
+        self, registrant: Registrant, session: Session
+    ) -> tuple[dict[str, str], dict[str, str]]:
+        """The registrant's unsubscribe (link and mailto), and their choices: the links
+        that decline this session and open the page of their sessions, when the service
+        has its own public address. One token signs all three."""
         reminders = self.config.reminders
         mailto = (
             reminders.unsubscribe_mailto
@@ -400,15 +437,21 @@ class Composer:
         if "{email}" in url:
             url = url.replace("{email}", quote(registrant.email))
         http = self.config.http
-        if http.unsubscribe_base and http.secret:
-            # Our own one-click endpoint (RFC 8058): a signed token, never the address.
-            url = link(
-                http.unsubscribe_base,
-                http.secret.get_secret_value(),
-                self.config.cycle.id,
-                registrant.key,
-            )
-        return {"mailto": f"mailto:{mailto}?subject={_UNSUBSCRIBE}", "address": mailto, "url": url}
+        choices = {"decline_url": "", "sessions_url": ""}
+        base = http.signed_links
+        if base and http.secret:
+            # Our own endpoints (one-click RFC 8058, the sessions' page): a signed token,
+            # never the address.
+            signed = token(http.secret.get_secret_value(), self.config.cycle.id, registrant.key)
+            url = f"{base}/u/{signed}"
+            page = f"{base}/m/{signed}"
+            choices = {"decline_url": f"{page}/{session.id}", "sessions_url": page}
+        unsubscribe = {
+            "mailto": f"mailto:{mailto}?subject={_UNSUBSCRIBE}",
+            "address": mailto,
+            "url": url,
+        }
+        return unsubscribe, choices
 
     def _calendar(
         self,
@@ -424,19 +467,13 @@ class Composer:
         for their ATTENDEE line."""
         key = (session, join_url, language, sequence, withdrawn, uninvited)
         if key not in self._calendars:
-            lines = [*self._session_context(session, language)["agenda"]]
-            if join_url:
-                lines += [
-                    "",
-                    f"Rejoindre : {join_url}" if language == "fr" else f"Join: {join_url}",
-                ]
             if len(self._calendars) > 1024:
                 self._calendars.clear()
             self._calendars[key] = session_calendar(
                 self.config,
                 session,
                 join_url or None,
-                "\n".join(lines),
+                self._description(session, join_url, language),
                 stamp=now,
                 sequence=sequence,
                 withdrawn=withdrawn,

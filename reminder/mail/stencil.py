@@ -1,7 +1,8 @@
 """Stencils: a reminder rendered once per shape, with holes for what differs per registrant.
 
 In a batch, every registrant of a session gets the same mail but for a few words: their
-name, role, organisation and address, and their unsubscribe link. Rendering the
+name, role, organisation and address, and their own links (unsubscribe, decline this
+session, their sessions' page). Rendering the
 templates, setting French typography and inlining the CSS for each of them is most of
 the cost of a message. A stencil does that work once, with a marker in place of each of
 those values, and then fills the holes of each registrant's copy.
@@ -42,10 +43,23 @@ from ..core.model import Registrant
 from ..core.typography import breakable
 from . import quoted
 
-# What the templates may print of a registrant, and the unsubscribe link made from it.
-FIELDS = ("first_name", "last_name", "name", "role", "organisation", "email", "url")
+# What the templates may print of a registrant, and the links signed for them: the
+# unsubscribe link, the session's decline link, the page of their sessions.
+FIELDS = (
+    "first_name",
+    "last_name",
+    "name",
+    "role",
+    "organisation",
+    "email",
+    "url",
+    "decline_url",
+    "sessions_url",
+)
+LINKS = FIELDS[6:]
+_LETTERS = "abcdefghi"
 MARK = "QzqX"  # letters only: typography and the CSS inliner leave it as it is
-_MARKER = re.compile(MARK + "([a-g])" + MARK)
+_MARKER = re.compile(MARK + f"([{_LETTERS}])" + MARK)
 _WORDS = re.compile(r"\w+(?:[ '’-]\w+)*")
 _ADDRESS = re.compile(r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 _LINK = re.compile(r"(?:https?://|mailto:)[A-Za-z0-9._~:/?#\[\]@!$%()*+,;=-]+")
@@ -63,13 +77,13 @@ Piece = str | tuple[int, bool]  # a literal, or (field, inside a tag)
 def plain(field: str, value: str) -> bool:
     if field == "email":
         return _ADDRESS.fullmatch(value) is not None
-    if field == "url":
+    if field in LINKS:
         return _LINK.fullmatch(value) is not None and "&" not in value
     return _WORDS.fullmatch(value) is not None
 
 
 def marker(index: int) -> str:
-    return f"{MARK}{'abcdefg'[index]}{MARK}"
+    return f"{MARK}{_LETTERS[index]}{MARK}"
 
 
 class _Hole(str):
@@ -200,14 +214,14 @@ class Stencils:
         self,
         shape: Hashable,
         registrant: Registrant,
-        url: str,
+        links: tuple[str, str, str],
         context: Callable[[Registrant], dict[str, Any]],
         render: Callable[[dict[str, Any]], Parts],
         typeset: Callable[..., str],
     ) -> Filled | None:
         """The parts for `registrant` from the stencil of `shape`, or None when they
-        must be rendered in full."""
-        values = _values(registrant, url)
+        must be rendered in full. `links`: the registrant's (in LINKS order)."""
+        values = _values(registrant, links)
         if not all(plain(field, v) for field, v in zip(FIELDS, values, strict=True) if v):
             return None
         present = tuple(bool(v) for v in values)
@@ -215,12 +229,12 @@ class Stencils:
         if key not in self._by_shape:
             if len(self._by_shape) >= self.LIMIT:
                 self._by_shape.clear()
-            self._by_shape[key] = _made(registrant, url, present, context, render, typeset)
+            self._by_shape[key] = _made(registrant, links, present, context, render, typeset)
         stencil = self._by_shape[key]
         return None if stencil is None else stencil.fill(values, typeset)
 
 
-def _values(registrant: Registrant, url: str) -> tuple[str, ...]:
+def _values(registrant: Registrant, links: tuple[str, str, str]) -> tuple[str, ...]:
     return (
         registrant.first_name,
         registrant.last_name,
@@ -228,7 +242,7 @@ def _values(registrant: Registrant, url: str) -> tuple[str, ...]:
         registrant.role,
         registrant.organisation,
         registrant.email,
-        url,
+        *links,
     )
 
 
@@ -242,7 +256,7 @@ def _refuse() -> NoReturn:
 
 def _made(
     registrant: Registrant,
-    url: str,
+    links: tuple[str, str, str],
     present: tuple[bool, ...],
     context: Callable[[Registrant], dict[str, Any]],
     render: Callable[[dict[str, Any]], Parts],
@@ -260,7 +274,7 @@ def _made(
         _Hole.touched = False
     # The proof: the first registrant and the probes, filled, as rendered in full.
     for probe in (registrant, *_probes(registrant)):
-        values = _values(probe, url)
+        values = _values(probe, links)
         if not all(plain(f, v) for f, v in zip(FIELDS, values, strict=True) if v):
             continue
         try:
@@ -285,11 +299,12 @@ def _marked(context: dict[str, Any], present: tuple[bool, ...]) -> dict[str, Any
     holes = {
         field: _Hole(marker(index)) if present[index] else "" for index, field in enumerate(FIELDS)
     }
-    url = holes.pop("url")
+    url, decline, sessions = (holes.pop(link) for link in LINKS)
     return {
         **context,
         "registrant": holes,
         "unsubscribe": {**context["unsubscribe"], "url": url},
+        "choices": {**context["choices"], "decline_url": decline, "sessions_url": sessions},
     }
 
 
@@ -307,7 +322,7 @@ def _pieces(part: str, *, html: bool) -> tuple[Piece, ...]:
         if not inside and any(mark in _stretch(part, start, end, html) for mark in "()"):
             _refuse()
         pieces.append(part[position:start])
-        pieces.append(("abcdefg".index(match.group(1)), inside))
+        pieces.append((_LETTERS.index(match.group(1)), inside))
         position = end
     pieces.append(part[position:])
     return tuple(p for p in pieces if p != "")

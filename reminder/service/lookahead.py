@@ -13,6 +13,7 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+from ..core.declines import NO_DECLINES, Declines
 from ..core.mailing import NOTICE_KINDS, DeliveryKey, MailKind
 from ..core.model import Roster, Session
 from ..core.notices import (
@@ -67,8 +68,11 @@ def notice_plan(
     # Nobody suppressed in the ledger is owed a notice: the worker would never send it,
     # so status, plan, check and the stop line must not count it as owed either.
     stopped = ledger.suppressed_addresses()
-    view = notice_view(ledger, live, snapshot.roster, since, default, stopped)
-    return plan_notices(now, live, snapshot.roster, view, delay, default, stopped)
+    # Read at every plan, like the suppressions: a registrant may have declined or come
+    # back through the HTTP face since the last one.
+    declines = ledger.declines()
+    view = notice_view(ledger, live, snapshot.roster, since, default, stopped, declines)
+    return plan_notices(now, live, snapshot.roster, view, delay, default, stopped, declines)
 
 
 def notice_view(
@@ -78,6 +82,7 @@ def notice_view(
     since: dict[str, datetime],
     default_url: str,
     stopped: frozenset[str],
+    declines: Declines = NO_DECLINES,
 ) -> NoticeView:
     """What the ledger says these sessions' registrants were told, read as little as it can.
 
@@ -85,7 +90,7 @@ def notice_view(
     from the session's are read one by one; a session the counts do not settle (a change
     not yet told to everybody) is read in full.
     """
-    listed = {s.id: read_one_by_one(s, roster, stopped) for s in sessions}
+    listed = {s.id: read_one_by_one(s, roster, stopped, declines) for s in sessions}
     view = ledger.notice_view([s.id for s in sessions], since, listed)
     unsettled = []
     for session in sessions:
@@ -179,7 +184,8 @@ def reminders_owed(
         for slot in slots
         if slot.due_at <= now < deadline(slot.session, snapshot.cutoff)
     }
-    # Read at every pass: another command (or the HTTP endpoint) may have suppressed someone.
+    # Read at every pass: another command (or the HTTP endpoint) may have suppressed
+    # someone, or a registrant declined a session.
     planned = due_deliveries(
         now,
         slots,
@@ -188,6 +194,7 @@ def reminders_owed(
         snapshot.cutoff,
         ledger.suppressed_addresses(),
         chunk,
+        declines=ledger.declines(),
     )
     updated = {
         (n.session.appointment, n.registrant.key) for n in notices.owed if n.kind == MailKind.UPDATE

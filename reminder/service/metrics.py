@@ -79,6 +79,19 @@ class Metrics:
         self.unsubscribes = Counter(
             "reminder_unsubscribes", "One-click unsubscribes received", registry=r
         )
+        self.choices = Counter(
+            "reminder_registrant_choices",
+            "Registrants' choices through their signed links that changed the ledger: a "
+            "session declined, or a decline undone (attend)",
+            ["choice"],
+            registry=r,
+        )
+        self.declines = Gauge(
+            "reminder_declines",
+            "Registrants whose decline of a session stands, by session (its planned date)",
+            ["session"],
+            registry=r,
+        )
         self.bad_requests = Counter(
             "reminder_http_bad_requests",
             "Malformed HTTP requests answered 400 (a bad request line, header or path)",
@@ -98,6 +111,8 @@ class Metrics:
         self.next_wakeup.set(float("nan"))
         for result in ("ok", "refused"):
             self.reloads.labels(result)
+        for choice in ("decline", "attend"):
+            self.choices.labels(choice)
 
     def declare_leads(self, kind: str, leads: Iterable[str]) -> None:
         """Every series exists from the start at 0, so rate() and alerts see the first one."""

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
+from ..core.declines import declined
 from ..core.mailing import DeliveryKey, MailKind
 from ..storage.ledger import Ledger
 from .metrics import Metrics
@@ -64,6 +65,7 @@ class Monitor:
         self.snapshot, self.ledger = snapshot, ledger
         self.metrics.declare_leads(MailKind.REMINDER, map(str, snapshot.config.reminders.leads))
         self.count_registrants()
+        self.count_declines()
 
     def reloaded(self, snapshot: Snapshot | None) -> None:
         self.metrics.reloads.labels("ok" if snapshot else "refused").inc()
@@ -155,6 +157,19 @@ class Monitor:
         gauge.labels("served").set(served)
         gauge.labels("suppressed").set(suppressed)
         gauge.labels("problems").set(len(roster.problems))
+
+    def count_declines(self) -> None:
+        """Per session still to come, how many registrants' declines stand (no address:
+        one series a session, which the cycle has a dozen of)."""
+        if self.snapshot is None or self.ledger is None:
+            return
+        declines = self.ledger.declines()
+        gauge = self.metrics.declines
+        gauge.clear()  # a session gone from the config leaves no series behind
+        now = self.clock()
+        for session in self.snapshot.sessions:
+            if now < session.end and not session.cancelled:
+                gauge.labels(session.id).set(len(declined(session, self.snapshot.roster, declines)))
 
     def sweep(self) -> timedelta:
         if self.snapshot is None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from ..core.declines import declined
 from ..core.mailing import DeliveryState, MailKind
 from ..core.plan import ON_TIME_TOLERANCE, Slot, progress, slots_by_session
 from ..core.wording import date_at_time, lead_words, long_date, time_of_day, time_range
@@ -48,8 +49,10 @@ class SessionView:
     time: str
     topic: str
     flags: tuple[str, ...]
-    registrants: int
+    registrants: int  # mailed: registered, not suppressed, not declined
     leads: tuple[LeadLine, ...]
+    registered: int = 0  # in the export
+    declines: tuple[tuple[str, str], ...] = ()  # (when, who masked): their declines stand
 
 
 @dataclass(frozen=True)
@@ -89,10 +92,17 @@ def status_page(
     counts = ledger.counts()
     late = ledger.late_counts(ON_TIME_TOLERANCE)
     stopped = ledger.suppressed_addresses()
+    declines = ledger.declines()
     by_session = slots_by_session(snapshot.slots)
     sessions = []
     for session in snapshot.sessions:
-        attendees = [r for r in snapshot.roster.attending(session) if r.key not in stopped]
+        gone = declined(session, snapshot.roster, declines)
+        away = {d.recipient for d in gone}
+        attendees = [
+            r
+            for r in snapshot.roster.attending(session)
+            if r.key not in stopped and r.key not in away
+        ]
         lines = []
         for slot in by_session.get(session, []):
             key = (session.appointment, MailKind.REMINDER, str(slot.lead))
@@ -119,6 +129,10 @@ def status_page(
                 flags=tuple(FLAGS[f] for f in session.flags(now)),
                 registrants=len(attendees),
                 leads=tuple(lines),
+                registered=snapshot.roster.count(session),
+                declines=tuple(
+                    (french(d.declined_at, snapshot), masked(d.recipient)) for d in gone
+                ),
             )
         )
     return StatusPage(

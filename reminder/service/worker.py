@@ -463,6 +463,11 @@ class Worker:
         counts as a job still running (APScheduler would skip the next run, noisily)."""
         self._spawn(self.wake(reason))
 
+    def poke(self, reason: str) -> None:
+        """A pass as soon as the worker is free: something owed changed outside the plan's
+        instants (a registrant declined a session, or came back on it)."""
+        self._spawn(self.wake(reason))
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)
         self._tasks.add(task)  # held until done: the loop keeps only weak references

@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from ..core.declines import Declines
 from ..core.errors import LedgerError
 from ..core.mailing import DeliveryKey, DeliveryState, MailKind
 from ..core.notices import NoticeView, ToldGroup
@@ -81,6 +82,8 @@ class DeliveryLedger(Protocol):
     def suppressions(self) -> list[Suppression]: ...
 
     def suppressed_addresses(self) -> frozenset[str]: ...
+
+    def declines(self) -> Declines: ...
 
     def counts(self) -> dict[tuple[str, str, str], dict[DeliveryState, int]]: ...
 

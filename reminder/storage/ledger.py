@@ -66,9 +66,13 @@ class Ledger(Deliveries, ToldFacts, Suppressions, Reports):
         return self.db.shared
 
     def outside_writes(self) -> int | None:
-        """A number that changes whenever another process commits to this ledger (a
-        command, another worker); None when that cannot be told (PostgreSQL)."""
-        return self.db.outside_writes()
+        """A number that changes whenever something other than a delivery pass writes to
+        this ledger: another process (a command, another worker), or a registrant's
+        choice through this worker's own HTTP face; None when that cannot be told
+        (PostgreSQL)."""
+        mark = self.db.outside_writes()
+        # Both only grow: their sum changes whenever either does.
+        return None if mark is None else mark + self.choices_made
 
     def close(self) -> None:
         self.db.close()

@@ -174,6 +174,19 @@ MIGRATIONS: tuple[str, ...] = (
     END;
     """
     ),
+    # A registrant's "je ne pourrai pas venir" for one session, kept beside the export
+    # (which stays the source of registrations): one row per (session, registrant),
+    # declined and possibly undone, so history keeps the last choice and its date.
+    """
+    CREATE TABLE declines (
+        session_id TEXT NOT NULL,       -- the session's planned date, as deliveries.session_id
+        recipient TEXT NOT NULL,        -- canonical address
+        day TEXT NOT NULL,              -- the date it was held on when declined (ISO)
+        declined_at TEXT NOT NULL,      -- UTC stamps, as in deliveries
+        undone_at TEXT,                 -- "finalement je viendrai" (a new decline clears it)
+        PRIMARY KEY (session_id, recipient)
+    );
+    """,
 )
 
 # Every status but sent, and only the claims: each with the partial index's own term,

@@ -1,20 +1,24 @@
-"""Addresses nobody mails any more, and which of them a bounce report names."""
+"""Who is not mailed: addresses nobody mails any more (and which of them a bounce
+report names), and registrants' declines of one session."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
+from ..core.declines import Decline, Declines
 from ..core.message_ids import parse
 from .database import Database
-from .values import Suppression, canonical, stamp
+from .values import Suppression, canonical, stamp, unstamp
 
 SUPPRESSION_SOURCES = ("staff", "bounce", "unsubscribe")
 
 
 class Suppressions:
-    """The ledger's part that keeps the suppression list."""
+    """The ledger's part that keeps who is not mailed: the suppression list, and the
+    sessions registrants declined."""
 
     db: Database
+    choices_made = 0  # declines and undoings written through this connection
 
     def suppress(
         self, address: str, *, reason: str, source: str, at: datetime, reply: str = ""
@@ -51,6 +55,53 @@ class Suppressions:
 
     def suppressed_addresses(self) -> frozenset[str]:
         return frozenset(a for (a,) in self.db.execute("SELECT address FROM suppressions"))
+
+    def decline(self, session_id: str, address: str, day: date, at: datetime) -> bool:
+        """Record that `address` will not come to a session held on `day`; True if this
+        changes anything (a decline already standing keeps its first date)."""
+        changed = bool(
+            self.db.write(
+                [
+                    (
+                        "INSERT INTO declines (session_id, recipient, day, declined_at) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (session_id, recipient) DO UPDATE "
+                        "SET day = excluded.day, declined_at = excluded.declined_at, "
+                        "undone_at = NULL WHERE declines.undone_at IS NOT NULL "
+                        "OR declines.day != excluded.day",
+                        (session_id, canonical(address), day.isoformat(), stamp(at)),
+                    )
+                ]
+            )[0]
+        )
+        self.choices_made += changed
+        return changed
+
+    def undo_decline(self, session_id: str, address: str, at: datetime) -> bool:
+        """ "Finalement je viendrai": True if a decline was standing and is now undone."""
+        undo = (
+            "UPDATE declines SET undone_at = ? WHERE session_id = ? AND recipient = ? "
+            "AND undone_at IS NULL",
+            (stamp(at), session_id, canonical(address)),
+        )
+        changed = bool(self.db.write([undo])[0])
+        self.choices_made += changed
+        return changed
+
+    def declines(self) -> Declines:
+        """Every decline recorded, undone ones too: a few rows a session, read at each pass."""
+        return Declines(
+            Decline(
+                str(session_id),
+                str(recipient),
+                date.fromisoformat(str(day)),
+                datetime.fromisoformat(str(declined_at)),
+                unstamp(str(undone_at) if undone_at else None),
+            )
+            for session_id, recipient, day, declined_at, undone_at in self.db.execute(
+                "SELECT session_id, recipient, day, declined_at, undone_at FROM declines "
+                "ORDER BY session_id, recipient"
+            )
+        )
 
     def recipient_of(self, message_id: str, named: str = "") -> str | None:
         """The address a message of ours went to, by its Message-ID as a bounce report

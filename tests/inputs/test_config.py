@@ -273,7 +273,7 @@ def test_http_secrets_come_from_the_environment_or_a_file(
     config = load_config(project.config)
     assert config.http.secret is not None
     assert config.http.secret.get_secret_value() == "f" * 64
-    assert config.http.unsubscribe_base == "https://rappels.irev.fr/u/"
+    assert config.http.signed_links == "https://rappels.irev.fr"
     assert (config.http.host, config.http.port) == ("127.0.0.1", 0)
     assert "ffff" not in repr(config) and "cheval" not in str(config.model_dump())
 

@@ -88,7 +88,7 @@ def test_the_same_mails_with_one_click_unsubscribe_links(
     project.edit("#   public_url = ", "public_url = ")
     monkeypatch.setenv("REMINDER_HTTP__SECRET", SECRET)
     snapshot = project.snapshot()
-    assert snapshot.config.http.unsubscribe_base
+    assert snapshot.config.http.signed_links
     assert_same_mails(snapshot)
 
 
