@@ -355,6 +355,48 @@ def test_unsuppress_mails_the_address_again(ledger: Ledger) -> None:
     assert ledger.suppressed_addresses() == frozenset()
 
 
+def test_a_decline_is_kept_once_undone_and_made_again(ledger: Ledger) -> None:
+    day = START.date()
+    assert ledger.decline("2023-03-01", " P1@Example.org ", day, NOW)
+    assert not ledger.decline("2023-03-01", "p1@example.org", day, NOW + timedelta(hours=1))
+    (first,) = ledger.declines()
+    assert (first.session_id, first.recipient, first.day) == ("2023-03-01", "p1@example.org", day)
+    assert (first.declined_at, first.undone_at) == (NOW, None)  # the first date is kept
+    later = NOW + timedelta(hours=2)
+    assert ledger.undo_decline("2023-03-01", "p1@example.org", later)
+    assert not ledger.undo_decline("2023-03-01", "p1@example.org", later)
+    assert not ledger.undo_decline("2023-04-05", "p1@example.org", later)
+    (undone,) = ledger.declines()
+    assert undone.undone_at == later and undone.changed_at == later
+    again = NOW + timedelta(hours=3)
+    assert ledger.decline("2023-03-01", "p1@example.org", day, again)
+    (made_again,) = ledger.declines()
+    assert (made_again.declined_at, made_again.undone_at) == (again, None)
+    # The session moved to another day since: declining the new date counts as new.
+    moved = day + timedelta(days=7)
+    assert ledger.decline("2023-03-01", "p1@example.org", moved, again)
+    assert next(iter(ledger.declines())).day == moved
+
+
+def test_declines_written_here_count_as_outside_the_delivery_pass(
+    ledger_target: str | Path,
+) -> None:
+    # A decline through this worker's own HTTP face owes a notice: the notice plan a
+    # pass kept, made before it, is stale.
+    with Ledger(ledger_target, worker="one") as ledger:
+        before = ledger.outside_writes()
+        ledger.decline("2023-03-01", "p1@example.org", START.date(), NOW)
+        if ledger.shared:
+            assert ledger.outside_writes() is None
+            return
+        assert ledger.outside_writes() != before
+        marked = ledger.outside_writes()
+        ledger.decline("2023-03-01", "p1@example.org", START.date(), NOW)  # nothing new
+        assert ledger.outside_writes() == marked
+        ledger.undo_decline("2023-03-01", "p1@example.org", NOW)
+        assert ledger.outside_writes() != marked
+
+
 def test_an_unknown_suppression_source_is_refused(ledger: Ledger) -> None:
     with pytest.raises(ValueError, match="not one of"):
         ledger.suppress("a@example.org", reason="x", source="robot", at=NOW)
@@ -461,11 +503,16 @@ def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: st
         source.claim([claim(n) for n in range(5)], NOW)
         source.record([Outcome(claim(0).key, DeliveryState.SENT, "250 ok", NOW)], NOW)
         source.suppress("gone@example.org", reason="bounce", source="bounce", at=NOW)
+        source.decline("2023-03-01", "p1@example.org", START.date(), NOW)
+        source.decline("2023-03-01", "p2@example.org", START.date(), NOW)
+        source.undo_decline("2023-03-01", "p2@example.org", NOW + timedelta(hours=1))
         with Ledger(postgres_url, worker="copy") as target:
             copied = copy_ledger(source, target)
             assert copied["deliveries"] == 5 and copied["suppressions"] == 1
+            assert copied["declines"] == 2
             assert target.rows() == source.rows()
             assert target.suppressed_addresses() == {"gone@example.org"}
+            assert list(target.declines()) == list(source.declines())
             target.claim([claim(9)], NOW)  # new rows continue after the copied ids
             with pytest.raises(LedgerError, match="already holds"):
                 copy_ledger(source, target)
