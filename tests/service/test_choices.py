@@ -173,7 +173,7 @@ async def test_the_page_of_their_sessions_and_its_toggles(
             may = page[page.index('id="session-2023-05-03"') :]
             assert "annulée" in may[:600] and 'id="decline-2023-05-03"' not in page
             june = page[page.index('id="session-2023-06-07"') :]
-            assert "mercredi 14 juin 2023" in june[:600] and "déplacée" in june[:600]
+            assert "Mercredi 14 juin 2023" in june[:600] and "déplacée" in june[:600]
             assert "Initialement prévue le mercredi 7 juin 2023 à 17h00" in june[:900]
             assert "non inscrit(e)" in june[:600] and 'id="decline-2023-06-07"' not in page
             assert "<script" not in page
