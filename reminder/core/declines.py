@@ -66,6 +66,10 @@ class Declines:
         found = self.find(session.id, recipient)
         return found is not None and found.stands(session)
 
+    def recipients(self) -> set[str]:
+        """Everyone who declined a session, or undid it."""
+        return {who for by_recipient in self._by_session.values() for who in by_recipient}
+
     def standing(self, session: Session) -> frozenset[str]:
         """Who must not be mailed about `session`: their decline of it stands."""
         return frozenset(
@@ -76,16 +80,17 @@ class Declines:
 NO_DECLINES = Declines()
 
 
-def declined(session: Session, roster: Roster, declines: Declines) -> list[Decline]:
+def declined(
+    session: Session, people: Mapping[str, Registrant], declines: Declines
+) -> list[Decline]:
     """The declines of a session that stand, of those the export registers for it (the
-    decline of someone it dropped, from the session or the cycle, is moot), oldest first."""
-    gone = declines.standing(session)
-    if not gone:
-        return []
+    decline of someone it dropped, from the session or the cycle, is moot), oldest first.
+    `people`: the export's registrants among those who declined, by key
+    (`Roster.having(declines.recipients())`, found once for every session)."""
     found = [
-        declines.of(session.id)[key]
-        for key, registrant in roster.having(gone).items()
-        if registrant.attends(session)
+        decline
+        for key, decline in declines.of(session.id).items()
+        if decline.stands(session) and key in people and people[key].attends(session)
     ]
     return sorted(found, key=lambda d: (d.declined_at, d.recipient))
 

@@ -84,6 +84,7 @@ class Monitor:
         self.set_paused(paused)
         self.metrics.in_flight.set(0)  # anything not reported was abandoned with the pass
         self.count_registrants()
+        self.count_declines()
         self.first_pass_done = True
 
     def set_paused(self, reason: str | None) -> None:
@@ -164,12 +165,13 @@ class Monitor:
         if self.snapshot is None or self.ledger is None:
             return
         declines = self.ledger.declines()
+        people = self.snapshot.roster.having(declines.recipients()) if declines else {}
         gauge = self.metrics.declines
         gauge.clear()  # a session gone from the config leaves no series behind
         now = self.clock()
         for session in self.snapshot.sessions:
             if now < session.end and not session.cancelled:
-                gauge.labels(session.id).set(len(declined(session, self.snapshot.roster, declines)))
+                gauge.labels(session.id).set(len(declined(session, people, declines)))
 
     def sweep(self) -> timedelta:
         if self.snapshot is None:

@@ -93,10 +93,11 @@ def status_page(
     late = ledger.late_counts(ON_TIME_TOLERANCE)
     stopped = ledger.suppressed_addresses()
     declines = ledger.declines()
+    people = snapshot.roster.having(declines.recipients()) if declines else {}
     by_session = slots_by_session(snapshot.slots)
     sessions = []
     for session in snapshot.sessions:
-        gone = declined(session, snapshot.roster, declines)
+        gone = declined(session, people, declines)
         away = {d.recipient for d in gone}
         attendees = [
             r

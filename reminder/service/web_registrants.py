@@ -16,7 +16,7 @@ from multidict import MultiDictProxy
 
 from ..core.unsubscribe import TOKEN_PATTERN, TokenIndex
 from ..inputs.registrants import masked
-from .choices import Choice, Outcome, choose, find_session, sessions_page
+from .registrant_choices import Choice, Outcome, choose, find_session, sessions_page
 from .web_app import PAGES, SERVICE, Service, page
 
 log = logging.getLogger("reminder")
