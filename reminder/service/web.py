@@ -24,8 +24,8 @@ from .web_registrants import add_routes
 
 log = logging.getLogger("reminder")
 
-# A one-click POST carries "List-Unsubscribe=One-Click", a choice its session and
-# choice, and little else.
+# A one-click POST carries "List-Unsubscribe=One-Click", a registrant's choice a session
+# and a word: little else.
 MAX_BODY = 4096
 PAGE_CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
