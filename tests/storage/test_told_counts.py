@@ -25,6 +25,8 @@ LINK = "https://zoom.us/j/1"
 PEOPLE = tuple(Registrant(f"p{n}@example.org") for n in range(6))
 DELAY = timedelta(minutes=10)
 NOW = datetime(2023, 2, 20, 9, tzinfo=UTC)
+# The migration that keeps the told counts, by what it creates: later ones follow it.
+TOLD_COUNTS = next(n for n, m in enumerate(MIGRATIONS) if "CREATE TABLE told_facts" in m)
 
 Counts = Counter[tuple[str, str, str, str, str, str, int]]
 
@@ -145,10 +147,11 @@ def test_an_older_ledger_is_counted_when_it_is_upgraded(tmp_path: Path) -> None:
         told_everybody(ledger, SESSION, "1d", NOW + timedelta(days=6))
         before = counts(ledger)
     assert sum(before.values()) == 2 * len(PEOPLE)
-    db = sqlite3.connect(path)  # the schema as the release before this one left it
+    db = sqlite3.connect(path)  # the schema as the release before the counts left it
     db.executescript(
         "DROP TRIGGER told_sent; DROP TRIGGER told_retold; DROP TABLE told_facts; "
-        f"PRAGMA user_version = {len(MIGRATIONS) - 1};"
+        "DROP TABLE declines; "  # a later migration's
+        f"PRAGMA user_version = {TOLD_COUNTS};"
     )
     db.close()
     with Ledger(path, worker="test") as ledger:
@@ -156,7 +159,7 @@ def test_an_older_ledger_is_counted_when_it_is_upgraded(tmp_path: Path) -> None:
 
 
 def test_a_trigger_body_stays_one_statement() -> None:
-    statements = list(sql_statements(MIGRATIONS[-1]))
+    statements = list(sql_statements(MIGRATIONS[TOLD_COUNTS]))
     assert [s.split()[:2] for s in statements] == [
         ["CREATE", "TABLE"],
         ["INSERT", "INTO"],
