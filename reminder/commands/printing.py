@@ -426,8 +426,7 @@ def history_output(
         [
             body,
             "",
-            f"times in {zone}; "
-            + ", ".join(f"{n} {state}" for state, n in sorted(totals.items())),
+            f"times in {zone}; " + ", ".join(f"{n} {state}" for state, n in sorted(totals.items())),
             *decline_lines(declines),
         ]
     )

@@ -8,7 +8,8 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from reminder.core.declines import Decline, Declines, declined, expected
-from reminder.core.model import CANCELLATION, UPDATE, Lead, Registrant, Roster, Session
+from reminder.core.mailing import MailKind
+from reminder.core.model import Lead, Registrant, Roster, Session
 from reminder.core.notices import (
     Facts,
     NoticePlan,
@@ -131,7 +132,7 @@ def test_a_decline_of_a_session_they_were_told_of_owes_them_one_cancellation_aft
     ]
     owed = plan(DECLINED_AT + DELAY, anne_declines()).owed
     assert [(n.registrant.key, n.kind, n.sequence, n.declined) for n in owed] == [
-        (ANNE.key, CANCELLATION, 1, True)
+        (ANNE.key, MailKind.CANCELLATION, 1, True)
     ]
     assert owed[0].not_after == START
 
@@ -154,7 +155,7 @@ def test_told_cancelled_a_declined_registrant_hears_of_no_change_and_an_undo_put
     (update,) = plan(came_back + DELAY, undone, cancelled).owed
     assert (update.registrant.key, update.kind, update.sequence, update.came_back) == (
         ANNE.key,
-        UPDATE,
+        MailKind.UPDATE,
         2,
         True,
     )

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from reminder.core.model import CANCELLATION, UPDATE
+from reminder.core.mailing import MailKind
 from reminder.core.notices import sample_notice
 from reminder.core.unsubscribe import token
 from reminder.mail.calendar_links import MAX_DETAILS, WebEvent, google_link, outlook_link
@@ -99,7 +99,7 @@ def test_the_cancellation_a_decline_causes_says_it_is_their_choice_and_how_to_un
     snapshot = project.snapshot()
     session = slot_of(snapshot, "2023-03-01", "1d").session
     now = datetime(2023, 2, 25, 10, tzinfo=PARIS)
-    notice = sample_notice(session, ANNE, CANCELLATION, "https://zoom.us/j/1", None, now)
+    notice = sample_notice(session, ANNE, MailKind.CANCELLATION, "https://zoom.us/j/1", None, now)
     composed = snapshot.composer.compose_notice(replace(notice, declined=True), now)
     message = parse(composed.data)
     assert composed.subject == "Séance du mercredi 1er mars retirée de votre agenda"
@@ -109,7 +109,7 @@ def test_the_cancellation_a_decline_causes_says_it_is_their_choice_and_how_to_un
     assert links(composed.html)["Je viendrai finalement"] == f"{LINK}/2023-03-01"
     assert "METHOD:CANCEL" in composed.ics.decode()
     assert "STATUS:CANCELLED" not in composed.ics.decode()  # withdrawn for them alone
-    update = sample_notice(session, ANNE, UPDATE, "https://zoom.us/j/1", None, now)
+    update = sample_notice(session, ANNE, MailKind.UPDATE, "https://zoom.us/j/1", None, now)
     back = snapshot.composer.compose_notice(replace(update, came_back=True), now)
     assert back.subject.startswith("De nouveau dans votre agenda")
     assert "vous êtes de nouveau attendu(e)" in back.text
