@@ -62,10 +62,6 @@ class Declines:
     def find(self, session_id: str, recipient: str) -> Decline | None:
         return self._by_session.get(session_id, {}).get(recipient)
 
-    def stands(self, session: Session, recipient: str) -> bool:
-        found = self.find(session.id, recipient)
-        return found is not None and found.stands(session)
-
     def recipients(self) -> set[str]:
         """Everyone who declined a session, or undid it."""
         return {who for by_recipient in self._by_session.values() for who in by_recipient}

@@ -93,8 +93,8 @@ def test_a_move_to_another_day_asks_them_again_a_new_time_the_same_day_does_not(
         MARCH, start=START + timedelta(hours=1), end=START + timedelta(hours=3)
     )
     declines = anne_declines()
-    assert not declines.stands(moved, ANNE.key)
-    assert declines.stands(later_that_day, ANNE.key)
+    assert declines.standing(moved) == set()
+    assert declines.standing(later_that_day) == {ANNE.key}
     assert declines.standing(MARCH) == {ANNE.key}
 
 
