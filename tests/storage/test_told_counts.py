@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
+import time
 from collections import Counter
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -15,8 +17,8 @@ from reminder.core.mailing import DeliveryKey, DeliveryState, MailKind
 from reminder.core.model import Registrant, Roster, Session
 from reminder.core.notices import Facts, NoticePlan, Told, facts_for, notice_key, plan_notices
 from reminder.service.lookahead import notice_view
-from reminder.storage.database import PostgresOnly, SqliteOnly, sql_statements
-from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome
+from reminder.storage.database import Execute, PostgresOnly, SqliteOnly, sql_statements
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, stamp
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
@@ -137,6 +139,113 @@ def test_the_counts_follow_every_way_a_claim_ends(ledger_target: str | Path) -> 
     assert late, "the operations never sent late: the test lost its point"
     first.close()
     second.close()
+
+
+
+def test_two_workers_counting_at_once_lose_no_count(ledger_target: str | Path) -> None:
+    # Two workers (two ledgers, two threads) claim the same deliveries at once from
+    # different places, each won by one; they send them, fail some, take some again
+    # with other facts; each round at a higher SEQUENCE, a reminder and an update to
+    # the same registrant at once. After each round the counts are exactly what the
+    # rows say: no count lost to a race, none taken out twice.
+    people = [f"r{n}@example.org" for n in range(40)]
+    with Ledger(ledger_target, worker="test") as reader:
+        for level in range(4):
+            at = NOW + timedelta(hours=level)
+            told = Told(facts(17 + level), level, at)
+            keys = [
+                DeliveryKey(SESSION.appointment, kind, f"r{level}", who)
+                for who in people
+                for kind in ("reminder", UPDATE)
+            ]
+            won: dict[str, list[DeliveryKey]] = {}
+            start = threading.Barrier(2)
+
+            def work(worker: str, first: int) -> None:
+                with Ledger(ledger_target, worker=worker) as ledger:
+                    start.wait()
+                    mine: list[DeliveryKey] = []
+                    for offset in range(0, len(keys), 8):
+                        chunk = [
+                            Claim(key, f"<{key.recipient}.{key.kind}>", at, START, SESSION.id, told)
+                            for key in keys[(first + offset) % len(keys) :][:8]
+                        ]
+                        mine += [c.key for c in ledger.claim(chunk, at)]
+                    won[worker] = mine
+                    start.wait()  # both have claimed: a claim refused for now is its own
+                    for n, key in enumerate(mine):
+                        if n % 7 == 3:
+                            ledger.record([Outcome(key, DeliveryState.FAILED, "550", at)], at)
+                            continue
+                        if n % 5 == 1:  # refused for now, then taken again with a new link
+                            ledger.record([Outcome(key, DeliveryState.CLAIMED, "451", at, at)], at)
+                            again = Told(facts(17 + level, link="https://zoom.us/j/2"), level, at)
+                            retry = Claim(key, "<again>", at, START, SESSION.id, again)
+                            assert ledger.claim([retry], at)
+                        ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
+
+            threads = [
+                threading.Thread(target=work, args=(worker, first))
+                for worker, first in (("a", 0), ("b", len(keys) // 2 + 3))
+            ]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(timeout=60)
+            assert not set(won["a"]) & set(won["b"]), "a delivery won twice"
+            assert len(won["a"]) + len(won["b"]) == len(keys)
+            assert counts(reader) == expected(reader), f"SEQUENCE {level}"
+            assert sum(counts(reader).values()) >= len(people) * 2 * 6 // 7  # not vacuous
+
+
+
+def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
+    postgres_url: str,
+) -> None:
+    # A reminder and an update at SEQUENCE 1 to one registrant, recorded sent by two
+    # workers at the same moment: each would take out the SEQUENCE 0 mail they were told
+    # before, unless the second waits for the first to commit and then sees it.
+    a, b = Ledger(postgres_url, worker="a"), Ledger(postgres_url, worker="b")
+    who = PEOPLE[0].key
+    told_everybody(a, SESSION, "7d", NOW)
+    at = NOW + timedelta(days=1)
+    told = Told(facts(18), 1, at)
+    reminder, update = (DeliveryKey(SESSION.appointment, kind, "v1", who) for kind in ("reminder", UPDATE))
+    a.claim([Claim(reminder, "<r>", at, START, SESSION.id, told)], at)
+    b.claim([Claim(update, "<u>", at, START, SESSION.id, told)], at)
+    recorded, done = threading.Event(), threading.Event()
+
+    def second() -> None:
+        recorded.wait(timeout=30)
+        b.record([Outcome(update, DeliveryState.SENT, "250", at)], at)
+        done.set()
+
+    def first(execute: Execute) -> None:
+        # The reminder recorded sent, its transaction held open until the other record
+        # waits on it (or, were it not made to, has finished).
+        execute(
+            "UPDATE deliveries SET status = 'sent', sent_at = ? WHERE session = ? AND kind = ? "
+            "AND lead = ? AND recipient = ?",
+            (stamp(at), *reminder),
+        )
+        recorded.set()
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if b.db.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = 7432004"
+            ).fetchone()[0]:
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    a.db.transaction(first)
+    thread.join(timeout=30)
+    assert counts(a) == expected(a)
+    assert sum(counts(a).values()) == len(PEOPLE) + 1  # the five others' 7d, and both v1
+    a.close()
+    b.close()
 
 
 def told_everybody(ledger: Ledger, session: Session, lead: str, at: datetime, seq: int = 0) -> None:
