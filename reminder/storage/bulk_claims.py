@@ -1,12 +1,16 @@
-"""Claims on PostgreSQL, a chunk in one statement: its rows bound as arrays (unnest).
+"""Claims on PostgreSQL, a chunk in one statement: its rows bound as one JSON parameter.
 
 A statement per claim cost a round trip and its share of a transaction each; a chunk
 of 32 now costs one statement, one commit, and a second statement only when some of it
-was already claimed.
+was already claimed. The chunk travels as JSON, each distinct shape (session, kind,
+lead, instants, facts) once and each claim as its shape's number, its recipient and its
+Message-ID: psycopg's list-to-array adaptation is Python code and took 1.2 s of 3.4 for
+100,000 claims as 14 arrays, `json.dumps` and the server's parser are C.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -18,12 +22,21 @@ from .values import Claim, stamp
 _FACTS = "session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence"
 # The chunk as a table, in the order given: every worker sorts its claims by key, so
 # two overlapping chunks take their rows' locks in the same order (never a deadlock).
-_CHUNK = (
-    "SELECT * FROM unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], "
-    "?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], "
-    "?::integer[]) WITH ORDINALITY AS c(session, kind, lead, recipient, message_id, due_at, "
-    f"not_after, {_FACTS}, place)"
-)
+# Each shape's fields are read once (OFFSET 0 keeps them apart), not once per claim.
+_CHUNK = """
+SELECT session, kind, lead, c->>1 AS recipient, c->>2 AS message_id, due_at, not_after,
+    session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence,
+    claim.place
+FROM json_array_elements(?::json) WITH ORDINALITY AS claim(c, place)
+JOIN (
+    SELECT s->>0 AS session, s->>1 AS kind, s->>2 AS lead, s->>3 AS due_at,
+        s->>4 AS not_after, s->>5 AS session_id, s->>6 AS fact_start, s->>7 AS fact_end,
+        s->>8 AS fact_join_url, s->>9 AS fact_status, s->>10 AS fact_topic,
+        (s->>11)::integer AS sequence, place
+    FROM json_array_elements(?::json) WITH ORDINALITY AS shape(s, place)
+    OFFSET 0
+) shape ON shape.place = (c->>0)::bigint
+"""
 
 # New claims are won by inserting their rows; those with facts are counted in told_facts
 # by the same statement, in the transaction's shard, group by group in one order.
@@ -70,23 +83,28 @@ RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id
 """
 
 
-def _arrays(claims: Sequence[Claim]) -> list[list[object]]:
-    """The chunk column by column, each instant and set of facts written out once."""
-    stamps: dict[datetime, str] = {}
-    facts: dict[tuple[str, int], tuple[object, ...]] = {}  # by the Told object itself
+def _chunk(claims: Sequence[Claim]) -> tuple[str, str]:
+    """The chunk's claims and their shapes, as the two JSON parameters of _CHUNK."""
+    shapes: dict[tuple[object, ...], int] = {}
+    listed: list[list[object]] = []
     rows = []
     for c in claims:
-        if c.due_at not in stamps:
-            stamps[c.due_at] = stamp(c.due_at)
-        if c.not_after not in stamps:
-            stamps[c.not_after] = stamp(c.not_after)
-        told = (c.session_id, id(c.told))
-        if told not in facts:
-            facts[told] = c.fact_values()
-        rows.append(
-            (*c.key, c.message_id, stamps[c.due_at], stamps[c.not_after], *facts[told])
+        # The facts by the Told object itself: a chunk's claims share a few.
+        shape = (
+            c.key.session,
+            c.key.kind,
+            c.key.lead,
+            c.due_at,
+            c.not_after,
+            c.session_id,
+            id(c.told),
         )
-    return [list(column) for column in zip(*rows, strict=True)]
+        number = shapes.get(shape)
+        if number is None:
+            number = shapes[shape] = len(shapes) + 1  # WITH ORDINALITY counts from 1
+            listed.append([*shape[:3], stamp(c.due_at), stamp(c.not_after), *c.fact_values()])
+        rows.append((number, c.key.recipient, c.message_id))
+    return json.dumps(rows), json.dumps(listed)
 
 
 def claim_in_bulk(
@@ -95,14 +113,15 @@ def claim_in_bulk(
     """Claim a chunk sorted by key; return those this worker won, in its order."""
     if not claims:
         return []
-    arrays = _arrays(claims)
-    won = {DeliveryKey(*row) for row in db.execute(_INSERT, (*arrays, worker, lease_end, at))}
+    won = {
+        DeliveryKey(*row) for row in db.execute(_INSERT, (*_chunk(claims), worker, lease_end, at))
+    }
     again: dict[DeliveryKey, str | None] = {}
     if len(won) < len(claims):
         rest = [c for c in claims if c.key not in won]
         again = {
             DeliveryKey(*row[:4]): row[4]
-            for row in db.execute(_AGAIN, (*_arrays(rest), at, worker, lease_end, at))
+            for row in db.execute(_AGAIN, (*_chunk(rest), at, worker, lease_end, at))
         }
     taken: list[Claim] = []
     for c in claims:

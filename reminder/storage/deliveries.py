@@ -109,9 +109,7 @@ class Deliveries:
             )
             for c in claims
         ]
-        won = self.db.transaction(
-            lambda execute: self._insert(execute, statements, claims, facts)
-        )
+        won = self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
         retries = [c for c, count in zip(claims, won, strict=True) if not count]
         taken = (
             self.db.write(

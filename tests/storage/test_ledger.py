@@ -322,7 +322,6 @@ def test_two_claimers_racing_on_one_ledger_never_both_win(ledger_target: str | P
     assert len(first) + len(second) == 400
 
 
-
 def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
     ledger_target: str | Path,
 ) -> None:
@@ -335,7 +334,9 @@ def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
         later = NOW + timedelta(minutes=5)
         old.record([Outcome(claim(1).key, Status.CLAIMED, "451", NOW, later)], NOW)
     with Ledger(ledger_target, worker="new") as new:
-        told = Told(Facts(START, START + timedelta(hours=2), "https://zoom.us/j/9", "confirmed"), 1, NOW)
+        told = Told(
+            Facts(START, START + timedelta(hours=2), "https://zoom.us/j/9", "confirmed"), 1, NOW
+        )
         chunk = [
             replace(claim(n), message_id=f"<today{n}@irev.fr>", session_id="2023-03-01", told=told)
             for n in (4, 3, 2, 1)
@@ -347,7 +348,10 @@ def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
         ]
         rows = {row.recipient: row for row in new.rows()}
         assert [rows[f"p{n}@example.org"].status for n in (1, 2, 3, 4)] == [
-            "claimed", "claimed", "sent", "claimed"
+            "claimed",
+            "claimed",
+            "sent",
+            "claimed",
         ]
         facts = new.db.execute(
             "SELECT recipient, fact_join_url, sequence FROM deliveries ORDER BY recipient"
@@ -388,9 +392,7 @@ def test_two_workers_taking_the_same_open_claims_again_each_win_one(
     a, b = ({c.key.recipient for c in won[name]} for name in ("a", "b"))
     assert not a & b and len(a | b) == 200
     assert len(won["a"]) + len(won["b"]) == 200
-    assert {c.message_id for c in won["a"] + won["b"]} == {
-        f"<m{n}.1d@irev.fr>" for n in range(200)
-    }
+    assert {c.message_id for c in won["a"] + won["b"]} == {f"<m{n}.1d@irev.fr>" for n in range(200)}
 
 
 # --- suppressions ---------------------------------------------------------------------------

@@ -141,7 +141,6 @@ def test_the_counts_follow_every_way_a_claim_ends(ledger_target: str | Path) -> 
     second.close()
 
 
-
 def test_two_workers_counting_at_once_lose_no_count(ledger_target: str | Path) -> None:
     # Two workers (two ledgers, two threads) claim the same deliveries at once from
     # different places, each won by one; they send them, fail some, take some again
@@ -198,7 +197,6 @@ def test_two_workers_counting_at_once_lose_no_count(ledger_target: str | Path) -
             assert sum(counts(reader).values()) >= len(people) * 2 * 6 // 7  # not vacuous
 
 
-
 def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
     postgres_url: str,
 ) -> None:
@@ -210,7 +208,9 @@ def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
     told_everybody(a, SESSION, "7d", NOW)
     at = NOW + timedelta(days=1)
     told = Told(facts(18), 1, at)
-    reminder, update = (DeliveryKey(SESSION.appointment, kind, "v1", who) for kind in ("reminder", UPDATE))
+    reminder, update = (
+        DeliveryKey(SESSION.appointment, kind, "v1", who) for kind in ("reminder", UPDATE)
+    )
     a.claim([Claim(reminder, "<r>", at, START, SESSION.id, told)], at)
     b.claim([Claim(update, "<u>", at, START, SESSION.id, told)], at)
     recorded, done = threading.Event(), threading.Event()
