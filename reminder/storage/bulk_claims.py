@@ -13,42 +13,45 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 
 from ..core.mailing import DeliveryKey
 from .database import Database
 from .values import Claim, stamp
 
-_FACTS = "session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence"
 # The chunk as a table, in the order given: every worker sorts its claims by key, so
 # two overlapping chunks take their rows' locks in the same order (never a deadlock).
 # Each shape's fields are read once (OFFSET 0 keeps them apart), not once per claim.
-_CHUNK = """
-SELECT session, kind, lead, c->>1 AS recipient, c->>2 AS message_id, due_at, not_after,
-    session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence,
-    claim.place
-FROM json_array_elements(?::json) WITH ORDINALITY AS claim(c, place)
-JOIN (
-    SELECT s->>0 AS session, s->>1 AS kind, s->>2 AS lead, s->>3 AS due_at,
-        s->>4 AS not_after, s->>5 AS session_id, s->>6 AS fact_start, s->>7 AS fact_end,
-        s->>8 AS fact_join_url, s->>9 AS fact_status, s->>10 AS fact_topic,
-        (s->>11)::integer AS sequence, place
-    FROM json_array_elements(?::json) WITH ORDINALITY AS shape(s, place)
-    OFFSET 0
-) shape ON shape.place = (c->>0)::bigint
-"""
+_WITH_CHUNK = """
+WITH chunk AS (
+    SELECT session, kind, lead, c->>1 AS recipient, c->>2 AS message_id, due_at,
+        not_after, session_id, fact_start, fact_end, fact_join_url, fact_status,
+        fact_topic, sequence, claim.place
+    FROM json_array_elements(?::json) WITH ORDINALITY AS claim(c, place)
+    JOIN (
+        SELECT s->>0 AS session, s->>1 AS kind, s->>2 AS lead, s->>3 AS due_at,
+            s->>4 AS not_after, s->>5 AS session_id, s->>6 AS fact_start,
+            s->>7 AS fact_end, s->>8 AS fact_join_url, s->>9 AS fact_status,
+            s->>10 AS fact_topic, (s->>11)::integer AS sequence, place
+        FROM json_array_elements(?::json) WITH ORDINALITY AS shape(s, place)
+        OFFSET 0
+    ) shape ON shape.place = (c->>0)::bigint
+)"""
 
 # New claims are won by inserting their rows; those with facts are counted in told_facts
-# by the same statement, in the transaction's shard, group by group in one order.
-_INSERT = f"""
-WITH chunk AS ({_CHUNK}),
+# by the same statement, in the transaction's shard, group by group in one order. (The
+# statements are constants: every value is a bound parameter.)
+_INSERT = f"""{_WITH_CHUNK},
 won AS (
     INSERT INTO deliveries (session, kind, lead, recipient, status, message_id, due_at,
-        not_after, claimed_by, next_attempt_at, updated_at, {_FACTS})
-    SELECT session, kind, lead, recipient, 'claimed', message_id, due_at, not_after, ?, ?,
-        ?, {_FACTS} FROM chunk ORDER BY place
+        not_after, claimed_by, next_attempt_at, updated_at, session_id, fact_start,
+        fact_end, fact_join_url, fact_status, fact_topic, sequence)
+    SELECT session, kind, lead, recipient, 'claimed', message_id, due_at, not_after, ?,
+        ?, ?, session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+        sequence
+    FROM chunk ORDER BY place
     ON CONFLICT DO NOTHING
-    RETURNING session, kind, lead, recipient, {_FACTS}
+    RETURNING session, kind, lead, recipient, session_id, fact_start, fact_end,
+        fact_join_url, fact_status, fact_topic, sequence
 ),
 counted AS (
     INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, fact_status,
@@ -61,13 +64,12 @@ counted AS (
         sequence, shard) DO UPDATE SET rows = told_facts.rows + excluded.rows
 )
 SELECT session, kind, lead, recipient FROM won
-"""
+"""  # noqa: S608
 
 # An open claim whose back-off has passed is won by moving its next attempt past the
 # lease, compare-and-set, its rows locked in the chunk's order; a retry is composed from
 # today's files, so it records today's facts. It keeps the Message-ID of its first claim.
-_AGAIN = f"""
-WITH chunk AS ({_CHUNK}),
+_AGAIN = f"""{_WITH_CHUNK},
 due AS (
     SELECT d.id, chunk.* FROM chunk JOIN deliveries d ON d.session = chunk.session
         AND d.kind = chunk.kind AND d.lead = chunk.lead AND d.recipient = chunk.recipient
@@ -80,7 +82,7 @@ UPDATE deliveries d SET claimed_by = ?, next_attempt_at = ?, updated_at = ?, fau
     fact_topic = due.fact_topic, sequence = due.sequence
 FROM due WHERE d.id = due.id
 RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id
-"""
+"""  # noqa: S608
 
 
 def _chunk(claims: Sequence[Claim]) -> tuple[str, str]:

@@ -12,7 +12,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -47,7 +47,7 @@ class Database(Protocol):
 
     where: str  # for messages: a path, or a URL without its password
     shared: bool  # several workers may use it at once
-    bulk: bool  # binds a list as an array: a chunk of rows in one statement (unnest)
+    bulk: bool  # claims a chunk in one statement (PostgreSQL: bulk_claims)
     clock_sql: str  # the database's own clock, in seconds since the epoch
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows: ...
@@ -477,12 +477,11 @@ class PostgresDatabase:
             yield
         finally:
             self._reading.connection = None
-            try:
-                connection.execute("ROLLBACK")  # nothing was written: nothing to commit
-            except self.psycopg.Error:
-                pass  # a broken connection: the pool discards it
-            finally:
-                self.pool.putconn(connection)
+            # Nothing was written: nothing to commit. A broken connection cannot roll
+            # back, and the pool discards it.
+            with suppress(self.psycopg.Error):
+                connection.execute("ROLLBACK")
+            self.pool.putconn(connection)
 
     def version(self) -> int:
         if self.execute("SELECT to_regclass('reminder_schema')").fetchone()[0] is None:

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,60 +142,59 @@ def test_the_counts_follow_every_way_a_claim_ends(ledger_target: str | Path) -> 
     second.close()
 
 
+def _one_round(
+    target: str | Path, worker: str, first: int, level: int, start: threading.Barrier
+) -> list[DeliveryKey]:
+    """One worker's round at SEQUENCE `level`: claim every delivery of it from `first`
+    on, then send what it won (failing some, taking some again with a new link)."""
+    at = NOW + timedelta(hours=level)
+    told = Told(facts(17 + level), level, at)
+    keys = [
+        DeliveryKey(SESSION.appointment, kind, f"r{level}", f"r{n}@example.org")
+        for n in range(40)
+        for kind in ("reminder", UPDATE)
+    ]
+    with Ledger(target, worker=worker) as ledger:
+        start.wait()
+        won: list[DeliveryKey] = []
+        for offset in range(0, len(keys), 8):
+            chunk = [
+                Claim(key, f"<{key.recipient}.{key.kind}>", at, START, SESSION.id, told)
+                for key in keys[(first + offset) % len(keys) :][:8]
+            ]
+            won += [c.key for c in ledger.claim(chunk, at)]
+        start.wait()  # both have claimed: a claim refused for now is its own
+        for n, key in enumerate(won):
+            if n % 7 == 3:
+                ledger.record([Outcome(key, DeliveryState.FAILED, "550", at)], at)
+                continue
+            if n % 5 == 1:  # refused for now, then taken again with a new link
+                ledger.record([Outcome(key, DeliveryState.CLAIMED, "451", at, at)], at)
+                again = Told(facts(17 + level, link="https://zoom.us/j/2"), level, at)
+                assert ledger.claim([Claim(key, "<again>", at, START, SESSION.id, again)], at)
+            ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
+    return won
+
+
 def test_two_workers_counting_at_once_lose_no_count(ledger_target: str | Path) -> None:
     # Two workers (two ledgers, two threads) claim the same deliveries at once from
     # different places, each won by one; they send them, fail some, take some again
     # with other facts; each round at a higher SEQUENCE, a reminder and an update to
     # the same registrant at once. After each round the counts are exactly what the
     # rows say: no count lost to a race, none taken out twice.
-    people = [f"r{n}@example.org" for n in range(40)]
     with Ledger(ledger_target, worker="test") as reader:
         for level in range(4):
-            at = NOW + timedelta(hours=level)
-            told = Told(facts(17 + level), level, at)
-            keys = [
-                DeliveryKey(SESSION.appointment, kind, f"r{level}", who)
-                for who in people
-                for kind in ("reminder", UPDATE)
-            ]
-            won: dict[str, list[DeliveryKey]] = {}
             start = threading.Barrier(2)
-
-            def work(worker: str, first: int) -> None:
-                with Ledger(ledger_target, worker=worker) as ledger:
-                    start.wait()
-                    mine: list[DeliveryKey] = []
-                    for offset in range(0, len(keys), 8):
-                        chunk = [
-                            Claim(key, f"<{key.recipient}.{key.kind}>", at, START, SESSION.id, told)
-                            for key in keys[(first + offset) % len(keys) :][:8]
-                        ]
-                        mine += [c.key for c in ledger.claim(chunk, at)]
-                    won[worker] = mine
-                    start.wait()  # both have claimed: a claim refused for now is its own
-                    for n, key in enumerate(mine):
-                        if n % 7 == 3:
-                            ledger.record([Outcome(key, DeliveryState.FAILED, "550", at)], at)
-                            continue
-                        if n % 5 == 1:  # refused for now, then taken again with a new link
-                            ledger.record([Outcome(key, DeliveryState.CLAIMED, "451", at, at)], at)
-                            again = Told(facts(17 + level, link="https://zoom.us/j/2"), level, at)
-                            retry = Claim(key, "<again>", at, START, SESSION.id, again)
-                            assert ledger.claim([retry], at)
-                        ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
-
-            threads = [
-                threading.Thread(target=work, args=(worker, first))
-                for worker, first in (("a", 0), ("b", len(keys) // 2 + 3))
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join(timeout=60)
-            assert not set(won["a"]) & set(won["b"]), "a delivery won twice"
-            assert len(won["a"]) + len(won["b"]) == len(keys)
+            with ThreadPoolExecutor(2) as pool:
+                rounds = [
+                    pool.submit(_one_round, ledger_target, worker, first, level, start)
+                    for worker, first in (("a", 0), ("b", 43))
+                ]
+                a, b = (done.result(timeout=60) for done in rounds)
+            assert not set(a) & set(b), "a delivery won twice"
+            assert len(a) + len(b) == 80
             assert counts(reader) == expected(reader), f"SEQUENCE {level}"
-            assert sum(counts(reader).values()) >= len(people) * 2 * 6 // 7  # not vacuous
+            assert sum(counts(reader).values()) >= 80 * 6 // 7  # not vacuous
 
 
 def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
