@@ -14,7 +14,6 @@ import json
 from collections.abc import Sequence
 from dataclasses import replace
 
-from ..core.mailing import DeliveryKey
 from .database import Database
 from .values import Claim, stamp
 
@@ -86,26 +85,20 @@ RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id
 
 
 def _chunk(claims: Sequence[Claim]) -> tuple[str, str]:
-    """The chunk's claims and their shapes, as the two JSON parameters of _CHUNK."""
+    """The chunk's claims and their shapes, as the two JSON parameters of _WITH_CHUNK."""
     shapes: dict[tuple[object, ...], int] = {}
     listed: list[list[object]] = []
     rows = []
     for c in claims:
+        session, kind, step, recipient = c.key.stored
         # The facts by the Told object itself: a chunk's claims share a few.
-        shape = (
-            c.key.session,
-            c.key.kind,
-            c.key.lead,
-            c.due_at,
-            c.not_after,
-            c.session_id,
-            id(c.told),
-        )
+        shape = (session, kind, step, c.due_at, c.not_after, c.session_id, id(c.told))
         number = shapes.get(shape)
         if number is None:
             number = shapes[shape] = len(shapes) + 1  # WITH ORDINALITY counts from 1
-            listed.append([*shape[:3], stamp(c.due_at), stamp(c.not_after), *c.fact_values()])
-        rows.append((number, c.key.recipient, c.message_id))
+            listed.append([session, kind, step, stamp(c.due_at), stamp(c.not_after)])
+            listed[-1] += c.fact_values()
+        rows.append((number, recipient, c.message_id))
     return json.dumps(rows), json.dumps(listed)
 
 
@@ -115,22 +108,22 @@ def claim_in_bulk(
     """Claim a chunk sorted by key; return those this worker won, in its order."""
     if not claims:
         return []
-    won = {
-        DeliveryKey(*row) for row in db.execute(_INSERT, (*_chunk(claims), worker, lease_end, at))
-    }
-    again: dict[DeliveryKey, str | None] = {}
+    # Keys as the ledger stores them: its key columns.
+    won = {tuple(row) for row in db.execute(_INSERT, (*_chunk(claims), worker, lease_end, at))}
+    again: dict[tuple[str, ...], str | None] = {}
     if len(won) < len(claims):
-        rest = [c for c in claims if c.key not in won]
+        rest = [c for c in claims if c.key.stored not in won]
         again = {
-            DeliveryKey(*row[:4]): row[4]
+            tuple(row[:4]): row[4]
             for row in db.execute(_AGAIN, (*_chunk(rest), at, worker, lease_end, at))
         }
     taken: list[Claim] = []
     for c in claims:
-        if c.key in won:
-            won.discard(c.key)  # a key given twice is won once, as row by row
+        key = c.key.stored
+        if key in won:
+            won.discard(key)  # a key given twice is won once, as row by row
             taken.append(c)
-        elif c.key in again:
+        elif key in again:
             # A resend carries the Message-ID recorded at the first claim.
-            taken.append(replace(c, message_id=again.pop(c.key) or c.message_id))
+            taken.append(replace(c, message_id=again.pop(key) or c.message_id))
     return taken

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
-from ..core.mailing import DeliveryKey, DeliveryState, MailKind
+from ..core.mailing import DeliveryKey, MailKind
 from ..core.plan import LedgerView
 from .bulk_claims import claim_in_bulk
 from .database import Database, Execute

@@ -330,9 +330,9 @@ def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
     # today's files would give it, and records today's facts.
     with Ledger(ledger_target, worker="old") as old:
         old.claim([claim(1), claim(2), claim(3)], NOW)
-        old.record([Outcome(claim(3).key, Status.SENT, "250", NOW)], NOW)
+        old.record([Outcome(claim(3).key, DeliveryState.SENT, "250", NOW)], NOW)
         later = NOW + timedelta(minutes=5)
-        old.record([Outcome(claim(1).key, Status.CLAIMED, "451", NOW, later)], NOW)
+        old.record([Outcome(claim(1).key, DeliveryState.CLAIMED, "451", NOW, later)], NOW)
     with Ledger(ledger_target, worker="new") as new:
         told = Told(
             Facts(START, START + timedelta(hours=2), "https://zoom.us/j/9", "confirmed"), 1, NOW
@@ -347,7 +347,7 @@ def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
             ("p4@example.org", "<today4@irev.fr>"),
         ]
         rows = {row.recipient: row for row in new.rows()}
-        assert [rows[f"p{n}@example.org"].status for n in (1, 2, 3, 4)] == [
+        assert [rows[f"p{n}@example.org"].state for n in (1, 2, 3, 4)] == [
             "claimed",
             "claimed",
             "sent",

@@ -150,9 +150,12 @@ def _one_round(
     at = NOW + timedelta(hours=level)
     told = Told(facts(17 + level), level, at)
     keys = [
-        DeliveryKey(SESSION.appointment, kind, f"r{level}", f"r{n}@example.org")
+        key
         for n in range(40)
-        for kind in ("reminder", UPDATE)
+        for key in (
+            DeliveryKey(SESSION.appointment, MailKind.REMINDER, f"r{level}", f"r{n}@example.org"),
+            DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", f"r{n}@example.org", level + 1),
+        )
     ]
     with Ledger(target, worker=worker) as ledger:
         start.wait()
@@ -208,9 +211,8 @@ def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
     told_everybody(a, SESSION, "7d", NOW)
     at = NOW + timedelta(days=1)
     told = Told(facts(18), 1, at)
-    reminder, update = (
-        DeliveryKey(SESSION.appointment, kind, "v1", who) for kind in ("reminder", UPDATE)
-    )
+    reminder = DeliveryKey(SESSION.appointment, MailKind.REMINDER, "1h", who)
+    update = DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", who, 1)
     a.claim([Claim(reminder, "<r>", at, START, SESSION.id, told)], at)
     b.claim([Claim(update, "<u>", at, START, SESSION.id, told)], at)
     recorded, done = threading.Event(), threading.Event()
@@ -226,7 +228,7 @@ def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
         execute(
             "UPDATE deliveries SET status = 'sent', sent_at = ? WHERE session = ? AND kind = ? "
             "AND lead = ? AND recipient = ?",
-            (stamp(at), *reminder),
+            (stamp(at), *reminder.stored),
         )
         recorded.set()
         deadline = time.monotonic() + 30
