@@ -458,9 +458,6 @@ class PostgresDatabase:
     def reading(self) -> Iterator[None]:
         """Reads inside it see one state of the database: a read-only REPEATABLE READ
         transaction on one connection of the pool (of this thread)."""
-        if getattr(self._reading, "connection", None) is not None:
-            yield  # already inside one
-            return
 
         def begin() -> Any:
             connection = self.pool.getconn(timeout=1)

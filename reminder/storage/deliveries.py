@@ -266,15 +266,13 @@ class Deliveries:
 
     def expire(self, now: datetime) -> int:
         """Claims still open at their deadline can no longer be sent: record them failed."""
-        [expired] = self.db.write(
-            [
-                (
-                    "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "  # noqa: S608
-                    "updated_at = ?, last_reply = 'not confirmed before the session started' || "
-                    "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
-                    f"WHERE {IS_CLAIMED} AND not_after <= ?",
-                    (stamp(now), stamp(now)),
-                )
-            ]
-        )
-        return expired
+        statements: list[tuple[str, tuple[object, ...]]] = [
+            (
+                "UPDATE deliveries SET status = 'failed', next_attempt_at = NULL, "  # noqa: S608
+                "updated_at = ?, last_reply = 'not confirmed before the session started' || "
+                "CASE WHEN last_reply = '' THEN '' ELSE ': ' || last_reply END "
+                f"WHERE {IS_CLAIMED} AND not_after <= ?",
+                (stamp(now), stamp(now)),
+            )
+        ]
+        return self.db.write(statements)[-1]

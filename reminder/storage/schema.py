@@ -101,8 +101,8 @@ MIGRATIONS: tuple[str, ...] = (
     # A row counts while it is claimed with facts, and once sent until a later mail to
     # the same registrant at a higher SEQUENCE is sent (a change of facts raises it):
     # whatever they were last told is always counted; an older row may be too, which
-    # only makes the plan read more rows. A claim adds its rows, one that ends unsent
-    # takes its row out (Ledger.claim, record, supersede, expire); the triggers follow
+    # only makes the plan read more rows. A claim adds its rows (Ledger.claim), one that
+    # ends unsent takes its row out (the told_unsent trigger, next); the triggers follow
     # sends at a higher SEQUENCE and claims taken again, and do nothing when a reminder
     # that carries SEQUENCE 0 is sent, which is almost every send. (PostgreSQL's form,
     # where several workers count at once, is a later migration.)
