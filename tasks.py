@@ -123,7 +123,8 @@ def bench() -> None:
     for script in (
         "registrants.py",
         "compose.py",
-        "plan.py",
+        # SQLite and PostgreSQL (on 127.0.0.1:5432, database test, like the tests) side by side.
+        "plan.py --ledger postgresql://root@127.0.0.1:5432/test",
         "notices.py",
         "transport.py",
         "worker.py",

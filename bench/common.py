@@ -125,6 +125,16 @@ def postgres_schema(base: str) -> Iterator[str]:
             admin.execute(f"DROP SCHEMA {name} CASCADE")
 
 
+def vacuum(url: str) -> None:
+    """What autovacuum does on a production server some minutes after a batch (the
+    test server runs without it): dead row versions gone, visibility map and
+    statistics current, so that index-only scans read no table page."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as connection:
+        connection.execute("VACUUM (ANALYZE)")
+
+
 def wait_for_port(port: int, within: float = 10.0) -> None:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -154,5 +164,6 @@ __all__ = [
     "sample_project",
     "slow_sink",
     "summary",
+    "vacuum",
     "wait_for_port",
 ]

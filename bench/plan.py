@@ -5,9 +5,12 @@ reminders, who attends what, what the ledger already holds (a real SQLite file w
 the 7-day and 1-day reminders of one session recorded for everybody), what is owed
 now (the 1-hour reminder for all 100,000), and the next wake-ups.
 
-With --ledger URL the ledger is a fresh schema of that PostgreSQL database instead of a
-SQLite file. Then the 100,000 due reminders are claimed as the worker claims them (one
-transaction on SQLite, steps of 32 on a shared ledger).
+Then the 100,000 due reminders are claimed in one call, then again (under another lead)
+in chunks of 256, as a worker on SQLite claims them, and on PostgreSQL once more in the
+steps of 32 of a worker on a shared ledger.
+
+With --ledger URL the same runs on a fresh schema of that PostgreSQL database too, after
+the SQLite file, and the two are printed side by side.
 
     .venv/bin/python bench/plan.py [--registrants N] [--runs R] [--ledger URL]
 """
@@ -29,7 +32,7 @@ from reminder.core.model import Roster
 from reminder.core.plan import due_batch, next_wakeups, reminder_slots
 from reminder.inputs.config import load_config
 from reminder.inputs.schedule import load_sessions
-from reminder.service.delivery import SHARED_CLAIM_STEP
+from reminder.service.delivery import CLAIM_CHUNK, SHARED_CLAIM_STEP
 from reminder.storage.ledger import Claim, Ledger, Outcome
 
 
@@ -39,8 +42,17 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--ledger", default="", help="a postgresql:// URL (default: SQLite)")
     args = parser.parse_args()
-    with ledger_target(args.ledger) as target:
-        measure(args, target)
+    figures = []
+    for url in ("", args.ledger) if args.ledger else ("",):
+        with ledger_target(url) as target:
+            figures.append(measure(args, target))
+    if len(figures) == 2:
+        print("\nside by side (PostgreSQL / SQLite):")
+        sqlite, postgres = figures
+        for label, seconds in postgres.items():
+            against = sqlite.get(label)
+            if against is not None:
+                print(f"  {label}: {seconds:.2f} s / {against:.2f} s = {seconds / against:.2f}x")
 
 
 @contextmanager
@@ -52,7 +64,8 @@ def ledger_target(url: str) -> Iterator[str | Path]:
         yield schema
 
 
-def measure(args: argparse.Namespace, target: str | Path) -> None:
+def measure(args: argparse.Namespace, target: str | Path) -> dict[str, float]:
+    """Print the figures of one ledger; return the means by what they measure."""
     config_path = sample_project()
     # Ten sessions: the nine of 2023 and an extra one.
     config_path.write_text(
@@ -94,29 +107,45 @@ def measure(args: argparse.Namespace, target: str | Path) -> None:
         assert len(batch.sends) == args.registrants and len(upcoming) == 27
         pure.append((computed - started) + (finished - viewed))
         total.append(finished - started)
+    backend = "PostgreSQL" if ledger.shared else "SQLite"
+    print(f"{backend}:")
     print(
         summary(
-            f"plan, {args.registrants:,} registrants x 10 sessions x 3 leads, ledger view "
+            f"  plan, {args.registrants:,} registrants x 10 sessions x 3 leads, ledger view "
             f"of {2 * args.registrants:,} rows included",
             total,
             "s",
         )
     )
-    print(summary("  of which pure planning (without the ledger read)", pure, "s"))
-    claims = [
-        Claim(d.key, f"<{n}@x>", d.slot.due_at, d.slot.session.start)
-        for n, d in enumerate(batch.sends)
-    ]
-    step = SHARED_CLAIM_STEP if ledger.shared else len(claims)
-    started = time.perf_counter()
-    won = sum(len(ledger.claim(claims[i : i + step], now)) for i in range(0, len(claims), step))
-    took = time.perf_counter() - started
-    assert won == len(claims)
-    print(
-        f"claim the {len(claims):,} due reminders ({'PostgreSQL' if ledger.shared else 'SQLite'},"
-        f" {step:,} per transaction): {took:.2f} s, {len(claims) / took:,.0f} claims/s"
-    )
+    print(summary("    of which pure planning (without the ledger read)", pure, "s"))
+    figures = {"plan": sum(total) / len(total)}
+    sizes = [len(batch.sends), CLAIM_CHUNK] + ([SHARED_CLAIM_STEP] if ledger.shared else [])
+    for size in sizes:
+        # Each time under a lead of its own, so that every claim is new again.
+        claims = [
+            Claim(
+                d.key._replace(lead=f"1h.{size}"), f"<{n}@x>", d.slot.due_at, d.slot.session.start
+            )
+            for n, d in enumerate(batch.sends)
+        ]
+        started = time.perf_counter()
+        won = sum(len(ledger.claim(claims[i : i + size], now)) for i in range(0, len(claims), size))
+        took = time.perf_counter() - started
+        assert won == len(claims)
+        how = "in one call" if size == len(claims) else f"{size:,} per call"
+        figures[f"claim {how}"] = took
+        if size == SHARED_CLAIM_STEP:
+            how += ", as a worker on a shared ledger"
+            figures["claim as a worker"] = took
+        elif size == CLAIM_CHUNK and not ledger.shared:
+            how += ", as a worker on SQLite"
+            figures["claim as a worker"] = took
+        print(
+            f"  claim the {len(claims):,} due reminders ({how}): {took:.2f} s, "
+            f"{len(claims) / took:,.0f} claims/s"
+        )
     ledger.close()
+    return figures
 
 
 if __name__ == "__main__":

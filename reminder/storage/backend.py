@@ -139,8 +139,6 @@ def copy_ledger(source: Ledger, target: Ledger) -> dict[str, int]:
             "ORDER BY name"
         )
         if name not in _NOT_COPIED
-        # The told counts exist where the database keeps them (SQLite).
-        and (name != "told_facts" or target.db.told_summary)
     ]
     held = target.db.execute("SELECT count(*) FROM deliveries").fetchone()[0]
     if held:

@@ -9,19 +9,18 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from operator import itemgetter
 
-from ..core.mailing import DeliveryKey, DeliveryState, MailKind
+from ..core.mailing import DeliveryKey, MailKind
 from ..core.plan import LedgerView
+from .bulk_claims import claim_in_bulk
 from .database import Database, Execute
 from .schema import IS_CLAIMED
-from .told import COUNT_TOLD, UNCOUNT_TOLD
+from .told import COUNT_TOLD
 from .values import Claim, Outcome, stamp
 
 # How long a claim protects a delivery in flight from another worker.
 CLAIM_LEASE = timedelta(minutes=10)
 # An advisory lock (PostgreSQL) under which one worker at a time adopts claims.
 _WORKERS_LOCK = 7_432_002
-# How a claim ends unsent: its row no longer counts in told_facts.
-_UNSENT = (DeliveryState.FAILED, DeliveryState.SUPERSEDED)
 
 
 class Deliveries:
@@ -78,6 +77,8 @@ class Deliveries:
         # One order for every worker: two batches that overlap take their rows' locks in
         # the same order, so PostgreSQL never has to break a deadlock between them.
         claims = sorted(claims, key=lambda c: c.key)
+        if self.db.bulk:  # PostgreSQL: the chunk in one statement
+            return claim_in_bulk(self.db, claims, self.worker, lease_end, at)
         # A chunk's claims share a few instants and facts: each is written out once.
         stamps: dict[datetime, str] = {}
         facts: dict[tuple[str, int], tuple[object, ...]] = {}  # by the Told object itself
@@ -108,11 +109,7 @@ class Deliveries:
             )
             for c in claims
         ]
-        won = (
-            self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
-            if self.db.told_summary
-            else self.db.write(statements)  # PostgreSQL: one round trip for the chunk
-        )
+        won = self.db.transaction(lambda execute: self._insert(execute, statements, claims, facts))
         retries = [c for c, count in zip(claims, won, strict=True) if not count]
         taken = (
             self.db.write(
@@ -214,8 +211,6 @@ class Deliveries:
         at = stamp(now)
         statements: list[tuple[str, tuple[object, ...]]] = []
         for key, due_at in items:
-            if self.db.told_summary:
-                statements.append((UNCOUNT_TOLD, key.stored))
             statements.append(
                 (
                     "INSERT INTO deliveries (session, kind, lead, recipient, status, due_at, "
@@ -243,8 +238,6 @@ class Deliveries:
                     )
                 )
             else:
-                if outcome.state in _UNSENT and self.db.told_summary:
-                    statements.append((UNCOUNT_TOLD, outcome.key.stored))
                 statements.append(
                     (
                         "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
@@ -282,19 +275,4 @@ class Deliveries:
                 (stamp(now), stamp(now)),
             )
         ]
-        if self.db.told_summary:
-            # The expiring claims with facts no longer count: their groups, taken out.
-            statements.insert(
-                0,
-                (
-                    "INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, "  # noqa: S608
-                    "fact_status, fact_topic, sequence, rows) SELECT session_id, fact_start, "
-                    "fact_end, coalesce(fact_join_url, ''), fact_status, coalesce(fact_topic, ''), "
-                    f"sequence, -count(*) FROM deliveries WHERE {IS_CLAIMED} AND not_after <= ? "
-                    "AND fact_start IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7 "
-                    "ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status, "
-                    "fact_topic, sequence) DO UPDATE SET rows = rows + excluded.rows",
-                    (stamp(now),),
-                ),
-            )
         return self.db.write(statements)[-1]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..core.errors import LedgerError
-from .database import SqliteOnly
+from .database import PostgresOnly, SqliteOnly
 
 # Forward migrations, applied in order; SQLite's PRAGMA user_version or PostgreSQL's
 # reminder_schema table counts them. Written once for both: `INTEGER PRIMARY KEY` becomes
@@ -101,12 +101,11 @@ MIGRATIONS: tuple[str, ...] = (
     # A row counts while it is claimed with facts, and once sent until a later mail to
     # the same registrant at a higher SEQUENCE is sent (a change of facts raises it):
     # whatever they were last told is always counted; an older row may be too, which
-    # only makes the plan read more rows. A claim adds its rows, one that ends unsent
-    # takes its row out (Ledger.claim, record, supersede, expire); the triggers follow
+    # only makes the plan read more rows. A claim adds its rows (Ledger.claim), one that
+    # ends unsent takes its row out (the told_unsent trigger, next); the triggers follow
     # sends at a higher SEQUENCE and claims taken again, and do nothing when a reminder
-    # that carries SEQUENCE 0 is sent, which is almost every send. SQLite only:
-    # PostgreSQL's workers would all update one counter row at once, and its notice plan
-    # reads every told row.
+    # that carries SEQUENCE 0 is sent, which is almost every send. (PostgreSQL's form,
+    # where several workers count at once, is a later migration.)
     SqliteOnly(
         """
     CREATE TABLE told_facts (
@@ -172,6 +171,123 @@ MIGRATIONS: tuple[str, ...] = (
                      fact_topic, sequence)
         DO UPDATE SET rows = rows + 1;
     END;
+    """
+    ),
+    # A claim that ends unsent (failed, superseded, expired) no longer counts: taken out
+    # by a trigger, from the row as it was when it ended, instead of by a statement
+    # beside each way it can end.
+    SqliteOnly(
+        """
+    CREATE TRIGGER told_unsent AFTER UPDATE OF status ON deliveries
+    WHEN OLD.status = 'claimed' AND NEW.status IN ('failed', 'superseded')
+    AND OLD.fact_start IS NOT NULL
+    BEGIN
+        UPDATE told_facts SET rows = rows - 1
+        WHERE (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+               sequence) = (OLD.session_id, OLD.fact_start, OLD.fact_end,
+                            coalesce(OLD.fact_join_url, ''), OLD.fact_status,
+                            coalesce(OLD.fact_topic, ''), OLD.sequence);
+    END;
+    """
+    ),
+    # The told counts on PostgreSQL, with the same meaning as SQLite's. Several workers
+    # count at once there: each transaction adds to one of 16 rows of a group (its shard,
+    # picked by its transaction id), so that two workers seldom wait on one counter row,
+    # and the count is the sum of the shards (a shard alone may be negative). A claim
+    # counts in its own statement (Ledger.claim), the triggers the rest; a registrant's
+    # sends at a higher SEQUENCE take their turn (an advisory lock), so that two workers
+    # never both take out what that registrant was told before.
+    PostgresOnly(
+        """
+    CREATE TABLE told_facts (
+        session_id TEXT NOT NULL,
+        fact_start TEXT NOT NULL,
+        fact_end TEXT NOT NULL,
+        fact_join_url TEXT NOT NULL,
+        fact_status TEXT NOT NULL,
+        fact_topic TEXT NOT NULL,
+        sequence INTEGER NOT NULL,
+        rows INTEGER NOT NULL,
+        shard INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (session_id, fact_start, fact_end, fact_join_url, fact_status,
+                     fact_topic, sequence, shard)
+    );
+    CREATE FUNCTION told_shard() RETURNS integer LANGUAGE sql VOLATILE
+    AS $$ SELECT (txid_current() % 16)::integer $$;
+    CREATE FUNCTION told_count(
+        session text, start_at text, end_at text, link text, said text, topic text,
+        told_sequence integer, change bigint
+    ) RETURNS void LANGUAGE sql AS $$
+        INSERT INTO told_facts VALUES (session, start_at, end_at, coalesce(link, ''), said,
+            coalesce(topic, ''), told_sequence, change, told_shard())
+        ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status,
+                     fact_topic, sequence, shard)
+        DO UPDATE SET rows = told_facts.rows + excluded.rows
+    $$;
+    CREATE FUNCTION told_unsent() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM told_count(OLD.session_id, OLD.fact_start, OLD.fact_end, OLD.fact_join_url,
+            OLD.fact_status, OLD.fact_topic, OLD.sequence, -1);
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER told_unsent AFTER UPDATE OF status ON deliveries FOR EACH ROW
+    WHEN (OLD.status = 'claimed' AND NEW.status IN ('failed', 'superseded')
+          AND OLD.fact_start IS NOT NULL)
+    EXECUTE FUNCTION told_unsent();
+    CREATE FUNCTION told_retold() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        IF OLD.fact_start IS NOT NULL THEN
+            PERFORM told_count(OLD.session_id, OLD.fact_start, OLD.fact_end,
+                OLD.fact_join_url, OLD.fact_status, OLD.fact_topic, OLD.sequence, -1);
+        END IF;
+        IF NEW.fact_start IS NOT NULL THEN
+            PERFORM told_count(NEW.session_id, NEW.fact_start, NEW.fact_end,
+                NEW.fact_join_url, NEW.fact_status, NEW.fact_topic, NEW.sequence, 1);
+        END IF;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER told_retold AFTER UPDATE OF fact_start, fact_end, fact_join_url,
+        fact_status, fact_topic, sequence ON deliveries FOR EACH ROW
+    WHEN (OLD.status = 'claimed' AND NEW.status = 'claimed')
+    EXECUTE FUNCTION told_retold();
+    CREATE FUNCTION told_sent() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        PERFORM pg_advisory_xact_lock(7432004, hashtext(NEW.session_id || ' ' || NEW.recipient));
+        -- Each statement from here sees what the registrant's other sends committed.
+        IF EXISTS (SELECT 1 FROM deliveries l WHERE l.session_id = NEW.session_id
+                   AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+                   AND l.fact_start IS NOT NULL
+                   AND (l.sent_at > NEW.sent_at OR l.sent_at = NEW.sent_at AND l.id > NEW.id))
+        THEN
+            RETURN NULL;
+        END IF;
+        PERFORM told_count(session_id, fact_start, fact_end, fact_join_url, fact_status,
+            fact_topic, sequence, -count(*))
+        FROM deliveries l WHERE l.session_id = NEW.session_id
+        AND l.recipient = NEW.recipient AND l.status = 'sent' AND l.id != NEW.id
+        AND l.fact_start IS NOT NULL AND l.sequence < NEW.sequence
+        AND l.sequence = (SELECT max(m.sequence) FROM deliveries m
+                          WHERE m.session_id = NEW.session_id AND m.recipient = NEW.recipient
+                          AND m.status = 'sent' AND m.id != NEW.id
+                          AND m.fact_start IS NOT NULL)
+        GROUP BY session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+                 sequence;
+        RETURN NULL;
+    END $$;
+    CREATE TRIGGER told_sent AFTER UPDATE OF status ON deliveries FOR EACH ROW
+    WHEN (OLD.status = 'claimed' AND NEW.status = 'sent' AND NEW.fact_start IS NOT NULL
+          AND NEW.sequence > 0)
+    EXECUTE FUNCTION told_sent();
+    INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, fact_status,
+                            fact_topic, sequence, rows)
+    SELECT session_id, fact_start, fact_end, coalesce(fact_join_url, ''), fact_status,
+           coalesce(fact_topic, ''), sequence, count(*)
+    FROM (SELECT session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic,
+                 sequence, status, max(sequence) FILTER (WHERE status = 'sent')
+                     OVER (PARTITION BY session_id, recipient) AS level
+          FROM deliveries WHERE fact_start IS NOT NULL) told
+    WHERE status = 'claimed' OR status = 'sent' AND sequence = level
+    GROUP BY 1, 2, 3, 4, 5, 6, 7;
     """
     ),
     # A registrant's "je ne pourrai pas venir" for one session, kept beside the export

@@ -16,22 +16,13 @@ from .database import Database
 from .schema import IS_CLAIMED
 from .values import stamp
 
-# Added as new claims with facts are won, in the same transaction: their group counts them.
+# Added as new claims with facts are won, in the same transaction: their group counts them
+# (SQLite; on PostgreSQL the claim statement counts them itself).
 COUNT_TOLD = (
     "INSERT INTO told_facts (session_id, fact_start, fact_end, fact_join_url, fact_status, "
     "fact_topic, sequence, rows) VALUES (?, ?, ?, coalesce(?, ''), ?, coalesce(?, ''), ?, ?) "
     "ON CONFLICT (session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, "
     "sequence) DO UPDATE SET rows = rows + excluded.rows"
-)
-
-
-# Taken before a claim ends unsent, in the same transaction: its row no longer counts.
-UNCOUNT_TOLD = (
-    "UPDATE told_facts SET rows = rows - 1 WHERE (session_id, fact_start, fact_end, "
-    "fact_join_url, fact_status, fact_topic, sequence) = (SELECT session_id, fact_start, "
-    "fact_end, coalesce(fact_join_url, ''), fact_status, coalesce(fact_topic, ''), sequence "
-    "FROM deliveries WHERE session = ? AND kind = ? AND lead = ? AND recipient = ? "
-    "AND status = 'claimed' AND fact_start IS NOT NULL)"
 )
 
 
@@ -89,11 +80,11 @@ class ToldFacts:
     ) -> NoticeView:
         """What these sessions' registrants were last told, and their open or settled notices.
 
-        With `listed` (session id -> registrant keys), on a ledger that keeps told_facts,
-        only those registrants' rows are read, and those of anyone with an open notice
-        claim; `rest` says, from the counts, what everybody else was told.
+        With `listed` (session id -> registrant keys), only those registrants' rows are
+        read, and those of anyone with an open notice claim; `rest` says, from the
+        counts, what everybody else was told.
         """
-        if listed is None or not self.db.told_summary:
+        if listed is None:
             return self._full_notice_view(session_ids, since)
         # The counts and the rows read beside them must agree: one state of the ledger,
         # even while a worker sends.
@@ -198,9 +189,11 @@ class ToldFacts:
     ) -> tuple[ToldGroup, ...]:
         """told_facts' counts for a session less the rows already read one by one."""
         groups = []
+        # The sum of a group's rows: PostgreSQL keeps several per group (its shards).
         for *said, sequence, rows in self.db.execute(
             "SELECT fact_start, fact_end, fact_join_url, fact_status, fact_topic, sequence, "
-            "rows FROM told_facts WHERE session_id = ? AND rows != 0",
+            "sum(rows) FROM told_facts WHERE session_id = ? GROUP BY 1, 2, 3, 4, 5, 6 "
+            "HAVING sum(rows) != 0",
             (session_id,),
         ):
             key = (*said, int(sequence))

@@ -23,7 +23,9 @@ from reminder.cli import main
 from reminder.core.errors import LedgerError
 from reminder.core.model import Session
 from reminder.core.notices import ALWAYS
+from reminder.inputs.config import load_config
 from reminder.service.worker import Worker
+from reminder.storage import backend
 from reminder.storage.ledger import Ledger
 from tests.support.notices import DELAY, UID
 from tests.support.project import Project, person, until
@@ -80,23 +82,28 @@ def text_of(message: EmailMessage) -> str:
     return str(body.get_content())
 
 
-def since(root: Path, session: str = "2023-03-01") -> datetime:
-    with Ledger(root / "state" / "ledger.sqlite", readonly=True) as ledger:
+def read_ledger(config: Path) -> Ledger:
+    """The ledger the project's config names (its SQLite file, or a PostgreSQL schema)."""
+    return Ledger(backend.ledger_target(load_config(config)), readonly=True)
+
+
+def since(config: Path, session: str = "2023-03-01") -> datetime:
+    with read_ledger(config) as ledger:
         return ledger.versions().get(session, ("", ALWAYS))[1]
 
 
 async def reloaded(worker: Worker, check: Callable[[Worker], object]) -> datetime:
     """Wait for the worker to serve the edited files and record the change; return since."""
-    root = worker.config_path.parent
+    config = worker.config_path
     edited = datetime.now(UTC) - timedelta(seconds=2)  # the (travelling) clock of the edit
     await until(lambda: bool(check(worker)))
-    await until(lambda: since(root) >= edited)
+    await until(lambda: since(config) >= edited)
     await until(lambda: bool(worker.scheduler.get_jobs()))
-    return since(root)
+    return since(config)
 
 
 def kinds(project: Project) -> Counter[tuple[str, str]]:
-    with Ledger(project.root / "state" / "ledger.sqlite", readonly=True) as ledger:
+    with read_ledger(project.config) as ledger:
         return Counter((row.kind, row.state) for row in ledger.rows())
 
 
@@ -166,8 +173,11 @@ async def test_a_cancellation_after_the_7d_reminder_reaches_who_got_it_once_and_
 
 
 async def test_a_move_after_the_1d_reminder_sends_one_update_then_the_new_date_reminders(
-    project: Project, smtp_server: Server
+    project: Project, smtp_server: Server, ledger_target: str | Path
 ) -> None:
+    # On either ledger: on PostgreSQL the notice plan reads its told counts the same way.
+    if isinstance(ledger_target, str):
+        project.append(f'[ledger]\nurl = "{ledger_target}"')
     use_server(project, smtp_server)
     two_sessions(project)
     project.registrants([person(0), person(1)])

@@ -5,6 +5,7 @@ import multiprocessing
 import sqlite3
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -319,6 +320,79 @@ def test_two_claimers_racing_on_one_ledger_never_both_win(ledger_target: str | P
         process.join(timeout=30)
     assert not set(first) & set(second)
     assert len(first) + len(second) == 400
+
+
+def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
+    ledger_target: str | Path,
+) -> None:
+    # One chunk: a new delivery, a claim found unsent and due again, a claim still in
+    # another worker's lease, a sent one. The retry keeps its first Message-ID whatever
+    # today's files would give it, and records today's facts.
+    with Ledger(ledger_target, worker="old") as old:
+        old.claim([claim(1), claim(2), claim(3)], NOW)
+        old.record([Outcome(claim(3).key, DeliveryState.SENT, "250", NOW)], NOW)
+        later = NOW + timedelta(minutes=5)
+        old.record([Outcome(claim(1).key, DeliveryState.CLAIMED, "451", NOW, later)], NOW)
+    with Ledger(ledger_target, worker="new") as new:
+        told = Told(
+            Facts(START, START + timedelta(hours=2), "https://zoom.us/j/9", "confirmed"), 1, NOW
+        )
+        chunk = [
+            replace(claim(n), message_id=f"<today{n}@irev.fr>", session_id="2023-03-01", told=told)
+            for n in (4, 3, 2, 1)
+        ]
+        won = new.claim(chunk, later)
+        assert [(c.key.recipient, c.message_id) for c in won] == [
+            ("p1@example.org", "<m1.1d@irev.fr>"),  # its first claim's Message-ID
+            ("p4@example.org", "<today4@irev.fr>"),
+        ]
+        rows = {row.recipient: row for row in new.rows()}
+        assert [rows[f"p{n}@example.org"].state for n in (1, 2, 3, 4)] == [
+            "claimed",
+            "claimed",
+            "sent",
+            "claimed",
+        ]
+        facts = new.db.execute(
+            "SELECT recipient, fact_join_url, sequence FROM deliveries ORDER BY recipient"
+        ).fetchall()
+        assert [tuple(f) for f in facts] == [
+            ("p1@example.org", "https://zoom.us/j/9", 1),  # today's facts, retold
+            ("p2@example.org", None, None),
+            ("p3@example.org", None, None),
+            ("p4@example.org", "https://zoom.us/j/9", 1),
+        ]
+
+
+def test_two_workers_taking_the_same_open_claims_again_each_win_one(
+    ledger_target: str | Path,
+) -> None:
+    # A dead worker's 200 claims, adopted: two workers take them again at once, in
+    # overlapping chunks from different places; each is won once, with its Message-ID.
+    with Ledger(ledger_target, worker="dead") as dead:
+        dead.claim([claim(n) for n in range(200)], NOW)
+    with Ledger(ledger_target, worker="a") as adopter:
+        assert adopter.adopt_claims(NOW) == 200
+    won: dict[str, list[Claim]] = {"a": [], "b": []}
+    start = threading.Barrier(2)
+
+    def take(worker: str, first: int) -> None:
+        with Ledger(ledger_target, worker=worker) as ledger:
+            start.wait()
+            for offset in range(0, 200, 16):
+                at = (first + offset) % 200
+                chunk = [replace(claim(n % 200), message_id="<new@x>") for n in range(at, at + 16)]
+                won[worker] += ledger.claim(chunk, NOW)
+
+    threads = [threading.Thread(target=take, args=(w, first)) for w, first in (("a", 0), ("b", 72))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    a, b = ({c.key.recipient for c in won[name]} for name in ("a", "b"))
+    assert not a & b and len(a | b) == 200
+    assert len(won["a"]) + len(won["b"]) == 200
+    assert {c.message_id for c in won["a"] + won["b"]} == {f"<m{n}.1d@irev.fr>" for n in range(200)}
 
 
 # --- suppressions ---------------------------------------------------------------------------

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import threading
+import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,8 +18,8 @@ from reminder.core.mailing import DeliveryKey, DeliveryState, MailKind
 from reminder.core.model import Registrant, Roster, Session
 from reminder.core.notices import Facts, NoticePlan, Told, facts_for, notice_key, plan_notices
 from reminder.service.lookahead import notice_view
-from reminder.storage.database import sql_statements
-from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome
+from reminder.storage.database import Execute, PostgresOnly, SqliteOnly, sql_statements
+from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, stamp
 
 PARIS = ZoneInfo("Europe/Paris")
 START = datetime(2023, 3, 1, 17, tzinfo=PARIS)
@@ -25,16 +28,18 @@ LINK = "https://zoom.us/j/1"
 PEOPLE = tuple(Registrant(f"p{n}@example.org") for n in range(6))
 DELAY = timedelta(minutes=10)
 NOW = datetime(2023, 2, 20, 9, tzinfo=UTC)
-# The migration that keeps the told counts, by what it creates: later ones follow it.
-TOLD_COUNTS = next(n for n, m in enumerate(MIGRATIONS) if "CREATE TABLE told_facts" in m)
 
 Counts = Counter[tuple[str, str, str, str, str, str, int]]
 
 
 def counts(ledger: Ledger) -> Counts:
+    """The counts as the plan reads them: summed over a group's rows (PostgreSQL's shards)."""
     found: Counts = Counter()
-    for *key, rows in ledger.db.execute("SELECT * FROM told_facts WHERE rows != 0"):
-        found[tuple(key)] = rows  # type: ignore[index]
+    for *key, rows in ledger.db.execute(
+        "SELECT session_id, fact_start, fact_end, fact_join_url, fact_status, fact_topic, "
+        "sequence, sum(rows) FROM told_facts GROUP BY 1, 2, 3, 4, 5, 6, 7 HAVING sum(rows) != 0"
+    ):
+        found[tuple(key)] = int(rows)  # type: ignore[index]
     return found
 
 
@@ -61,12 +66,15 @@ def facts(hour: int, link: str = LINK, status: str = "confirmed") -> Facts:
     return Facts(start, start + timedelta(hours=2), link, status, "S1")
 
 
-def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
+def test_the_counts_follow_every_way_a_claim_ends(ledger_target: str | Path) -> None:
     # Claims, sends (at SEQUENCE 0 and higher, some late), failures, retries that take
     # a claim again with today's facts, supersessions and expiries, in a random order
-    # with a fixed seed: after each, the counts are what every row says they are.
+    # with a fixed seed: after each, the counts are what every row says they are. Two
+    # ledgers (two workers, on PostgreSQL) take turns at random.
     chance = random.Random(15)  # noqa: S311 - a fixed, repeatable order of operations
-    ledger = Ledger(tmp_path / "ledger.sqlite", worker="test")
+    turns = random.Random(16)  # noqa: S311 - which of the two writes, apart from the rest
+    first, second = Ledger(ledger_target, worker="test"), Ledger(ledger_target, worker="other")
+    ledger = first
     now = NOW
     level: dict[str, int] = {}  # each registrant's highest SEQUENCE sent, as a worker keeps it
     open_claims: dict[DeliveryKey, int] = {}
@@ -74,6 +82,7 @@ def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
     late = False  # a send below its registrant's highest SEQUENCE stays counted: more rows
     for step in range(400):
         now += timedelta(minutes=1)
+        ledger = turns.choice([first, second])
         who = chance.choice(PEOPLE).key
         action = chance.choice(["claim", "claim", "send", "send", "fail", "retry", "supersede"])
         mine = [k for k in open_claims if k.recipient == who]
@@ -129,7 +138,116 @@ def test_the_counts_follow_every_way_a_claim_ends(tmp_path: Path) -> None:
     assert ledger.expire(now + timedelta(hours=1)) >= 1
     assert not expected(ledger) - counts(ledger)
     assert late, "the operations never sent late: the test lost its point"
-    ledger.close()
+    first.close()
+    second.close()
+
+
+def _one_round(
+    target: str | Path, worker: str, first: int, level: int, start: threading.Barrier
+) -> list[DeliveryKey]:
+    """One worker's round at SEQUENCE `level`: claim every delivery of it from `first`
+    on, then send what it won (failing some, taking some again with a new link)."""
+    at = NOW + timedelta(hours=level)
+    told = Told(facts(17 + level), level, at)
+    keys = [
+        key
+        for n in range(40)
+        for key in (
+            DeliveryKey(SESSION.appointment, MailKind.REMINDER, f"r{level}", f"r{n}@example.org"),
+            DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", f"r{n}@example.org", level + 1),
+        )
+    ]
+    with Ledger(target, worker=worker) as ledger:
+        start.wait()
+        won: list[DeliveryKey] = []
+        for offset in range(0, len(keys), 8):
+            chunk = [
+                Claim(key, f"<{key.recipient}.{key.kind}>", at, START, SESSION.id, told)
+                for key in keys[(first + offset) % len(keys) :][:8]
+            ]
+            won += [c.key for c in ledger.claim(chunk, at)]
+        start.wait()  # both have claimed: a claim refused for now is its own
+        for n, key in enumerate(won):
+            if n % 7 == 3:
+                ledger.record([Outcome(key, DeliveryState.FAILED, "550", at)], at)
+                continue
+            if n % 5 == 1:  # refused for now, then taken again with a new link
+                ledger.record([Outcome(key, DeliveryState.CLAIMED, "451", at, at)], at)
+                again = Told(facts(17 + level, link="https://zoom.us/j/2"), level, at)
+                assert ledger.claim([Claim(key, "<again>", at, START, SESSION.id, again)], at)
+            ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
+    return won
+
+
+def test_two_workers_counting_at_once_lose_no_count(ledger_target: str | Path) -> None:
+    # Two workers (two ledgers, two threads) claim the same deliveries at once from
+    # different places, each won by one; they send them, fail some, take some again
+    # with other facts; each round at a higher SEQUENCE, a reminder and an update to
+    # the same registrant at once. After each round the counts are exactly what the
+    # rows say: no count lost to a race, none taken out twice.
+    with Ledger(ledger_target, worker="test") as reader:
+        for level in range(4):
+            start = threading.Barrier(2)
+            with ThreadPoolExecutor(2) as pool:
+                rounds = [
+                    pool.submit(_one_round, ledger_target, worker, first, level, start)
+                    for worker, first in (("a", 0), ("b", 43))
+                ]
+                a, b = (done.result(timeout=60) for done in rounds)
+            assert not set(a) & set(b), "a delivery won twice"
+            assert len(a) + len(b) == 80
+            assert counts(reader) == expected(reader), f"SEQUENCE {level}"
+            assert sum(counts(reader).values()) >= 80 * 6 // 7  # not vacuous
+
+
+def test_two_sends_to_one_registrant_at_once_take_out_what_they_were_told_once(
+    postgres_url: str,
+) -> None:
+    # A reminder and an update at SEQUENCE 1 to one registrant, recorded sent by two
+    # workers at the same moment: each would take out the SEQUENCE 0 mail they were told
+    # before, unless the second waits for the first to commit and then sees it.
+    a, b = Ledger(postgres_url, worker="a"), Ledger(postgres_url, worker="b")
+    who = PEOPLE[0].key
+    told_everybody(a, SESSION, "7d", NOW)
+    at = NOW + timedelta(days=1)
+    told = Told(facts(18), 1, at)
+    reminder = DeliveryKey(SESSION.appointment, MailKind.REMINDER, "1h", who)
+    update = DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", who, 1)
+    a.claim([Claim(reminder, "<r>", at, START, SESSION.id, told)], at)
+    b.claim([Claim(update, "<u>", at, START, SESSION.id, told)], at)
+    recorded, done = threading.Event(), threading.Event()
+
+    def second() -> None:
+        recorded.wait(timeout=30)
+        b.record([Outcome(update, DeliveryState.SENT, "250", at)], at)
+        done.set()
+
+    def first(execute: Execute) -> None:
+        # The reminder recorded sent, its transaction held open until the other record
+        # waits on it (or, were it not made to, has finished).
+        execute(
+            "UPDATE deliveries SET status = 'sent', sent_at = ? WHERE session = ? AND kind = ? "
+            "AND lead = ? AND recipient = ?",
+            (stamp(at), *reminder.stored),
+        )
+        recorded.set()
+        deadline = time.monotonic() + 30
+        while not done.is_set() and time.monotonic() < deadline:
+            if b.db.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = 7432004"
+            ).fetchone()[0]:
+                return
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    a.db.transaction(first)
+    thread.join(timeout=30)
+    assert counts(a) == expected(a)
+    assert sum(counts(a).values()) == len(PEOPLE) + 1  # the five others' 7d, and both v1
+    a.close()
+    b.close()
 
 
 def told_everybody(ledger: Ledger, session: Session, lead: str, at: datetime, seq: int = 0) -> None:
@@ -140,26 +258,55 @@ def told_everybody(ledger: Ledger, session: Session, lead: str, at: datetime, se
         ledger.record([Outcome(key, DeliveryState.SENT, "250", at)], at)
 
 
-def test_an_older_ledger_is_counted_when_it_is_upgraded(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.sqlite"
-    with Ledger(path, worker="test") as ledger:
+# Where each backend's told counts begin: the versions before are the release before them.
+SQLITE_COUNTS = next(
+    n for n, m in enumerate(MIGRATIONS) if isinstance(m, SqliteOnly) and "told_facts (" in m
+)
+POSTGRES_COUNTS = next(n for n, m in enumerate(MIGRATIONS) if isinstance(m, PostgresOnly))
+
+
+def test_an_older_ledger_is_counted_when_it_is_upgraded(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="test") as ledger:
         told_everybody(ledger, SESSION, "7d", NOW)
-        told_everybody(ledger, SESSION, "1d", NOW + timedelta(days=6))
+        told_everybody(ledger, SESSION, "1d", NOW + timedelta(days=6), seq=1)
+        key = DeliveryKey(SESSION.appointment, MailKind.UPDATE, "", PEOPLE[0].key, 2)
+        told = Told(facts(18), 2, NOW)
+        ledger.claim([Claim(key, "<v2>", NOW, START, SESSION.id, told)], NOW)
         before = counts(ledger)
-    assert sum(before.values()) == 2 * len(PEOPLE)
-    db = sqlite3.connect(path)  # the schema as the release before the counts left it
-    db.executescript(
-        "DROP TRIGGER told_sent; DROP TRIGGER told_retold; DROP TABLE told_facts; "
-        "DROP TABLE declines; "  # a later migration's
-        f"PRAGMA user_version = {TOLD_COUNTS};"
-    )
-    db.close()
-    with Ledger(path, worker="test") as ledger:
+        assert sum(before.values()) == len(PEOPLE) + 1  # the 1-day reminders and the claim
+        # The schema as the release before the counts left it.
+        if ledger.shared:
+            ledger.db.write(
+                [
+                    ("DROP TABLE told_facts", ()),
+                    (
+                        "DROP FUNCTION told_sent, told_retold, told_unsent, told_count, "
+                        "told_shard CASCADE",
+                        (),
+                    ),
+                    ("DROP TABLE declines", ()),  # a later migration's
+                    ("UPDATE reminder_schema SET version = ?", (POSTGRES_COUNTS,)),
+                ]
+            )
+    if isinstance(ledger_target, Path):
+        db = sqlite3.connect(ledger_target)
+        db.executescript(
+            "DROP TRIGGER told_sent; DROP TRIGGER told_retold; DROP TRIGGER told_unsent; "
+            "DROP TABLE told_facts; DROP TABLE declines; "  # the last, a later migration's
+            f"PRAGMA user_version = {SQLITE_COUNTS};"
+        )
+        db.close()
+    with Ledger(ledger_target, worker="test") as ledger:
         assert counts(ledger) == before == expected(ledger)
+        # And the counts go on from there: the claim sent at SEQUENCE 2 takes out the
+        # 1-day reminder its registrant was told.
+        later = NOW + timedelta(days=7)
+        ledger.record([Outcome(key, DeliveryState.SENT, "250", later)], later)
+        assert counts(ledger) == expected(ledger) != before
 
 
 def test_a_trigger_body_stays_one_statement() -> None:
-    statements = list(sql_statements(MIGRATIONS[TOLD_COUNTS]))
+    statements = list(sql_statements(MIGRATIONS[SQLITE_COUNTS]))
     assert [s.split()[:2] for s in statements] == [
         ["CREATE", "TABLE"],
         ["INSERT", "INTO"],
@@ -167,6 +314,8 @@ def test_a_trigger_body_stays_one_statement() -> None:
         ["--", "A"],
     ]
     assert all(sqlite3.complete_statement(s) for s in statements)
+    [unsent] = [s for s in MIGRATIONS if isinstance(s, SqliteOnly) and "told_unsent" in s]
+    assert [s.split()[:2] for s in sql_statements(unsent)] == [["CREATE", "TRIGGER"]]
 
 
 def plans(
@@ -213,12 +362,11 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
     at = NOW + timedelta(days=1)
     told_everybody(ledger, SESSION, "7d", NOW)
     told_everybody(ledger, SESSION, "1d", NOW + timedelta(hours=1))
-    counted = not ledger.shared  # PostgreSQL keeps no counts: it reads every row
 
     # Nothing changed: nothing owed, and only the counts were read.
     fast, full, by_counts = plans(ledger, SESSION, roster, at, frozenset())
     same(fast, full, SESSION, roster)
-    assert fast.quiet and by_counts == counted
+    assert fast.quiet and by_counts
 
     # One registrant off the session, one with a link of their own, one suppressed: they
     # are read one by one, the others still settled by the counts.
@@ -232,7 +380,7 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
         (off.key, MailKind.CANCELLATION),
         (own.key, MailKind.UPDATE),
     }
-    assert by_counts == counted
+    assert by_counts
 
     # The session moves: until everybody is told, the counts cannot settle it.
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
@@ -248,7 +396,7 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
     # The one not yet told is found through the facts they were told and read alone.
-    assert [n.registrant.key for n in fast.owed] == [PEOPLE[0].key] and by_counts == counted
+    assert [n.registrant.key for n in fast.owed] == [PEOPLE[0].key] and by_counts
     first = fast.owed[0]
     ledger.claim(
         [Claim(first.key, "<u.0>", at, MOVED_START, MOVED.id, Told(first.facts, 1, at))], at
@@ -256,11 +404,11 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
     # In flight: its claim is read one by one (a notice claim), nothing more is owed.
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
-    assert not fast.owed and [n.retry for n in fast.waiting] == [True] and by_counts == counted
+    assert not fast.owed and [n.retry for n in fast.waiting] == [True] and by_counts
     ledger.record([Outcome(first.key, DeliveryState.SENT, "250", at)], at)
     fast, full, by_counts = plans(ledger, MOVED, roster, at, frozenset())
     same(fast, full, MOVED, roster)
-    assert fast.quiet and by_counts == counted
+    assert fast.quiet and by_counts
     assert fast.sequence(MOVED, PEOPLE[3].key) == 1
     assert fast.sequence(MOVED, "late@example.org") == 1  # a later registrant's first entry
     settled = ledger.notice_view([MOVED.id], {}).settled
@@ -274,12 +422,12 @@ def test_a_plan_from_the_counts_is_the_plan_from_every_row(ledger_target: str | 
 
 
 def test_a_mail_recorded_after_a_newer_one_still_owes_its_registrant_an_update(
-    tmp_path: Path,
+    ledger_target: str | Path,
 ) -> None:
     # p0's 1-day reminder, claimed at 18:00 and SEQUENCE 1, is recorded sent after
     # everybody got the 1-hour reminder at 19:00 and SEQUENCE 2: their last mail says
     # 18:00, so they are owed an update, and the counts must not settle the session.
-    ledger = Ledger(tmp_path / "ledger.sqlite", worker="test")
+    ledger = Ledger(ledger_target, worker="test")
     at = NOW
     day = DeliveryKey(SESSION.appointment, "reminder", "1d", PEOPLE[0].key)
     ledger.claim([Claim(day, "<1d>", at, START, SESSION.id, Told(facts(18), 1, at))], at)
