@@ -4,7 +4,8 @@ claims, outcomes, races, migrations, leases."""
 import multiprocessing
 import sqlite3
 import threading
-from collections.abc import Sequence
+import uuid
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -681,3 +682,33 @@ def test_a_bounce_finds_its_delivery_by_message_id_without_an_index_on_them(
             return
         indexes = {name for (name,) in ledger.db.execute("SELECT name FROM sqlite_master")}
         assert "deliveries_message_id" not in indexes  # its upkeep made claims dear
+
+
+@pytest.fixture
+def icu_postgres_url(postgres_url: str) -> Iterator[str]:
+    """A database whose text sorts by a language's rules (ICU), as many servers' do."""
+    import psycopg
+
+    base, _, _ = postgres_url.partition("?")
+    name = f"t_icu_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as admin:
+        admin.execute(
+            f"CREATE DATABASE {name} TEMPLATE template0 LOCALE_PROVIDER icu "
+            "ICU_LOCALE 'fr' LOCALE 'C.UTF-8'"
+        )
+        try:
+            yield base.rsplit("/", 1)[0] + "/" + name
+        finally:
+            admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_copy_into_a_database_that_sorts_text_otherwise_is_no_difference(
+    tmp_path: Path, icu_postgres_url: str
+) -> None:
+    # Byte order puts '+' before '-'; the French collation puts '-' first.
+    with Ledger(tmp_path / "ledger.sqlite", worker="old") as source:
+        for address in ("a+b@example.org", "a-b@example.org"):
+            source.suppress(address, reason="asked", source="staff", at=NOW)
+        with Ledger(icu_postgres_url, worker="copy") as target:
+            assert copy_ledger(source, target)["suppressions"] == 2
+            assert target.suppressed_addresses() == source.suppressed_addresses()
