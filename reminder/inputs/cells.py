@@ -15,6 +15,9 @@ from .addresses import EmailNotValidError, validate_email
 from .columns import fold, plain
 
 ALL_SESSIONS = {"", "toutes", "tous", "toutes les seances", "all", "*"}
+# Words that make the dates after them the sessions someone will miss ("toutes sauf le
+# 05/04"): read as dates, they would be the only sessions that person is mailed about.
+_EXCEPT = frozenset({"sauf", "excepte", "exceptee", "hormis", "except", "excepting", "excluding"})
 _MONTHS = [
     "janvier",
     "fevrier",
@@ -146,8 +149,14 @@ class Cells:
             return found
 
     def _parse_sessions(self, text: str) -> frozenset[str] | str | None:
-        if fold(text) in ALL_SESSIONS:
+        folded = fold(text)
+        if folded in ALL_SESSIONS:
             return None
+        if _EXCEPT.intersection(folded.split()):
+            return (
+                f"{text!r} excepts sessions: list the sessions they "
+                f"attend instead (sessions: {self.listed})"
+            )
         ids: set[str] = set()
         unknown: list[str] = []
         for match in _DATE.finditer(plain(text)):

@@ -14,7 +14,7 @@ from reminder.core.model import Roster
 from reminder.inputs.config import load_config
 from reminder.inputs.registrants import load_roster, masked
 from reminder.inputs.schedule import load_sessions
-from tests.support.project import DATA, Project
+from tests.support.project import DATA, Project, person
 from tests.support.sheets import write_xlsx
 
 
@@ -123,6 +123,23 @@ def test_duplicates_are_merged_with_a_warning_naming_both_rows(project: Project)
     [warning] = roster.problems
     assert warning.severity == "warning"
     assert "row 4 repeats the address of row 2 (a***@example.org)" in warning.message
+
+
+@pytest.mark.parametrize(
+    "cell", ["toutes sauf le 05/04/2023", "Tout, excepté mercredi 5 avril", "all except 2023-04-05"]
+)
+def test_a_cell_that_excepts_a_session_is_reported_never_read_as_that_session(
+    project: Project, cell: str
+) -> None:
+    """The date in "toutes sauf le 05/04" is the one session they will miss: read as
+    their only session, they would be mailed for it and for none of the others."""
+    project.registrants([person(1, cell), person(2, "01/03/2023")])
+    roster = load(project)
+    assert roster.find("alex1@example.org") is None
+    [problem] = roster.problems
+    assert (problem.row, problem.key) == (2, "Séances")
+    assert "excepts" in problem.message and "list the sessions they attend" in problem.message
+    assert roster.find("alex2@example.org") is not None
 
 
 def test_an_export_without_an_email_column_is_an_error(project: Project) -> None:
