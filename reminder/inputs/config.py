@@ -473,10 +473,22 @@ class Http(Section):
 class LedgerSettings(Section):
     # Empty: the SQLite file state/ledger.sqlite. A postgresql:// URL: a ledger that
     # several workers share. Its password comes from the environment or a file only.
-    url: Annotated[str, Field(pattern=r"^(postgres(ql)?://\S+)?$")] = ""
+    url: str = ""
     password: SecretStr | None = None
     password_file: Path | None = None
     lease: Duration = timedelta(seconds=30)
+
+    @field_validator("url")
+    @classmethod
+    def _postgresql_url(cls, url: str) -> str:
+        if url and not re.fullmatch(r"postgres(ql)?://\S+", url):
+            # Not shown back: a connection string in another form may hold the password.
+            raise ValueError(
+                "write postgresql://USER@HOST/DATABASE (its password in "
+                "REMINDER_LEDGER__PASSWORD or REMINDER_LEDGER__PASSWORD_FILE), or nothing "
+                "for the SQLite file state/ledger.sqlite"
+            )
+        return url
 
     @field_validator("lease")
     @classmethod

@@ -421,6 +421,24 @@ def test_a_password_in_the_ledger_url_of_the_environment_is_refused_the_same(
     assert "hunter2" not in text
 
 
+@pytest.mark.parametrize("in_environment", [True, False])
+def test_a_ledger_url_in_another_form_is_refused_without_printing_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch, in_environment: bool
+) -> None:
+    """libpq's keyword form is no URL: refused like a bad URL, and not echoed, since
+    it may hold the password."""
+    conninfo = "host=db dbname=reminder password=hunter2"
+    if in_environment:
+        monkeypatch.setenv("REMINDER_LEDGER__URL", conninfo)
+    else:
+        project.append(f'[ledger]\nurl = "{conninfo}"')
+    with pytest.raises(ConfigError) as caught:
+        load_config(project.config)
+    text = str(caught.value)
+    assert "ledger.url" in text and "postgresql://USER@HOST/DATABASE" in text
+    assert "hunter2" not in text
+
+
 def test_the_ledger_url_and_password_come_from_the_environment(
     project: Project, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
