@@ -1,7 +1,9 @@
 """Marks only this service can make: truncated HMAC-SHA256 of a purpose and its fields.
 
 Whatever reaches the service from outside (an unsubscribe link, a bounce report quoting
-a Message-ID, a later signed link) acts only when it carries one. The purpose comes
+a Message-ID, a later signed link) acts only when it carries one, found again where the
+service kept it: a link's token among those of the addresses it knows
+(core.unsubscribe.TokenIndex), a Message-ID in the ledger's deliveries. The purpose comes
 first, so one key's mark for a purpose never serves for another; the fields are joined
 by line feeds, which none may contain, so that two different lists never mark alike.
 """
@@ -37,16 +39,3 @@ def sign(
     if spelling is Spelling.URL:
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
     return digest.hex()  # base32 would be shorter, and cost a claim twice as much
-
-
-def verify(
-    key: bytes,
-    candidate: str,
-    purpose: str,
-    *fields: str,
-    spelling: Spelling = Spelling.URL,
-    size: int = MARK_BYTES,
-) -> bool:
-    """Whether `candidate` is the mark of `fields` for `purpose`, compared in constant time."""
-    expected = sign(key, purpose, *fields, spelling=spelling, size=size)
-    return hmac.compare_digest(candidate.encode(), expected.encode())

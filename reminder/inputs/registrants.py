@@ -108,10 +108,6 @@ def load_suppression(path: Path) -> frozenset[str]:
     return frozenset(line for line in lines if line)
 
 
-class _SkipRow(Exception):  # noqa: N818 - control flow that never leaves _Reader
-    """The row was reported and must not become a registrant."""
-
-
 class _Reader:
     """Turns CSV rows into registrants, collecting a Problem for every row it skips."""
 
