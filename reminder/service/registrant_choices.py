@@ -53,6 +53,7 @@ class SessionLine:
     declined: bool  # their decline of it stands
     declined_on: str  # when they declined it, in French, while it stands
     open: bool  # they may still decline it, or come after all
+    started: bool
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def session_line(
         else "",
         # Undoing stays possible for a session called off since: it costs nothing.
         open=now < session.start and (declined or (registered and not session.cancelled)),
+        started=now >= session.start,
     )
 
 

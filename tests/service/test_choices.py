@@ -206,8 +206,25 @@ async def test_a_session_that_has_started_can_no_longer_be_declined(
         async with serving(project) as (worker, base):
             status, _, page = await get(base + url)
             assert status == 200 and 'id="decline"' not in page
+            # The link of a reminder opened late says why there is no button.
+            assert "Trop tard" in page and "ne recevra plus" not in page
             status, page = await post(base + url, data={"choice": "decline"})
             assert status == 200 and "Trop tard" in page
+            assert not worker.ledger.declines()
+
+
+async def test_the_link_of_a_session_called_off_since_says_so(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    one_click(project, monkeypatch)
+    project.registrants([person(0)])
+    project.edit("date = 2023-03-01\n", "date = 2023-03-01\ncancelled = true\n")
+    url = f"/m/{token(SECRET, CYCLE, 'alex0@example.org')}/2023-03-01"
+    with time_machine.travel(SEVEN_DAYS_BEFORE, tick=True):
+        async with serving(project) as (worker, base):
+            status, _, page = await get(base + url)
+            assert status == 200 and 'id="decline"' not in page
+            assert "Séance annulée" in page and "ne recevra plus" not in page
             assert not worker.ledger.declines()
 
 
