@@ -1,14 +1,11 @@
-"""The mails (reminders and change notices): context, rendering, headers, the calendar part."""
+"""The mails (reminders and change notices): context, rendering, calendar part, MIME."""
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from email.utils import format_datetime, formataddr
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
@@ -36,14 +33,20 @@ from ..inputs.secrets import message_key
 from ..inputs.templating import Templates
 from .calendar_links import WebEvent, web_calendar_links
 from .ics import Entry, session_calendar
+from .mime import (
+    LINE,
+    calendar_body,
+    date_value,
+    display_name,
+    mailbox,
+    one_line,
+    part,
+    subject_value,
+)
 from .quoted import quoted
 from .stencil import Parts, Stencils
 
 _NO_LEAD = Lead(0, "s")  # a notice is tied to no lead
-MAX_DISPLAY_NAME = 64
-LINE = 78  # RFC 5322 2.1.1: lines SHOULD stay within 78 characters
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-_SPACES = re.compile(r"[ \t\n\r\f\v\x1c-\x1f\x85\u1680\u2000-\u200a\u3000]+")
 _UNSUBSCRIBE = quote("Désinscription")  # the subject of the unsubscribe mailto
 _INLINER = css_inline.CSSInliner(keep_style_tags=False, load_remote_stylesheets=False)
 
@@ -60,18 +63,6 @@ class Composed:
     text: str
     html: str
     ics: bytes
-
-
-def display_name(text: str) -> str:
-    """A name safe for a header: no control or line-break characters, bounded length.
-
-    Address() would raise on CR/LF, and Python 3.11.7 predates the fix that refuses
-    them when serialising (CVE-2024-6923), so they are removed here.
-    """
-    cleaned = one_line(text)
-    if len(cleaned) > MAX_DISPLAY_NAME:
-        cleaned = cleaned[: MAX_DISPLAY_NAME - 1].rstrip() + "…"
-    return cleaned
 
 
 class Composer:
@@ -105,12 +96,12 @@ class Composer:
         self.message_key = message_key(config) if key is None else key
         sender = config.sender
         self._fixed_headers = (  # From, Reply-To (or ""), List-Id: the same on every mail
-            _address(
+            mailbox(
                 display_name(sender.name or config.organizer.name), sender.address, len("From: ")
             ),
             sender.reply_to
-            and _address(display_name(config.contact.name), sender.reply_to, len("Reply-To: ")),
-            _address(
+            and mailbox(display_name(config.contact.name), sender.reply_to, len("Reply-To: ")),
+            mailbox(
                 display_name(config.cycle.title),
                 f"{config.cycle.id}.{sender.domain}",
                 len("List-Id: "),
@@ -501,15 +492,15 @@ class Composer:
         package spends milliseconds re-folding headers that are already encoded here."""
         sender, reply_to, list_id = self._fixed_headers
         headers = [
-            ("Subject", _subject(subject)),
+            ("Subject", subject_value(subject)),
             ("From", sender),
-            ("To", _address(display_name(registrant.name), registrant.email, len("To: "))),
+            ("To", mailbox(display_name(registrant.name), registrant.email, len("To: "))),
         ]
         if reply_to:
             headers.append(("Reply-To", reply_to))
         headers += [
             # One zone for every mail, whatever clock `now` came from: the cycle's.
-            ("Date", _date(now.astimezone(self.config.zone))),
+            ("Date", date_value(now.astimezone(self.config.zone))),
             # Folded before the "<" when long: a Message-ID itself never breaks.
             ("Message-ID", mid if len(mid) <= LINE - len("Message-ID: ") else f"\r\n {mid}"),
             # RFC 3834: keeps vacation responders quiet; the X- header does so for Exchange.
@@ -531,7 +522,7 @@ class Composer:
         mixed, alternative = f"=_m{boundary}", f"=_a{boundary}"
         filename = f"seance-{session.start:%Y-%m-%d}.ics"
         calendar = f'text/calendar; charset="utf-8"; method={entry.method}'
-        encoded = _calendar_body(entry.head, ics)
+        encoded = calendar_body(entry.head, ics)
         # A value that starts with a fold starts on the next line.
         lines = [
             f"{name}:{value}" if value.startswith("\r\n") else f"{name}: {value}"
@@ -546,16 +537,16 @@ class Composer:
             f'Content-Type: multipart/alternative; boundary="{alternative}"',
             "",
             f"--{alternative}",
-            _part('text/plain; charset="utf-8"', bodies[0], "quoted-printable"),
+            part('text/plain; charset="utf-8"', bodies[0], "quoted-printable"),
             f"--{alternative}",
-            _part('text/html; charset="utf-8"', bodies[1], "quoted-printable"),
+            part('text/html; charset="utf-8"', bodies[1], "quoted-printable"),
             f"--{alternative}",
             # The part's method= must match the calendar's METHOD.
-            _part(calendar, encoded, "base64"),
+            part(calendar, encoded, "base64"),
             f"--{alternative}--",
             f"--{mixed}",
             # Outlook may ignore a calendar part inside multipart/alternative: attach it too.
-            _part(
+            part(
                 f'{calendar};\r\n name="{filename}"',
                 encoded,
                 "base64",
@@ -565,23 +556,6 @@ class Composer:
             "",
         ]
         return "\r\n".join(lines).encode("ascii")
-
-
-@lru_cache(maxsize=256)
-def _subject(subject: str) -> str:
-    """The Subject header's value: a batch's mails share a few subjects."""
-    return _encoded(one_line(subject), len("Subject: "))
-
-
-def _date(now: datetime) -> str:
-    """The Date header's value, to the second: formatted once for a second's mails."""
-    # The offset in the key: instants that are equal in other zones are written apart.
-    return _date_of(now.replace(microsecond=0), now.utcoffset())
-
-
-@lru_cache(maxsize=16)
-def _date_of(now: datetime, offset: timedelta | None) -> str:
-    return format_datetime(now)
 
 
 def _typed(registrant: dict[str, Any]) -> list[str]:
@@ -598,90 +572,3 @@ def _typed(registrant: dict[str, Any]) -> list[str]:
 
 def _as_is(text: str, *, html: bool = False) -> str:
     return text
-
-
-def _part(content_type: str, body: str, encoding: str, disposition: str = "") -> str:
-    """A MIME part of a `body` already encoded by `encoding`, its lines joined by CRLF."""
-    shown = f"Content-Disposition: {disposition}\r\n" if disposition else ""
-    return (
-        f"Content-Type: {content_type}\r\n{shown}"
-        f"Content-Transfer-Encoding: {encoding}\r\n\r\n{body}"
-    )
-
-
-B64_LINE = 57  # input bytes of one 76-character base64 line
-
-
-def _calendar_body(head: bytes, ics: bytes) -> str:
-    """A registrant's calendar `ics` in base64. Its lines that the `head` every attendee
-    of the session shares fills are encoded once; the rest, a few lines, per mail."""
-    shared = len(head) // B64_LINE * B64_LINE
-    return "\r\n".join(filter(None, (_shared_lines(head[:shared]), _base64_lines(ics[shared:]))))
-
-
-@lru_cache(maxsize=512)
-def _shared_lines(data: bytes) -> str:
-    """Cached: the head's lines are the same in every mail about a session and version."""
-    return _base64_lines(data)
-
-
-def _base64_lines(data: bytes) -> str:
-    # As base64.encodebytes cuts it (76 characters a line), in one pass over the body.
-    whole = base64.b64encode(data).decode("ascii")
-    return "\r\n".join([whole[at : at + 76] for at in range(0, len(whole), 76)])
-
-
-def one_line(text: str) -> str:
-    """A header value on one line, whatever a template, a topic or a name put in it:
-    control characters, line and paragraph separators and bidirectional overrides
-    become spaces, and runs of spaces one."""
-    # Only breaking spaces collapse: the non-breaking ones of French typography stay.
-    return _SPACES.sub(" ", _UNSAFE.sub(" ", text)).strip(" ")
-
-
-def _encoded(value: str, used: int = 0) -> str:
-    """A header value folded to 78 columns, as RFC 2047 "B" encoded words if not ASCII.
-
-    `used` is what already stands on the first line ("Subject: "). An encoded word
-    takes 12 + 4 * ceil(bytes / 3) characters; words are cut between characters.
-    """
-    if value.isascii():
-        return _fold_words(value.split(" "), used)
-    data = value.encode()
-    words: list[bytes] = []
-    room = 3 * ((LINE - 1 - 12 - used) // 4)
-    while data:
-        cut = min(room, len(data))
-        while cut < len(data) and data[cut] & 0xC0 == 0x80:
-            cut -= 1  # never split a character: back off its continuation bytes
-        words.append(data[:cut])
-        data, room = data[cut:], 3 * ((LINE - 1 - 12) // 4)
-    return "\r\n ".join(f"=?utf-8?b?{base64.b64encode(word).decode()}?=" for word in words)
-
-
-def _fold_words(words: list[str], used: int) -> str:
-    """Join words with spaces, folding before a word that would pass 78 columns."""
-    lines = [""]
-    width = used
-    for word in words:
-        if lines[-1] and width + 1 + len(word) > LINE:
-            lines.append(word)
-            width = 1 + len(word)
-        else:
-            lines[-1] = f"{lines[-1]} {word}" if lines[-1] else word
-            width += len(word) + (1 if width > used else 0)
-    return "\r\n ".join(lines)
-
-
-def _address(name: str, address: str, used: int) -> str:
-    phrase = (
-        formataddr((name, address)).rpartition(" <")[0]
-        if name.isascii()
-        else (_encoded(name, used))
-    )
-    if not name:
-        return address
-    last = phrase.rpartition("\n")[2]
-    width = len(last) + (used if "\n" not in phrase else 0)
-    joint = "\r\n " if width + 2 + len(address) + 1 > LINE else " "
-    return f"{phrase}{joint}<{address}>"

@@ -10,7 +10,8 @@ import pytest
 
 from reminder.cli import main
 from reminder.core.model import Registrant
-from reminder.mail.messages import Composer, display_name
+from reminder.mail.messages import Composer
+from reminder.mail.mime import display_name
 from tasks import render_screenshots  # the code behind `python3 tasks.py screenshots`
 from tests.support.cdp import chromium
 from tests.support.mail import HOSTILE, HYPHENATED, png_size
