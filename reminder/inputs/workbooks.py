@@ -1,4 +1,4 @@
-"""Workbooks (XLSX, ODS) into rows of text cells, each merged cell's value in every cell
+"""Workbooks (XLSX, ODS) into rows of text cells, each merged cell's value in every row
 it covers, and what the reading library warned about in our words."""
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ def read_sheet(path: Path, raw: bytes, kind: str, sheet: str | None) -> Sheet:
 def _merged_note(spans: list[Merge]) -> str:
     shown = ", ".join(f"{_a1(*first)}:{_a1(*last)}" for first, last in spans[:_SHOWN_MERGES])
     more = f" and {len(spans) - _SHOWN_MERGES} more" if len(spans) > _SHOWN_MERGES else ""
-    return f"merged cells {shown}{more}: each cell they cover is read with their value"
+    return f"merged cells {shown}{more}: each row they cover is read with their value"
 
 
 def _a1(row: int, column: int) -> str:
@@ -148,10 +148,13 @@ def _text(cell: object) -> str:
 
 
 def _filled(rows: Iterator[list[str]], merges: list[Merge]) -> Iterator[list[str]]:
-    """The rows with each merged range's value (its first cell's) in every cell of it.
+    """The rows with each merged range's value (its first cell's) in every row it covers,
+    in its first column.
 
     Staff merge a "Séances" cell over the rows of two people who chose the same dates:
-    the second person chose them too, and their cell is not empty.
+    the second person chose them too, and their cell is not empty. A range over several
+    columns says one thing once (a full name merged over Prénom and Nom): its other
+    columns stay empty rather than repeat it.
     """
     starting: dict[int, list[tuple[int, int, int]]] = {}
     for (top, left), (bottom, right) in merges:
@@ -167,7 +170,7 @@ def _filled(rows: Iterator[list[str]], merges: list[Merge]) -> Iterator[list[str
             for _, left, right, value in open_:
                 if len(row) <= right:
                     row.extend([""] * (right + 1 - len(row)))
-                row[left : right + 1] = [value] * (right + 1 - left)
+                row[left : right + 1] = [value] + [""] * (right - left)
             open_ = [merge for merge in open_ if merge[0] > number]
         yield row
 

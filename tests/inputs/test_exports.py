@@ -439,3 +439,22 @@ def test_a_first_row_without_an_address_is_not_taken_for_option_labels(
     [problem] = roster.problems
     assert problem.row == 2 and problem.message == "no e-mail address; skipped"
     assert roster.mapping is not None and roster.mapping.label_row is None
+
+
+@pytest.mark.parametrize("write", [write_xlsx, write_ods], ids=["xlsx", "ods"])
+def test_a_cell_merged_across_columns_is_read_once_not_in_each(
+    project: Project, write: Any, tmp_path: Path
+) -> None:
+    """A full name merged over Prénom and Nom greeted "Jean Dupont Jean Dupont"."""
+    target = use(project, f"inscriptions.{'xlsx' if write is write_xlsx else 'ods'}")
+    rows = [
+        ["Prénom", "Nom", "Courriel", "Séances"],
+        ["Jean Dupont", None, "jean@example.org", "toutes"],
+        ["Anne", "Martin", "anne@example.org", "toutes"],
+    ]
+    write(target, {"Inscriptions": rows}, {"Inscriptions": ["A2:B2"]})
+    roster = load(project)
+    jean = roster.find("jean@example.org")
+    assert jean is not None
+    assert (jean.first_name, jean.last_name) == ("Jean Dupont", "")
+    assert attending(roster)["jean@example.org"] == attending(roster)["anne@example.org"]

@@ -542,14 +542,14 @@ CORPUS = (
         "Cells merged by hand (XLSX)",
         _merged("xlsx"),
         _merged_expected(),
-        notes=("merged cells F2:F3, E4:E5: each cell they cover is read with their value",),
+        notes=("merged cells F2:F3, E4:E5: each row they cover is read with their value",),
     ),
     Export(
         "merged.ods",
         "Cells merged by hand (ODS)",
         _merged("ods"),
         _merged_expected(),
-        notes=("merged cells F2:F3, E4:E5: each cell they cover is read with their value",),
+        notes=("merged cells F2:F3, E4:E5: each row they cover is read with their value",),
     ),
     Export(
         "zoom-report.csv",
