@@ -10,6 +10,7 @@ peer, or what a trusted reverse proxy says it is (http.trusted_proxies).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
@@ -60,6 +61,11 @@ class LoginGuard:
         self._pending = 0  # attempts admitted, not settled yet
         self._all_refused_until = 0.0
 
+    @property
+    def held(self) -> int:
+        """Attempts admitted and not settled yet: waiting out their hold."""
+        return self._pending
+
     def admit(self, client: str) -> float | None:
         """Seconds to hold this attempt before checking it, or None to refuse it (429)."""
         now = self.clock()
@@ -109,6 +115,25 @@ class LoginGuard:
                 client,
                 WINDOW // 60,
             )
+
+    async def attempt(self, client: str, check: Callable[[], bool]) -> bool | None:
+        """Hold the attempt, then `check` it: True or False, or None when it is refused.
+
+        It is settled however the wait ends: one cancelled while held (the service
+        stopping) counts as failed, and never stays admitted forever, where a hundred
+        would have refused every staff login until a restart.
+        """
+        hold = self.admit(client)
+        if hold is None:
+            return None
+        ok = False
+        try:
+            if hold:
+                await asyncio.sleep(hold)
+            ok = check()
+        finally:
+            self.settle(client, ok)
+        return ok
 
     def retry_after(self, client: str) -> int:
         """Whole seconds until a refused client may try again."""

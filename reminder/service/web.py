@@ -7,7 +7,6 @@ suppression or one registrant's choice, and formats. Nothing here sends mail.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import logging
@@ -129,17 +128,19 @@ async def _staff(request: web.Request) -> None:
         raise _login_required()
     guard = request.app[GUARD]
     client = client_address(request, http.trusted_proxies)
-    hold = guard.admit(client)
-    if hold is None:
-        raise web.HTTPTooManyRequests(headers={hdrs.RETRY_AFTER: str(guard.retry_after(client))})
-    if hold:
-        await asyncio.sleep(hold)
     user, password = _credentials(header)
-    # Both compared, whatever the first comparison said.
-    user_ok = same_secret(user, http.staff_user)
-    password_ok = same_secret(password, http.staff_password.get_secret_value())
-    guard.settle(client, user_ok and password_ok)
-    if not (user_ok and password_ok):
+    secret = http.staff_password
+
+    def right() -> bool:
+        # Both compared, whatever the first comparison said.
+        user_ok = same_secret(user, http.staff_user or "")
+        password_ok = same_secret(password, secret.get_secret_value())
+        return user_ok and password_ok
+
+    ok = await guard.attempt(client, right)
+    if ok is None:
+        raise web.HTTPTooManyRequests(headers={hdrs.RETRY_AFTER: str(guard.retry_after(client))})
+    if not ok:
         raise _login_required()
 
 

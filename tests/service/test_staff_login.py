@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -11,6 +12,7 @@ from reminder.service.staff_login import (
     FAILURES_IN_TOTAL,
     FAILURES_PER_CLIENT,
     MOST,
+    STEP,
     WINDOW,
     LoginGuard,
     same_secret,
@@ -87,3 +89,18 @@ def test_secrets_are_compared_whatever_their_lengths() -> None:
     assert same_secret("mot de passe", "mot de passe")
     assert not same_secret("mot", "mot de passe")
     assert not same_secret("", "mot de passe")
+
+
+async def test_an_attempt_cancelled_while_held_is_settled_as_failed() -> None:
+    """Left admitted, a hundred cancelled attempts (a stop during the hold) refused every
+    staff login until a restart."""
+    guard = LoginGuard(Metrics(), Clock())
+    failed(guard, "203.0.113.7")  # its next attempt is held
+    held = asyncio.ensure_future(guard.attempt("203.0.113.7", lambda: True))
+    await asyncio.sleep(0)  # now waiting out its hold
+    assert guard.held == 1
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    assert guard.held == 0
+    assert guard.admit("203.0.113.7") == 2 * STEP  # the cancelled try counted as a failure
