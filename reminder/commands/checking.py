@@ -199,12 +199,13 @@ def history(
         )
     answer = Answer().say(printing.history_output(rows, output, show_addresses, zone, declines))
     # For monitoring: what failed in the window, or waits on a configuration fault now.
-    return answer.fail(
-        any(
-            row.fault or (row.state is DeliveryState.FAILED and row.updated_at >= window)
-            for row in rows
-        )
-    )
+    held = sum(bool(row.fault) for row in rows)
+    failed = sum(row.state is DeliveryState.FAILED and row.updated_at >= window for row in rows)
+    if held or failed:
+        said = [f"{failed} failed since {window:%Y-%m-%d %H:%M} UTC"] if failed else []
+        said += [f"{held} wait on a configuration fault"] if held else []
+        answer.note(f"exit 1: {'; '.join(said)}").fail()
+    return answer
 
 
 def status(
@@ -244,7 +245,10 @@ def status(
         if output == "json"
         else printing.status_text(data) + "\n\n" + printing.workers_text(data["workers"])
     )
-    return Answer().say(text).fail(bool(data["trouble"]))
+    answer = Answer().say(text)
+    if data["trouble"]:
+        answer.note(f"exit 1: {data['trouble_reason']}").fail()
+    return answer
 
 
 def suppressed(

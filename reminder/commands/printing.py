@@ -542,13 +542,20 @@ def status_data(
             "reply": faults[0].fault,
         }
     since = window or now
-    trouble = bool(faults) or any(
+    troubled = [
+        line
+        for line, slot in zip(lines, ordered, strict=True)
         # A reminder whose span (due instant to deadline) overlaps the window.
-        (line["missed"] or line["failed"])
+        if (line["missed"] or line["failed"])
         and slot.due_at <= now
         and deadline(slot.session, snapshot.cutoff) >= since
-        for line, slot in zip(lines, ordered, strict=True)
-    )
+    ]
+    trouble = bool(faults) or bool(troubled)
+    reasons = [f"{len(faults)} deliveries wait on a configuration fault"] if faults else []
+    reasons += [
+        f"{line['session']} {line['lead']}: {line['failed']} failed, {line['missed']} missed"
+        for line in troubled
+    ]
     return {
         "now": iso(now.astimezone(zone)),
         "window_start": iso(since.astimezone(zone)),
@@ -559,6 +566,7 @@ def status_data(
         "notices_recorded": told,
         "last_error": error,
         "trouble": trouble,
+        "trouble_reason": "; ".join(reasons),
         "suppressed": [suppression_dict(x, False, zone) for x in suppressions],
         "sessions": attendance,
     }

@@ -73,6 +73,15 @@ class LedgerError(ReminderError):
     """The delivery ledger cannot be opened or is from a newer release."""
 
 
+class LedgerUnreachable(LedgerError):  # noqa: N818 - reads as a sentence where raised
+    """The ledger's database did not answer (refused, timed out, restarting); `cause` is
+    why, in words for the operator. Worth trying again; the worker does, with a pause."""
+
+    def __init__(self, message: str, *, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class StateError(ReminderError):
     """The state folder (ledger, lock, outbox) cannot be used, or changed under the worker."""
 

@@ -32,6 +32,7 @@ from pydantic import (
 from ..core.errors import ConfigError, KeyPath, Problem, dotted
 from ..core.model import Lead, format_duration, parse_duration, sort_leads
 from .environment import with_overrides
+from .regular import not_regular
 from .tomlpos import Origin, key_lines
 
 ENV_PREFIX = "REMINDER_"
@@ -550,6 +551,8 @@ def config_path(cli_value: str | os.PathLike[str] | None = None) -> Path:
 def load_config(path: Path) -> Config:
     """Read, validate and return the config at `path`, or raise ConfigError with every problem."""
     name = str(path)
+    if odd := not_regular(path):
+        raise ConfigError([Problem(name, odd)])
     try:
         # utf-8-sig: Notepad and Excel-minded editors save a byte-order mark first.
         text = path.read_text(encoding="utf-8-sig")

@@ -17,6 +17,7 @@ from .cells import PLAIN_LOCAL, Cells
 from .columns import HEADER_SEARCH_ROWS, SAMPLE_ROWS
 from .config import Config, RegistrantsFormat
 from .layout import Layout, find_layout, header_index, is_label_row
+from .regular import not_regular
 from .tables import Table, collection_paused, read_table
 
 # The fields a row may fill besides the address, as Registrant names them.
@@ -44,7 +45,9 @@ def masked(email: str) -> str:
 
 
 # An address as servers quote it in a reply: "<sophie.martin@example.fr>: User unknown".
-_QUOTED_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
+# No slash in it, though RFC 5322 allows one: a path (an outbox file named after a
+# Message-ID) keeps its folders visible, only the part after the last slash is masked.
+_QUOTED_ADDRESS = re.compile(r"[\w.!#$%&'*+=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def redacted(text: str) -> str:
@@ -89,6 +92,8 @@ def load_roster(config: Config, sessions: Sequence[Session]) -> Roster:
 
 def load_suppression(path: Path) -> frozenset[str]:
     """One address per line, '#' starts a comment; case does not matter."""
+    if odd := not_regular(path):
+        raise RegistrantsError([Problem(str(path), odd)])
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

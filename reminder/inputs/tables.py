@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..core.errors import Problem, RegistrantsError
 from .delimited import csv_rows, sniff_delimiter
+from .regular import not_regular
 
 ODS_MIMETYPE = b"application/vnd.oasis.opendocument.spreadsheet"
 # Bytes looked at to tell UTF-16 text without its byte-order mark.
@@ -64,6 +65,8 @@ def collection_paused() -> Iterator[None]:
 
 def read_table(path: Path, *, encoding: str, delimiter: str, sheet: str | None) -> Table | None:
     """The export's rows, or None when there is no export yet (missing or empty file)."""
+    if odd := not_regular(path):
+        raise _unreadable(path, odd)
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

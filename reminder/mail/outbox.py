@@ -58,19 +58,26 @@ class Outbox:
             if stopping is not None and stopping.is_set():
                 return
             count += 1
-            try:
-                path = self.write(envelope)
-            except OSError as exc:
-                reason = f"{exc.filename or self.folder}: {exc.strerror}"
-                if reason != self._fault:
-                    self._fault = reason
-                    log.error("the outbox cannot be written: %s", reason)
-                on_result(Result(envelope, Verdict.RETRY, f"outbox write failed: {reason}"))
+            if envelope.may_send is not None and not envelope.may_send():
+                result = Result(envelope, Verdict.ABANDONED, "abandoned: the lease lapsed")
             else:
-                self._fault = ""
-                on_result(Result(envelope, Verdict.SENT, f"written to {path.name}"))
-            if count % 64 == 0:
-                await asyncio.sleep(0)  # let signals and timers in during a long batch
+                result = await self._written(envelope)
+            recorded = on_result(result)
+            if recorded is not None:
+                await recorded
+
+    async def _written(self, envelope: Envelope) -> Result:
+        """Write off the event loop: a full or hung disk must not stop it answering."""
+        try:
+            path = await asyncio.to_thread(self.write, envelope)
+        except OSError as exc:
+            reason = f"{exc.filename or self.folder}: {exc.strerror}"
+            if reason != self._fault:
+                self._fault = reason
+                log.error("the outbox cannot be written: %s", reason)
+            return Result(envelope, Verdict.RETRY, f"outbox write failed: {reason}")
+        self._fault = ""
+        return Result(envelope, Verdict.SENT, f"written to {path.name}")
 
     async def close(self) -> None:
         return None

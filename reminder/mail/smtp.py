@@ -16,7 +16,7 @@ from ..core.clock import Clock, utc_now
 from ..core.errors import TransportConfigError
 from ..inputs.config import Smtp
 from .ratelimit import Budget, BudgetMaker, RateLimit, own_budget
-from .smtp_transaction import transaction
+from .smtp_transaction import Abandoned, transaction
 from .transport import Capabilities, Envelope, OnResult, Result, Verdict
 
 MAX_BACKOFF = 120.0
@@ -116,7 +116,7 @@ class SmtpTransport:
             except BaseException:
                 queue.halt()
                 raise
-            if verdict is not Verdict.SENT:
+            if verdict in (Verdict.FAILED, Verdict.RETRY):
                 self.failed_attempts += 1
             if verdict is Verdict.RETRY and attempt < self.settings.attempts:
                 delay = _backoff(self.settings.retry_base, attempt)
@@ -129,7 +129,9 @@ class SmtpTransport:
             try:
                 # The caller makes the outcome durable here, before this connection
                 # starts its next transaction.
-                on_result(Result(envelope, verdict, reply))
+                recorded = on_result(Result(envelope, verdict, reply, attempt))
+                if recorded is not None:
+                    await recorded
             except BaseException:
                 queue.halt()  # an outcome that cannot be recorded stops every connection
                 raise
@@ -142,6 +144,12 @@ class SmtpTransport:
                 await client.connect(timeout=self.settings.timeout)
             async with asyncio.timeout(self.settings.timeout):
                 return Verdict.SENT, await transaction(client, envelope)
+        except Abandoned as exc:
+            if exc.in_data:
+                # After DATA's 354 only the message can follow: closing the connection
+                # without the final dot is how a client takes it back (RFC 5321 4.1.1.4).
+                client.close()
+            return Verdict.ABANDONED, str(exc)
         except aiosmtplib.SMTPAuthenticationError as exc:
             client.close()
             raise TransportConfigError(

@@ -11,9 +11,26 @@ from typing import cast
 
 import aiosmtplib
 
-from ..core.errors import TransportConfigError
+from ..core.errors import ReminderError, TransportConfigError
 from .transport import Envelope
 from .wire import wired
+
+
+class Abandoned(ReminderError):  # noqa: N818 - reads as a sentence where raised
+    """The envelope's sender may no longer send it (`Envelope.may_send`): nothing of the
+    message went out. `in_data`: after DATA's 354, where only closing takes it back."""
+
+    def __init__(self, in_data: bool) -> None:
+        super().__init__(
+            "abandoned before the message was sent: this worker's lease lapsed, another "
+            "worker may hold the claim"
+        )
+        self.in_data = in_data
+
+
+def _still(envelope: Envelope, in_data: bool) -> None:
+    if envelope.may_send is not None and not envelope.may_send():
+        raise Abandoned(in_data)
 
 
 async def transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
@@ -75,6 +92,7 @@ async def _exchange(
     *,
     pipelining: bool,
 ) -> str:
+    _still(envelope, in_data=False)
     try:
         if pipelining:
             transport.write(mail + rcpt + b"DATA\r\n")
@@ -104,6 +122,9 @@ async def _exchange(
             raise aiosmtplib.SMTPRecipientRefused(*rcpt_reply, envelope.recipient)
         if data_reply[0] != 354:
             raise aiosmtplib.SMTPDataError(*data_reply)
+        # The last moment to take the message back: a worker frozen (SIGSTOP, a suspended
+        # VM) since MAIL may have lost its lease, and its claim to another worker.
+        _still(envelope, in_data=True)
         transport.write(message)
         code, text = _closing(await replies.reply())
         if code != 250:

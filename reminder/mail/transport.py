@@ -8,7 +8,7 @@ never asks which transport it holds. `transports.py` registers them by name.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +19,9 @@ class Verdict(StrEnum):
     SENT = "sent"
     FAILED = "failed"  # permanent for this recipient: do not try again
     RETRY = "retry"  # transient: try again later, with the same Message-ID
+    # Not sent, and not this worker's to settle: its lease lapsed (a freeze, a lost
+    # database) before the message went out, and another worker may hold the claim now.
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,9 @@ class Envelope:
     # composed, off the sending process. Only for a transport whose capabilities say
     # `wired`.
     wired: bool = False
+    # Asked just before the transaction starts and again just before the message body
+    # goes after DATA: False (the sender's lease lapsed) abandons it, unsent.
+    may_send: Callable[[], bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -42,11 +48,13 @@ class Result:
     envelope: Envelope
     verdict: Verdict
     reply: str
+    attempts: int = 1  # transactions tried for this envelope, this one included
 
 
 # Called once per envelope with its final result; what it records is durable before
-# the transport starts the next transaction on that connection (invariant 9).
-OnResult = Callable[[Result], None]
+# the transport starts the next transaction on that connection (invariant 9): when it
+# returns an awaitable (the worker's ledger is in its own thread), once that is done.
+OnResult = Callable[[Result], Awaitable[None] | None]
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,6 @@ the transport sets the pace and no helper starts (it would only double the memor
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import multiprocessing
 import os
@@ -82,9 +81,14 @@ def helper_count() -> int:
     return min(4, (os.cpu_count() or 1) - 1)
 
 
+async def _each(deliveries: Iterable[Delivery]) -> AsyncIterator[Delivery]:
+    for delivery in deliveries:
+        yield delivery
+
+
 async def compose_all(
     snapshot: Snapshot,
-    deliveries: Iterable[Delivery],
+    deliveries: Iterable[Delivery] | AsyncIterator[Delivery],
     clock: Callable[[], datetime],
     *,
     helpers: int = 0,
@@ -96,9 +100,10 @@ async def compose_all(
     """Each delivery with its message (or the reason it has none), in no promised order.
 
     `deliveries` is read lazily, only a window ahead of what is composed: the caller
-    may claim them as they are read. With `helpers` > 0 and a batch that is not known
-    to be small (`size`, when given or when `deliveries` has a length, under
-    PARALLEL_FROM), the first PROBE messages are composed here and timed; when
+    may claim them as they are read (an async iterator: in the ledger's thread). With
+    `helpers` > 0 and a batch that is not known to be small (`size`, when given or when
+    `deliveries` has a length, under PARALLEL_FROM), the first PROBE messages are
+    composed here and timed; when
     composing was the bottleneck, helper processes then take chunks from the front of
     the window while this process composes from its back. Helpers date their messages
     by the real clock: the caller asks for them only when `clock` is it. `counts`, when
@@ -112,10 +117,12 @@ async def compose_all(
     counts.setdefault("helpers", 0)
     if size is None and isinstance(deliveries, Sized):
         size = len(deliveries)
-    source = iter(deliveries)
+    source = deliveries if isinstance(deliveries, AsyncIterator) else _each(deliveries)
     composing = waiting = 0.0
     probe = PROBE if helpers > 0 and (size is None or size >= PARALLEL_FROM) else None
-    for delivery in source if probe is None else itertools.islice(source, probe):
+    probed = 0
+    async for delivery in source:
+        probed += 1
         began = time.perf_counter()
         counts["here"] += 1
         composed = _compose_here(snapshot.composer, delivery, clock, ids, wire)
@@ -123,23 +130,26 @@ async def compose_all(
         composing += done - began
         yield delivery, composed
         waiting += time.perf_counter() - done  # the transport's turn, until it asks again
+        if probed == probe:
+            break
     if probe is None:
         return
     share = composing / max(composing + waiting, 1e-9)
     if share <= COMPOSING_BOUND:
         # The transport sets the pace: helpers would add memory, not speed.
         log.info("composing takes %.0f%% of the batch's time: no helper started", share * 100)
-        for delivery in source:
+        async for delivery in source:
             counts["here"] += 1
             yield delivery, _compose_here(snapshot.composer, delivery, clock, ids, wire)
         return
     pending: deque[Delivery] = deque()
     window = (2 * helpers + 2) * CHUNK  # what the helpers may hold, and a chunk to spare
 
-    def refill() -> None:
-        pending.extend(itertools.islice(source, max(0, window - len(pending))))
+    async def refill() -> None:
+        while len(pending) < window and (delivery := await anext(source, None)) is not None:
+            pending.append(delivery)
 
-    refill()
+    await refill()
     if not pending:
         return  # the probe composed the whole batch
     log.info("composing takes %.0f%% of the batch's time: %d helpers started", share * 100, helpers)
@@ -160,7 +170,7 @@ async def compose_all(
     usable = True
     try:
         while pending or in_flight:
-            refill()
+            await refill()
             while usable and len(in_flight) < 2 * helpers and len(pending) > CHUNK:
                 chunk = [pending.popleft() for _ in range(CHUNK)]
                 jobs = [_job(d, ids.get(d.key)) for d in chunk]

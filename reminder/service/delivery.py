@@ -1,5 +1,9 @@
 """One pass of delivery: claim what is owed at `now`, compose it, send it, settle each
-result. The `Dispatcher` (dispatcher.py) runs one after another."""
+result. The `Dispatcher` (dispatcher.py) runs one after another.
+
+Every ledger call of a pass runs in the ledger's thread (`self.thread.call`), awaited:
+the event loop never waits on the database (invariant 13).
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ..core.errors import ReminderError, TransportConfigError
 from ..core.mailing import DeliveryKey, DeliveryState
-from ..core.notices import Notice, Told
+from ..core.notices import Notice, NoticePlan, Told
 from ..core.plan import Delivery, deadline
 from ..core.planned import PlannedMail, ReminderChunks, Tally
 from ..core.replies import Refusal, classify
@@ -29,8 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reminder")
 
-# Between passes a transient failure waits this long (jittered) before the next try.
+# Between passes a transient failure waits this long (jittered) before the next try, or
+# half the time left before its deadline when that is shorter: a relay down for a minute
+# must not turn a reminder due shortly before the session into a failure.
 RETRY_AFTER = timedelta(minutes=5)
+# Below this, no time is left for another try: the delivery fails.
+RETRY_AT_LEAST = timedelta(seconds=1)
 # On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
 SHARED_CLAIM_STEP = 32
 # On a ledger of its own, reminders are claimed this many at a time, each chunk just
@@ -44,14 +52,16 @@ class DeliveryPass:
 
     Its ledger calls sit in named methods: `_expire`, `_supersede` and `_claim` as the
     plan is read (the plan's own reads are in `lookahead`), `_record` and `_suppress` as
-    results come in (`settle`), `_finish` when the transport is done. Invariant 2 holds
-    because a mail is composed only from a claim `_claim` returned; invariant 9 because
-    the transport calls `settle` before the next transaction on that connection.
+    results come in (`settle`), `_finish` when the transport is done; each runs in the
+    ledger's thread. Invariant 2 holds because a mail is composed only from a claim
+    `_claim` returned; invariant 9 because the transport awaits `settle` before the next
+    transaction on that connection.
     """
 
     def __init__(self, dispatcher: Dispatcher, snapshot: Snapshot, now: datetime) -> None:
         self.dispatcher = dispatcher
         self.ledger = dispatcher.ledger
+        self.thread = dispatcher.thread
         self.clock = dispatcher.clock
         self.observer = dispatcher.observer
         self.snapshot = snapshot
@@ -73,28 +83,33 @@ class DeliveryPass:
         return self.term is not None and self.dispatcher.lease() == self.term
 
     async def run(self, stopping: asyncio.Event | None) -> Tally:
-        self._expire()
-        notices = self.dispatcher.notice_plan(self.snapshot, self.now)
+        call = self.thread.call
+        await call(self._expire)
+        notices = await self.dispatcher.notice_plan(self.snapshot, self.now)
         if notices.superseded:
-            self._supersede(notices.superseded)
-        # notice_plan already leaves out whoever the ledger suppresses.
-        owed = reminders_owed(self.ledger, self.snapshot, self.now, notices, CLAIM_CHUNK)
-        self.reminders = ReminderChunks(owed, CLAIM_CHUNK)
-        if self.ledger.shared:
-            self.reminders = self.reminders.spread(SHARED_CLAIM_STEP)
-        if not self.reminders.start(self._supersede) and not notices.owed:
+            await call(self._supersede, notices.superseded)
+        if not await call(self._plan, notices) and not notices.owed:
             return self.tally
-        self.claim_notices(notices.owed)
+        await call(self.claim_notices, notices.owed)
         try:
             await self.send(stopping)
         except TransportConfigError as exc:
             # Nothing is stranded: what the fault stopped waits on it, visibly, and is
             # due again as soon as a fixed configuration is loaded.
             self.tally.fault = exc.reply or str(exc)
-            self._finish(fault=self.tally.fault)
+            await call(self._finish, self.tally.fault)
             raise
-        self._finish()
+        await call(self._finish)
         return self.tally
+
+    def _plan(self, notices: NoticePlan) -> bool:
+        """Plan the reminders owed (their first chunk); False when none is."""
+        # notice_plan already leaves out whoever the ledger suppresses.
+        owed = reminders_owed(self.ledger, self.snapshot, self.now, notices, CLAIM_CHUNK)
+        self.reminders = ReminderChunks(owed, CLAIM_CHUNK)
+        if self.ledger.shared:
+            self.reminders = self.reminders.spread(SHARED_CLAIM_STEP)
+        return self.reminders.start(self._supersede)
 
     # -- claim: durably, before anything is composed -----------------------------------
 
@@ -106,34 +121,42 @@ class DeliveryPass:
         """Claim the change notices owed: they go first, before any reminder."""
         if not owed:
             return
-        won = self._claim(
-            [
-                Claim(
-                    n.key,
-                    self.snapshot.composer.message_id(n.key),
-                    n.due_at,
-                    n.not_after,
-                    n.session.id,
-                    Told(n.facts, n.sequence, self.now),
-                )
-                for n in owed
-            ]
+        won = self._won(
+            self._claim(
+                [
+                    Claim(
+                        n.key,
+                        self.snapshot.composer.message_id(n.key),
+                        n.due_at,
+                        n.not_after,
+                        n.session.id,
+                        Told(n.facts, n.sequence, self.now),
+                    )
+                    for n in owed
+                ]
+            )
         )
         self.notices = [n for n in owed if n.key in won]
 
-    def claimed_reminders(self) -> Iterator[Delivery]:
+    async def claimed_reminders(self) -> AsyncIterator[Delivery]:
         """The batch's reminders, planned and claimed a chunk at a time as composing
         reaches them: the first leaves after one chunk's plan and claim, not the whole
-        batch's."""
-        for part in self.reminders.chunks(self._supersede):
+        batch's. Both run in the ledger's thread while the loop sends the chunk before."""
+        chunks = self.reminders.chunks(self._supersede)
+        while (part := await self.thread.call(next, chunks, None)) is not None:
             if not self.may_send():
                 self.reminders.put_back(part)
                 return  # the lease lapsed: another worker may hold these claims now
-            won = self._claim([self._reminder_claim(d) for d in part])
+            won = self._won(await self.thread.call(self._claim_reminders, part))
             # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
             for key in [k for k in self.claims if k not in self.unsettled]:
                 del self.claims[key]
-            yield from (d for d in part if d.key in won)
+            for delivery in part:
+                if delivery.key in won:
+                    yield delivery
+
+    def _claim_reminders(self, part: Sequence[Delivery]) -> list[Claim]:
+        return self._claim([self._reminder_claim(d) for d in part])
 
     def _reminder_claim(self, delivery: Delivery) -> Claim:
         session = delivery.slot.session
@@ -154,15 +177,23 @@ class DeliveryPass:
             told,
         )
 
-    def _claim(self, claims: list[Claim]) -> dict[DeliveryKey, Claim]:
-        """Claim in the ledger; those this worker won are this pass's to send."""
-        won = {claim.key: claim for claim in self.ledger.claim(claims, self.now)}
+    def _claim(self, claims: list[Claim]) -> list[Claim]:
+        """Claim in the ledger: those this worker won."""
+        return self.ledger.claim(claims, self.now)
+
+    def _won(self, claims: list[Claim]) -> dict[DeliveryKey, Claim]:
+        """Claims won are this pass's to send (kept on the loop's side, which settles them)."""
+        won = {claim.key: claim for claim in claims}
         self.claims.update(won)
         self.unsettled.update(won)
         return won
 
     def _supersede(self, superseded: Sequence[tuple[DeliveryKey, datetime]]) -> None:
-        """Older deliveries that a more recent one replaces: recorded, never sent."""
+        """Older deliveries that a more recent one replaces: recorded, never sent.
+
+        In the ledger's thread, as planning finds them: the tally's count and the
+        observer's metrics are the only state it touches, and nothing else writes them.
+        """
         self.ledger.supersede(superseded, self.now)
         self.tally.superseded += len(superseded)
         for key, _ in superseded:
@@ -180,7 +211,7 @@ class DeliveryPass:
             try:
                 data = composer.compose_notice(notice, self.clock(), claim.message_id).data
             except ReminderError as exc:
-                self._fail(PlannedMail.of(notice), f"cannot compose: {exc}")
+                await self._fail(PlannedMail.of(notice), f"cannot compose: {exc}")
                 continue
             yield self._envelope(PlannedMail.of(notice), claim, data)
         wire = self.dispatcher.transport.capabilities.wired  # composed as it goes after DATA
@@ -196,7 +227,7 @@ class DeliveryPass:
             if not self.may_send():
                 return
             if isinstance(composed, NotComposed):
-                self._fail(PlannedMail.of(delivery), composed.reason)
+                await self._fail(PlannedMail.of(delivery), composed.reason)
                 continue
             claim = self.claims[delivery.key]
             yield self._envelope(PlannedMail.of(delivery), claim, composed, wire)
@@ -206,7 +237,14 @@ class DeliveryPass:
     ) -> Envelope:
         self.observer.in_flight(1)
         return Envelope(
-            (mail, claim), self.sender, mail.email, claim.message_id, data, claim.not_after, wired
+            (mail, claim),
+            self.sender,
+            mail.email,
+            claim.message_id,
+            data,
+            claim.not_after,
+            wired,
+            self.may_send,
         )
 
     # -- send ------------------------------------------------------------------------
@@ -216,17 +254,25 @@ class DeliveryPass:
 
     # -- settle: each result made durable before its connection's next transaction ------
 
-    def settle(self, result: Result) -> None:
+    async def settle(self, result: Result) -> None:
         """The one place an attempt's outcome is decided and made durable.
 
-        The transport calls it before it starts the connection's next transaction, so a
+        The transport awaits it before it starts the connection's next transaction, so a
         crash resends at most what was in flight (invariant 9).
         """
         mail, claim = result.envelope.token
         self.observer.in_flight(-1)
         now = self.clock()
+        attempts = result.attempts
+        if result.verdict is Verdict.ABANDONED:
+            # Unsent, and perhaps another worker's claim by now: `_finish` hands it back
+            # if it is still this worker's.
+            return
         if result.verdict is Verdict.SENT:
-            self._record(Outcome(mail.key, DeliveryState.SENT, result.reply, now), now)
+            self.dispatcher.retries.cleared("accepts messages again")
+            await self._record(
+                Outcome(mail.key, DeliveryState.SENT, result.reply, now, None, attempts)
+            )
             tally = self.tally
             tally.sent += 1
             tally.late += mail.late
@@ -236,33 +282,31 @@ class DeliveryPass:
             self.observer.settled(mail.key, "late" if mail.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
-            retry_at = now + RETRY_AFTER * random.uniform(0.8, 1.2)  # noqa: S311
-            if retry_at < claim.not_after:
+            retry_at = _retry_at(now, claim.not_after)
+            if retry_at is not None:
                 self.tally.retrying += 1
-                log.info(
-                    "will retry %s for %s at %s: %s",
-                    mail.what,
-                    masked(mail.email),
-                    log_time(retry_at),
+                self.dispatcher.retries.seen(
                     redacted(result.reply),
+                    f"will retry {mail.what} for {masked(mail.email)} at "
+                    f"{log_time(retry_at)}: {redacted(result.reply)}",
                 )
-                self._record(
-                    Outcome(mail.key, DeliveryState.CLAIMED, result.reply, now, retry_at), now
+                await self._record(
+                    Outcome(mail.key, DeliveryState.CLAIMED, result.reply, now, retry_at, attempts)
                 )
                 return
             reply = f"not delivered before the session started: {result.reply}"
         else:
             reply = result.reply
-            self._refused(mail, reply, now)
-        self._fail(mail, reply)
+            await self._refused(mail, reply, now)
+        await self._fail(mail, reply, attempts)
 
-    def _record(self, outcome: Outcome, now: datetime) -> None:
-        self.ledger.record([outcome], now)
+    async def _record(self, outcome: Outcome) -> None:
+        await self.thread.call(self.ledger.record, [outcome], outcome.at)
         self.unsettled.discard(outcome.key)
 
-    def _fail(self, mail: PlannedMail, reply: str) -> None:
+    async def _fail(self, mail: PlannedMail, reply: str, attempts: int = 1) -> None:
         now = self.clock()
-        self._record(Outcome(mail.key, DeliveryState.FAILED, reply, now), now)
+        await self._record(Outcome(mail.key, DeliveryState.FAILED, reply, now, None, attempts))
         self.tally.failed += 1
         log.warning(
             "failed: %s of %s for %s: %s",
@@ -273,12 +317,12 @@ class DeliveryPass:
         )
         self.observer.settled(mail.key, "failed")
 
-    def _refused(self, mail: PlannedMail, reply: str, now: datetime) -> None:
+    async def _refused(self, mail: PlannedMail, reply: str, now: datetime) -> None:
         """A mailbox that does not exist is never mailed again in the cycle; a policy
         refusal (5.7.x) says nothing about the address, so it is only reported."""
         refusal = classify(reply)
         if refusal is Refusal.NO_MAILBOX:
-            self._suppress(mail.email, reply, now)
+            await self.thread.call(self._suppress, mail.email, reply, now)
             log.warning(
                 "suppressed %s: the server says the mailbox does not exist: %s",
                 masked(mail.email),
@@ -303,7 +347,7 @@ class DeliveryPass:
 
     # -- what is left when the transport is done ----------------------------------------
 
-    def _finish(self, *, fault: str = "") -> None:
+    def _finish(self, fault: str = "") -> None:
         """Claims never attempted are handed back: held by a configuration fault (shown
         as waiting on it, and due again when a fixed configuration is loaded), or after
         a stop or a lapsed lease, due again at once for whichever worker holds a lease
@@ -313,6 +357,14 @@ class DeliveryPass:
             self.ledger.hold(sorted(self.unsettled), f"configuration fault: {fault}", self.clock())
         elif self.unsettled:
             self.ledger.release(sorted(self.unsettled), self.clock())
+
+
+def _retry_at(now: datetime, not_after: datetime) -> datetime | None:
+    """When a transient failure is tried again: RETRY_AFTER (jittered), or half the time
+    left before the deadline when that comes sooner; None when no time is left."""
+    jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
+    wait = min(RETRY_AFTER * jitter, (not_after - now) / 2)
+    return now + wait if wait >= RETRY_AT_LEAST else None
 
 
 class _MessageIds(Mapping[DeliveryKey, str]):

@@ -4,16 +4,19 @@ clock, the lease, the last notice plan), and the pass it runs at each wake-up.""
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from ..core.mailing import DeliveryKey
 from ..core.notices import NoticePlan
 from ..core.planned import Tally
 from ..mail.transport import Transport
 from ..storage.backend import DeliveryLedger
+from ..storage.thread import LedgerHere, LedgerThread
 from .delivery import DeliveryPass
+from .faults import Fault
 from .lookahead import notice_plan, wakeup_instants
 from .snapshot import Snapshot
 
@@ -41,7 +44,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        ledger: DeliveryLedger,
+        ledger: DeliveryLedger | LedgerThread[Any],
         transport: Transport,
         clock: Clock,
         *,
@@ -49,7 +52,12 @@ class Dispatcher:
         lease: Callable[[], int | None] = lambda: 0,
         observer: Observer | None = None,
     ) -> None:
-        self.ledger = ledger
+        # The ledger's own thread (the worker's), or calls made at once on a ledger of
+        # this thread (simulate, tests, benchmarks).
+        self.thread: LedgerThread[Any] | LedgerHere[Any] = (
+            ledger if isinstance(ledger, LedgerThread) else LedgerHere(ledger)
+        )
+        self.ledger: DeliveryLedger = self.thread.ledger
         self.transport = transport
         self.clock = clock
         self.helpers = helpers  # processes that help compose a large batch
@@ -57,6 +65,9 @@ class Dispatcher:
         # changes when a lapsed lease is renewed (another worker may have adopted claims).
         self.lease = lease
         self.observer = observer or NoObserver()
+        # Transient failures, one line per cause (a relay that refuses, a full outbox),
+        # not one per message.
+        self.retries = Fault("the mail server", level=logging.INFO)
         self.running: DeliveryPass | None = None
         # The last notice plan: of which files, and the ledger's mark of outside writes
         # read just before it was made.
@@ -67,12 +78,19 @@ class Dispatcher:
         """Deliveries the running pass claimed and has not settled."""
         return len(self.running.unsettled) if self.running is not None else 0
 
-    def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
+    async def wakeups(self, snapshot: Snapshot, now: datetime) -> list[datetime]:
         # The notice plan of the pass that just ran still names every instant that matters.
         cached = self._notices[1] if self._notices and self._notices[0] is snapshot else None
-        return wakeup_instants(self.ledger, snapshot, now, cached)
+        instants: list[datetime] = await self.thread.call(
+            wakeup_instants, self.ledger, snapshot, now, cached
+        )
+        return instants
 
-    def notice_plan(self, snapshot: Snapshot, now: datetime) -> NoticePlan:
+    async def notice_plan(self, snapshot: Snapshot, now: datetime) -> NoticePlan:
+        plan: NoticePlan = await self.thread.call(self._notice_plan, snapshot, now)
+        return plan
+
+    def _notice_plan(self, snapshot: Snapshot, now: datetime) -> NoticePlan:
         """The change notices owed now.
 
         Making the plan reads what every registrant was last told: seconds at 1,000,000.

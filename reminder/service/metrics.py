@@ -19,6 +19,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OUTCOMES = ("sent", "late", "failed", "superseded")
 # From a prompt send (well under a second) to a reminder sent days late.
 DUE_TO_ACCEPT_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 21600, 86400)
+# From a loop that keeps up (a millisecond) to one held for seconds.
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 __all__ = ["CONTENT_TYPE", "OUTCOMES", "Metrics"]
 
@@ -50,6 +52,12 @@ class Metrics:
             "reminder_due_to_accept_seconds",
             "Seconds from a reminder's due instant to the server accepting it",
             buckets=DUE_TO_ACCEPT_BUCKETS,
+            registry=r,
+        )
+        self.loop_lag = Histogram(
+            "reminder_event_loop_lag_seconds",
+            "How late a periodic tick of the event loop came: what blocked the loop",
+            buckets=LOOP_LAG_BUCKETS,
             registry=r,
         )
         self.next_wakeup = Gauge(

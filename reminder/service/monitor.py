@@ -6,12 +6,14 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-from ..core.declines import declined
+from ..core.declines import Declines, declined
+from ..core.errors import LedgerError
 from ..core.mailing import DeliveryKey, MailKind
 from ..storage.ledger import Ledger
+from ..storage.thread import LedgerThread
 from .metrics import Metrics
 from .sdnotify import Notifier
 from .snapshot import Snapshot
@@ -21,7 +23,11 @@ if TYPE_CHECKING:
 
 DEFAULT_SWEEP = timedelta(minutes=5)  # readiness' grace when the sweep is switched off
 STARTING_PING = 10.0  # seconds between start-timeout extensions when there is no watchdog
-PROBE_EVERY = 1.0  # seconds a ledger probe stays valid: /readyz may be hit 200 times a second
+PROBE_EVERY = 1.0  # seconds between two probes of the ledger, whatever /readyz is asked
+# A ledger call that has not returned after this long hangs (a frozen database server,
+# a hung disk): readiness says so, and the watchdog is no longer fed.
+STUCK_AFTER = 30.0
+LAG_EVERY = 0.25  # seconds between two ticks that time the event loop
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,7 @@ class Monitor:
         self.clock = clock
         self.metrics = Metrics()
         self.notifier = notifier or Notifier()
-        self.ledger: Ledger | None = None
+        self.thread: LedgerThread[Ledger] | None = None
         self.snapshot: Snapshot | None = None
         self.first_pass_done = False
         self.running_since: datetime | None = None  # the pass in progress began then
@@ -54,23 +60,22 @@ class Monitor:
         self.failure: str | None = None  # why the last pass ended early
         self.paused: str | None = None
         self.wakeups: tuple[datetime, ...] = ()
-        self._probe: tuple[float, str | None] = (-PROBE_EVERY, None)
+        self._probe: str | None = "the ledger is not open yet"
+        self.stuck_after = STUCK_AFTER
         self._announced = False  # READY=1 sent
         self._counters: dict[tuple[str, str, str], Counter] = {}  # deliveries, by labels
 
     # -- hooks the worker calls -----------------------------------------------------------
 
-    def serving(self, snapshot: Snapshot, ledger: Ledger) -> None:
+    def serving(self, snapshot: Snapshot) -> None:
         """A snapshot is in service (at start and after each good reload)."""
-        self.snapshot, self.ledger = snapshot, ledger
+        self.snapshot = snapshot
         self.metrics.declare_leads(MailKind.REMINDER, map(str, snapshot.config.reminders.leads))
-        self.count_registrants()
-        self.count_declines()
 
     def reloaded(self, snapshot: Snapshot | None) -> None:
         self.metrics.reloads.labels("ok" if snapshot else "refused").inc()
-        if snapshot is not None and self.ledger is not None:
-            self.serving(snapshot, self.ledger)
+        if snapshot is not None:
+            self.serving(snapshot)
 
     def pass_started(self) -> None:
         self.running_since = self.progress = self.clock()
@@ -83,8 +88,6 @@ class Monitor:
         self.failure = failure
         self.set_paused(paused)
         self.metrics.in_flight.set(0)  # anything not reported was abandoned with the pass
-        self.count_registrants()
-        self.count_declines()
         self.first_pass_done = True
 
     def set_paused(self, reason: str | None) -> None:
@@ -105,8 +108,15 @@ class Monitor:
     def stopping(self) -> None:
         self.notifier.notify(STOPPING="1", STATUS="stopping: finishing the messages in flight")
 
+    def making_progress(self) -> bool:
+        """The loop runs (this is asked on it) and no ledger call hangs: a database away
+        answers at once with an error, and the worker waits for it without a restart."""
+        return self.thread is None or self.thread.stuck_for() < self.stuck_after
+
     async def keep_alive(self, stopping: asyncio.Event) -> None:
-        """WATCHDOG=1 from the loop itself: a loop that stops answering stops the pings.
+        """WATCHDOG=1 from the loop itself, while the worker makes progress: a loop that
+        stops answering, or a ledger call that hangs, stops the pings and systemd restarts
+        the service; a database that refuses (an outage) does not.
 
         Until READY, each ping also extends systemd's start timeout: a first pass may be
         a batch of thousands, and must not be killed for it while the loop answers.
@@ -115,12 +125,13 @@ class Monitor:
             return
         interval = self.notifier.ping_interval or STARTING_PING
         while not stopping.is_set():
-            fields = {"WATCHDOG": "1"} if self.notifier.ping_interval else {}
+            alive = self.making_progress()
+            fields = {"WATCHDOG": "1"} if self.notifier.ping_interval and alive else {}
             if not self._announced:
                 fields["EXTEND_TIMEOUT_USEC"] = str(int(3 * interval * 1_000_000))
             if fields:
                 self.notifier.notify(**fields)
-            elif self._announced:
+            elif self._announced and not self.notifier.ping_interval:
                 return  # ready, and no watchdog: nothing more to say
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=interval)
@@ -148,23 +159,47 @@ class Monitor:
 
     # -- what the outside reads -----------------------------------------------------------
 
-    def count_registrants(self) -> None:
+    async def measure_lag(self, stopping: asyncio.Event) -> None:
+        """Time the loop: a tick asked for every LAG_EVERY seconds, and how late it came.
+
+        Anything that blocks the loop (a database, a file, a long computation) shows here
+        before it shows anywhere else.
+        """
+        loop = asyncio.get_running_loop()
+        while not stopping.is_set():
+            asked = loop.time()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=LAG_EVERY)
+            self.metrics.loop_lag.observe(max(0.0, loop.time() - asked - LAG_EVERY))
+
+    async def watch_ledger(self, thread: LedgerThread[Ledger], stopping: asyncio.Event) -> None:
+        """Probe the ledger every PROBE_EVERY seconds, in its thread: readiness reads the
+        last answer, so /readyz never waits on the database."""
+        self.thread = thread
+        while not stopping.is_set():
+            try:
+                self._probe = await thread.call(thread.ledger.write_problem, patient=False)
+            except LedgerError as exc:  # unreachable: the thread's outage says why
+                self._probe = getattr(exc, "cause", "") or str(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), timeout=PROBE_EVERY)
+
+    def count_registrants(self, stopped: frozenset[str]) -> None:
+        """Registrants served and suppressed, given the ledger's suppressed addresses."""
         if self.snapshot is None:
             return
         roster = self.snapshot.roster
-        stopped = self.ledger.suppressed_addresses() if self.ledger else frozenset()
         served, suppressed = roster.served_and_suppressed(stopped)
         gauge = self.metrics.registrants
         gauge.labels("served").set(served)
         gauge.labels("suppressed").set(suppressed)
         gauge.labels("problems").set(len(roster.problems))
 
-    def count_declines(self) -> None:
+    def count_declines(self, declines: Declines) -> None:
         """Per session still to come, how many registrants' declines stand (no address:
-        one series a session, which the cycle has a dozen of)."""
-        if self.snapshot is None or self.ledger is None:
+        one series a session, which the cycle has a dozen of), given the ledger's."""
+        if self.snapshot is None:
             return
-        declines = self.ledger.declines()
         people = self.snapshot.roster.having(declines.recipients()) if declines else {}
         gauge = self.metrics.declines
         gauge.clear()  # a session gone from the config leaves no series behind
@@ -188,12 +223,18 @@ class Monitor:
         return f"ready; next wake-up {self.wakeups[0].astimezone(zone):%Y-%m-%d %H:%M %Z}"
 
     def ledger_problem(self) -> str | None:
-        loop = asyncio.get_running_loop()
-        checked, problem = self._probe
-        if loop.time() - checked >= PROBE_EVERY:
-            problem = self.ledger.write_problem() if self.ledger else "the ledger is not open yet"
-            self._probe = (loop.time(), problem)
-        return problem
+        """Why the ledger cannot be written now, from what its thread last said."""
+        thread = self.thread
+        if thread is not None:
+            if (stuck := thread.stuck_for()) >= self.stuck_after:
+                return (
+                    f"the ledger has not answered for {stuck:.0f} s (a call hangs: a frozen "
+                    "database server, or a hung disk)"
+                )
+            if thread.outage is not None:
+                since = datetime.fromtimestamp(thread.outage.since, UTC)
+                return f"ledger unreachable since {since:%Y-%m-%dT%H:%M:%SZ}: {thread.outage.cause}"
+        return None if self._probe is None else f"the ledger is not writable: {self._probe}"
 
     def readiness(self) -> Readiness:
         """Ready: first pass done, ledger writable, not paused, last pass finished, and no
@@ -203,7 +244,7 @@ class Monitor:
         if not self.first_pass_done:
             reasons.append("starting: the first pass has not finished")
         if (problem := self.ledger_problem()) is not None:
-            reasons.append(f"the ledger is not writable: {problem}")
+            reasons.append(problem)
         if self.paused:
             reasons.append(f"deliveries paused: {self.paused}"[:300])
         if self.failure:

@@ -45,7 +45,9 @@ class Notifier:
         payload = "\n".join(lines).encode()
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
-                sock.sendto(payload, self.address)
+                # Never waits: a listener that does not read (its queue full) would
+                # otherwise hold the event loop in sendto (invariant 13).
+                sock.sendto(payload, socket.MSG_DONTWAIT, self.address)
         except OSError as exc:
             if not self._failed:  # say it once, not at every watchdog ping
                 log.warning("cannot notify systemd at %s: %s", self.address.lstrip("\0"), exc)

@@ -18,7 +18,7 @@ from .metrics import CONTENT_TYPE
 from .request_log import RequestLog
 from .staff_login import LoginGuard, client_address, same_secret
 from .status_page import next_mail, status_page
-from .web_app import SERVICE, Service, as_json, page
+from .web_app import SERVICE, Service, as_json, in_ledger, page
 from .web_registrants import add_routes
 
 log = logging.getLogger("reminder")
@@ -167,7 +167,9 @@ async def status(request: web.Request) -> web.Response:
     await _staff(request)
     service = request.app[SERVICE]
     monitor = service.monitor
-    view = status_page(
+    view = await in_ledger(
+        request,
+        status_page,
         service.snapshot,
         service.ledger,
         service.clock(),

@@ -9,6 +9,7 @@ other token is answered 404 with no detail.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -17,7 +18,7 @@ from multidict import MultiDictProxy
 from ..core.unsubscribe import TOKEN_PATTERN, TokenIndex
 from ..inputs.registrants import masked
 from .registrant_choices import Choice, Outcome, choose, find_session, sessions_page
-from .web_app import PAGES, SERVICE, Service, page
+from .web_app import PAGES, SERVICE, Service, in_ledger, page
 
 log = logging.getLogger("reminder")
 
@@ -44,7 +45,7 @@ async def style(request: web.Request) -> web.Response:
     return web.Response(text=css, content_type="text/css", charset="utf-8")
 
 
-def _address(request: web.Request) -> str:
+async def _address(request: web.Request) -> str:
     """The address behind the URL's token; 404 with no detail for any other token."""
     service = request.app[SERVICE]
     snapshot = service.snapshot
@@ -57,7 +58,7 @@ def _address(request: web.Request) -> str:
         cache["snapshot"] = snapshot
         # Links in mails already sent stay valid for people no longer in the export.
         known = {r.key for r in roster.registrants}
-        known |= {*roster.suppressed, *service.ledger.recipients()}
+        known |= {*roster.suppressed, *await in_ledger(request, service.ledger.recipients)}
         cache["index"] = TokenIndex(
             http.secret.get_secret_value(), snapshot.config.cycle.id, sorted(known)
         )
@@ -72,9 +73,10 @@ def _address(request: web.Request) -> str:
 
 async def unsubscribe_page(request: web.Request) -> web.Response:
     """GET only shows a button: mail scanners follow links, and must not unsubscribe anyone."""
-    address = _address(request)
+    address = await _address(request)
     service = request.app[SERVICE]
-    return _unsubscribe_page(service, address, address in service.ledger.suppressed_addresses())
+    stopped = await in_ledger(request, service.ledger.suppressed_addresses)
+    return _unsubscribe_page(service, address, address in stopped)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -83,21 +85,24 @@ async def unsubscribe(request: web.Request) -> web.Response:
     RFC 8058 section 3.1: the body is `List-Unsubscribe=One-Click`, form-encoded or
     multipart. Anything else is not a one-click unsubscribe: 400, and nobody suppressed.
     """
-    address = _address(request)
+    address = await _address(request)
     form = await _form(request)
     if form is None or form.getall("List-Unsubscribe", []) != ["One-Click"]:
         raise web.HTTPBadRequest(
             text="A one-click unsubscribe (RFC 8058) posts List-Unsubscribe=One-Click.\n"
         )
     service = request.app[SERVICE]
-    if service.ledger.suppress(
+    suppress = partial(
+        service.ledger.suppress,
         address,
         reason="one-click unsubscribe link",
         source="unsubscribe",
         at=service.clock(),
-    ):
+    )
+    if await in_ledger(request, suppress):
         service.monitor.metrics.unsubscribes.inc()
-        service.monitor.count_registrants()
+        stopped = await in_ledger(request, service.ledger.suppressed_addresses)
+        service.monitor.count_registrants(stopped)
         log.info("unsubscribed %s through the one-click link", masked(address))
     return _unsubscribe_page(service, address, True)
 
@@ -131,27 +136,27 @@ def _unsubscribe_page(service: Service, address: str, done: bool) -> web.Respons
 
 async def sessions(request: web.Request) -> web.Response:
     """Their sessions to come, each with its button: decline, or come after all."""
-    return _sessions_page(request, _address(request))
+    return await _sessions_page(request, await _address(request))
 
 
 async def sessions_choice(request: web.Request) -> web.Response:
     """A button of the sessions' page: which session is in the form."""
-    address = _address(request)
+    address = await _address(request)
     form = await _form(request)
     done = await _choose(request, address, _field(form, "session"), form)
-    return _sessions_page(request, address, done)
+    return await _sessions_page(request, address, done)
 
 
 async def session_page(request: web.Request) -> web.Response:
     """The link of a reminder: one session, and one button."""
-    return _session_page(request, _address(request))
+    return await _session_page(request, await _address(request))
 
 
 async def session_choice(request: web.Request) -> web.Response:
-    address = _address(request)
+    address = await _address(request)
     form = await _form(request)
     done = await _choose(request, address, request.match_info["session"], form)
-    return _session_page(request, address, done)
+    return await _session_page(request, address, done)
 
 
 async def _choose(
@@ -167,24 +172,26 @@ async def _choose(
     session = find_session(service.snapshot, session_id)
     if session is None:
         raise web.HTTPNotFound()
-    outcome, changed = choose(
-        service.ledger, service.snapshot, address, session, choice, service.clock()
+    outcome, changed = await in_ledger(
+        request, choose, service.ledger, service.snapshot, address, session, choice, service.clock()
     )
     if changed:
         service.monitor.metrics.choices.labels(choice.value).inc()
-        service.monitor.count_declines()
+        service.monitor.count_declines(await in_ledger(request, service.ledger.declines))
         service.poke("a registrant's choice")
     return session.id, outcome
 
 
-def _sessions_page(
+async def _sessions_page(
     request: web.Request, address: str, done: tuple[str, Outcome] | None = None
 ) -> web.Response:
     service = request.app[SERVICE]
+    declines = await in_ledger(request, service.ledger.declines)
+    stopped = await in_ledger(request, service.ledger.suppressed_addresses)
     view = sessions_page(
         service.snapshot,
-        service.ledger.declines(),
-        address in service.ledger.suppressed_addresses(),
+        declines,
+        address in stopped,
         address,
         service.clock(),
     )
@@ -201,16 +208,15 @@ def _sessions_page(
     )
 
 
-def _session_page(
+async def _session_page(
     request: web.Request, address: str, done: tuple[str, Outcome] | None = None
 ) -> web.Response:
     service = request.app[SERVICE]
     session = find_session(service.snapshot, request.match_info["session"])
     if session is None:
         raise web.HTTPNotFound()
-    view = sessions_page(
-        service.snapshot, service.ledger.declines(), False, address, service.clock(), session
-    )
+    declines = await in_ledger(request, service.ledger.declines)
+    view = sessions_page(service.snapshot, declines, False, address, service.clock(), session)
     return page(
         "decline.html",
         page=view,

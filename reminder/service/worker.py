@@ -10,6 +10,9 @@ Three mechanisms time it, and they stay three because each answers a different c
   that comes during a pass into one more pass, so no timer needs to know about another.
 Nothing polls faster than the watch interval: waits are on events (stopping, started,
 a retry coming due in the transport).
+
+Nothing on the loop waits on a database or a file (invariant 13): the ledger lives in its
+own thread (`LedgerThread`), and files are read in `files.py`'s threads, with a deadline.
 """
 
 from __future__ import annotations
@@ -34,18 +37,27 @@ from apscheduler.triggers.date import DateTrigger
 
 from ..core.answer import INTERRUPTED, OK, Answer
 from ..core.clock import Clock, utc_now
-from ..core.errors import InputError, ReminderError, StateError, TransportConfigError
+from ..core.errors import (
+    InputError,
+    LedgerUnreachable,
+    ReminderError,
+    StateError,
+    TransportConfigError,
+)
 from ..inputs.config import Config
 from ..mail.ratelimit import Budget, BudgetMaker, own_budget
 from ..mail.transport import Transport
 from ..mail.transports import make_transport, transport_settings
-from ..storage.backend import open_ledger
+from ..storage.backend import ledger_patience, open_ledger
 from ..storage.cluster import Presence, SharedRateLimit
 from ..storage.ledger import Ledger
 from ..storage.lock import StateLock
+from ..storage.thread import LedgerThread, Outage
 from .bounces import BounceRun, collect
 from .composing import helper_count
 from .dispatcher import Dispatcher
+from .faults import Fault
+from .files import off_loop
 from .logs import use_zone
 from .lookahead import owed_count, still_owed
 from .monitor import Monitor
@@ -57,6 +69,10 @@ log = logging.getLogger("reminder")
 POLL_SECONDS = 2.0  # config, export, suppression list and templates: seen within 5 s
 DRAIN_SECONDS = 30.0
 WAKEUP_PREFIX = "due:"
+# Reading every input file again: seconds at 1,000,000 registrants; past this, the
+# files hang (a network mount), and the last good state keeps serving.
+RELOAD_DEADLINE = 120.0
+STAT_DEADLINE = 10.0  # the few `stat` calls of a poll
 
 
 def _out_of_collections() -> None:
@@ -109,7 +125,11 @@ class Worker:
         self._again = False  # a wake-up came while another ran
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused_roster: tuple[str, int, int] | None = None  # an export held back
-        self._state_fault = ""  # the last state-folder fault logged, so it is logged once
+        # Faults that last, each told once, then once a minute, then when it ends.
+        self.pass_fault = Fault("wake-ups fail, will try again")
+        self.ledger_fault = Fault("the ledger")
+        self.heart_fault = Fault("the heartbeat fails; not sending until it succeeds")
+        self.watch_fault = Fault("watching the input files fails; still serving the last good")
         self.failure: ReminderError | None = None  # why the worker stopped on its own
         self.signal: int | None = None  # the signal that stopped it
         self.sent = 0  # since start, for the stop line
@@ -132,7 +152,12 @@ class Worker:
 
     @property
     def ledger(self) -> Ledger:
-        return self._opened().ledger
+        """The ledger object: its methods are called through `self.thread`, in its thread."""
+        return self._opened().thread.ledger
+
+    @property
+    def thread(self) -> LedgerThread[Ledger]:
+        return self._opened().thread
 
     @property
     def presence(self) -> Presence:
@@ -158,31 +183,52 @@ class Worker:
         self.lock.acquire()
         try:
             config = self.snapshot.config
-            ledger = open_ledger(config, worker=self.identity)
+            thread: LedgerThread[Ledger] = LedgerThread(
+                patience=ledger_patience(config), on_outage=self._ledger_outage
+            )
+            ledger = await thread.open(
+                lambda: open_ledger(config, worker=self.identity, patience=0)
+            )
             try:
                 presence = Presence(ledger, self.clock, config.ledger.lease)
-                presence.join()
+                await thread.call(presence.join)
                 # Alone on a SQLite file (the state lock says so), every other claim is a
                 # dead worker's; on a shared ledger, only those whose lease expired.
-                adopted = ledger.adopt_claims(self.clock(), only_expired=ledger.shared)
-                opened = _Open(ledger, presence, _ledger_file(ledger))
+                adopted = await thread.call(self._adopt_at_start, ledger)
+                opened = _Open(thread, presence, await off_loop(_ledger_file, ledger))
                 self._open = opened
                 opened.transport = self._transport(config)
                 opened.dispatcher = self._dispatcher()
                 presence.in_flight = lambda: self.dispatcher.in_flight
-                self.monitor.serving(self.snapshot, ledger)
+                self.monitor.serving(self.snapshot)
                 try:
                     await self._serve(adopted)
                 finally:
                     await opened.transport.close()
                     with contextlib.suppress(ReminderError):
-                        presence.leave()
+                        await thread.call(presence.leave, patient=False, deadline=10)
             finally:
-                ledger.close()
+                await thread.close(Ledger.close)
         finally:
             self.lock.release()
         if self.failure is not None:
             raise self.failure
+
+    def _adopt_at_start(self, ledger: Ledger) -> int:
+        return ledger.adopt_claims(self.clock(), only_expired=ledger.shared)
+
+    def _ledger_outage(self, outage: Outage | None) -> None:
+        """Told by the ledger's thread when the database stops answering, and when it
+        answers again: logged once each way; the loop goes on answering throughout."""
+        if outage is not None:
+            self.ledger_fault.seen(
+                outage.cause, f"the database does not answer ({outage.cause}); waiting for it"
+            )
+            return
+        self.ledger_fault.cleared("answers again; resuming")
+        if self._open is not None and not self.stopping.is_set():
+            # Sending resumes now, not at the next heartbeat or sweep.
+            self._spawn(self._beat_now())
 
     def _transport(self, config: Config) -> Transport:
         return self.transport_factory(config, self.clock, self._budget)
@@ -191,7 +237,7 @@ class Worker:
         """A transport's sending budget: the server counts messages per account, whichever
         machine sends them, so workers sharing a ledger share one."""
         if self.ledger.shared:
-            return SharedRateLimit(self.ledger, limits, hold=hold)
+            return SharedRateLimit(self.thread, limits, hold=hold)
         return own_budget(limits, hold)
 
     def _state_lost(self) -> str | None:
@@ -202,10 +248,17 @@ class Worker:
             return f"{self.ledger.path} was removed or replaced"
         return None
 
-    def _guard_state(self) -> bool:
+    async def _guard_state(self) -> bool:
         """Stop, with a clear error, when the ledger or the lock file is gone or replaced:
-        serving on would send without the lock, beside a worker that took a new one."""
-        reason = self._state_lost()
+        serving on would send without the lock, beside a worker that took a new one.
+
+        The folder is looked at off the loop; one that does not answer in time is not
+        taken for lost (the pass that follows says what fails).
+        """
+        try:
+            reason = await off_loop(self._state_lost, deadline=STAT_DEADLINE)
+        except ReminderError:
+            return True
         if reason is None:
             return True
         if self.failure is None:
@@ -234,18 +287,20 @@ class Worker:
                         f"cannot listen on {http.listen} ({exc.strerror}): set http.listen "
                         "to a free address, or http.enabled = false"
                     ) from None
-            self._banner(adopted)
-            watcher = asyncio.create_task(self._watch())
-            bounces = asyncio.create_task(self._read_bounces())
-            heart = asyncio.create_task(self._heartbeat())
-            alive = asyncio.create_task(self.monitor.keep_alive(self.stopping))
+            await self._banner(adopted)
+            background = [
+                asyncio.create_task(self._watch()),
+                asyncio.create_task(self._read_bounces()),
+                asyncio.create_task(self._heartbeat()),
+                asyncio.create_task(self.monitor.keep_alive(self.stopping)),
+                asyncio.create_task(self.monitor.measure_lag(self.stopping)),
+                asyncio.create_task(self.monitor.watch_ledger(self.thread, self.stopping)),
+            ]
             await self.wake("start")
             self.started.set()
             await self.stopping.wait()
-            await watcher
-            await bounces
-            await heart
-            await alive
+            for task in background:
+                await task
             # Transactions in flight finish; nothing new starts (stopping is set).
             try:
                 await asyncio.wait_for(self._busy.acquire(), self.drain_seconds)
@@ -262,13 +317,16 @@ class Worker:
             self.scheduler.shutdown(wait=False)
             for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(signum)
-        self._stop_line()
+        await self._stop_line()
 
-    def _stop_line(self) -> None:
+    async def _stop_line(self) -> None:
         """Counts that add up: what went out, and what the next start owes."""
         left = "unknown (the ledger cannot be read)"
         with contextlib.suppress(ReminderError, sqlite3.Error):
-            left = str(still_owed(self.ledger, self.snapshot, self.clock()))
+            owed = await self.thread.call(
+                still_owed, self.ledger, self.snapshot, self.clock(), patient=False, deadline=30
+            )
+            left = str(owed)
         log.info("stopped: sent %d since start; left for the next start: %s", self.sent, left)
 
     def _dispatcher(self) -> Dispatcher:
@@ -278,7 +336,7 @@ class Worker:
         throttled = bool(self.transport.capabilities.rate_limits)
         helpers = 0 if throttled else self.helpers
         return Dispatcher(
-            self.ledger,
+            self.thread,
             self.transport,
             self.clock,
             helpers=helpers,
@@ -296,11 +354,12 @@ class Worker:
             self.monitor.stopping()
             self.stopping.set()
 
-    def _banner(self, adopted: int) -> None:
+    async def _banner(self, adopted: int) -> None:
         snapshot = self.snapshot
         now = self.clock()
-        upcoming = self.dispatcher.wakeups(snapshot, now)
-        due = owed_count(self.ledger, snapshot, now)
+        upcoming = await self.dispatcher.wakeups(snapshot, now)
+        due = await self.thread.call(owed_count, self.ledger, snapshot, now)
+        stopped = await self._count_registrants()
         log.info("reminder worker %s started", self.identity)
         log.info(
             "config %s: cycle %r, %d sessions, %d leads (%s)",
@@ -311,9 +370,7 @@ class Worker:
             ", ".join(map(str, snapshot.config.reminders.leads)),
         )
         # Served means mailed: the ledger's suppressions (unsubscribes, bounces) count too.
-        served, suppressed = snapshot.roster.served_and_suppressed(
-            self.ledger.suppressed_addresses()
-        )
+        served, suppressed = snapshot.roster.served_and_suppressed(stopped)
         log.info(
             "registrants %s: %d served, %d suppressed, %d problems",
             snapshot.roster.source,
@@ -344,6 +401,17 @@ class Worker:
         for problem in snapshot.problems:
             log.warning("%s", problem)
 
+    async def _count_registrants(self) -> frozenset[str]:
+        """Registrants served, suppressed and declining, as the ledger says now (metrics);
+        returns the suppressed addresses."""
+        ledger = self.ledger
+        stopped, declines = await self.thread.call(
+            lambda: (ledger.suppressed_addresses(), ledger.declines()), patient=False
+        )
+        self.monitor.count_registrants(stopped)
+        self.monitor.count_declines(declines)
+        return stopped
+
     async def _watch(self) -> None:
         """Poll the watched files and sweep at intervals of elapsed time.
 
@@ -355,12 +423,16 @@ class Worker:
         while not self.stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=self.poll_seconds)
-            if not self._guard_state():
+            if not await self._guard_state():
                 return
             try:
                 await self.poll()
+            except ReminderError as exc:
+                self.watch_fault.seen(str(exc))
             except Exception:  # a watcher that dies would silently stop reloads
                 log.exception("watching the input files failed; trying again")
+            else:
+                self.watch_fault.cleared()
             sweep = self.snapshot.config.reminders.sweep_interval
             if sweep and loop.time() >= next_sweep + sweep.total_seconds():
                 next_sweep = loop.time()
@@ -374,26 +446,38 @@ class Worker:
                 await asyncio.wait_for(self.stopping.wait(), timeout=interval)
             if self.stopping.is_set():
                 return
-            try:
-                held, kept, adopted = self.presence.beat()
-            except ReminderError as exc:
-                log.error("heartbeat failed; not sending until it succeeds: %s", exc)
-                continue
-            if not kept:
-                log.warning(
-                    "this worker's lease had expired and other workers adopted its claims; "
-                    "it sends again under a new lease, nothing they took"
-                )
-            elif not held:
-                log.warning("this worker's lease was renewed after it lapsed; sending again")
-            if adopted:
-                log.info(
-                    "adopted %d deliveries of a worker whose lease expired; sending them "
-                    "with their recorded Message-ID",
-                    adopted,
-                )
-            if adopted or not held:
-                await self._trigger("adoption" if adopted else "lease renewed")
+            await self._beat(interval)
+
+    async def _beat(self, deadline: float) -> None:
+        try:
+            held, kept, adopted = await self.thread.call(
+                self.presence.beat, patient=False, deadline=deadline
+            )
+        except ReminderError as exc:
+            if not isinstance(exc, LedgerUnreachable) and self.thread.outage is None:
+                self.heart_fault.seen(str(exc))  # else the ledger's own line tells it, once
+            return
+        self.heart_fault.cleared("succeeds again")
+        if not kept:
+            log.warning(
+                "this worker's lease had expired and other workers adopted its claims; "
+                "it sends again under a new lease, nothing they took"
+            )
+        elif not held:
+            log.warning("this worker's lease was renewed after it lapsed; sending again")
+        if adopted:
+            log.info(
+                "adopted %d deliveries of a worker whose lease expired; sending them "
+                "with their recorded Message-ID",
+                adopted,
+            )
+        if adopted or not held:
+            await self._trigger("adoption" if adopted else "lease renewed")
+
+    async def _beat_now(self) -> None:
+        """The ledger answers again: renew the lease, and send what waited."""
+        await self._beat(self.presence.lease.total_seconds() / 3)
+        await self._trigger("the ledger answers again")
 
     async def _read_bounces(self) -> None:
         """Read the bounce mailbox every bounces.interval, when one is configured.
@@ -426,15 +510,15 @@ class Worker:
         with open_ledger(config, worker=self.identity, migrate=False) as ledger:
             return collect(config, ledger, self.clock())
 
-    def _schedule_wakeups(self, since: datetime) -> bool:
+    async def _schedule_wakeups(self, since: datetime) -> bool:
         """One in-memory job per future instant of the plan; rebuilt, never persisted.
 
         Read from `since`, the start of the pass that just ended: an instant that passed
         during that pass is not left to the sweep; True says one did, and another pass
         is due at once.
         """
+        instants = await self.dispatcher.wakeups(self.snapshot, since)
         now = self.clock()
-        instants = self.dispatcher.wakeups(self.snapshot, since)
         wanted = {
             f"{WAKEUP_PREFIX}{instant.isoformat()}": instant
             for instant in instants
@@ -493,9 +577,11 @@ class Worker:
                 if self.stopping.is_set():
                     break
                 try:
-                    passed = self._schedule_wakeups(began)
+                    passed = await self._schedule_wakeups(began)
                 except (ReminderError, sqlite3.Error) as exc:
-                    log.error("the next wake-ups cannot be read; the sweep stands in: %s", exc)
+                    self.pass_fault.seen(
+                        f"the next wake-ups cannot be read; the sweep stands in: {exc}"
+                    )
                     break
                 if passed and not self._paused:
                     self._again, reason = True, "due during the last pass"
@@ -505,7 +591,7 @@ class Worker:
         if self._paused:
             log.debug("deliveries paused: %s", self._paused)
             return
-        if not self._guard_state():
+        if not await self._guard_state():
             return
         self.monitor.pass_started()
         try:
@@ -521,16 +607,14 @@ class Worker:
             )
             return
         except (ReminderError, OSError) as exc:
-            # One message per distinct cause, not one per pass: a full disk stays full.
-            if str(exc) != self._state_fault:
-                self._state_fault = str(exc)
-                log.error("wake-up (%s) failed, will try again at the next one: %s", reason, exc)
+            # Once when it starts, then once a minute with a count: a full disk stays full.
+            self.pass_fault.seen(str(exc), f"wake-up ({reason}) failed, will try again: {exc}")
             self.monitor.pass_ended(failure=str(exc))
             return
         self.monitor.pass_ended()
-        if self._state_fault:
-            log.info("the ledger is writable again")
-            self._state_fault = ""
+        self.pass_fault.cleared("succeed again")
+        with contextlib.suppress(ReminderError):
+            await self._count_registrants()
         self.sent += tally.sent
         if tally:
             log.info("wake-up (%s): %s", reason, tally)
@@ -539,14 +623,20 @@ class Worker:
 
     async def poll(self) -> None:
         """Reload when a watched file changed since the last attempt, good or bad."""
-        current = fingerprint(watched_paths(self.snapshot.config))
+        current = await self._fingerprint()
         if current != self._seen:
             await self.reload("a file changed")
 
+    async def _fingerprint(self) -> tuple[tuple[str, int, int], ...]:
+        config = self.snapshot.config
+        return await off_loop(lambda: fingerprint(watched_paths(config)), deadline=STAT_DEADLINE)
+
     async def reload(self, reason: str) -> None:
-        self._seen = fingerprint(watched_paths(self.snapshot.config))
         try:
-            fresh = load_snapshot(self.config_path, served=True)
+            self._seen = await self._fingerprint()
+            fresh = await off_loop(
+                load_snapshot, self.config_path, served=True, deadline=RELOAD_DEADLINE
+            )
         except InputError as exc:
             log.error(
                 "reload (%s) refused; still serving the previous version. Fix this:\n%s",
@@ -637,7 +727,7 @@ class _Open:
     """What the worker opens once it holds the state lock, and closes when it stops; the
     transport and dispatcher are replaced when a reload changes the transport's settings."""
 
-    ledger: Ledger
+    thread: LedgerThread[Ledger]
     presence: Presence
     ledger_identity: tuple[int, int] | None  # the SQLite file locked at start
     transport: Transport = field(init=False)

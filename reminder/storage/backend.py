@@ -104,17 +104,28 @@ def ledger_password(config: Config) -> str | None:
     return secret(config, "ledger", "password") if config.ledger.url else None
 
 
+def ledger_patience(config: Config) -> float:
+    """How long a lost PostgreSQL connection is retried: two leases (at least 30 s), long
+    enough for a restart or a failover, with every outcome kept."""
+    return max(30.0, 2 * config.ledger.lease.total_seconds())
+
+
 def open_ledger(
-    config: Config, *, worker: str = "", readonly: bool = False, migrate: bool = True
+    config: Config,
+    *,
+    worker: str = "",
+    readonly: bool = False,
+    migrate: bool = True,
+    patience: float | None = None,
 ) -> Ledger:
-    """The ledger the config names. A lost PostgreSQL connection is retried for two leases
-    (at least 30 s): long enough for a restart or a failover, with every outcome kept."""
+    """The ledger the config names. With `patience` 0, a call that cannot reach the
+    database raises LedgerUnreachable at once: the worker's loop retries it, asleep."""
     return Ledger(
         ledger_target(config),
         worker=worker,
         readonly=readonly,
         password=ledger_password(config),
-        patience=max(30.0, 2 * config.ledger.lease.total_seconds()),
+        patience=ledger_patience(config) if patience is None else patience,
         migrate=migrate,
     )
 

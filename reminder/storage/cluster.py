@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 
 from .database import Execute
 from .ledger import Ledger, stamp
+from .thread import LedgerThread
 
 # An advisory lock (PostgreSQL) under which one send at a time is taken from the budget.
 _RATE_LOCK = 7_432_003
@@ -79,7 +80,9 @@ class Membership:
 
 
 def workers(ledger: Ledger) -> list[WorkerRow]:
-    """The workers that announced themselves, oldest first."""
+    """The workers that announced themselves, oldest first, each with the claims the
+    ledger holds for it now (not the count its last heartbeat wrote: a dead worker's
+    stays until it is adopted, and a live one's changes between heartbeats)."""
     return [
         WorkerRow(
             str(id_),
@@ -91,8 +94,9 @@ def workers(ledger: Ledger) -> list[WorkerRow]:
             int(flight),
         )
         for id_, host, pid, since, beat, until, flight in ledger.db.execute(
-            "SELECT id, host, pid, since, heartbeat_at, lease_until, in_flight FROM workers "
-            "ORDER BY since, id"
+            "SELECT id, host, pid, since, heartbeat_at, lease_until, (SELECT count(*) FROM "
+            "deliveries d WHERE d.status = 'claimed' AND d.claimed_by = workers.id) "
+            "FROM workers ORDER BY since, id"
         )
     ]
 
@@ -101,8 +105,10 @@ def take_send(ledger: Ledger, limits: Sequence[tuple[int, float]], hold: float) 
     """One send from the budget all workers share: its id, or the seconds to wait first.
 
     The rule of RateLimit, on the database's clock: the (i + count)-th send starts only
-    `window` after the i-th one ended. A send never finished (its worker died) counts
-    as finished `hold` seconds after it started.
+    `window` after the i-th one ended. A send never finished counts as finished `hold`
+    seconds (one transaction's deadline) after it started, or when its worker's lease
+    ran out if that came first: a worker killed or frozen mid-send holds the others back
+    for at most its lease, not the whole deadline.
     """
 
     def take(execute: Execute) -> int | float:
@@ -110,16 +116,25 @@ def take_send(ledger: Ledger, limits: Sequence[tuple[int, float]], hold: float) 
         wait = 0.0
         for count, window in limits:
             found = execute(
-                "SELECT started_at, finished_at FROM rate_sends ORDER BY id DESC LIMIT 1 OFFSET ?",
+                "SELECT r.started_at, r.finished_at, w.lease_until FROM rate_sends r "
+                "LEFT JOIN workers w ON w.id = r.worker ORDER BY r.id DESC LIMIT 1 OFFSET ?",
                 (count - 1,),
             ).fetchone()
             if found is None:
                 continue
             started, finished = float(found[0]), found[1]
-            if finished is None and started + hold > now:
+            # A worker without a row left (its lease ran out and its claims were adopted)
+            # died at least a lease ago.
+            lease_end = datetime.fromisoformat(found[2]).timestamp() if found[2] else now
+            dead = lease_end <= now
+            if finished is None and started + hold > now and not dead:
                 wait = max(wait, 0.01)  # the server may not have counted it yet
                 continue
-            ended = float(finished) if finished is not None else started + hold
+            ended = (
+                float(finished)
+                if finished is not None
+                else min(started + hold, max(started, lease_end))
+            )
             wait = max(wait, ended + window - now)
         if wait > 0:
             return wait
@@ -200,17 +215,20 @@ class Presence:
 
 
 class SharedRateLimit:
-    """smtp.max_per_minute / max_per_second for all the workers of a ledger together."""
+    """smtp.max_per_minute / max_per_second for all the workers of a ledger together,
+    taken in the ledger's thread."""
 
-    def __init__(self, ledger: Ledger, limits: Sequence[tuple[int, float]], hold: float) -> None:
-        self.ledger, self.limits, self.hold = ledger, list(limits), hold
+    def __init__(
+        self, thread: LedgerThread[Ledger], limits: Sequence[tuple[int, float]], hold: float
+    ) -> None:
+        self.thread, self.limits, self.hold = thread, list(limits), hold
 
     async def acquire(self) -> int:
         while True:
-            taken = take_send(self.ledger, self.limits, self.hold)
+            taken = await self.thread.call(take_send, self.thread.ledger, self.limits, self.hold)
             if isinstance(taken, int):
                 return taken
             await asyncio.sleep(min(taken, 1.0))
 
     async def release(self, send: int) -> None:
-        end_send(self.ledger, send)
+        await self.thread.call(end_send, self.thread.ledger, send)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from ..core.errors import LedgerError
+from ..core.errors import LedgerError, LedgerUnreachable
 
 log = logging.getLogger("reminder")
 # The pool logs every failed reconnection; the ledger logs one line per outage instead.
@@ -122,6 +122,17 @@ def redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
+def _sqlite_error(where: str, doing: str, exc: sqlite3.Error) -> LedgerError:
+    """One line for every command: a damaged file says what to do about it."""
+    if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc):
+        return LedgerError(
+            f"the ledger {where} is not a SQLite database ({exc}): it was damaged or "
+            "replaced. Restore it from a backup; moving it aside starts an empty ledger, "
+            "which forgets what was sent"
+        )
+    return LedgerError(f"the ledger {where} cannot be {doing}: {exc}")
+
+
 class SqliteDatabase:
     """A SQLite file in WAL mode: one machine, one worker."""
 
@@ -131,6 +142,7 @@ class SqliteDatabase:
 
     def __init__(self, path: Path, *, readonly: bool = False) -> None:
         self.where = str(path)
+        self.db: sqlite3.Connection
         if readonly and not path.exists():
             raise LedgerError(f"no ledger at {path} yet: `reminder run` creates it")
         try:
@@ -146,14 +158,15 @@ class SqliteDatabase:
                 # carries the same Message-ID).
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
+            self.version()  # a file that is not a database says so here, in one line
         except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {path} cannot be opened: {exc}") from None
+            raise _sqlite_error(self.where, "opened", exc) from None
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
         try:
             return self.db.execute(sql, parameters)
         except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {self.where} cannot be read: {exc}") from None
+            raise _sqlite_error(self.where, "read", exc) from None
 
     def write(self, statements: Iterable[Statement]) -> list[int]:
         """Run statements in one immediate transaction; return each one's row count."""
@@ -164,7 +177,7 @@ class SqliteDatabase:
             try:
                 return [self.db.execute(*statements[0]).rowcount]
             except sqlite3.Error as exc:
-                raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
+                raise _sqlite_error(self.where, "written", exc) from None
         return self.transaction(
             lambda execute: [execute(sql, parameters).rowcount for sql, parameters in statements]
         )
@@ -183,7 +196,7 @@ class SqliteDatabase:
                     self.db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
-            raise LedgerError(f"the ledger {self.where} cannot be written: {exc}") from None
+            raise _sqlite_error(self.where, "written", exc) from None
         return result
 
     @contextmanager
@@ -197,7 +210,7 @@ class SqliteDatabase:
                 self.db.execute("COMMIT")
 
     def version(self) -> int:
-        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+        return int(self.execute("PRAGMA user_version").fetchone()[0])
 
     def outside_writes(self) -> int | None:
         try:
@@ -260,6 +273,10 @@ def _fetched(cursor: Any) -> _Fetched:
     return _Fetched(cursor.fetchall() if cursor.description else [], cursor.rowcount)
 
 
+# Causes (as `PostgresDatabase.cause` words them) that waiting for the server cannot mend.
+_LASTING = ("authentication failed", "the database does not exist", "TLS required")
+
+
 class _Fetched:
     """A statement's rows, read before its connection goes back to the pool."""
 
@@ -317,6 +334,7 @@ class PostgresDatabase:
         }
         if password:
             kwargs["password"] = password
+        self._url, self._kwargs = url, kwargs
         self.pool = ConnectionPool(
             url,
             kwargs=kwargs,
@@ -328,13 +346,19 @@ class PostgresDatabase:
             name="reminder-ledger",
             configure=self._configure,
         )
+        # One connection first, on its own: its error names the cause (a wrong password,
+        # a missing database, a closed port, TLS required), where the pool would only say,
+        # after 10 s, that its initialization is incomplete.
         try:
+            psycopg.connect(url, **kwargs).close()
             self.pool.open(wait=True, timeout=10)
         except (PoolTimeout, psycopg.Error) as exc:
             self.pool.close()
-            raise LedgerError(
-                f"the ledger database {self.where} cannot be reached: {self._clean(exc)}"
-            ) from None
+            cause = self.cause(exc)
+            message = f"the ledger database {self.where} cannot be used: {cause}"
+            if cause.startswith(_LASTING):
+                raise LedgerError(message) from None  # waiting would not mend it
+            raise LedgerUnreachable(message, cause=cause) from None
 
     def _configure(self, connection: Any) -> None:
         timeout = round(self.IDLE_IN_TRANSACTION * 1000)
@@ -344,6 +368,40 @@ class PostgresDatabase:
     def _clean(self, exc: BaseException) -> str:
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         return text.replace(self._secret, "***") if self._secret else text
+
+    def cause(self, exc: BaseException) -> str:
+        """Why the server cannot be used, in words that say what to fix."""
+        text = self._clean(exc)
+        found = text.lower()
+        if "password authentication failed" in found or "no password supplied" in found:
+            return (
+                f"authentication failed ({text}): check the password in "
+                "REMINDER_LEDGER__PASSWORD or the file REMINDER_LEDGER__PASSWORD_FILE names"
+            )
+        if "does not exist" in found and "database" in found:
+            return (
+                f"the database does not exist ({text}): create it, or correct the database "
+                "name in ledger.url"
+            )
+        if "connection refused" in found:
+            return (
+                f"connection refused ({text}): is PostgreSQL running and listening on the "
+                "host and port of ledger.url?"
+            )
+        if "ssl" in found or "encryption" in found or "pg_hba.conf" in found:
+            return (
+                f"TLS required or access refused ({text}): if the server requires TLS, add "
+                "?sslmode=require to ledger.url; otherwise allow this host in pg_hba.conf"
+            )
+        if isinstance(exc, self.pool_timeout):
+            # The pool says only that it has no connection to give: one attempt of our
+            # own says why (a refused connection answers at once).
+            try:
+                self.psycopg.connect(self._url, **self._kwargs).close()
+            except self.psycopg.Error as direct:
+                return self.cause(direct)
+            return f"no connection within a second ({text})"
+        return text
 
     def _run(self, work: Callable[[Any], T], what: str, *, transaction: bool = True) -> T:
         """Run `work(connection)` in a transaction (without: its one statement is one),
@@ -393,17 +451,26 @@ class PostgresDatabase:
                 # Two workers claimed overlapping batches and the database chose one, or
                 # the server ended a transaction this worker left waiting: at once again.
                 continue
+            if not self.patience:
+                # The worker's ledger thread: its event loop tries again, with
+                # asyncio.sleep, and keeps answering meanwhile.
+                raise LedgerUnreachable(
+                    f"the ledger database {self.where} cannot be reached: {self.cause(failure)}",
+                    cause=self.cause(failure),
+                ) from None
             if self._down_since is None:
                 self._down_since = time.monotonic()
                 log.warning(
                     "the ledger database %s does not answer (%s); pausing until it does",
                     self.where,
-                    self._clean(failure),
+                    self.cause(failure),
                 )
             if time.monotonic() > deadline:
-                raise LedgerError(
-                    f"the ledger database {self.where} cannot be reached: {self._clean(failure)}"
+                raise LedgerUnreachable(
+                    f"the ledger database {self.where} cannot be reached: {self.cause(failure)}",
+                    cause=self.cause(failure),
                 ) from None
+            # A command's own thread, never an event loop's: the worker has patience 0.
             time.sleep(0.5)
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
@@ -493,11 +560,18 @@ class PostgresDatabase:
         return f"extract(epoch from ({end}::timestamptz - {start}::timestamptz))"
 
     def write_problem(self) -> str | None:
+        """Why a write cannot start; a server that cannot be reached at all raises
+        LedgerUnreachable, as any other call would."""
         try:
             with self.pool.connection(timeout=1) as connection, connection.transaction():
                 connection.execute("SELECT 1")
-        except (self.psycopg.Error, self.pool_timeout) as exc:
-            return self._clean(exc)
+        except (self.psycopg.OperationalError, self.pool_timeout) as exc:
+            cause = self.cause(exc)
+            raise LedgerUnreachable(
+                f"the ledger database {self.where} cannot be reached: {cause}", cause=cause
+            ) from None
+        except self.psycopg.Error as exc:
+            return self.cause(exc)
         return None
 
     def migrate(self, migrations: Sequence[str]) -> int:

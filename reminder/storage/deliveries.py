@@ -231,20 +231,34 @@ class Deliveries:
             if outcome.retry_at is not None:
                 statements.append(
                     (
-                        "UPDATE deliveries SET attempts = attempts + 1, last_reply = ?, "
+                        "UPDATE deliveries SET attempts = attempts + ?, last_reply = ?, "
                         "next_attempt_at = ?, updated_at = ?, fault = NULL WHERE session = ? "
                         "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
-                        (outcome.reply, stamp(outcome.retry_at), at, *outcome.key.stored),
+                        (
+                            outcome.attempts,
+                            outcome.reply,
+                            stamp(outcome.retry_at),
+                            at,
+                            *outcome.key.stored,
+                        ),
                     )
                 )
             else:
                 statements.append(
                     (
-                        "UPDATE deliveries SET status = ?, attempts = attempts + 1, "
+                        "UPDATE deliveries SET status = ?, attempts = attempts + ?, "
                         "last_reply = ?, sent_at = CASE WHEN ? = 'sent' THEN ? END, "
                         "next_attempt_at = NULL, updated_at = ?, fault = NULL WHERE session = ? "
                         "AND kind = ? AND lead = ? AND recipient = ? AND status = 'claimed'",
-                        (outcome.state, outcome.reply, outcome.state, at, at, *outcome.key.stored),
+                        (
+                            outcome.state,
+                            outcome.attempts,
+                            outcome.reply,
+                            outcome.state,
+                            at,
+                            at,
+                            *outcome.key.stored,
+                        ),
                     )
                 )
         if statements:

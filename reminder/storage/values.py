@@ -44,6 +44,7 @@ class Outcome:
     reply: str = ""
     at: datetime | None = None
     retry_at: datetime | None = None
+    attempts: int = 1  # SMTP transactions it took (a transport retries before it settles)
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """The command line on the sample project: every command, its output and its exit status."""
 
 import json
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -279,8 +280,13 @@ def test_status_shows_next_wakeups_counts_and_the_last_error(
     assert (march_1d["sent"], march_1d["failed"], march_1d["pending"]) == (1, 1, 17)
     assert data["last_error"]["reply"] == "550 5.1.1 No such user"
     assert cli(project, "status", "--now", "2023-02-28T18:00") == 1
-    assert "last error:" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "last error:" in printed.out
+    # The exit status names its reason, on stderr, as the README's exit table says.
+    assert "exit 1: 2023-03-01 1d: 1 failed, 0 missed" in printed.err
     assert cli(project, "status", "--now", "2023-03-03T18:00", "--format", "json") == 0
+    assert cli(project, "history", "--since", "2023-02-28") == 1
+    assert "exit 1: 1 failed since 2023-02-2" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("command", ["status", "history"])
@@ -289,6 +295,43 @@ def test_without_a_ledger_status_and_history_say_what_creates_it(
 ) -> None:
     assert cli(project, command) == 1
     assert "no ledger at" in (err := capsys.readouterr().err) and "`reminder run` creates it" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["history"],
+        ["plan"],
+        ["check"],
+        ["suppressed"],
+        ["registrants"],
+        ["ledger", "migrate"],
+        ["run"],
+    ],
+)
+def test_a_damaged_ledger_is_one_clear_line_from_every_command(
+    project: Project, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    (project.root / "state").mkdir(exist_ok=True)
+    (project.root / "state" / "ledger.sqlite").write_bytes(bytes(range(256)) * 32)
+    assert cli(project, *command) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert "state/ledger.sqlite is not a SQLite database (file is not a database)" in err
+    assert "Restore it from a backup" in err
+
+
+def test_an_export_that_is_a_named_pipe_is_refused_without_waiting(
+    project: Project, capsys: pytest.CaptureFixture[str]
+) -> None:
+    export = project.root / "registrants.csv"
+    export.unlink()
+    os.mkfifo(export)  # nobody writes: opening it would wait forever
+    assert cli(project, "check") == 1
+    assert "registrants.csv: error: is a named pipe (FIFO), not a regular file" in (
+        capsys.readouterr().err
+    )
 
 
 def test_run_with_an_invalid_config_exits_1_with_the_problem(

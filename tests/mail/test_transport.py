@@ -435,3 +435,49 @@ async def test_a_sender_that_could_smuggle_a_command_stops_with_the_setting_to_c
     with pytest.raises(TransportConfigError, match=r"sender\.address"):
         await deliver(plain(pipelining_server), [item])
     assert pipelining_server.handler.messages == []
+
+
+class SlowRecipient(FaultyRecorder):
+    """Answers RCPT only after `pause`: the client waits for DATA's 354 meanwhile."""
+
+    pause: float = 0.3
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        await asyncio.sleep(self.pause)
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+async def test_a_sender_whose_lease_lapses_before_the_message_body_sends_none() -> None:
+    # A worker frozen between MAIL and the message (SIGSTOP, a suspended VM) may have lost
+    # its claim to another worker: after DATA's 354 it closes instead of sending the body.
+    handler = SlowRecipient()
+    with SmtpSink(handler=handler) as sink:
+        settings = Smtp(host="127.0.0.1", port=sink.port, security="none", timeout=5)
+        still_mine = [True]
+        first = envelopes(1)[0]
+        item = Envelope(
+            first.token, first.sender, first.recipient, first.message_id, first.data,
+            may_send=lambda: still_mine[0],
+        )  # fmt: skip
+        transport = SmtpTransport(settings)
+        results: list[Result] = []
+        try:
+            sending = asyncio.create_task(transport.deliver(each([item]), results.append))
+            await asyncio.sleep(0.1)  # MAIL, RCPT and DATA are written; RCPT's reply waits
+            still_mine[0] = False
+            await sending
+            # Already lapsed before the transaction: not even MAIL is written.
+            await transport.deliver(each([item]), results.append)
+        finally:
+            await transport.close()
+        await asyncio.sleep(0.2)
+    assert [r.verdict for r in results] == [Verdict.ABANDONED, Verdict.ABANDONED]
+    assert handler.messages == []
+
+
+async def test_a_result_carries_every_attempt_the_transport_made(smtp_server: Server) -> None:
+    smtp_server.handler.rcpt_replies["p0@example.org"] = ["451 4.7.1 Try later"] * 2
+    results = await deliver(plain(smtp_server, attempts=3), envelopes(1))
+    assert results[0].verdict is Verdict.SENT and results[0].attempts == 3

@@ -16,7 +16,7 @@ from tests.support.http import SEVEN_DAYS_BEFORE, one_click, serving, staff, uns
 from tests.support.mail import png_size
 from tests.support.project import Project, person, until
 from tests.support.smtp import Server
-from tests.support.worker import PARIS, use_server
+from tests.support.worker import PARIS, declines, suppressed, use_server
 
 pytestmark = [
     pytest.mark.chromium,
@@ -80,7 +80,7 @@ async def test_staff_see_the_counts_and_a_registrant_unsubscribes_with_one_click
             raw = next(m.data for m in smtp_server.handler.messages if "alex2@" in m.recipients[0])
             link = unsubscribe_link(raw).replace("https://rappels.irev.fr", base)
             await page.goto(link)
-            assert worker.ledger.suppressed_addresses() == frozenset()  # showing is not asking
+            assert await suppressed(worker) == frozenset()  # showing is not asking
             save(shots, "unsubscribe-phone.png", await page.screenshot(*PHONE, mobile=True))
             # Its stylesheet comes from under /u/, the one prefix the proxy publishes.
             colour = "getComputedStyle(document.querySelector('#unsubscribe')).backgroundColor"
@@ -88,7 +88,7 @@ async def test_staff_see_the_counts_and_a_registrant_unsubscribes_with_one_click
             await page.click("#unsubscribe")
             text = await page.evaluate("document.body.innerText")
             assert "C’est fait" in text
-            assert worker.ledger.suppressed_addresses() == {"alex2@example.org"}
+            assert await suppressed(worker) == {"alex2@example.org"}
             done = save(shots, "unsubscribed-phone.png", await page.screenshot(*PHONE, mobile=True))
 
             # The next reminder goes to the others only; staff see it all.
@@ -142,11 +142,11 @@ async def test_a_registrant_declines_a_session_from_the_mail_and_comes_after_all
 
             # The decline page: one button; showing it changes nothing.
             await page.goto(decline.replace("https://rappels.irev.fr", base))
-            assert not worker.ledger.declines()
+            assert not (await declines(worker))
             save(shots, "decline-phone.png", await page.screenshot(*PHONE, mobile=True))
             await page.click("#decline")
             assert "C’est noté" in await page.evaluate("document.body.innerText")
-            assert [d.recipient for d in worker.ledger.declines()] == ["alex1@example.org"]
+            assert [d.recipient for d in (await declines(worker))] == ["alex1@example.org"]
 
             # The next reminder: to the two others, not to them.
             traveller.move_to(datetime(2023, 2, 28, 17, 0, 1, tzinfo=PARIS))
@@ -176,12 +176,12 @@ async def test_a_registrant_declines_a_session_from_the_mail_and_comes_after_all
             # The reminder they missed goes to them at once, late.
             await until(lambda: len(smtp_server.handler.messages) == before + 1)
             assert smtp_server.handler.messages[-1].recipients == ["alex1@example.org"]
-            assert not worker.ledger.declines().standing(worker.snapshot.sessions[0])
+            assert not (await declines(worker)).standing(worker.snapshot.sessions[0])
 
             # The whole-cycle unsubscribe, from the same page.
             await page.click("#unsubscribe")
             assert "C’est fait" in await page.evaluate("document.body.innerText")
-            assert worker.ledger.suppressed_addresses() == {"alex1@example.org"}
+            assert (await suppressed(worker)) == {"alex1@example.org"}
     assert png_size(listed) == PHONE and listed.stat().st_size > 8_000
 
 

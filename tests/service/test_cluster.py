@@ -156,3 +156,34 @@ def test_three_workers_hold_one_rate_limit_together(
     assert busiest <= per_second
     assert set(handler.recipients()) == {f"elu{n}@example.org" for n in range(total)}
     assert arrivals[-1] - arrivals[0] >= (total - per_second) / per_second - 0.5
+
+
+def test_a_worker_killed_mid_send_holds_the_shared_rate_back_for_one_lease_at_most(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    # Its unfinished send stays in the shared budget: counted as ended when its lease
+    # runs out, not a whole transaction deadline (smtp.timeout, 60 s) after it began.
+    handler = Arrivals(delay=0.3)
+    total, per_second, lease = 200, 10, 3.0
+    with SmtpSink(handler=handler) as server:
+        config = write_cluster_project(
+            tmp_path, server.port, due_soon(), total, lease=f"{lease:g}s",
+            smtp=f"max_per_second = {per_second}",
+        )  # fmt: skip
+        workers = [start_worker(config, postgres_url, name) for name in ("a", "b", "c")]
+        try:
+            wait_for(lambda: handler.count() >= 40, 30, "the batch started")
+            workers[0].kill(signal.SIGKILL)  # with sends under way: DATA takes 300 ms
+            killed = time.monotonic()
+            wait_for(lambda: handler.count() == total, 60, "all sent")
+        finally:
+            stop_all(workers)
+    arrivals = sorted(a.at for a in handler.seen)
+    after = [t for t in arrivals if t > killed]
+    gaps = [b - a for a, b in zip([killed, *after], after, strict=False)]
+    assert max(gaps) < lease + 1.0
+    # Within a lease of the kill the survivors send at the limit again, as the budget
+    # keeps it (a send's window starts when it ends: 10 per 1.3 s with DATA in 300 ms),
+    # where the dead worker's send used to hold them all for smtp.timeout (60 s).
+    settled = [t for t in after if killed + lease + 1 <= t < killed + lease + 3]
+    assert len(settled) >= per_second, (len(settled), max(gaps))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,16 @@ def test_outside_systemd_nothing_is_sent_and_nothing_fails(tmp_path: Path) -> No
     assert not Notifier({}).notify(READY="1")
     gone = Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody-listens")})
     assert not gone.notify(READY="1")  # logged once, never raised
+
+
+def test_a_listener_that_does_not_read_never_holds_the_sender(
+    notify_socket: socket.socket,
+) -> None:
+    notifier = Notifier({"NOTIFY_SOCKET": notify_socket.getsockname()})
+    began = time.monotonic()
+    answers = [notifier.notify(WATCHDOG="1") for _ in range(2000)]  # its queue fills up
+    assert time.monotonic() - began < 1.0
+    assert answers[0] and not answers[-1]
 
 
 def test_the_watchdog_is_for_this_process_only() -> None:

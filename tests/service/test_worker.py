@@ -414,7 +414,9 @@ class MailApi:
     ) -> None:
         async for envelope in envelopes:
             self.sent.append(envelope)
-            on_result(Result(envelope, Verdict.SENT, "202 Accepted"))
+            recorded = on_result(Result(envelope, Verdict.SENT, "202 Accepted"))
+            if recorded is not None:
+                await recorded
 
     async def close(self) -> None:
         pass

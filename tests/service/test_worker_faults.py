@@ -168,9 +168,10 @@ async def test_a_full_disk_is_one_clear_error_naming_the_ledger(
     with time_machine.travel(datetime(2023, 2, 28, 16, 0, tzinfo=PARIS), tick=True) as traveller:
         async with running(project) as worker:
             await until(lambda: smtp_server.handler.messages != [] and not worker._busy.locked())
-            pages = worker.ledger.db.execute("PRAGMA page_count").fetchone()[0]
+            db = worker.ledger.db
+            pages = await worker.thread.call(lambda: db.execute("PRAGMA page_count").fetchone()[0])
             # SQLite's own "database or disk is full", without filling a real disk.
-            worker.ledger.db.execute(f"PRAGMA max_page_count = {pages}")
+            await worker.thread.call(db.execute, f"PRAGMA max_page_count = {pages}")
             traveller.move_to(datetime(2023, 2, 28, 17, 0, 1, tzinfo=PARIS))
             await worker.wake("sweep")
             await worker.wake("sweep")

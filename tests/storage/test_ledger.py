@@ -17,11 +17,13 @@ from reminder.core.errors import LedgerError
 from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.message_ids import message_id
 from reminder.core.notices import ALWAYS, Facts, Told
+from reminder.mail.smtpsink import free_port
 from reminder.storage.backend import copy_ledger
 from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
 from reminder.storage.deliveries import _WORKERS_LOCK as WORKERS_LOCK
 from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Suppression
+from tests.conftest import POSTGRES
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
 START = datetime(2023, 3, 1, 16, tzinfo=UTC)
@@ -563,6 +565,8 @@ def test_a_clean_stop_hands_open_claims_to_the_others_at_once(ledger_target: str
 
 def test_the_shared_budget_holds_the_rate_for_every_worker(ledger_target: str | Path) -> None:
     with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        for member in (a, b):
+            Membership(member).join("host", 1, datetime.now(UTC), timedelta(minutes=5))
         limits = [(2, 60.0)]
         first, second = take_send(a, limits, 60), take_send(b, limits, 60)
         assert isinstance(first, int) and isinstance(second, int)
@@ -571,6 +575,22 @@ def test_the_shared_budget_holds_the_rate_for_every_worker(ledger_target: str | 
         end_send(b, second)
         wait = take_send(b, limits, 60)  # two ended just now: a window to wait
         assert isinstance(wait, float) and 59 < wait <= 60
+
+
+def test_a_dead_workers_unfinished_send_holds_the_budget_only_until_its_lease_ends(
+    ledger_target: str | Path,
+) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        now = datetime.now(UTC)
+        Membership(a).join("host", 1, now, timedelta(minutes=5))
+        Membership(b).join("host", 2, now, timedelta(seconds=1))  # b dies: never renewed
+        limits = [(1, 1.0)]
+        assert isinstance(take_send(b, limits, 60), int)  # killed mid-send: never ended
+        assert take_send(a, limits, 60) == pytest.approx(0.01)  # while b's lease runs
+        Membership(b).join("host", 2, now, timedelta(seconds=-2))  # b's lease ran out
+        wait = take_send(a, limits, 60)
+        # Counted as ended when the lease did, not a whole 60 s deadline after it began.
+        assert isinstance(wait, int) or wait <= 1.0
 
 
 def test_copy_moves_a_sqlite_ledger_row_for_row(tmp_path: Path, postgres_url: str) -> None:
@@ -712,3 +732,26 @@ def test_copy_into_a_database_that_sorts_text_otherwise_is_no_difference(
         with Ledger(icu_postgres_url, worker="copy") as target:
             assert copy_ledger(source, target)["suppressions"] == 2
             assert target.suppressed_addresses() == source.suppressed_addresses()
+
+
+def test_each_workers_in_flight_is_read_from_the_ledgers_claims(ledger_target: str | Path) -> None:
+    with Ledger(ledger_target, worker="a") as a, Ledger(ledger_target, worker="b") as b:
+        for member in (a, b):
+            Membership(member).join("host", 1, NOW, timedelta(minutes=5))
+        a.claim([claim(n) for n in range(3)], NOW)
+        Membership(a).renew(NOW, timedelta(minutes=5), in_flight=28)  # a stale count
+        a.record([Outcome(claim(0).key, DeliveryState.SENT, "250", NOW)], NOW)
+        assert {w.id: w.in_flight for w in workers(b)} == {"a": 2, "b": 0}
+
+
+@pytest.mark.parametrize(
+    ("where", "said"),
+    [
+        (POSTGRES.rsplit("/", 1)[0] + "/no_such_database_here", "the database does not exist"),
+        ("postgresql://root@127.0.0.1:{closed}/test", "connection refused"),
+    ],
+)
+def test_a_database_that_cannot_be_used_says_why_at_once(where: str, said: str) -> None:
+    url = where.format(closed=free_port())
+    with pytest.raises(LedgerError, match=said):
+        Ledger(url, patience=0)

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 import time_machine
 
+from reminder.core.declines import Declines
 from reminder.service.worker import Worker
 from reminder.storage.ledger import Ledger
 from tests.support.cycle import write_cycle
@@ -140,3 +141,13 @@ def settled_count(server: Server) -> int:
         count = len(server.handler.messages)
         time.sleep(0.05)  # DATA answered after data_delay: wait for the recording to stop
     return count
+
+
+async def suppressed(worker: Worker) -> frozenset[str]:
+    """The running worker's suppressed addresses, read in its ledger's thread."""
+    return await worker.thread.call(worker.ledger.suppressed_addresses)
+
+
+async def declines(worker: Worker) -> Declines:
+    """The running worker's declines, read in its ledger's thread."""
+    return await worker.thread.call(worker.ledger.declines)
