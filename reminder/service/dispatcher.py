@@ -65,7 +65,7 @@ class Dispatcher:
         # changes when a lapsed lease is renewed (another worker may have adopted claims).
         self.lease = lease
         self.observer = observer or NoObserver()
-        # Transient failures, one line per cause (a relay that refuses, a full outbox),
+        # Transient failures, one line per cause (a relay that refuses, a full disk),
         # not one per message.
         self.retries = Fault("the mail server", level=logging.INFO)
         self.running: DeliveryPass | None = None
