@@ -301,7 +301,9 @@ class DeliveryPass:
         await self._fail(mail, reply, attempts)
 
     async def _record(self, outcome: Outcome) -> None:
-        await self.thread.call(self.ledger.record, [outcome], outcome.at)
+        # Committed with the outcomes other connections queued meanwhile (group commit),
+        # and awaited: this connection's next transaction starts after its own is durable.
+        await self.thread.record(outcome)
         self.unsettled.discard(outcome.key)
 
     async def _fail(self, mail: PlannedMail, reply: str, attempts: int = 1) -> None:

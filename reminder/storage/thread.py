@@ -6,10 +6,11 @@ on the network: so the worker opens its ledger in one dedicated thread, and ever
 on it runs there, one at a time, in the order the loop queued them. The loop awaits a
 future; `/healthz`, timers and SMTP connections go on meanwhile.
 
-The queue is the seam for group commit: `_serve` takes one item at a time today; a
-version that takes every `record` already queued and runs them in one transaction keeps
-invariant 9 as long as it resolves each item's future only after that commit (each SMTP
-connection awaits its own result's future before its next transaction).
+Results commit in groups: `record` queues one connection's outcome; the thread takes
+every outcome already queued behind it (up to GROUP_MOST), in order, and commits them in
+one transaction, then answers each caller. Invariant 9 holds because each SMTP
+connection awaits its own outcome's future, resolved only after that commit, before it
+starts its next transaction: a crash still resends at most what was in flight.
 """
 
 from __future__ import annotations
@@ -19,18 +20,31 @@ import concurrent.futures
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Generic, Protocol, TypeVar
 
 from ..core.errors import LedgerError, LedgerUnreachable
+from .values import Outcome
 
 T = TypeVar("T")
-L = TypeVar("L")
 
 # A call the database refused for want of a connection is tried again this often, on
 # the loop's clock (asyncio.sleep): the pass resumes within this of the server's return.
 RETRY_EVERY = 0.5
+# Outcomes committed together at most: one transaction stays short.
+GROUP_MOST = 64
+
+
+class Recording(Protocol):
+    """What group commit needs of the ledger."""
+
+    def record(self, outcomes: Sequence[Outcome], now: datetime) -> None: ...
+
+
+L = TypeVar("L", bound=Recording)
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,7 @@ class _Work:
     work: Callable[..., Any]
     args: tuple[Any, ...]
     future: concurrent.futures.Future[Any]
+    outcome: Outcome | None = None  # a `record` that may share its transaction
 
 
 class LedgerThread(Generic[L]):
@@ -111,10 +126,28 @@ class LedgerThread(Generic[L]):
         not started, never runs). `patient`: a database that cannot be reached is tried
         again until `patience` runs out; otherwise its LedgerUnreachable is raised at once.
         """
+        return await self._retrying(work, args, patient, deadline, None)
+
+    async def record(self, outcome: Outcome) -> None:
+        """Make one outcome durable, in a transaction it may share with the outcomes other
+        connections queued meanwhile (group commit); returns once it is committed."""
+        await self._retrying(self._record_alone, (outcome,), True, None, outcome)
+
+    def _record_alone(self, outcome: Outcome) -> None:
+        self.ledger.record([outcome], outcome.at or datetime.now(UTC))
+
+    async def _retrying(
+        self,
+        work: Callable[..., T],
+        args: tuple[Any, ...],
+        patient: bool,
+        deadline: float | None,
+        outcome: Outcome | None,
+    ) -> T:
         started = time.monotonic()
         while True:
             try:
-                result = await self._once(work, args, deadline)
+                result = await self._once(work, args, deadline, outcome)
             except LedgerUnreachable as exc:
                 self._down(str(exc.cause or exc))
                 if not patient or time.monotonic() - started >= self.patience:
@@ -125,10 +158,14 @@ class LedgerThread(Generic[L]):
             return result
 
     async def _once(
-        self, work: Callable[..., T], args: tuple[Any, ...], deadline: float | None
+        self,
+        work: Callable[..., T],
+        args: tuple[Any, ...],
+        deadline: float | None,
+        outcome: Outcome | None,
     ) -> T:
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
-        self._queue.put(_Work(work, args, future))
+        self._queue.put(_Work(work, args, future, outcome))
         try:
             return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
         except TimeoutError:
@@ -149,18 +186,55 @@ class LedgerThread(Generic[L]):
             self.on_outage(None)
 
     def _serve(self) -> None:
-        while (item := self._queue.get()) is not None:
-            if not item.future.set_running_or_notify_cancel():
-                continue  # its caller stopped waiting before it began
-            self._busy_since = time.monotonic()
-            try:
-                result = item.work(*item.args)
-            except BaseException as exc:  # handed to the awaiting caller, whatever it is
-                item.future.set_exception(exc)
-            else:
-                item.future.set_result(result)
-            finally:
-                self._busy_since = None
+        pending: deque[_Work | None] = deque()  # taken behind a group, to run next
+        while True:
+            item = pending.popleft() if pending else self._queue.get()
+            if item is None:
+                return
+            if item.outcome is None:
+                if item.future.set_running_or_notify_cancel():  # else its caller left
+                    self._answer(item)
+                continue
+            group = [item]
+            while len(group) < GROUP_MOST:
+                try:
+                    following = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if following is None or following.outcome is None:
+                    pending.append(following)
+                    break
+                group.append(following)
+            self._commit([work for work in group if work.future.set_running_or_notify_cancel()])
+
+    def _answer(self, item: _Work) -> None:
+        self._busy_since = time.monotonic()
+        try:
+            item.future.set_result(item.work(*item.args))
+        except BaseException as exc:  # handed to the awaiting caller, whatever it is
+            item.future.set_exception(exc)
+        finally:
+            self._busy_since = None
+
+    def _commit(self, group: list[_Work]) -> None:
+        """Outcomes of several connections in one transaction; each alone, in its own,
+        when the shared one fails (each caller then hears its own error)."""
+        if len(group) <= 1:
+            for item in group:
+                self._answer(item)
+            return
+        outcomes = [item.outcome for item in group if item.outcome is not None]
+        self._busy_since = time.monotonic()
+        try:
+            self.ledger.record(outcomes, outcomes[-1].at or datetime.now(UTC))
+        except BaseException:
+            for item in group:
+                self._answer(item)
+        else:
+            for item in group:
+                item.future.set_result(None)
+        finally:
+            self._busy_since = None
 
 
 class LedgerHere(Generic[L]):
@@ -183,3 +257,6 @@ class LedgerHere(Generic[L]):
         deadline: float | None = None,
     ) -> T:
         return work(*args)
+
+    async def record(self, outcome: Outcome) -> None:
+        self.ledger.record([outcome], outcome.at or datetime.now(UTC))

@@ -1,9 +1,11 @@
 """The ledger contract, on a real SQLite file and a real PostgreSQL schema alike:
 claims, outcomes, races, migrations, leases."""
 
+import asyncio
 import multiprocessing
 import sqlite3
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
@@ -23,6 +25,7 @@ from reminder.storage.cluster import Membership, end_send, take_send, workers
 from reminder.storage.database import PostgresDatabase
 from reminder.storage.deliveries import _WORKERS_LOCK as WORKERS_LOCK
 from reminder.storage.ledger import MIGRATIONS, Claim, Ledger, Outcome, Suppression
+from reminder.storage.thread import LedgerThread
 from tests.conftest import POSTGRES
 
 NOW = datetime(2023, 2, 28, 16, tzinfo=UTC)
@@ -755,3 +758,30 @@ def test_a_database_that_cannot_be_used_says_why_at_once(where: str, said: str) 
     url = where.format(closed=free_port())
     with pytest.raises(LedgerError, match=said):
         Ledger(url, patience=0)
+
+
+async def test_outcomes_queued_together_commit_together_and_each_caller_hears_its_own(
+    tmp_path: Path,
+) -> None:
+    thread: LedgerThread[Ledger] = LedgerThread()
+    ledger = await thread.open(lambda: Ledger(tmp_path / "ledger.sqlite", worker="w"))
+    try:
+        await thread.call(ledger.claim, [claim(n) for n in range(6)], NOW)
+        said: list[str] = []
+        await thread.call(ledger.db.db.set_trace_callback, said.append)  # type: ignore[attr-defined]
+        hold = asyncio.ensure_future(thread.call(time.sleep, 0.2))  # results queue behind
+        recorded = [
+            asyncio.ensure_future(
+                thread.record(Outcome(claim(n).key, DeliveryState.SENT, "250", NOW))
+            )
+            for n in range(6)
+        ]
+        await hold
+        await asyncio.gather(*recorded)
+        await thread.call(ledger.db.db.set_trace_callback, None)  # type: ignore[attr-defined]
+        # One transaction for the six, each connection answered after its commit.
+        assert sum(s.startswith("BEGIN") for s in said) == 1
+        counts = await thread.call(ledger.counts)
+        assert counts[("2023-03-01T17:00+01:00", "reminder", "1d")][DeliveryState.SENT] == 6
+    finally:
+        await thread.close(Ledger.close)
