@@ -25,7 +25,7 @@ from ..mail.transport import Envelope, Result, Verdict
 from ..storage.ledger import Claim, Outcome
 from .composing import NotComposed, compose_all
 from .logs import log_time
-from .lookahead import reminders_owed
+from .lookahead import reminders_owed, still_owed
 from .snapshot import Snapshot
 
 if TYPE_CHECKING:
@@ -354,11 +354,16 @@ class DeliveryPass:
         as waiting on it, and due again when a fixed configuration is loaded), or after
         a stop or a lapsed lease, due again at once for whichever worker holds a lease
         (an adopter's claims are left alone)."""
-        self.tally.left = len(self.unsettled) + self.reminders.left()
+        left = len(self.unsettled) + self.reminders.left()
         if fault:
             self.ledger.hold(sorted(self.unsettled), f"configuration fault: {fault}", self.clock())
         elif self.unsettled:
             self.ledger.release(sorted(self.unsettled), self.clock())
+        if left and self.ledger.shared:
+            # What this pass planned is stale by now (a frozen worker's batch, sent by
+            # others meanwhile): the line tells what the ledger says is owed now.
+            left = still_owed(self.ledger, self.snapshot, self.clock())
+        self.tally.left = left
 
 
 def _retry_at(now: datetime, not_after: datetime) -> datetime | None:
