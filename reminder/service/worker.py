@@ -126,7 +126,7 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._refused_roster: tuple[str, int, int] | None = None  # an export held back
         # Faults that last, each told once, then once a minute, then when it ends.
-        self.pass_fault = Fault("wake-ups fail, will try again")
+        self.pass_fault = Fault("wake-ups")
         self.ledger_fault = Fault("the ledger")
         self.heart_fault = Fault("the heartbeat fails; not sending until it succeeds")
         self.watch_fault = Fault("watching the input files fails; still serving the last good")
@@ -608,7 +608,11 @@ class Worker:
             return
         except (ReminderError, OSError) as exc:
             # Once when it starts, then once a minute with a count: a full disk stays full.
-            self.pass_fault.seen(str(exc), f"wake-up ({reason}) failed, will try again: {exc}")
+            # A database away is the ledger's own line already.
+            if not (isinstance(exc, LedgerUnreachable) and self.thread.outage is not None):
+                self.pass_fault.seen(
+                    str(exc), f"the wake-up ({reason}) failed, will try again: {exc}"
+                )
             self.monitor.pass_ended(failure=str(exc))
             return
         self.monitor.pass_ended()
