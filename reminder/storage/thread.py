@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import queue
 import threading
 import time
@@ -30,12 +31,14 @@ from ..core.errors import LedgerError, LedgerUnreachable
 from .values import Outcome
 
 T = TypeVar("T")
+log = logging.getLogger("reminder")
 
 # A call the database refused for want of a connection is tried again this often, on
 # the loop's clock (asyncio.sleep): the pass resumes within this of the server's return.
 RETRY_EVERY = 0.5
 # Outcomes committed together at most: one transaction stays short.
 GROUP_MOST = 64
+CLOSE_DEADLINE = 10.0  # seconds a stop waits for the ledger to close
 
 
 class Recording(Protocol):
@@ -101,10 +104,13 @@ class LedgerThread(Generic[L]):
         return self._ledger
 
     async def close(self, closer: Callable[[L], None]) -> None:
-        """Close the ledger in its thread, then end the thread."""
+        """Close the ledger in its thread, then end the thread. A thread stuck in a call
+        (a hung disk) is left behind, a daemon: the process still exits."""
         try:
             if self._ledger is not None:
-                await self.call(closer, self._ledger, patient=False)
+                await self.call(closer, self._ledger, patient=False, deadline=CLOSE_DEADLINE)
+        except LedgerError as exc:
+            log.warning("the ledger was not closed cleanly: %s", exc)
         finally:
             self._queue.put(None)
 
