@@ -129,6 +129,7 @@ class Worker:
         self.pass_fault = Fault("wake-ups")
         self.ledger_fault = Fault("the ledger")
         self.heart_fault = Fault("the heartbeat fails; not sending until it succeeds")
+        self.bounce_fault = Fault("reading bounce reports")
         self.watch_fault = Fault("watching the input files fails; still serving the last good")
         self.failure: ReminderError | None = None  # why the worker stopped on its own
         self.signal: int | None = None  # the signal that stopped it
@@ -500,9 +501,11 @@ class Worker:
                             len(run.suspicious),
                         )
                 except ReminderError as exc:
-                    log.error("reading bounce reports failed, will try again: %s", exc)
+                    self.bounce_fault.seen(str(exc))
                 except Exception:  # a reader that dies would silently stop reading bounces
                     log.exception("reading bounce reports failed; trying again")
+                else:
+                    self.bounce_fault.cleared("works again")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), timeout=wait)
 
