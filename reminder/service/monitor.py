@@ -178,7 +178,9 @@ class Monitor:
         self.thread = thread
         while not stopping.is_set():
             try:
-                self._probe = await thread.call(thread.ledger.write_problem, patient=False)
+                self._probe = await thread.call(
+                    thread.ledger.write_problem, patient=False, probe=True
+                )
             except LedgerError as exc:  # unreachable: the thread's outage says why
                 self._probe = getattr(exc, "cause", "") or str(exc)
             with contextlib.suppress(TimeoutError):

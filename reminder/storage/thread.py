@@ -70,10 +70,11 @@ class LedgerThread(Generic[L]):
     """One thread that owns the ledger: `await thread.call(ledger.claim, claims, now)`.
 
     `ledger` is the synchronous object opened in the thread: read its plain attributes
-    anywhere (`shared`, `path`), call its methods only through `call`. A call that finds
-    the database unreachable is tried again every RETRY_EVERY seconds for `patience`
-    seconds (`patient`), with the outage told to `on_outage` once when it starts and once
-    when it ends (None), so the worker logs it once and readiness names it.
+    anywhere (`shared`, `path`), call its methods only through `call` (and `record`). A
+    call that finds the database unreachable is tried again every RETRY_EVERY seconds for
+    `patience` seconds (`patient`), with the outage told to `on_outage` once when it
+    starts and once when it ends (None), so the worker logs it once and readiness names
+    it.
     """
 
     def __init__(
@@ -125,19 +126,23 @@ class LedgerThread(Generic[L]):
         *args: Any,
         patient: bool = True,
         deadline: float | None = None,
+        probe: bool = False,
     ) -> T:
         """`work(*args)` in the ledger's thread, awaited.
 
         With `deadline`, a LedgerError when no answer came within it (the work, if it has
         not started, never runs). `patient`: a database that cannot be reached is tried
         again until `patience` runs out; otherwise its LedgerUnreachable is raised at once.
+        A `probe` (a call that always reaches the database) ends an outage by answering;
+        so does a call that failed for it and then succeeded. Other calls may not touch
+        the database at all (planning a chunk), and their success proves nothing.
         """
-        return await self._retrying(work, args, patient, deadline, None)
+        return await self._retrying(work, args, patient, deadline, None, probe)
 
     async def record(self, outcome: Outcome) -> None:
         """Make one outcome durable, in a transaction it may share with the outcomes other
         connections queued meanwhile (group commit); returns once it is committed."""
-        await self._retrying(self._record_alone, (outcome,), True, None, outcome)
+        await self._retrying(self._record_alone, (outcome,), True, None, outcome, True)
 
     def _record_alone(self, outcome: Outcome) -> None:
         self.ledger.record([outcome], outcome.at or datetime.now(UTC))
@@ -149,6 +154,7 @@ class LedgerThread(Generic[L]):
         patient: bool,
         deadline: float | None,
         outcome: Outcome | None,
+        probe: bool,
     ) -> T:
         started = time.monotonic()
         while True:
@@ -156,11 +162,13 @@ class LedgerThread(Generic[L]):
                 result = await self._once(work, args, deadline, outcome)
             except LedgerUnreachable as exc:
                 self._down(str(exc.cause or exc))
+                probe = True  # tried again, it reaches the database when it succeeds
                 if not patient or time.monotonic() - started >= self.patience:
                     raise
                 await asyncio.sleep(RETRY_EVERY)
                 continue
-            self._up()
+            if probe:
+                self._up()
             return result
 
     async def _once(
@@ -261,6 +269,7 @@ class LedgerHere(Generic[L]):
         *args: Any,
         patient: bool = True,
         deadline: float | None = None,
+        probe: bool = False,
     ) -> T:
         return work(*args)
 
