@@ -16,7 +16,7 @@ starts its next transaction: a crash still resends at most what was in flight.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
+import contextlib
 import logging
 import queue
 import threading
@@ -62,8 +62,23 @@ class Outage:
 class _Work:
     work: Callable[..., Any]
     args: tuple[Any, ...]
-    future: concurrent.futures.Future[Any]
+    future: asyncio.Future[Any]  # the loop's: answered from the thread in batches
     outcome: Outcome | None = None  # a `record` that may share its transaction
+
+
+# (future, succeeded, its result or exception), handed back to the loop together.
+_Answer = tuple["asyncio.Future[Any]", bool, Any]
+
+
+def _settle(answers: list[_Answer]) -> None:
+    """On the loop: each awaiting caller gets its own answer (none, if it left)."""
+    for future, succeeded, value in answers:
+        if future.done():
+            continue
+        if succeeded:
+            future.set_result(value)
+        else:
+            future.set_exception(value)
 
 
 class LedgerThread(Generic[L]):
@@ -91,6 +106,7 @@ class LedgerThread(Generic[L]):
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._busy_since: float | None = None  # time.monotonic() when the running call began
         self._ledger: L | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def ledger(self) -> L:
@@ -100,6 +116,7 @@ class LedgerThread(Generic[L]):
 
     async def open(self, opener: Callable[[], L]) -> L:
         """Start the thread and open the ledger in it (its connection belongs there)."""
+        self._loop = asyncio.get_running_loop()
         self._thread.start()
         self._ledger = await self.call(opener, patient=False)
         return self._ledger
@@ -178,10 +195,12 @@ class LedgerThread(Generic[L]):
         deadline: float | None,
         outcome: Outcome | None,
     ) -> T:
-        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
         self._queue.put(_Work(work, args, future, outcome))
+        if deadline is None:
+            return await future
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), deadline)
+            return await asyncio.wait_for(future, deadline)  # cancels it: it never runs
         except TimeoutError:
             raise LedgerError(
                 f"the ledger did not answer within {deadline:g} s (busy, or its storage hangs)"
@@ -206,8 +225,8 @@ class LedgerThread(Generic[L]):
             if item is None:
                 return
             if item.outcome is None:
-                if item.future.set_running_or_notify_cancel():  # else its caller left
-                    self._answer(item)
+                if not item.future.cancelled():  # else its caller stopped waiting
+                    self._reply([self._answer(item)])
                 continue
             group = [item]
             while len(group) < GROUP_MOST:
@@ -219,36 +238,37 @@ class LedgerThread(Generic[L]):
                     pending.append(following)
                     break
                 group.append(following)
-            self._commit([work for work in group if work.future.set_running_or_notify_cancel()])
+            self._reply(self._commit([work for work in group if not work.future.cancelled()]))
 
-    def _answer(self, item: _Work) -> None:
+    def _reply(self, answers: list[_Answer]) -> None:
+        """One wake-up of the loop for a whole group's answers."""
+        if answers and self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self._loop.call_soon_threadsafe(_settle, answers)
+
+    def _answer(self, item: _Work) -> _Answer:
         self._busy_since = time.monotonic()
         try:
-            item.future.set_result(item.work(*item.args))
+            return (item.future, True, item.work(*item.args))
         except BaseException as exc:  # handed to the awaiting caller, whatever it is
-            item.future.set_exception(exc)
+            return (item.future, False, exc)
         finally:
             self._busy_since = None
 
-    def _commit(self, group: list[_Work]) -> None:
+    def _commit(self, group: list[_Work]) -> list[_Answer]:
         """Outcomes of several connections in one transaction; each alone, in its own,
         when the shared one fails (each caller then hears its own error)."""
         if len(group) <= 1:
-            for item in group:
-                self._answer(item)
-            return
+            return [self._answer(item) for item in group]
         outcomes = [item.outcome for item in group if item.outcome is not None]
         self._busy_since = time.monotonic()
         try:
             self.ledger.record(outcomes, outcomes[-1].at or datetime.now(UTC))
         except BaseException:
-            for item in group:
-                self._answer(item)
-        else:
-            for item in group:
-                item.future.set_result(None)
+            return [self._answer(item) for item in group]
         finally:
             self._busy_since = None
+        return [(item.future, True, None) for item in group]
 
 
 class LedgerHere(Generic[L]):
