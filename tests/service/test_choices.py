@@ -225,7 +225,7 @@ async def test_the_link_of_a_session_called_off_since_says_so(
             status, _, page = await get(base + url)
             assert status == 200 and 'id="decline"' not in page
             assert "Séance annulée" in page and "ne recevra plus" not in page
-            assert not worker.ledger.declines()
+            assert not (await declines(worker))
 
 
 async def test_forged_and_other_cycle_tokens_change_nothing(
