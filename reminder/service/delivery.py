@@ -33,9 +33,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reminder")
 
-# Between passes a transient failure waits this long (jittered) before the next try, or
-# half the time left before its deadline when that is shorter: a relay down for a minute
-# must not turn a reminder due shortly before the session into a failure.
+# Between passes a transient failure waits RETRY_FIRST, doubled for every try the ledger
+# recorded before this pass, at most RETRY_AFTER (jittered); or half the time left before
+# its deadline when that is shorter. A relay that refused for ten seconds is tried again
+# seconds after, a relay down for an hour every five minutes, and a relay down for a
+# minute must not turn a reminder due shortly before the session into a failure.
+RETRY_FIRST = timedelta(seconds=5)
 RETRY_AFTER = timedelta(minutes=5)
 # Below this, no time is left for another try: the delivery fails.
 RETRY_AT_LEAST = timedelta(seconds=1)
@@ -282,7 +285,7 @@ class DeliveryPass:
             self.observer.settled(mail.key, "late" if mail.late else "sent", claim.due_at)
             return
         if result.verdict is Verdict.RETRY:
-            retry_at = _retry_at(now, claim.not_after)
+            retry_at = _retry_at(now, claim.not_after, claim.tries)
             if retry_at is not None:
                 self.tally.retrying += 1
                 self.dispatcher.retries.seen(
@@ -366,11 +369,13 @@ class DeliveryPass:
         self.tally.left = left
 
 
-def _retry_at(now: datetime, not_after: datetime) -> datetime | None:
-    """When a transient failure is tried again: RETRY_AFTER (jittered), or half the time
+def _retry_at(now: datetime, not_after: datetime, tries: int = 0) -> datetime | None:
+    """When a transient failure is tried again: RETRY_FIRST doubled for each of the
+    `tries` recorded before this pass, at most RETRY_AFTER (jittered), or half the time
     left before the deadline when that comes sooner; None when no time is left."""
     jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
-    wait = min(RETRY_AFTER * jitter, (not_after - now) / 2)
+    backoff = min(RETRY_AFTER, RETRY_FIRST * 2 ** min(tries, 16))
+    wait = min(backoff * jitter, (not_after - now) / 2)
     return now + wait if wait >= RETRY_AT_LEAST else None
 
 

@@ -80,7 +80,7 @@ UPDATE deliveries d SET claimed_by = ?, next_attempt_at = ?, updated_at = ?, fau
     fact_join_url = due.fact_join_url, fact_status = due.fact_status,
     fact_topic = due.fact_topic, sequence = due.sequence
 FROM due WHERE d.id = due.id
-RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id
+RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id, d.attempts
 """  # noqa: S608
 
 
@@ -110,11 +110,11 @@ def claim_in_bulk(
         return []
     # Keys as the ledger stores them: its key columns.
     won = {tuple(row) for row in db.execute(_INSERT, (*_chunk(claims), worker, lease_end, at))}
-    again: dict[tuple[str, ...], str | None] = {}
+    again: dict[tuple[str, ...], tuple[str | None, int]] = {}
     if len(won) < len(claims):
         rest = [c for c in claims if c.key.stored not in won]
         again = {
-            tuple(row[:4]): row[4]
+            tuple(row[:4]): (row[4], row[5])
             for row in db.execute(_AGAIN, (*_chunk(rest), at, worker, lease_end, at))
         }
     taken: list[Claim] = []
@@ -124,6 +124,8 @@ def claim_in_bulk(
             won.discard(key)  # a key given twice is won once, as row by row
             taken.append(c)
         elif key in again:
-            # A resend carries the Message-ID recorded at the first claim.
-            taken.append(replace(c, message_id=again.pop(key) or c.message_id))
+            # A resend carries the Message-ID recorded at the first claim; its back-off
+            # grows with the tries recorded so far.
+            message_id, tries = again.pop(key)
+            taken.append(replace(c, message_id=message_id or c.message_id, tries=tries or 0))
     return taken

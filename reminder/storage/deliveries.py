@@ -131,7 +131,7 @@ class Deliveries:
         )
         retried = {c.key for c, count in zip(retries, taken, strict=True) if count}
         return [
-            c if count else replace(c, message_id=self._message_id(c.key) or c.message_id)
+            c if count else self._as_first_claimed(c)
             for c, count in zip(claims, won, strict=True)
             if count or c.key in retried
         ]
@@ -154,14 +154,17 @@ class Deliveries:
             execute(COUNT_TOLD, (*facts[told], count))
         return won
 
-    def _message_id(self, key: DeliveryKey) -> str | None:
-        """The Message-ID recorded at the first claim: a resend must carry it unchanged."""
+    def _as_first_claimed(self, claim: Claim) -> Claim:
+        """A retry with the Message-ID recorded at its first claim (a resend carries it
+        unchanged) and the tries recorded so far (its back-off grows with them)."""
         found = self.db.execute(
-            "SELECT message_id FROM deliveries WHERE session = ? AND kind = ? AND lead = ? "
-            "AND recipient = ?",
-            key.stored,
+            "SELECT message_id, attempts FROM deliveries WHERE session = ? AND kind = ? "
+            "AND lead = ? AND recipient = ?",
+            claim.key.stored,
         ).fetchone()
-        return str(found[0]) if found and found[0] else None
+        if not found:
+            return claim
+        return replace(claim, message_id=found[0] or claim.message_id, tries=found[1] or 0)
 
     def adopt_claims(self, now: datetime, *, only_expired: bool = False) -> int:
         """Every open claim of a worker without a live lease is due again, now.

@@ -19,6 +19,7 @@ class Claim:
     not_after: datetime
     session_id: str = ""
     told: Told | None = None  # the facts the mail carries (its `at` is unused here)
+    tries: int = 0  # attempts the ledger recorded before this claim (a retry's back-off)
 
     def fact_values(self) -> tuple[object, ...]:
         if self.told is None:

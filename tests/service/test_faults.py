@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from reminder.inputs.registrants import redacted
-from reminder.service.delivery import RETRY_AFTER, _retry_at
+from reminder.service.delivery import RETRY_AFTER, RETRY_FIRST, _retry_at
 from reminder.service.faults import Fault
 
 
@@ -36,10 +36,17 @@ def test_a_lasting_fault_is_told_once_then_once_a_minute_with_a_count_then_its_e
 
 def test_a_transient_failure_is_tried_again_before_the_deadline_while_time_is_left() -> None:
     now = datetime(2023, 3, 1, 16, tzinfo=UTC)
-    far = _retry_at(now, now + timedelta(days=1))
+    # A relay that refused for a moment is tried again seconds later; each try recorded
+    # doubles the wait, up to five minutes for a relay down for good.
+    first = _retry_at(now, now + timedelta(days=1))
+    assert first is not None and RETRY_FIRST * 0.8 <= first - now <= RETRY_FIRST * 1.2
+    fourth = _retry_at(now, now + timedelta(days=1), tries=3)
+    assert fourth is not None and RETRY_FIRST * 8 * 0.8 <= fourth - now <= RETRY_FIRST * 8 * 1.2
+    far = _retry_at(now, now + timedelta(days=1), tries=12)
     assert far is not None and RETRY_AFTER * 0.8 <= far - now <= RETRY_AFTER * 1.2
+    assert _retry_at(now, now + timedelta(days=1), tries=10**6) is not None
     # A reminder due 30 s before its deadline: a relay refusing for 10 s must not fail it.
-    near = _retry_at(now, now + timedelta(seconds=30))
+    near = _retry_at(now, now + timedelta(seconds=30), tries=8)
     assert near == now + timedelta(seconds=15)
     assert _retry_at(now, now + timedelta(seconds=1)) is None  # no time left: it fails
 

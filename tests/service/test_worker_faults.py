@@ -246,3 +246,24 @@ async def test_the_retry_instant_is_logged_in_the_logs_zone_with_its_offset(
         r"will retry 7d reminder for a\*\*\*@example\.org at 2023-02-22T17:0\d:\d\d\+01:00",
         caplog.text,
     ), caplog.text
+
+
+async def test_a_relay_that_refused_for_a_moment_gets_the_reminder_seconds_later(
+    project: Project, smtp_server: Server, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A retry waited five minutes whatever the fault: a relay busy for ten seconds held a
+    # reminder due now for five minutes. The first retry between passes comes after about
+    # five seconds, and the wait doubles with every try recorded.
+    use_server(project, smtp_server)
+    project.edit("connections = 4", "connections = 4\nattempts = 1")
+    two_sessions(project)
+    project.registrants([person(0)])
+    smtp_server.handler.rcpt_replies["alex0@example.org"] = ["451 4.3.0 Try again later"]
+    caplog.set_level(logging.INFO, logger="reminder")
+    with time_machine.travel(datetime(2023, 2, 22, 17, 0, 1, tzinfo=PARIS), tick=True):
+        async with running(project):
+            await until(lambda: "will retry" in caplog.text)
+            refused = datetime.now(PARIS)
+            await until(lambda: len(smtp_server.handler.messages) == 1, within=10)
+            assert datetime.now(PARIS) - refused < timedelta(seconds=8)
+    assert statuses(project) == {("7d", "sent"): 1}

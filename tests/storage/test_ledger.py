@@ -102,12 +102,18 @@ def test_a_transient_failure_keeps_the_claim_for_a_later_retry(ledger: Ledger) -
     ledger.claim([claim(1)], NOW)
     retry_at = NOW + timedelta(minutes=5)
     ledger.record(
-        [Outcome(claim(1).key, DeliveryState.CLAIMED, "451 try later", NOW, retry_at)], NOW
+        [Outcome(claim(1).key, DeliveryState.CLAIMED, "451 try later", NOW, retry_at, 4)], NOW
     )
     view = ledger.view([claim(1).key.appointment])
     assert view.claims == {(claim(1).key.appointment, "1d"): {"p1@example.org": retry_at}}
     assert ledger.claim([claim(1)], NOW + timedelta(minutes=4)) == []
-    assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [claim(1)]
+    # The retry carries the tries recorded so far: its next back-off grows with them.
+    assert ledger.claim([claim(1)], NOW + timedelta(minutes=6)) == [replace(claim(1), tries=4)]
+    later = NOW + timedelta(minutes=7)
+    ledger.record(
+        [Outcome(claim(1).key, DeliveryState.CLAIMED, "451 try later", later, later, 4)], later
+    )
+    assert ledger.claim([claim(1)], later) == [replace(claim(1), tries=8)]
 
 
 def test_claims_of_a_dead_worker_are_adopted_at_start(ledger_target: str | Path) -> None:
