@@ -12,7 +12,9 @@ times a second (1 s timeout) throughout.
 Reported: lost (a reminder neither sent nor superseded by a later one that was, or one
 the ledger records as sent that never arrived: must be 0), second copies per fault, the
 longest /healthz silence of a worker that was neither stopped nor dead, and the longest
-stall in sending: a time when something was overdue and nothing was sent.
+stall in sending: a time when something was overdue and nothing was sent; then the
+longest part of a stall that no fault stopping all sending explains (the relay refusing
+or hanging, the database cut, the only worker dead or stopped): the workers' own.
 
     .venv/bin/python bench/soak.py [--workers 1|3] [--minutes 20] [--seed N]
 """
@@ -207,15 +209,26 @@ class Faults:
     database: PrivatePostgres | None
     rng: random.Random
     log: list[tuple[float, str]] = field(default_factory=list)
+    windows: list[tuple[float, float, str]] = field(default_factory=list)  # begun, ended, kind
 
     def kinds(self) -> list[str]:
         kinds = ["kill9", "sigstop", "smtp421", "smtp451", "smtphang", "fifo", "half", "edit"]
         return kinds + (["dbcut"] if self.database else [])
 
     def inject(self, kind: str) -> None:
-        self.log.append((time.time(), kind))
+        begun = time.time()
+        self.log.append((begun, kind))
         print(f"{datetime.now(PARIS):%H:%M:%S} fault: {kind}", flush=True)
-        getattr(self, kind)()
+        getattr(self, kind)()  # returns when the fault is over
+        self.windows.append((begun, time.time(), kind))
+
+    def stopping(self) -> list[tuple[float, float]]:
+        """When nothing could be sent, whatever the workers did: the relay refusing or
+        hanging, the database away, and the only worker dead or stopped."""
+        kinds = {"smtp421", "smtp451", "smtphang", "dbcut"}
+        if len(self.workers) == 1:
+            kinds |= {"kill9", "sigstop"}
+        return [(begun, ended) for begun, ended, kind in self.windows if kind in kinds]
 
     def kill9(self) -> None:
         worker = self.rng.choice(self.workers)
@@ -314,23 +327,35 @@ def ledger_rows(config: Path, url: str | None, workers: list[Worker]) -> list[tu
         return list(db.execute(query))
 
 
-def stalls(rows: list[tuple[Any, ...]]) -> tuple[float, float]:
-    """The longest time during which something was overdue and nothing was sent, and
-    when it ended."""
+def stalls(rows: list[tuple[Any, ...]]) -> list[tuple[float, float]]:
+    """The times during which something was overdue and nothing was sent."""
     events = []
     for _, _, _, status, due_at, sent_at, *_ in rows:
         if status == "sent":
             events.append((datetime.fromisoformat(due_at).timestamp(), 1))
             events.append((datetime.fromisoformat(sent_at).timestamp(), -1))
     events.sort()
-    overdue, last, worst, worst_at = 0, 0.0, 0.0, 0.0
+    found, overdue, last = [], 0, 0.0
     for at, change in events:
-        if overdue > 0 and at - last > worst:
-            worst, worst_at = at - last, at
+        if overdue > 0 and at > last:
+            found.append((last, at))
         if change < 0 or overdue == 0:
             last = at
         overdue += change
-    return worst, worst_at
+    return found
+
+
+def outside(stall: tuple[float, float], windows: list[tuple[float, float]]) -> float:
+    """The longest part of `stall` outside every window: the workers' own share of it."""
+    begun, ended = stall
+    for start, end in sorted(windows):
+        if end <= begun or start >= ended:
+            continue
+        if start > begun:
+            # The part before this window is the workers' own; so may be what follows.
+            return max(start - begun, outside((end, ended), windows))
+        begun = max(begun, end)
+    return max(0.0, ended - begun)
 
 
 def soak(workers_count: int, minutes: float, seed: int, people: int, spacing: int) -> None:
@@ -398,7 +423,10 @@ def report(rows: list[tuple[Any, ...]], relay: Relay, faults: Faults, prober: Pr
         if message_id in seen:
             duplicates[faults.during(at)] += 1
         seen.add(message_id)
-    stall, stall_end = stalls(rows)
+    found = stalls(rows)
+    stall, stall_end = max(((b - a, b) for a, b in found), default=(0.0, 0.0))
+    stopping = faults.stopping()
+    own, own_end = max(((outside(s, stopping), s[1]) for s in found), default=(0.0, 0.0))
     kinds = Counter(kind for _, kind in faults.log)
     print(f"\nsoak: {workers} worker(s), {minutes:g} min, {leads} reminders x {people} "
           f"registrants; faults: {dict(kinds)}")  # fmt: skip
@@ -414,6 +442,9 @@ def report(rows: list[tuple[Any, ...]], relay: Relay, faults: Faults, prober: Pr
         print(f"longest /healthz silence of {worker.name}: {silence:.1f} s (during {during})")
     print(f"longest stall in sending: {stall:.1f} s (during {faults.during(stall_end)}); "
           f"lease {LEASE:g} s")  # fmt: skip
+    print(f"longest stall outside a fault that stops all sending (the relay refusing or "
+          f"hanging, the database cut, the only worker dead or stopped): {own:.1f} s "
+          f"(ending during {faults.during(own_end)})")  # fmt: skip
 
 
 def main() -> None:
