@@ -8,6 +8,7 @@ other token is answered 404 with no detail.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import partial
 from typing import Any
@@ -18,6 +19,7 @@ from multidict import MultiDictProxy
 from ..core.unsubscribe import TOKEN_PATTERN, TokenIndex
 from ..inputs.registrants import masked
 from .registrant_choices import Choice, Outcome, choose, find_session, sessions_page
+from .snapshot import Snapshot
 from .web_app import PAGES, SERVICE, Service, in_ledger, page
 
 log = logging.getLogger("reminder")
@@ -49,23 +51,39 @@ async def _address(request: web.Request) -> str:
     """The address behind the URL's token; 404 with no detail for any other token."""
     service = request.app[SERVICE]
     snapshot = service.snapshot
-    http = snapshot.config.http
-    if http.secret is None:
+    secret = snapshot.config.http.secret
+    if secret is None:
         raise web.HTTPNotFound()
     cache = request.app[INDEX]
     if cache.get("snapshot") is not snapshot:
-        roster = snapshot.roster
+        # One index per reading of the export, built once however many requests ask for
+        # it meanwhile, and away from the loop: a million signatures take seconds.
         cache["snapshot"] = snapshot
-        # Links in mails already sent stay valid for people no longer in the export.
-        known = {r.key for r in roster.registrants}
-        known |= {*roster.suppressed, *await in_ledger(request, service.ledger.recipients)}
-        cache["index"] = TokenIndex(
-            http.secret.get_secret_value(), snapshot.config.cycle.id, sorted(known)
-        )
-    address: str | None = cache["index"].address(request.match_info["token"])
+        cache["index"] = asyncio.ensure_future(_index(request, snapshot, secret.get_secret_value()))
+    built: asyncio.Future[TokenIndex] = cache["index"]
+    try:
+        index = await asyncio.shield(built)
+    except Exception:
+        if cache.get("index") is built:
+            cache.pop("snapshot", None)  # the ledger did not answer: the next request retries
+        raise
+    address = index.address(request.match_info["token"])
     if address is None:
         raise web.HTTPNotFound()
     return address
+
+
+async def _index(request: web.Request, snapshot: Snapshot, secret: str) -> TokenIndex:
+    roster = snapshot.roster
+    # Links in mails already sent stay valid for people no longer in the export.
+    recipients = await in_ledger(request, request.app[SERVICE].ledger.recipients)
+
+    def build() -> TokenIndex:
+        known = {r.key for r in roster.registrants}
+        known |= {*roster.suppressed, *recipients}
+        return TokenIndex(secret, snapshot.config.cycle.id, known)
+
+    return await asyncio.to_thread(build)
 
 
 # -- one-click unsubscribe (RFC 8058) --------------------------------------------------------
