@@ -106,6 +106,16 @@ def test_the_table_of_contents_lists_every_section() -> None:
     assert listed == [s for s in sections if s != "Contents"]
 
 
+def test_the_readme_lists_every_module_of_the_package() -> None:
+    for folder in ("core", "inputs", "storage", "mail", "service", "commands"):
+        row = next(
+            line for line in README.splitlines() if line.startswith(f"| `reminder/{folder}/`")
+        )
+        listed = set(re.findall(r"`(\w+)`", row.split(" | ")[2]))
+        modules = {path.stem for path in (REPO / "reminder" / folder).glob("*.py")}
+        assert modules - {"__init__"} - listed == set(), f"reminder/{folder}/ in the README"
+
+
 def test_the_performance_page_names_its_commands() -> None:
     page = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
     for script in ("bench/scale.py", "bench/cluster.py", "bench/kill9.py", "bench/startup.py"):
