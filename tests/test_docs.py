@@ -1,8 +1,12 @@
 """Docs that cannot rot: every command, config key and quick-start task is where the README says."""
 
 import argparse
+import ast
 import re
 import typing
+from bisect import bisect_left
+from collections.abc import Set
+from functools import cache
 
 from pydantic import BaseModel
 
@@ -102,7 +106,84 @@ def test_the_table_of_contents_lists_every_section() -> None:
     assert listed == [s for s in sections if s != "Contents"]
 
 
+def test_the_readme_lists_every_module_of_the_package() -> None:
+    for folder in ("core", "inputs", "storage", "mail", "service", "commands"):
+        row = next(
+            line for line in README.splitlines() if line.startswith(f"| `reminder/{folder}/`")
+        )
+        listed = set(re.findall(r"`(\w+)`", row.split(" | ")[2]))
+        modules = {path.stem for path in (REPO / "reminder" / folder).glob("*.py")}
+        assert modules - {"__init__"} - listed == set(), f"reminder/{folder}/ in the README"
+
+
 def test_the_performance_page_names_its_commands() -> None:
     page = (REPO / "docs" / "performance.md").read_text(encoding="utf-8")
     for script in ("bench/scale.py", "bench/cluster.py", "bench/kill9.py", "bench/startup.py"):
         assert script in page
+
+
+# Where a %-format string prints a value: "%s", "%d", "%.0f", "%g".
+PRINTF_FIELD = re.compile(r"%[-#0 +]*\d*(?:\.\d+)?[sdrifgx]")
+
+
+@cache
+def literal_pieces() -> frozenset[str]:
+    """The text of the package's string literals (docstrings aside), cut where a value is
+    printed into them (an f-string's field, a %-placeholder): what its messages are made of.
+    """
+    pieces: set[str] = set()
+    for path in sorted((REPO / "reminder").rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(node.value) for node in ast.walk(tree) if isinstance(node, ast.Expr)}
+        for node in ast.walk(tree):
+            text = node.value if isinstance(node, ast.Constant) else None
+            if isinstance(text, str) and id(node) not in docstrings:
+                pieces.update(PRINTF_FIELD.split(text))
+    return frozenset(pieces - {""})
+
+
+def printed_by_the_package(fragment: str, pieces: Set[str]) -> bool:
+    """Whether `fragment` is text the package prints: inside one literal, or the end of
+    one, then whole ones, then the start of another, each printed into the one before
+    ("the mail server" + ": " + "will retry ", from `"%s: %s"`)."""
+    if any(fragment in piece for piece in pieces):
+        return True
+    ordered = sorted(pieces)
+    reversed_ = sorted(piece[::-1] for piece in pieces)
+
+    def starts_one(text: str) -> bool:
+        at = bisect_left(ordered, text)
+        return at < len(ordered) and ordered[at].startswith(text)
+
+    def ends_one(text: str) -> bool:
+        at = bisect_left(reversed_, text[::-1])
+        return at < len(reversed_) and reversed_[at].startswith(text[::-1])
+
+    reached = [cut for cut in range(1, len(fragment)) if ends_one(fragment[:cut])]
+    seen = set(reached)
+    while reached:
+        cut = reached.pop()
+        if starts_one(fragment[cut:]):
+            return True
+        for end in range(cut + 1, len(fragment)):
+            if end not in seen and fragment[cut:end] in pieces:
+                seen.add(end)
+                reached.append(end)
+    return False
+
+
+def test_every_message_the_troubleshooting_section_quotes_is_printed_by_the_package() -> None:
+    """A reworded message fails here, not in front of someone searching the README for it."""
+    section = README.split("\n## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    messages = re.findall(r"\*\*`([^`]+)`\*\*", section)
+    assert len(messages) >= 10
+    pieces = literal_pieces()
+    # The check tells a message of ours from one reworded or made up.
+    assert printed_by_the_package("the mail server: will retry ", pieces)
+    assert not printed_by_the_package("reload (a file changed) refused; still running", pieces)
+    for message in messages:
+        for fragment in message.split("…"):
+            assert printed_by_the_package(fragment, pieces), (
+                f"the README's Troubleshooting quotes {message!r}, but "
+                f"{fragment!r} is printed nowhere in reminder/"
+            )
