@@ -166,7 +166,7 @@ def test_a_worker_killed_mid_send_holds_the_shared_rate_back_for_one_lease_at_mo
     # Its unfinished send stays in the shared budget: counted as ended when its lease
     # runs out, not a whole transaction deadline (smtp.timeout, 60 s) after it began.
     handler = Arrivals(delay=0.3)
-    total, per_second, lease = 200, 10, 3.0
+    total, per_second, lease = 100, 10, 3.0
     with SmtpSink(handler=handler) as server:
         config = write_cluster_project(
             tmp_path, server.port, due_soon(), total, lease=f"{lease:g}s",
