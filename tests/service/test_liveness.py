@@ -115,6 +115,7 @@ async def test_a_database_outage_is_named_by_readyz_and_sending_resumes_at_its_r
     smtp_server: Server,
     notify_socket: socket.socket,
     debug_loop: Callable[[], list[str]],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     port = free_port()
     with private_postgres() as database:
@@ -133,6 +134,7 @@ async def test_a_database_outage_is_named_by_readyz_and_sending_resumes_at_its_r
         prober = Prober(port)
         try:
             await started(worker, task)
+            caplog.clear()  # the start's steps come before the HTTP face: nobody waits on them
             prober.start()
             await until(lambda: pings(notify_socket) > 0)
             await asyncio.to_thread(database.stop)  # before the reminder falls due
@@ -189,6 +191,7 @@ async def test_the_loop_answers_through_a_fifo_export_a_silent_relay_and_a_hung_
     export = tmp_path / "registrants.csv"
     try:
         await started(worker, task)
+        caplog.clear()  # the start's steps come before the HTTP face: nobody waits on them
         prober.start()
         await asyncio.sleep(2.5)  # the relay's greeting never comes: a timeout, a retry
         export.unlink()
