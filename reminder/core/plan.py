@@ -7,6 +7,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from itertools import chain
 
 from .declines import NO_DECLINES, Declines
 from .mailing import DeliveryKey, DeliveryState, MailKind
@@ -121,6 +122,7 @@ def due_deliveries(
     chunk: int = PLAN_CHUNK,
     *,
     declines: Declines = NO_DECLINES,
+    turn: float = 0.0,
 ) -> Iterator[Batch]:
     """What to do at `now`, a chunk of about `chunk` deliveries at a time.
 
@@ -131,7 +133,10 @@ def due_deliveries(
     nothing to an address in `suppressed` (the ledger's suppressions), nor about a
     session to whoever's decline of it stands (`declines`): undone, it lets the latest
     reminder go out, late if need be. Each attendee is in one chunk only; the caller
-    may claim a chunk before asking for the next.
+    may claim a chunk before asking for the next. With `turn` (in [0, 1)), each
+    session's attendees are taken from that fraction of its list, round to its start:
+    workers sharing a ledger each start at their own place instead of racing for the
+    same rows, and nobody is always last.
     """
     sends: list[Delivery] = []
     superseded: list[tuple[DeliveryKey, datetime]] = []
@@ -147,7 +152,7 @@ def due_deliveries(
         older_unsettled = [(slot, view.settled_for(slot)) for slot in older]
         declined = declines.standing(session) if declines else frozenset()
         skip = settled | suppressed | declined if suppressed or declined else settled
-        for registrant in roster.attending(session):
+        for registrant in _from_turn(roster.attending(session), turn):
             who = registrant.key
             if who in skip:
                 continue
@@ -167,6 +172,12 @@ def due_deliveries(
                 sends, superseded = [], []
     if sends or superseded:
         yield Batch(tuple(sends), tuple(superseded))
+
+
+def _from_turn(attendees: tuple[Registrant, ...], turn: float) -> Iterable[Registrant]:
+    """The attendees from the fraction `turn` of the list, then from its start."""
+    at = int(turn * len(attendees))
+    return chain(attendees[at:], attendees[:at]) if at else attendees
 
 
 @dataclass(frozen=True)

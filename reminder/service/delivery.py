@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from ..core.errors import ReminderError, TransportConfigError
 from ..core.mailing import DeliveryKey, DeliveryState
 from ..core.notices import Notice, NoticePlan, Told
 from ..core.plan import Delivery, deadline
-from ..core.planned import PlannedMail, ReminderChunks, Tally
+from ..core.planned import ClaimStep, PlannedMail, ReminderChunks, Tally
 from ..core.replies import Refusal, classify
 from ..inputs.registrants import masked, redacted
 from ..mail.transport import Envelope, Result, Verdict
@@ -42,8 +43,13 @@ RETRY_FIRST = timedelta(seconds=5)
 RETRY_AFTER = timedelta(minutes=5)
 # Below this, no time is left for another try: the delivery fails.
 RETRY_AT_LEAST = timedelta(seconds=1)
-# On a shared ledger, deliveries claimed per transaction: a few seconds of sending.
+# On a shared ledger, reminders are claimed in steps of about CLAIM_SECONDS of sending
+# (ClaimStep): from SHARED_CLAIM_STEP at the start of a batch up to SHARED_CLAIM_MOST
+# while the connections keep up, never longer than the lease (what a killed worker
+# leaves to adopt).
 SHARED_CLAIM_STEP = 32
+SHARED_CLAIM_MOST = 1024
+CLAIM_SECONDS = 0.5
 # On a ledger of its own, reminders are claimed this many at a time, each chunk just
 # before it is composed and sent: the first message of a batch of 1,000,000 leaves as
 # soon as that of a batch of 300.
@@ -73,6 +79,7 @@ class DeliveryPass:
         self.term = dispatcher.lease()  # the lease's term as the pass began
         self.tally = Tally()
         self.reminders = ReminderChunks(iter(()), CLAIM_CHUNK)
+        self.step = claim_step(snapshot, dispatcher.ledger.shared)
         self.notices: list[Notice] = []  # claimed: sent before the reminders
         # Won and not yet let go: the Message-ID recorded at each claim, which a resend
         # carries whatever changed in the config since.
@@ -107,11 +114,13 @@ class DeliveryPass:
 
     def _plan(self, notices: NoticePlan) -> bool:
         """Plan the reminders owed (their first chunk); False when none is."""
-        # notice_plan already leaves out whoever the ledger suppresses.
-        owed = reminders_owed(self.ledger, self.snapshot, self.now, notices, CLAIM_CHUNK)
+        # notice_plan already leaves out whoever the ledger suppresses. On a shared
+        # ledger each worker starts from a place of its own in the batch (`turn`), still
+        # planning a chunk at a time: workers share a large batch instead of racing for
+        # the same rows, and its first message waits for one chunk, not for all.
+        turn = random.random() if self.ledger.shared else 0.0  # noqa: S311 - not a secret
+        owed = reminders_owed(self.ledger, self.snapshot, self.now, notices, CLAIM_CHUNK, turn=turn)
         self.reminders = ReminderChunks(owed, CLAIM_CHUNK)
-        if self.ledger.shared:
-            self.reminders = self.reminders.spread(SHARED_CLAIM_STEP)
         return self.reminders.start(self._supersede)
 
     # -- claim: durably, before anything is composed -----------------------------------
@@ -142,11 +151,13 @@ class DeliveryPass:
         self.notices = [n for n in owed if n.key in won]
 
     async def claimed_reminders(self) -> AsyncIterator[Delivery]:
-        """The batch's reminders, planned and claimed a chunk at a time as composing
+        """The batch's reminders, planned and claimed a step at a time as composing
         reaches them: the first leaves after one chunk's plan and claim, not the whole
-        batch's. Both run in the ledger's thread while the loop sends the chunk before."""
-        chunks = self.reminders.chunks(self._supersede)
-        while (part := await self.thread.call(next, chunks, None)) is not None:
+        batch's. Both run in the ledger's thread while the loop sends the step before."""
+        handed = 0
+        while part := await self.thread.call(
+            self.reminders.take, self._supersede, self.step.next(time.monotonic(), handed)
+        ):
             if not self.may_send():
                 self.reminders.put_back(part)
                 return  # the lease lapsed: another worker may hold these claims now
@@ -154,8 +165,10 @@ class DeliveryPass:
             # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
             for key in [k for k in self.claims if k not in self.unsettled]:
                 del self.claims[key]
+            handed = 0
             for delivery in part:
                 if delivery.key in won:
+                    handed += 1
                     yield delivery
 
     def _claim_reminders(self, part: Sequence[Delivery]) -> list[Claim]:
@@ -367,6 +380,15 @@ class DeliveryPass:
             # others meanwhile): the line tells what the ledger says is owed now.
             left = still_owed(self.ledger, self.snapshot, self.clock())
         self.tally.left = left
+
+
+def claim_step(snapshot: Snapshot, shared: bool) -> ClaimStep:
+    """How many reminders the next claim takes: CLAIM_CHUNK on a ledger of its own; on a
+    shared one, steps of about CLAIM_SECONDS of sending, and no longer than the lease."""
+    if not shared:
+        return ClaimStep(CLAIM_CHUNK, CLAIM_CHUNK, CLAIM_SECONDS)
+    seconds = min(CLAIM_SECONDS, snapshot.config.ledger.lease.total_seconds())
+    return ClaimStep(SHARED_CLAIM_STEP, SHARED_CLAIM_MOST, seconds)
 
 
 def _retry_at(now: datetime, not_after: datetime, tries: int = 0) -> datetime | None:

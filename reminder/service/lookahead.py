@@ -169,13 +169,16 @@ def reminders_owed(
     now: datetime,
     notices: NoticePlan | None = None,
     chunk: int = PLAN_CHUNK,
+    *,
+    turn: float = 0.0,
 ) -> Iterator[Batch]:
     """The reminders owed at `now`, a chunk at a time: the caller claims and sends the
     first while the rest of a large batch is still to be planned.
 
     Reminders of a session whose change is still settling wait with its notices; an
     update owed now stands in for a late reminder of the new date to the same person.
-    The ledger is read once, before the first chunk.
+    The ledger is read once, before the first chunk. `turn`: where in each session's
+    attendees the batch starts (`due_deliveries`).
     """
     notices = notices or notice_plan(ledger, snapshot, now)
     slots = [slot for slot in snapshot.slots if slot.session.appointment not in notices.held]
@@ -195,6 +198,7 @@ def reminders_owed(
         ledger.suppressed_addresses(),
         chunk,
         declines=ledger.declines(),
+        turn=turn,
     )
     updated = {
         (n.session.appointment, n.registrant.key) for n in notices.owed if n.kind == MailKind.UPDATE

@@ -148,6 +148,25 @@ def test_due_deliveries_come_in_chunks_each_attendee_once_with_what_it_supersede
     )
 
 
+def test_a_turn_starts_each_session_from_its_own_place_and_still_owes_everyone_once() -> None:
+    people = tuple(Registrant(f"p{n}@example.org") for n in range(10))
+    roster = Roster("test.csv", people)
+    now = at(2023, 2, 28, 17)  # March's 1-day reminder, the 7-day one superseded
+    chunks = list(due_deliveries(now, SLOTS, roster, LedgerView(), chunk=4, turn=0.75))
+    order = [d.registrant for c in chunks for d in c.sends]
+    # From 3/4 of the list round to its start: nobody twice, nobody left out.
+    assert order == [*people[7:], *people[:7]]
+    assert [len(c.sends) for c in chunks] == [4, 4, 2]
+    for c in chunks:
+        assert {k.recipient for k, _ in c.superseded} == {d.registrant.key for d in c.sends}
+    # Turn 0 is the export's order.
+    assert [
+        d.registrant
+        for c in due_deliveries(now, SLOTS, roster, LedgerView(), turn=0.0)
+        for d in c.sends
+    ] == list(people)
+
+
 def test_a_registrant_folds_its_address_once() -> None:
     anne = Registrant("Anne.Martin@Example.org")
     assert anne.key == "anne.martin@example.org"

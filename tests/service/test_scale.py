@@ -9,19 +9,23 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from reminder.core import plan
 from reminder.core.mailing import DeliveryKey
+from reminder.core.plan import Delivery
 from reminder.mail.messages import Composer
 from reminder.mail.outbox import Outbox
 from reminder.mail.smtp import SmtpTransport
 from reminder.mail.smtpsink import SmtpSink
-from reminder.service.delivery import CLAIM_CHUNK
+from reminder.service import delivery
+from reminder.service.delivery import CLAIM_CHUNK, SHARED_CLAIM_STEP
 from reminder.service.dispatcher import Dispatcher
-from reminder.storage.ledger import Ledger
+from reminder.storage.ledger import Claim, Ledger
 from tests.support.project import Clock, Project, person
 from tests.support.smtp import FaultyRecorder, Server
 from tests.support.worker import use_server
@@ -214,6 +218,73 @@ async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
     assert tally.sent == people
     # One Message-ID built per delivery, at its claim; composing reuses it.
     assert len(ids) == len(set(ids)) == people
+
+
+@dataclass(frozen=True)
+class CountedDelivery(Delivery):
+    """A planned delivery that counts how many the planner has made."""
+
+    planned = 0
+
+    def __post_init__(self) -> None:
+        CountedDelivery.planned += 1
+
+
+@dataclass
+class Planning(FaultyRecorder):
+    """Records how many deliveries were planned when the first message arrived."""
+
+    planned_at_first: list[int] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        with self.lock:
+            if not self.planned_at_first:
+                self.planned_at_first.append(CountedDelivery.planned)
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_planned(
+    project: Project, ledger_target: str | Path, monkeypatch: Any
+) -> None:
+    # A worker on PostgreSQL starts from a random place of the batch: it must not plan
+    # the whole batch to find it (at 1,000,000 that took 4 s before the first message).
+    people = 4 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    handler = Planning()
+    monkeypatch.setattr(plan, "Delivery", CountedDelivery)
+    CountedDelivery.planned = 0
+    # Each claim's size, as the ledger is asked for it; the shared step bounded low
+    # enough for this batch to reach the bound.
+    monkeypatch.setattr(delivery, "SHARED_CLAIM_MOST", 100)
+    steps: list[int] = []
+    claim = Ledger.claim
+
+    def sized(ledger: Ledger, claims: Sequence[Claim], now: datetime) -> list[Claim]:
+        steps.append(len(claims))
+        return claim(ledger, claims, now)
+
+    monkeypatch.setattr(Ledger, "claim", sized)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        due = snapshot.slots[0].due_at
+        with Ledger(ledger_target, worker="test") as ledger:
+            transport = SmtpTransport(snapshot.config.smtp)
+            try:
+                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
+            finally:
+                await transport.close()
+            rows = ledger.rows()
+    assert 0 < handler.planned_at_first[0] <= 2 * CLAIM_CHUNK
+    assert tally.sent == people
+    assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
+    assert len(rows) == people
+    if isinstance(ledger_target, Path):
+        assert set(steps) == {CLAIM_CHUNK}  # a ledger of its own: one chunk per claim
+    else:
+        # Small at first, then as the pace allows, never past the bound.
+        assert steps[0] == SHARED_CLAIM_STEP
+        assert all(SHARED_CLAIM_STEP <= step <= 100 for step in steps[:-1])
 
 
 def put_back(backup: Path, ledger_file: Path) -> None:
