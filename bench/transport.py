@@ -1,18 +1,21 @@
-"""Sending 10,000 composed reminders: smtplib versus our pooled transport, ledger included.
+"""Sending 10,000 composed reminders: smtplib versus our pooled transport, with and
+without the ledger.
 
 (a) smtplib, a new connection per message; (b) smtplib, one reused connection;
-(c) our SmtpTransport with a pool of N connections, each delivery claimed in and
-settled to a real SQLite ledger as the worker does, one commit per outcome. Against
-(i) Postfix's smtp-sink,
-a fast C sink, and (ii) an aiosmtpd sink that waits 50 ms before answering each
-DATA, like a remote relay (ideal rate: N / 50 ms). Targets: (c) >= 90% of the ideal
-on (ii); (c) >= the best of (a) and (b) on (i).
+(c) our SmtpTransport with a pool of N connections: alone (results reported to
+nowhere), then with each delivery claimed in and settled to a real ledger as the worker
+does it (the ledger in its own thread, claims in the worker's steps, each outcome made
+durable, with those queued beside it, before its connection's next transaction): a
+SQLite file, then a fresh schema of a PostgreSQL database; the three in turn, `--runs`
+times, side by side. Against (i) Postfix's smtp-sink, a fast C sink, and (ii) an
+aiosmtpd sink that waits 50 ms before answering each DATA, like a remote relay (ideal
+rate: N / 50 ms). Targets: (c) >= 90% of the ideal on (ii); (c) >= the best of (a) and
+(b) on (i); on (i), (c) with either ledger >= 90% of (c) alone.
 
     .venv/bin/python bench/transport.py [--messages N] [--connections N ...] [--quick]
-                                        [--without-ledger]
+                                        [--runs R] [--ledger URL]
 
---without-ledger adds (c) with results reported to nowhere: the transport alone, to
-tell its cost from the ledger's.
+--ledger is the PostgreSQL database (default: the test server's; '' for none).
 """
 
 from __future__ import annotations
@@ -20,21 +23,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import smtplib
+import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import compose_many, postfix_sink, slow_sink
+from common import compose_many, postfix_sink, postgres_schema, slow_sink
 
-from reminder.core.mailing import DeliveryKey, DeliveryState
+from reminder.core.mailing import DeliveryKey, DeliveryState, MailKind
 from reminder.core.planned import Tally
 from reminder.inputs.config import Smtp
 from reminder.mail.messages import Composed
 from reminder.mail.smtp import SmtpTransport
 from reminder.mail.transport import Envelope, Result, Verdict, each
+from reminder.service.delivery import claim_step
 from reminder.storage.ledger import Claim, Ledger, Outcome
+from reminder.storage.thread import LedgerThread
 
 
 def smtplib_new_each(port: int, messages: list[Composed]) -> None:
@@ -49,9 +56,15 @@ def smtplib_reused(port: int, messages: list[Composed]) -> None:
             client.sendmail(m.sender, [m.recipient], m.data)
 
 
-def ours(connections: int, ledger: bool = True) -> Callable[[int, list[Composed]], None]:
+def ours(connections: int, ledger: str | Path | None) -> Callable[[int, list[Composed]], None]:
+    """Our transport; with `ledger` (a SQLite file or a PostgreSQL URL), claiming and
+    settling every delivery in it as the worker does."""
+
     def send(port: int, messages: list[Composed]) -> None:
-        asyncio.run((_ours if ledger else _transport_alone)(port, messages, connections))
+        if ledger is None:
+            asyncio.run(_transport_alone(port, messages, connections))
+        else:
+            asyncio.run(_ours(port, messages, connections, ledger))
 
     return send
 
@@ -73,39 +86,51 @@ async def _transport_alone(port: int, messages: list[Composed], connections: int
     assert sum(r.verdict is Verdict.SENT for r in results) == len(messages)
 
 
-async def _ours(port: int, messages: list[Composed], connections: int) -> None:
+async def _ours(port: int, messages: list[Composed], connections: int, target: str | Path) -> None:
+    """As the worker's pass does: the ledger opened in its own thread, the deliveries
+    claimed there in the worker's steps as sending reaches them (`claim_step`), each
+    outcome made durable (group commit) before its connection's next transaction."""
     now = datetime.now(UTC)
-    ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite", worker="bench")
-    claims = [
-        Claim(
-            DeliveryKey("2023-03-01T17:00+01:00", "reminder", "1d", m.recipient),
+    thread: LedgerThread[Ledger] = LedgerThread()
+    ledger = await thread.open(lambda: Ledger(target, worker="bench"))
+    by_key = {}
+    claims = []
+    for m in messages:
+        claim = Claim(
+            DeliveryKey("2023-03-01T17:00+01:00", MailKind.REMINDER, "1d", m.recipient),
             m.message_id,
             now,
             now + timedelta(days=1),
         )
-        for m in messages
-    ]
-    won = ledger.claim(claims, now)  # the durable claim before any SMTP transaction
+        claims.append(claim)
+        by_key[claim.key] = m
+    steps = claim_step(ledger.shared, timedelta(seconds=30))
     tally = Tally()
 
-    def settle(result: Result) -> None:
-        # As the worker does: each outcome committed before the connection's next
-        # transaction starts.
+    async def claimed() -> AsyncIterator[Envelope]:
+        at = handed = 0
+        while at < len(claims):
+            size = steps.next(time.monotonic(), handed)
+            # The durable claim before any of these SMTP transactions.
+            won = await thread.call(ledger.claim, claims[at : at + size], now)
+            at += size
+            handed = len(won)
+            for claim in won:
+                m = by_key[claim.key]
+                yield Envelope(claim, m.sender, m.recipient, m.message_id, m.data)
+
+    async def settle(result: Result) -> None:
         claim: Claim = result.envelope.token
         status = DeliveryState.SENT if result.verdict is Verdict.SENT else DeliveryState.FAILED
         tally.sent += result.verdict is Verdict.SENT
-        now = datetime.now(UTC)
-        ledger.record([Outcome(claim.key, status, result.reply, now)], now)
+        await thread.record(Outcome(claim.key, status, result.reply, datetime.now(UTC)))
 
     transport = _pool(port, connections)
-    envelopes = [
-        Envelope(c, m.sender, m.recipient, m.message_id, m.data)
-        for c, m in zip(won, messages, strict=True)
-    ]
-    await transport.deliver(each(envelopes), settle)
+    await transport.deliver(claimed(), settle)
     await transport.close()
-    sent = sum(ledger.counts().get(("2023-03-01T17:00+01:00", "reminder", "1d"), {}).values())
-    ledger.close()
+    counts = await thread.call(ledger.counts)
+    await thread.close(Ledger.close)
+    sent = sum(counts.get(("2023-03-01T17:00+01:00", "reminder", "1d"), {}).values())
     assert tally.sent == len(messages) == sent, (tally.sent, sent)
 
 
@@ -123,15 +148,16 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--connections", type=int, nargs="+", default=[4, 16])
+    parser.add_argument("--runs", type=int, default=3, help="runs of each (c), interleaved")
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="on the slow sink, time (a) and (b) on 500 messages only",
+        help="on the slow sink, time (a) and (b) on 500 messages and (c) on 2,000 only",
     )
     parser.add_argument(
-        "--without-ledger",
-        action="store_true",
-        help="on smtp-sink, also time (c) without the ledger: the transport alone",
+        "--ledger",
+        default="postgresql://root@127.0.0.1:5432/test",
+        help="a PostgreSQL database for (c) with the shared ledger ('' for none)",
     )
     args = parser.parse_args()
     _, messages = compose_many(args.messages)
@@ -145,13 +171,10 @@ def main() -> None:
             measure("(b) smtplib, one reused connection", smtplib_reused, port, messages),
         ]
         for n in args.connections:
-            rate = measure(f"(c) ours, pool of {n}, ledger included", ours(n), port, messages)
-            print(f"      {rate / max(fast):.0%} of the best of (a) and (b)")
-            if args.without_ledger:
-                rate = measure(
-                    f"(c) ours, pool of {n}, without the ledger", ours(n, False), port, messages
-                )
-                print(f"      {rate / max(fast):.0%} of the best of (a) and (b)")
+            rates = side_by_side(n, port, messages, args.runs, args.ledger)
+            print(f"      the best of (a) and (b): {max(fast):,.0f}/s")
+            for label, values in rates.items():
+                print(f"      {label}: {statistics.median(values) / max(fast):.0%} of it")
     with slow_sink(0.05) as (port, _):
         print("(ii) sink answering each DATA after 50 ms:")
         few = messages[:500] if args.quick else messages
@@ -167,9 +190,46 @@ def main() -> None:
             port,
             few,
         )
+        some = messages[:2000] if args.quick else messages
         for n in args.connections:
-            rate = measure(f"(c) ours, pool of {n}, ledger included", ours(n), port, messages)
-            print(f"      {rate / (n / 0.05):.0%} of the ideal {n / 0.05:.0f}/s")
+            rates = side_by_side(n, port, some, 1, args.ledger)
+            for label, values in rates.items():
+                print(f"      {label}: {values[0] / (n / 0.05):.0%} of the ideal {n / 0.05:.0f}/s")
+
+
+def side_by_side(
+    connections: int, port: int, messages: list[Composed], runs: int, url: str
+) -> dict[str, list[float]]:
+    """(c) without the ledger, with a SQLite one and with a PostgreSQL one (a fresh file
+    and schema each run), `runs` times in turn; prints each median and its share of the
+    transport alone; returns the rates by variant."""
+    variants: list[tuple[str, Callable[[], AbstractContextManager[str | Path | None]]]] = [
+        ("without the ledger", lambda: nullcontext(None)),
+        ("with the SQLite ledger", lambda: nullcontext(Path(tempfile.mkdtemp()) / "l.sqlite")),
+    ]
+    if url:
+        variants.append(("with the PostgreSQL ledger", lambda: postgres_schema(url)))
+    rates: dict[str, list[float]] = {label: [] for label, _ in variants}
+    for _ in range(runs):
+        for label, target in variants:
+            with target() as ledger:
+                rates[label].append(
+                    measure(
+                        f"(c) ours, pool of {connections}, {label}",
+                        ours(connections, ledger),
+                        port,
+                        messages,
+                    )
+                )
+    alone = statistics.median(rates["without the ledger"])
+    for label, values in rates.items():
+        median = statistics.median(values)
+        print(
+            f"    (c) pool of {connections}, {label}: median {median:,.0f} messages/s "
+            f"({min(values):,.0f}-{max(values):,.0f}, {len(values)} runs), "
+            f"{median / alone:.0%} of the transport alone"
+        )
+    return rates
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class DeliveryPass:
         self.term = dispatcher.lease()  # the lease's term as the pass began
         self.tally = Tally()
         self.reminders = ReminderChunks(iter(()), CLAIM_CHUNK)
-        self.step = claim_step(snapshot, dispatcher.ledger.shared)
+        self.step = claim_step(dispatcher.ledger.shared, snapshot.config.ledger.lease)
         self.notices: list[Notice] = []  # claimed: sent before the reminders
         # Won and not yet let go: the Message-ID recorded at each claim, which a resend
         # carries whatever changed in the config since.
@@ -382,12 +382,12 @@ class DeliveryPass:
         self.tally.left = left
 
 
-def claim_step(snapshot: Snapshot, shared: bool) -> ClaimStep:
+def claim_step(shared: bool, lease: timedelta) -> ClaimStep:
     """How many reminders the next claim takes: CLAIM_CHUNK on a ledger of its own; on a
     shared one, steps of about CLAIM_SECONDS of sending, and no longer than the lease."""
     if not shared:
         return ClaimStep(CLAIM_CHUNK, CLAIM_CHUNK, CLAIM_SECONDS)
-    seconds = min(CLAIM_SECONDS, snapshot.config.ledger.lease.total_seconds())
+    seconds = min(CLAIM_SECONDS, lease.total_seconds())
     return ClaimStep(SHARED_CLAIM_STEP, SHARED_CLAIM_MOST, seconds)
 
 

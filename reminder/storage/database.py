@@ -6,6 +6,7 @@ PostgreSQL (psycopg 3, one pool per process) gets `%s` placeholders and its own 
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sqlite3
@@ -258,6 +259,7 @@ class SqliteDatabase:
 _PLACEHOLDER = re.compile(r"'[^']*'|\?")
 
 
+@functools.lru_cache(maxsize=256)  # the statements are constants: each converted once
 def postgres_sql(sql: str) -> str:
     """`?` placeholders (outside quoted literals) as psycopg's `%s`; a literal % doubled."""
     sql = sql.replace("%", "%%")

@@ -448,3 +448,68 @@ def test_a_mail_recorded_after_a_newer_one_still_owes_its_registrant_an_update(
         (PEOPLE[0].key, MailKind.UPDATE, ("time",))
     ]
     ledger.close()
+
+
+def test_outcomes_recorded_together_end_as_recorded_one_by_one(ledger_target: str | Path) -> None:
+    # Group commit hands the ledger the outcomes of several connections at once (on
+    # PostgreSQL, one statement): sends (one at a higher SEQUENCE), failures and retries
+    # must leave the rows and the counts as a statement each would.
+    with Ledger(ledger_target, worker="w") as ledger:
+        now = NOW
+        told = Told(facts(17), 0, now)
+        later = Told(facts(18), 1, now)
+
+        def claims(lead: str) -> list[Claim]:
+            return [
+                Claim(
+                    DeliveryKey(SESSION.appointment, MailKind.REMINDER, lead, p.key),
+                    f"<{lead}.{n}@t>",
+                    now,
+                    START,
+                    SESSION.id,
+                    later if n == 1 else told,
+                )
+                for n, p in enumerate(PEOPLE)
+            ]
+
+        def outcomes(lead: str) -> list[Outcome]:
+            keys = [c.key for c in claims(lead)]
+            retry = now + timedelta(minutes=5)
+            return [
+                Outcome(keys[0], DeliveryState.SENT, "250 ok", now),
+                Outcome(keys[1], DeliveryState.SENT, "250 ok", now, attempts=2),
+                Outcome(keys[2], DeliveryState.FAILED, "550 no such user", now),
+                Outcome(keys[3], DeliveryState.CLAIMED, "451 later", now, retry),
+                Outcome(keys[4], DeliveryState.SENT, "250 ok", now),
+            ]  # the sixth stays claimed
+
+        ledger.claim(claims("1d"), now)
+        ledger.claim(claims("1h"), now)
+        for outcome in outcomes("1d"):
+            ledger.record([outcome], now)
+        before = counts(ledger)
+        ledger.record(list(reversed(outcomes("1h"))), now)
+
+        def shown(lead: str) -> list[tuple[object, ...]]:
+            return [
+                (r.recipient, r.state, r.attempts, r.sent_at, r.last_reply, r.updated_at)
+                for r in sorted(ledger.rows(), key=lambda r: r.recipient)
+                if r.lead == lead
+            ]
+
+        assert shown("1h") == shown("1d")
+        assert [r[1] for r in shown("1h")] == [
+            "sent",
+            "sent",
+            "failed",
+            "claimed",
+            "sent",
+            "claimed",
+        ]
+        # The retry waits for its instant, the untouched claim does not.
+        open_claims = ledger.view([SESSION.appointment], claims_only=True).claims
+        assert open_claims[SESSION.appointment, "1h"] == open_claims[SESSION.appointment, "1d"]
+        assert open_claims[SESSION.appointment, "1h"][PEOPLE[3].key] == now + timedelta(minutes=5)
+        # The grouped outcomes moved the counts as the single ones did: the definition.
+        assert counts(ledger) != before
+        assert counts(ledger) == expected(ledger)
