@@ -15,8 +15,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from reminder.core import plan
-from reminder.core.mailing import DeliveryKey
+from reminder.core.errors import LedgerError
+from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.plan import Delivery
 from reminder.mail.messages import Composer
 from reminder.mail.outbox import Outbox
@@ -25,7 +28,8 @@ from reminder.mail.smtpsink import SmtpSink
 from reminder.service import delivery
 from reminder.service.delivery import CLAIM_CHUNK, SHARED_CLAIM_STEP
 from reminder.service.dispatcher import Dispatcher
-from reminder.storage.ledger import Claim, Ledger
+from reminder.storage.ledger import Claim, Ledger, Outcome
+from reminder.storage.thread import LedgerThread
 from tests.support.project import Clock, Project, person
 from tests.support.smtp import FaultyRecorder, Server
 from tests.support.worker import use_server
@@ -156,6 +160,81 @@ async def test_each_outcome_is_committed_before_its_connection_sends_again(
     assert tally.sent == people
     # One connection: when message n arrives, the n before it are recorded as sent.
     assert handler.sent_before == list(range(people))
+
+
+@dataclass
+class Overlapping(Settled):
+    """Records too how many the ledger holds as sent as each transaction's RCPT arrives."""
+
+    sent_at_rcpt: list[int] = field(default_factory=list)
+
+    async def handle_RCPT(  # noqa: N802
+        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        with sqlite3.connect(self.ledger_file) as db:
+            sent = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
+        with self.lock:
+            self.sent_at_rcpt.append(sent[0])
+        return await super().handle_RCPT(server, session, envelope, address, options)
+
+
+async def test_the_next_transaction_starts_while_the_outcome_commits_but_ends_after(
+    project: Project,
+) -> None:
+    """The commit of an outcome overlaps the connection's next transaction up to its
+    final dot: a slow commit costs less, and a crash still resends at most one message
+    per connection."""
+    people = 5
+    project.registrants([person(n) for n in range(people)])
+    ledger_file = project.root / "state" / "ledger.sqlite"
+    handler = Overlapping(ledger_file=ledger_file)
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler), connections=1)
+        snapshot = project.snapshot()
+        # As in the worker: the ledger in its own thread, the loop free while it commits.
+        thread: LedgerThread[Ledger] = LedgerThread()
+        await thread.open(lambda: Ledger(ledger_file, worker="test"))
+        transport = SmtpTransport(snapshot.config.smtp)
+        try:
+            clock = Clock(snapshot.slots[0].due_at)
+            tally = await Dispatcher(thread, transport, clock).run(snapshot)
+        finally:
+            await transport.close()
+            await thread.close(Ledger.close)
+    assert tally.sent == people
+    # The first outcome waited 0.3 s for the write lock: the second transaction's RCPT
+    # came meanwhile, its message was accepted only once the first was durable.
+    assert handler.sent_at_rcpt[:2] == [0, 0]
+    assert handler.sent_before == list(range(people))
+
+
+async def test_a_next_message_is_never_accepted_when_the_outcome_before_it_cannot_be_recorded(
+    project: Project, smtp_server: Server, monkeypatch: Any
+) -> None:
+    project.registrants([person(n) for n in range(3)])
+    use_server(project, smtp_server, connections=1)
+    snapshot = project.snapshot()
+    record = Ledger.record
+
+    def refused(ledger: Ledger, outcomes: Sequence[Outcome], now: datetime) -> None:
+        if any(o.state == DeliveryState.SENT for o in outcomes):
+            time.sleep(0.2)  # the next transaction is under way, up to its final dot
+            raise LedgerError("the disk is full")
+        record(ledger, outcomes, now)
+
+    monkeypatch.setattr(Ledger, "record", refused)
+    thread: LedgerThread[Ledger] = LedgerThread()
+    await thread.open(lambda: Ledger(project.root / "state" / "ledger.sqlite", worker="test"))
+    transport = SmtpTransport(snapshot.config.smtp)
+    try:
+        with pytest.raises(LedgerError, match="disk is full"):
+            await Dispatcher(thread, transport, Clock(snapshot.slots[0].due_at)).run(snapshot)
+    finally:
+        await transport.close()
+        await thread.close(Ledger.close)
+    # The first was accepted (its outcome could not be recorded: resent after a restart,
+    # with its Message-ID); the second was under way, and dropped before its final dot.
+    assert len(smtp_server.handler.recipients()) == 1
 
 
 class Counted(tuple[Any, ...]):
