@@ -1,8 +1,10 @@
 """Several `reminder run` workers on one PostgreSQL ledger (the test server by default).
 
-1. Scaling: one, two and three workers (4 connections each) send one batch through a
-   relay answering DATA after 50 ms, then through Postfix's smtp-sink; throughput from
-   the first to the last sent_at of the ledger, and the ratio to one worker.
+1. Scaling: one worker on a SQLite ledger of its own, then one, two and three workers on
+   PostgreSQL (4 connections each), in turn, send one batch through a relay answering
+   DATA after 50 ms, then through Postfix's smtp-sink; throughput from the first to the
+   last sent_at of the ledger, one PostgreSQL worker against the SQLite one, and two and
+   three against one.
 2. kill -9: two workers, 1,000 recipients, one killed at a random moment (N trials):
    lost (must be 0), duplicates (at most the killed worker's in-flight transactions),
    and the time from the kill to the adoption of its claims.
@@ -16,10 +18,12 @@ from __future__ import annotations
 import argparse
 import random
 import signal
+import sqlite3
 import statistics
 import tempfile
 import time
 from collections import Counter
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -52,6 +56,35 @@ def sent_span(url: str) -> float:
     return (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
 
 
+def one_sqlite_batch(port: int, registrants: int) -> float:
+    """Messages per second for one worker on a SQLite ledger of its own, for comparison."""
+    folder = Path(tempfile.mkdtemp(prefix="reminder-cluster-"))
+    config = write_project(folder, port, due_soon(), registrants, lease="30s")
+    worker = start_worker(config, "", "solo")  # no ledger URL: the state folder's SQLite
+    path = folder / "state-solo" / "ledger.sqlite"
+    try:
+        wait_for(lambda: sqlite_sent(path) == registrants, 600, "batch")
+    finally:
+        worker.stop()
+    with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
+        first, last = db.execute(
+            "SELECT min(sent_at), max(sent_at) FROM deliveries WHERE status = 'sent'"
+        ).fetchone()
+    span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds()
+    return registrants / span
+
+
+def sqlite_sent(path: Path) -> int:
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True) as db:
+            found = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'")
+            return int(found.fetchone()[0])
+    except sqlite3.OperationalError:  # the worker is still creating it
+        return 0
+
+
 def one_batch(base: str, port: int, workers: int, registrants: int) -> float:
     """Messages per second for `workers` workers sending one batch."""
     folder = Path(tempfile.mkdtemp(prefix="reminder-cluster-"))
@@ -68,22 +101,34 @@ def one_batch(base: str, port: int, workers: int, registrants: int) -> float:
 
 def scaling(base: str, registrants: int, runs: int) -> None:
     for name, sink in (("a relay answering DATA after 50 ms", "relay"), ("smtp-sink", "fast")):
-        rates: dict[int, list[float]] = {1: [], 2: [], 3: []}
+        # One worker on SQLite, then one, two and three on PostgreSQL, in turn each run.
+        rates: dict[str, list[float]] = {"sqlite": [], "1": [], "2": [], "3": []}
+        size = registrants if sink == "relay" else registrants * 3
         for _ in range(runs):
-            for workers in rates:
-                if sink == "relay":
-                    with SmtpSink(handler=Arrivals(delay=0.05)) as server:
-                        rates[workers].append(one_batch(base, server.port, workers, registrants))
-                else:
-                    with postfix_sink() as port:
-                        rates[workers].append(one_batch(base, port, workers, registrants * 3))
-        one = statistics.median(rates[1])
-        for workers, values in rates.items():
+            for what in rates:
+                with ExitStack() as stack:
+                    if sink == "relay":
+                        port = stack.enter_context(SmtpSink(handler=Arrivals(delay=0.05))).port
+                    else:
+                        port = stack.enter_context(postfix_sink())
+                    if what == "sqlite":
+                        rates[what].append(one_sqlite_batch(port, size))
+                    else:
+                        rates[what].append(one_batch(base, port, int(what), size))
+        alone = statistics.median(rates["sqlite"])
+        one = statistics.median(rates["1"])
+        for what, values in rates.items():
             median = statistics.median(values)
-            print(
-                f"{name}, {workers} worker(s) x 4 connections: median {median:.0f} messages/s "
-                f"({min(values):.0f}-{max(values):.0f}, {runs} runs), {median / one:.2f}x one"
+            who = "1 worker on SQLite" if what == "sqlite" else f"{what} worker(s) on PostgreSQL"
+            line = (
+                f"{name}, {size:,} messages, {who} x 4 connections: median {median:.0f} "
+                f"messages/s ({min(values):.0f}-{max(values):.0f}, {runs} runs)"
             )
+            if what == "1":
+                line += f", {median / alone:.0%} of one on SQLite"
+            elif what != "sqlite":
+                line += f", {median / one:.2f}x one on PostgreSQL"
+            print(line, flush=True)
 
 
 def worker_id(url: str, worker: Worker) -> str | None:
