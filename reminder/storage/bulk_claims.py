@@ -1,5 +1,4 @@
-"""Claims and outcomes on PostgreSQL, a chunk in one statement: its rows bound as one
-JSON parameter.
+"""Claims on PostgreSQL, a chunk in one statement: its rows bound as one JSON parameter.
 
 A statement per claim cost a round trip and its share of a transaction each; a chunk
 of 32 now costs one statement, one commit, and a second statement only when some of it
@@ -7,10 +6,6 @@ was already claimed. The chunk travels as JSON, each distinct shape (session, ki
 lead, instants, facts) once and each claim as its shape's number, its recipient and its
 Message-ID: psycopg's list-to-array adaptation is Python code and took 1.2 s of 3.4 for
 100,000 claims as 14 arrays, `json.dumps` and the server's parser are C.
-
-Outcomes committed together (group commit) are one statement the same way: a statement
-each, pipelined, cost 75 us of the client's CPU per outcome (psycopg's work for each
-statement), on the process that also runs the SMTP connections.
 """
 
 from __future__ import annotations
@@ -18,10 +13,9 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime
 
 from .database import Database
-from .values import Claim, Outcome, stamp
+from .values import Claim, stamp
 
 # The chunk as a table, in the order given: every worker sorts its claims by key, so
 # two overlapping chunks take their rows' locks in the same order (never a deadlock).
@@ -88,52 +82,6 @@ UPDATE deliveries d SET claimed_by = ?, next_attempt_at = ?, updated_at = ?, fau
 FROM due WHERE d.id = due.id
 RETURNING d.session, d.kind, d.lead, d.recipient, d.message_id, d.attempts
 """  # noqa: S608
-
-
-# Outcomes settle (or put back for a retry) this worker's open claims, locked in the order
-# given (sorted by key, as claims lock theirs). A settled delivery's next attempt is
-# cleared and its sent_at set only if sent; a retry keeps its status and sent_at. The
-# triggers (told counts) fire for each row as for a statement each. (`= ANY` lets the
-# planner find the rows by their ids, where a join alone may read the whole table.)
-_RECORD = """
-WITH given AS (
-    SELECT o->>0 AS session, o->>1 AS kind, o->>2 AS lead, o->>3 AS recipient,
-        o->>4 AS status, (o->>5)::integer AS attempts, o->>6 AS reply, o->>7 AS at,
-        o->>8 AS retry_at, place
-    FROM json_array_elements(?::json) WITH ORDINALITY AS outcome(o, place)
-),
-locked AS (
-    SELECT d.id, given.* FROM given CROSS JOIN LATERAL (
-        SELECT id FROM deliveries WHERE session = given.session AND kind = given.kind
-            AND lead = given.lead AND recipient = given.recipient AND status = 'claimed'
-        FOR UPDATE
-    ) d
-    ORDER BY given.place
-)
-UPDATE deliveries d SET
-    status = CASE WHEN locked.retry_at IS NULL THEN locked.status ELSE d.status END,
-    attempts = d.attempts + locked.attempts, last_reply = locked.reply,
-    sent_at = CASE WHEN locked.retry_at IS NOT NULL THEN d.sent_at
-        WHEN locked.status = 'sent' THEN locked.at END,
-    next_attempt_at = locked.retry_at, updated_at = locked.at, fault = NULL
-FROM locked WHERE d.id = locked.id AND d.id = ANY(ARRAY(SELECT id FROM locked))
-"""
-
-
-def record_in_bulk(db: Database, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Several outcomes (of distinct deliveries) in one statement, its own transaction."""
-    rows = [
-        [
-            *o.key.stored,
-            str(o.state),
-            o.attempts,
-            o.reply,
-            stamp(o.at or now),
-            None if o.retry_at is None else stamp(o.retry_at),
-        ]
-        for o in sorted(outcomes, key=lambda o: o.key)
-    ]
-    db.write([(_RECORD, (json.dumps(rows),))])
 
 
 def _chunk(claims: Sequence[Claim]) -> tuple[str, str]:

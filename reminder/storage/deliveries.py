@@ -11,7 +11,7 @@ from operator import itemgetter
 
 from ..core.mailing import DeliveryKey, MailKind
 from ..core.plan import LedgerView
-from .bulk_claims import claim_in_bulk, record_in_bulk
+from .bulk_claims import claim_in_bulk
 from .database import Database, Execute
 from .schema import IS_CLAIMED
 from .told import COUNT_TOLD
@@ -228,9 +228,6 @@ class Deliveries:
 
     def record(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         """Settle (or reschedule) attempted deliveries, all in one transaction."""
-        if self.db.bulk and len(outcomes) > 1 and len({o.key for o in outcomes}) == len(outcomes):
-            record_in_bulk(self.db, outcomes, now)  # PostgreSQL: one statement
-            return
         statements: list[tuple[str, tuple[object, ...]]] = []
         for outcome in outcomes:
             at = stamp(outcome.at or now)
