@@ -126,6 +126,7 @@ def bench() -> None:
         # SQLite and PostgreSQL (on 127.0.0.1:5432, database test, like the tests) side by side.
         "plan.py --ledger postgresql://root@127.0.0.1:5432/test",
         "notices.py",
+        # The transport alone, with a SQLite and with a PostgreSQL ledger, side by side.
         "transport.py",
         "worker.py",
         "kill9.py",
