@@ -109,53 +109,41 @@ class SmtpTransport:
     async def _work(self, queue: _Queue, on_result: OnResult) -> None:
         client = self._client()
         self._clients.append(client)
-        # The last outcome's commit, while the next transaction gets under way: the next
-        # message's final dot waits for it (`transaction`), so at most one message per
-        # connection is ever accepted by the server and not yet durable (invariant 9).
-        recorded: asyncio.Future[None] | None = None
-        try:
-            while (item := await queue.next()) is not None:
-                envelope, attempt = item
-                verdict, reply = await self._attempt(client, envelope, recorded)
+        while (item := await queue.next()) is not None:
+            envelope, attempt = item
+            try:
+                verdict, reply = await self._attempt(client, envelope)
+            except BaseException:
+                queue.halt()
+                raise
+            if verdict in (Verdict.FAILED, Verdict.RETRY):
+                self.failed_attempts += 1
+            if verdict is Verdict.RETRY and attempt < self.settings.attempts:
+                delay = _backoff(self.settings.retry_base, attempt)
+                if envelope.not_after is None or (
+                    self.clock().timestamp() + delay < envelope.not_after.timestamp()
+                ):
+                    queue.retry_later(envelope, attempt + 1, delay)
+                    continue
+            queue.done()
+            try:
+                # The caller makes the outcome durable here, before this connection
+                # starts its next transaction.
+                recorded = on_result(Result(envelope, verdict, reply, attempt))
                 if recorded is not None:
-                    await recorded  # done by now, unless the transaction ended before its dot
-                    recorded = None
-                if verdict in (Verdict.FAILED, Verdict.RETRY):
-                    self.failed_attempts += 1
-                if verdict is Verdict.RETRY and attempt < self.settings.attempts:
-                    delay = _backoff(self.settings.retry_base, attempt)
-                    if envelope.not_after is None or (
-                        self.clock().timestamp() + delay < envelope.not_after.timestamp()
-                    ):
-                        queue.retry_later(envelope, attempt + 1, delay)
-                        continue
-                queue.done()
-                # The caller makes the outcome durable (an awaitable), before this
-                # connection's next message can be accepted.
-                pending = on_result(Result(envelope, verdict, reply, attempt))
-                if pending is not None:
-                    recorded = asyncio.ensure_future(pending)
-            if recorded is not None:
-                await recorded
-        except BaseException:
-            queue.halt()  # an outcome that cannot be recorded stops every connection
-            if recorded is not None and not recorded.done():
-                recorded.cancel()
-            raise
+                    await recorded
+            except BaseException:
+                queue.halt()  # an outcome that cannot be recorded stops every connection
+                raise
 
-    async def _attempt(
-        self,
-        client: aiosmtplib.SMTP,
-        envelope: Envelope,
-        before_end: asyncio.Future[None] | None = None,
-    ) -> tuple[Verdict, str]:
+    async def _attempt(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Verdict, str]:
         # Without a limit, no bookkeeping at all: this runs for every message.
         send = await self.rate.acquire() if self.rate.limits else None
         try:
             if not client.is_connected:
                 await client.connect(timeout=self.settings.timeout)
             async with asyncio.timeout(self.settings.timeout):
-                return Verdict.SENT, await transaction(client, envelope, before_end)
+                return Verdict.SENT, await transaction(client, envelope)
         except Abandoned as exc:
             if exc.in_data:
                 # After DATA's 354 only the message can follow: closing the connection

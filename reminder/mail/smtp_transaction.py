@@ -33,21 +33,13 @@ def _still(envelope: Envelope, in_data: bool) -> None:
         raise Abandoned(in_data)
 
 
-async def transaction(
-    client: aiosmtplib.SMTP, envelope: Envelope, before_end: asyncio.Future[None] | None = None
-) -> str:
+async def transaction(client: aiosmtplib.SMTP, envelope: Envelope) -> str:
     """MAIL, RCPT, DATA and the message for one recipient; the server's reply to the message.
 
     aiosmtplib has opened the connection (EHLO, STARTTLS, AUTH); the transaction itself
     is written here, in two writes when the server offers PIPELINING (RFC 2920: MAIL,
     RCPT and DATA together, then the message) and command by command otherwise. Its
     replies raise the aiosmtplib exceptions that `_attempt` classifies.
-
-    `before_end`, when given, is awaited before the line that ends the message (the
-    final dot), everything before it already written: the server can accept the
-    message only after it is done. The connection's previous outcome is made durable
-    meanwhile; if that fails, the connection is dropped without the dot (the server
-    discards the message) and the failure raised.
     """
     if client.is_ehlo_or_helo_needed:
         try:
@@ -83,7 +75,6 @@ async def transaction(
             rcpt,
             message,
             pipelining=pipelining,
-            before_end=before_end,
         )
     finally:
         # aiosmtplib's protocol takes the connection back between transactions (QUIT,
@@ -100,7 +91,6 @@ async def _exchange(
     message: bytes,
     *,
     pipelining: bool,
-    before_end: asyncio.Future[None] | None = None,
 ) -> str:
     _still(envelope, in_data=False)
     try:
@@ -135,17 +125,7 @@ async def _exchange(
         # The last moment to take the message back: a worker frozen (SIGSTOP, a suspended
         # VM) since MAIL may have lost its lease, and its claim to another worker.
         _still(envelope, in_data=True)
-        if before_end is None or _succeeded(before_end):
-            transport.write(message)
-        else:
-            transport.write(memoryview(message)[:-3])  # all but the final ".\r\n"
-            try:
-                await asyncio.shield(before_end)  # a timeout must not cancel the commit
-            except BaseException:
-                transport.abort()  # without the final dot: the server discards the message
-                raise
-            _still(envelope, in_data=True)
-            transport.write(b".\r\n")
+        transport.write(message)
         code, text = _closing(await replies.reply())
         if code != 250:
             raise aiosmtplib.SMTPDataError(code, text)
@@ -157,10 +137,6 @@ async def _exchange(
                 transport.write(b"RSET\r\n")
                 await replies.reply()
         raise
-
-
-def _succeeded(future: asyncio.Future[None]) -> bool:
-    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _closing(reply: tuple[int, str]) -> tuple[int, str]:

@@ -52,9 +52,8 @@ class Result:
 
 
 # Called once per envelope with its final result; what it records is durable before
-# the server can accept the next message on that connection (invariant 9): when it
+# the transport starts the next transaction on that connection (invariant 9): when it
 # returns an awaitable (the worker's ledger is in its own thread), once that is done.
-# SMTP runs the next transaction meanwhile, all but its final dot.
 OnResult = Callable[[Result], Awaitable[None] | None]
 
 

@@ -64,7 +64,7 @@ class DeliveryPass:
     results come in (`settle`), `_finish` when the transport is done; each runs in the
     ledger's thread. Invariant 2 holds because a mail is composed only from a claim
     `_claim` returned; invariant 9 because the transport awaits `settle` before the next
-    message on that connection can end.
+    transaction on that connection.
     """
 
     def __init__(self, dispatcher: Dispatcher, snapshot: Snapshot, now: datetime) -> None:
@@ -268,13 +268,13 @@ class DeliveryPass:
     async def send(self, stopping: asyncio.Event | None) -> None:
         await self.dispatcher.transport.deliver(self.envelopes(), self.settle, stopping)
 
-    # -- settle: each result made durable before its connection's next message can end --
+    # -- settle: each result made durable before its connection's next transaction ------
 
     async def settle(self, result: Result) -> None:
         """The one place an attempt's outcome is decided and made durable.
 
-        The transport awaits it before the connection's next message can be accepted
-        (its final dot), so a crash resends at most what was in flight (invariant 9).
+        The transport awaits it before it starts the connection's next transaction, so a
+        crash resends at most what was in flight (invariant 9).
         """
         mail, claim = result.envelope.token
         self.observer.in_flight(-1)
@@ -318,7 +318,7 @@ class DeliveryPass:
 
     async def _record(self, outcome: Outcome) -> None:
         # Committed with the outcomes other connections queued meanwhile (group commit),
-        # and awaited: this connection's next message ends after its own is durable.
+        # and awaited: this connection's next transaction starts after its own is durable.
         await self.thread.record(outcome)
         self.unsettled.discard(outcome.key)
 

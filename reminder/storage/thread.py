@@ -10,8 +10,7 @@ Results commit in groups: `record` queues one connection's outcome; the thread t
 every outcome already queued behind it (up to GROUP_MOST), in order, and commits them in
 one transaction, then answers each caller. Invariant 9 holds because each SMTP
 connection awaits its own outcome's future, resolved only after that commit, before it
-ends its next message (the final dot, after which the server may accept it): a crash
-still resends at most what was in flight.
+starts its next transaction: a crash still resends at most what was in flight.
 """
 
 from __future__ import annotations

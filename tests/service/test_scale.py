@@ -162,52 +162,6 @@ async def test_each_outcome_is_committed_before_its_connection_sends_again(
     assert handler.sent_before == list(range(people))
 
 
-@dataclass
-class Overlapping(Settled):
-    """Records too how many the ledger holds as sent as each transaction's RCPT arrives."""
-
-    sent_at_rcpt: list[int] = field(default_factory=list)
-
-    async def handle_RCPT(  # noqa: N802
-        self, server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        with sqlite3.connect(self.ledger_file) as db:
-            sent = db.execute("SELECT count(*) FROM deliveries WHERE status = 'sent'").fetchone()
-        with self.lock:
-            self.sent_at_rcpt.append(sent[0])
-        return await super().handle_RCPT(server, session, envelope, address, options)
-
-
-async def test_the_next_transaction_starts_while_the_outcome_commits_but_ends_after(
-    project: Project,
-) -> None:
-    """The commit of an outcome overlaps the connection's next transaction up to its
-    final dot: a slow commit costs less, and a crash still resends at most one message
-    per connection."""
-    people = 5
-    project.registrants([person(n) for n in range(people)])
-    ledger_file = project.root / "state" / "ledger.sqlite"
-    handler = Overlapping(ledger_file=ledger_file)
-    with SmtpSink(handler=handler) as sink:
-        use_server(project, Server(sink, handler), connections=1)
-        snapshot = project.snapshot()
-        # As in the worker: the ledger in its own thread, the loop free while it commits.
-        thread: LedgerThread[Ledger] = LedgerThread()
-        await thread.open(lambda: Ledger(ledger_file, worker="test"))
-        transport = SmtpTransport(snapshot.config.smtp)
-        try:
-            clock = Clock(snapshot.slots[0].due_at)
-            tally = await Dispatcher(thread, transport, clock).run(snapshot)
-        finally:
-            await transport.close()
-            await thread.close(Ledger.close)
-    assert tally.sent == people
-    # The first outcome waited 0.3 s for the write lock: the second transaction's RCPT
-    # came meanwhile, its message was accepted only once the first was durable.
-    assert handler.sent_at_rcpt[:2] == [0, 0]
-    assert handler.sent_before == list(range(people))
-
-
 async def test_a_next_message_is_never_accepted_when_the_outcome_before_it_cannot_be_recorded(
     project: Project, smtp_server: Server, monkeypatch: Any
 ) -> None:
@@ -218,7 +172,7 @@ async def test_a_next_message_is_never_accepted_when_the_outcome_before_it_canno
 
     def refused(ledger: Ledger, outcomes: Sequence[Outcome], now: datetime) -> None:
         if any(o.state == DeliveryState.SENT for o in outcomes):
-            time.sleep(0.2)  # the next transaction is under way, up to its final dot
+            time.sleep(0.2)
             raise LedgerError("the disk is full")
         record(ledger, outcomes, now)
 
@@ -233,7 +187,7 @@ async def test_a_next_message_is_never_accepted_when_the_outcome_before_it_canno
         await transport.close()
         await thread.close(Ledger.close)
     # The first was accepted (its outcome could not be recorded: resent after a restart,
-    # with its Message-ID); the second was under way, and dropped before its final dot.
+    # with its Message-ID); the connection sends nothing more.
     assert len(smtp_server.handler.recipients()) == 1
 
 
