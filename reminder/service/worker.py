@@ -458,10 +458,21 @@ class Worker:
             await self._beat(interval)
 
     async def _beat(self, deadline: float) -> None:
+        # A beat slower than `deadline` (the workers' lock held by a frozen worker's
+        # transaction, until the server ends it) is a fault to tell, but it is awaited
+        # all the same: once under way, its adoption is made, and must be told and sent.
+        beat = asyncio.ensure_future(self.thread.call(self.presence.beat, patient=False))
         try:
-            held, kept, adopted = await self.thread.call(
-                self.presence.beat, patient=False, deadline=deadline
-            )
+            try:
+                held, kept, adopted = await asyncio.wait_for(asyncio.shield(beat), deadline)
+            except TimeoutError:
+                self.heart_fault.seen(
+                    f"the ledger did not answer within {deadline:g} s (busy, or its storage hangs)"
+                )
+                held, kept, adopted = await beat
+        except asyncio.CancelledError:
+            beat.cancel()
+            raise
         except ReminderError as exc:
             if not isinstance(exc, LedgerUnreachable) and self.thread.outage is None:
                 self.heart_fault.seen(str(exc))  # else the ledger's own line tells it, once

@@ -13,14 +13,20 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import psycopg
 import pytest
 
+from reminder.core.plan import deadline
 from reminder.mail.smtpsink import free_port
+from reminder.service.snapshot import load_snapshot
 from reminder.service.worker import Worker
+from reminder.storage.cluster import Membership
+from reminder.storage.deliveries import _WORKERS_LOCK as WORKERS_LOCK
+from reminder.storage.ledger import Claim, Ledger
 from tests.support.cluster import private_postgres
 from tests.support.cycle import write_cycle
 from tests.support.project import started, until
@@ -218,3 +224,60 @@ async def test_the_loop_answers_through_a_fifo_export_a_silent_relay_and_a_hung_
     assert prober.asked > 30 and prober.longest < 1.0
     assert debug_loop() == []
     assert worker.transport.failed_attempts > 0  # it did try the silent relay
+
+
+async def test_an_adoption_that_waited_on_another_worker_s_lock_is_told_and_sent(
+    tmp_path: Path, smtp_server: Server, postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A heartbeat gave up waiting after a third of the lease, yet its adoption, already
+    # under way, went on in the ledger's thread: the claims were taken, and neither the
+    # log nor a pass heard of it (a worker frozen while it held the workers' lock, seen
+    # as a flaky cluster test).
+    config = write_cycle(
+        tmp_path,
+        port=smtp_server.port,
+        start=due_in(-5),  # the 1-hour reminder fell due 5 s ago
+        registrants=1,
+        cycle_id="adoption",
+        ledger=f'url = "{postgres_url}"\nlease = "2s"',
+        templates=True,
+    )
+    snapshot = load_snapshot(config)
+    slot = snapshot.slots[0]
+    now = datetime.now(UTC)
+    with Ledger(postgres_url, worker="dead") as dead:
+        Membership(dead).join("elsewhere", 1, now, timedelta(seconds=3))
+        claim = Claim(
+            slot.delivery_key("elu0@example.org"),
+            "<claimed-by-a-dead-worker@irev.fr>",
+            slot.due_at,
+            deadline(slot.session, snapshot.cutoff),
+        )
+        assert dead.claim([claim], now)
+    caplog.set_level(logging.INFO, logger="reminder")
+    worker = await asyncio.to_thread(Worker, config, poll_seconds=0.2)
+    task = asyncio.create_task(worker.run())
+    release = threading.Event()
+
+    def hold_the_workers_lock() -> None:
+        with psycopg.connect(postgres_url) as other, other.transaction():
+            other.execute("SELECT pg_advisory_xact_lock(%s)", (WORKERS_LOCK,))
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_workers_lock)
+    try:
+        await started(worker, task)
+        assert smtp_server.handler.messages == []  # the dead worker's lease still runs
+        # Once its lease has ended, the next heartbeat finds the lock held (by a frozen
+        # worker's transaction, until the server ends it) and waits past its deadline.
+        await asyncio.sleep(3.05 - (datetime.now(UTC) - now).total_seconds())
+        holder.start()
+        await asyncio.sleep(2)
+        release.set()
+        await until(lambda: len(smtp_server.handler.messages) == 1, within=5)
+    finally:
+        release.set()
+        holder.join()
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    assert "adopted 1 deliveries of a worker whose lease expired" in caplog.text
