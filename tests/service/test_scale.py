@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -203,15 +203,17 @@ class Counted(tuple[Any, ...]):
 
 
 @dataclass
-class Reading(FaultyRecorder):
-    """Records how many attendees the planner had read when the first message arrived."""
+class AtFirstMessage(FaultyRecorder):
+    """Records what `count()` said (how far the planner had got) when the first message
+    arrived."""
 
-    read_at_first: list[int] = field(default_factory=list)
+    count: Callable[[], int] = lambda: 0
+    at_first: list[int] = field(default_factory=list)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         with self.lock:
-            if not self.read_at_first:
-                self.read_at_first.append(Counted.read)
+            if not self.at_first:
+                self.at_first.append(self.count())
         return await super().handle_DATA(server, session, envelope)
 
 
@@ -221,7 +223,7 @@ async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
     people = 4 * CLAIM_CHUNK
     project.registrants([person(n) for n in range(people)])
     ledger_file = project.root / "state" / "ledger.sqlite"
-    handler = Reading()
+    handler = AtFirstMessage(count=lambda: Counted.read)
     ids: list[DeliveryKey] = []
 
     marked = Composer.message_id
@@ -247,7 +249,7 @@ async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
                 await transport.close()
     # The planner had read only the first chunks, not the whole batch, when the first
     # message arrived (the sessions' versions read only those with their own link).
-    assert 0 < handler.read_at_first[0] <= 2 * CLAIM_CHUNK
+    assert 0 < handler.at_first[0] <= 2 * CLAIM_CHUNK
     assert tally.sent == people
     # One Message-ID built per delivery, at its claim; composing reuses it.
     assert len(ids) == len(set(ids)) == people
@@ -263,19 +265,6 @@ class CountedDelivery(Delivery):
         CountedDelivery.planned += 1
 
 
-@dataclass
-class Planning(FaultyRecorder):
-    """Records how many deliveries were planned when the first message arrived."""
-
-    planned_at_first: list[int] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        with self.lock:
-            if not self.planned_at_first:
-                self.planned_at_first.append(CountedDelivery.planned)
-        return await super().handle_DATA(server, session, envelope)
-
-
 async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_planned(
     project: Project, ledger_target: str | Path, monkeypatch: Any
 ) -> None:
@@ -283,7 +272,7 @@ async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_
     # the whole batch to find it (at 1,000,000 that took 4 s before the first message).
     people = 4 * CLAIM_CHUNK
     project.registrants([person(n) for n in range(people)])
-    handler = Planning()
+    handler = AtFirstMessage(count=lambda: CountedDelivery.planned)
     monkeypatch.setattr(plan, "Delivery", CountedDelivery)
     CountedDelivery.planned = 0
     # Each claim's size, as the ledger is asked for it; the shared step bounded low
@@ -308,7 +297,7 @@ async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_
             finally:
                 await transport.close()
             rows = ledger.rows()
-    assert 0 < handler.planned_at_first[0] <= 2 * CLAIM_CHUNK
+    assert 0 < handler.at_first[0] <= 2 * CLAIM_CHUNK
     assert tally.sent == people
     assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
     assert len(rows) == people
