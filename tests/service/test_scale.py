@@ -21,6 +21,7 @@ from reminder.core import plan
 from reminder.core.errors import LedgerError
 from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.plan import Delivery
+from reminder.core.planned import Tally
 from reminder.mail.messages import Composer
 from reminder.mail.outbox import Outbox
 from reminder.mail.smtp import SmtpTransport
@@ -28,7 +29,8 @@ from reminder.mail.smtpsink import SmtpSink
 from reminder.service import delivery
 from reminder.service.delivery import CLAIM_CHUNK, SHARED_CLAIM_STEP
 from reminder.service.dispatcher import Dispatcher
-from reminder.storage.ledger import Claim, Ledger, Outcome
+from reminder.service.snapshot import Snapshot
+from reminder.storage.ledger import Claim, Ledger, Outcome, Row
 from reminder.storage.thread import LedgerThread
 from tests.support.project import Clock, Project, person
 from tests.support.smtp import FaultyRecorder, Server
@@ -87,6 +89,19 @@ class Watching(FaultyRecorder):
         return await super().handle_DATA(server, session, envelope)
 
 
+async def one_pass(snapshot: Snapshot, ledger_target: str | Path) -> tuple[Tally, list[Row]]:
+    """One dispatcher pass at the first slot's instant on a ledger at `ledger_target`; what
+    it did and the ledger's rows after it."""
+    with Ledger(ledger_target, worker="test") as ledger:
+        transport = SmtpTransport(snapshot.config.smtp)
+        try:
+            clock = Clock(snapshot.slots[0].due_at)
+            tally = await Dispatcher(ledger, transport, clock).run(snapshot)
+        finally:
+            await transport.close()
+        return tally, ledger.rows()
+
+
 async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project: Project) -> None:
     people = 3 * CLAIM_CHUNK
     project.registrants([person(n) for n in range(people)])
@@ -94,14 +109,7 @@ async def test_a_large_batch_is_claimed_a_chunk_at_a_time_and_sent_once(project:
     handler = Watching(ledger_file=ledger_file)
     with SmtpSink(handler=handler) as sink:
         use_server(project, Server(sink, handler))
-        snapshot = project.snapshot()
-        due = snapshot.slots[0].due_at
-        with Ledger(ledger_file, worker="test") as ledger:
-            transport = SmtpTransport(snapshot.config.smtp)
-            try:
-                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
-            finally:
-                await transport.close()
+        tally, _ = await one_pass(project.snapshot(), ledger_file)
     # The first message left before the batch was claimed in full...
     assert 0 < handler.rows_at_first[0] < people
     # ...and everyone still got exactly one.
@@ -149,14 +157,7 @@ async def test_each_outcome_is_committed_before_its_connection_sends_again(
     handler = Settled(ledger_file=ledger_file)
     with SmtpSink(handler=handler) as sink:
         use_server(project, Server(sink, handler), connections=1)
-        snapshot = project.snapshot()
-        with Ledger(ledger_file, worker="test") as ledger:
-            transport = SmtpTransport(snapshot.config.smtp)
-            try:
-                clock = Clock(snapshot.slots[0].due_at)
-                tally = await Dispatcher(ledger, transport, clock).run(snapshot)
-            finally:
-                await transport.close()
+        tally, _ = await one_pass(project.snapshot(), ledger_file)
     assert tally.sent == people
     # One connection: when message n arrives, the n before it are recorded as sent.
     assert handler.sent_before == list(range(people))
@@ -240,13 +241,7 @@ async def test_the_first_message_leaves_before_the_batch_is_planned_in_full(
         attendees = Counted(snapshot.roster.attending(session))
         snapshot.roster._by_session[session.id] = attendees
         Counted.read = 0
-        due = snapshot.slots[0].due_at
-        with Ledger(ledger_file, worker="test") as ledger:
-            transport = SmtpTransport(snapshot.config.smtp)
-            try:
-                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
-            finally:
-                await transport.close()
+        tally, _ = await one_pass(snapshot, ledger_file)
     # The planner had read only the first chunks, not the whole batch, when the first
     # message arrived (the sessions' versions read only those with their own link).
     assert 0 < handler.at_first[0] <= 2 * CLAIM_CHUNK
@@ -288,15 +283,7 @@ async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_
     monkeypatch.setattr(Ledger, "claim", sized)
     with SmtpSink(handler=handler) as sink:
         use_server(project, Server(sink, handler))
-        snapshot = project.snapshot()
-        due = snapshot.slots[0].due_at
-        with Ledger(ledger_target, worker="test") as ledger:
-            transport = SmtpTransport(snapshot.config.smtp)
-            try:
-                tally = await Dispatcher(ledger, transport, Clock(due)).run(snapshot)
-            finally:
-                await transport.close()
-            rows = ledger.rows()
+        tally, rows = await one_pass(project.snapshot(), ledger_target)
     assert 0 < handler.at_first[0] <= 2 * CLAIM_CHUNK
     assert tally.sent == people
     assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
