@@ -248,6 +248,7 @@ def _start(
 def _exit_with_parent(parent: int) -> None:
     """A helper whose parent was killed (kill -9, OOM) must not linger holding its pipes."""
     while os.getppid() == parent:
+        # A daemon thread of a helper process, which has no event loop (invariant 13).
         time.sleep(0.5)
     os._exit(0)
 

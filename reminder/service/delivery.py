@@ -100,7 +100,9 @@ class DeliveryPass:
             await call(self._supersede, notices.superseded)
         if not await call(self._plan, notices) and not notices.owed:
             return self.tally
-        await call(self.claim_notices, notices.owed)
+        if notices.owed:
+            won = self._won(await call(self._claim_notices, notices.owed))
+            self.notices = [n for n in notices.owed if n.key in won]
         try:
             await self.send(stopping)
         except TransportConfigError as exc:
@@ -129,26 +131,21 @@ class DeliveryPass:
         """Claims still open at their deadline can no longer be sent: they failed."""
         self.tally.expired = self.ledger.expire(self.now)
 
-    def claim_notices(self, owed: Sequence[Notice]) -> None:
+    def _claim_notices(self, owed: Sequence[Notice]) -> list[Claim]:
         """Claim the change notices owed: they go first, before any reminder."""
-        if not owed:
-            return
-        won = self._won(
-            self._claim(
-                [
-                    Claim(
-                        n.key,
-                        self.snapshot.composer.message_id(n.key),
-                        n.due_at,
-                        n.not_after,
-                        n.session.id,
-                        Told(n.facts, n.sequence, self.now),
-                    )
-                    for n in owed
-                ]
-            )
+        return self._claim(
+            [
+                Claim(
+                    n.key,
+                    self.snapshot.composer.message_id(n.key),
+                    n.due_at,
+                    n.not_after,
+                    n.session.id,
+                    Told(n.facts, n.sequence, self.now),
+                )
+                for n in owed
+            ]
         )
-        self.notices = [n for n in owed if n.key in won]
 
     async def claimed_reminders(self) -> AsyncIterator[Delivery]:
         """The batch's reminders, planned and claimed a step at a time as composing

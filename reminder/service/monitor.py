@@ -7,11 +7,12 @@ import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.declines import Declines, declined
 from ..core.errors import LedgerError
 from ..core.mailing import DeliveryKey, MailKind
+from ..core.model import Roster
 from ..storage.ledger import Ledger
 from ..storage.thread import LedgerThread
 from .metrics import Metrics
@@ -20,6 +21,8 @@ from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     from prometheus_client import Counter
+
+T = TypeVar("T")
 
 DEFAULT_SWEEP = timedelta(minutes=5)  # readiness' grace when the sweep is switched off
 STARTING_PING = 10.0  # seconds between start-timeout extensions when there is no watchdog
@@ -64,6 +67,10 @@ class Monitor:
         self.stuck_after = STUCK_AFTER
         self._announced = False  # READY=1 sent
         self._counters: dict[tuple[str, str, str], Counter] = {}  # deliveries, by labels
+        # The registrants behind the addresses the ledger stops or that declined, found
+        # in one pass over the roster (a million at most) only when either changed: the
+        # worker counts them after every pass, and they seldom change.
+        self._found: dict[str, tuple[Roster, frozenset[str], Any]] = {}
 
     # -- hooks the worker calls -----------------------------------------------------------
 
@@ -191,7 +198,7 @@ class Monitor:
         if self.snapshot is None:
             return
         roster = self.snapshot.roster
-        served, suppressed = roster.served_and_suppressed(stopped)
+        served, suppressed = self._once("served", roster, stopped, roster.served_and_suppressed)
         gauge = self.metrics.registrants
         gauge.labels("served").set(served)
         gauge.labels("suppressed").set(suppressed)
@@ -202,13 +209,28 @@ class Monitor:
         one series a session, which the cycle has a dozen of), given the ledger's."""
         if self.snapshot is None:
             return
-        people = self.snapshot.roster.having(declines.recipients()) if declines else {}
+        roster = self.snapshot.roster
+        people = (
+            self._once("declined", roster, frozenset(declines.recipients()), roster.having)
+            if declines
+            else {}
+        )
         gauge = self.metrics.declines
         gauge.clear()  # a session gone from the config leaves no series behind
         now = self.clock()
         for session in self.snapshot.sessions:
             if now < session.end and not session.cancelled:
                 gauge.labels(session.id).set(len(declined(session, people, declines)))
+
+    def _once(
+        self, what: str, roster: Roster, keys: frozenset[str], find: Callable[[frozenset[str]], T]
+    ) -> T:
+        """`find(keys)`, or its answer of the last call, when the roster and keys are those."""
+        found = self._found.get(what)
+        if found is None or found[0] is not roster or found[1] != keys:
+            found = self._found[what] = (roster, keys, find(keys))
+        answer: T = found[2]
+        return answer
 
     def sweep(self) -> timedelta:
         if self.snapshot is None:

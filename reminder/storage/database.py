@@ -472,7 +472,8 @@ class PostgresDatabase:
                     f"the ledger database {self.where} cannot be reached: {self.cause(failure)}",
                     cause=self.cause(failure),
                 ) from None
-            # A command's own thread, never an event loop's: the worker has patience 0.
+            # Off the loop (invariant 13): a command's own thread, or the worker's ledger
+            # thread, which calls with patience 0 and retries on its own.
             time.sleep(0.5)
 
     def execute(self, sql: str, parameters: Sequence[object] = ()) -> Rows:
