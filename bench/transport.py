@@ -3,17 +3,19 @@ without the ledger.
 
 (a) smtplib, a new connection per message; (b) smtplib, one reused connection;
 (c) our SmtpTransport with a pool of N connections: alone (results reported to
-nowhere), then with each delivery claimed in and settled to a real ledger as the worker
-does it (the ledger in its own thread, claims in the worker's steps, each outcome made
-durable, with those queued beside it, before its connection's next transaction): a
-SQLite file, then a fresh schema of a PostgreSQL database; the three in turn, `--runs`
-times, side by side. Against (i) Postfix's smtp-sink, a fast C sink, and (ii) an
+nowhere); with a ledger that writes nothing, each claim and outcome still handed to the
+ledger's thread and answered (the hand-off's own cost); then with each delivery claimed
+in and settled to a real ledger as the worker does it (the ledger in its own thread,
+claims in the worker's steps, one step ahead of sending, each outcome made durable,
+with those queued beside it, before its connection's next transaction): a SQLite file,
+then a fresh schema of a PostgreSQL database; each in turn, `--runs` times, side by
+side. Against (i) Postfix's smtp-sink, a fast C sink, and (ii) an
 aiosmtpd sink that waits 50 ms before answering each DATA, like a remote relay (ideal
 rate: N / 50 ms). Targets: (c) >= 90% of the ideal on (ii); (c) >= the best of (a) and
 (b) on (i); on (i), (c) with either ledger >= 90% of (c) alone.
 
     .venv/bin/python bench/transport.py [--messages N] [--connections N ...] [--quick]
-                                        [--runs R] [--ledger URL]
+                                        [--runs R] [--ledger URL] [--sink fast|relay]
 
 --ledger is the PostgreSQL database (default: the test server's; '' for none).
 """
@@ -30,6 +32,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, nullcontext
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from common import compose_many, postfix_sink, postgres_schema, slow_sink
 
@@ -91,8 +94,10 @@ async def _ours(port: int, messages: list[Composed], connections: int, target: s
     claimed there in the worker's steps as sending reaches them (`claim_step`), each
     outcome made durable (group commit) before its connection's next transaction."""
     now = datetime.now(UTC)
-    thread: LedgerThread[Ledger] = LedgerThread()
-    ledger = await thread.open(lambda: Ledger(target, worker="bench"))
+    thread: LedgerThread[Any] = LedgerThread()
+    ledger = await thread.open(
+        lambda: HandOffOnly() if target == HAND_OFF else Ledger(target, worker="bench")
+    )
     by_key = {}
     claims = []
     for m in messages:
@@ -107,13 +112,20 @@ async def _ours(port: int, messages: list[Composed], connections: int, target: s
     steps = claim_step(ledger.shared, timedelta(seconds=30))
     tally = Tally()
 
+    async def step(at: int, handed: int) -> tuple[int, list[Claim]]:
+        size = steps.next(time.monotonic(), handed)
+        return at + size, await thread.call(ledger.claim, claims[at : at + size], now)
+
     async def claimed() -> AsyncIterator[Envelope]:
-        at = handed = 0
-        while at < len(claims):
-            size = steps.next(time.monotonic(), handed)
-            # The durable claim before any of these SMTP transactions.
-            won = await thread.call(ledger.claim, claims[at : at + size], now)
-            at += size
+        # The durable claim before any of these SMTP transactions, one step ahead of
+        # sending, as the worker's pass claims.
+        ahead = asyncio.ensure_future(step(0, 0))
+        handed = 0
+        while True:
+            at, won = await ahead
+            if not won:
+                return
+            ahead = asyncio.ensure_future(step(at, handed))
             handed = len(won)
             for claim in won:
                 m = by_key[claim.key]
@@ -129,9 +141,32 @@ async def _ours(port: int, messages: list[Composed], connections: int, target: s
     await transport.deliver(claimed(), settle)
     await transport.close()
     counts = await thread.call(ledger.counts)
-    await thread.close(Ledger.close)
+    await thread.close(type(ledger).close)
     sent = sum(counts.get(("2023-03-01T17:00+01:00", "reminder", "1d"), {}).values())
-    assert tally.sent == len(messages) == sent, (tally.sent, sent)
+    assert tally.sent == len(messages) == (sent if target != HAND_OFF else tally.sent)
+
+
+HAND_OFF = "hand-off"
+
+
+class HandOffOnly:
+    """A ledger that writes nothing: every claim won, every outcome dropped, each call
+    still handed to the ledger's thread and answered back as the worker's are. What (c)
+    loses with it is the hand-off's own cost, not the database's."""
+
+    shared = False
+
+    def claim(self, claims: list[Claim], now: datetime) -> list[Claim]:
+        return claims
+
+    def record(self, outcomes: list[Outcome], now: datetime) -> None:
+        pass
+
+    def counts(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        return {}
+
+    def close(self) -> None:
+        pass
 
 
 def measure(
@@ -159,11 +194,21 @@ def main() -> None:
         default="postgresql://root@127.0.0.1:5432/test",
         help="a PostgreSQL database for (c) with the shared ledger ('' for none)",
     )
+    parser.add_argument(
+        "--sink", choices=["fast", "relay"], help="only (i), the fast sink, or (ii), the relay"
+    )
     args = parser.parse_args()
     _, messages = compose_many(args.messages)
     print(
         f"{len(messages):,} composed reminders, {sum(len(m.data) for m in messages) / 1e6:.0f} MB"
     )
+    if args.sink != "relay":
+        fast_sink(args, messages)
+    if args.sink != "fast":
+        relay(args, messages)
+
+
+def fast_sink(args: argparse.Namespace, messages: list[Composed]) -> None:
     with postfix_sink() as port:
         print("(i) Postfix smtp-sink:")
         fast = [
@@ -175,6 +220,9 @@ def main() -> None:
             print(f"      the best of (a) and (b): {max(fast):,.0f}/s")
             for label, values in rates.items():
                 print(f"      {label}: {statistics.median(values) / max(fast):.0%} of it")
+
+
+def relay(args: argparse.Namespace, messages: list[Composed]) -> None:
     with slow_sink(0.05) as (port, _):
         print("(ii) sink answering each DATA after 50 ms:")
         few = messages[:500] if args.quick else messages
@@ -205,6 +253,7 @@ def side_by_side(
     transport alone; returns the rates by variant."""
     variants: list[tuple[str, Callable[[], AbstractContextManager[str | Path | None]]]] = [
         ("without the ledger", lambda: nullcontext(None)),
+        ("with a ledger that writes nothing", lambda: nullcontext(HAND_OFF)),
         ("with the SQLite ledger", lambda: nullcontext(Path(tempfile.mkdtemp()) / "l.sqlite")),
     ]
     if url:

@@ -8,6 +8,7 @@ the event loop never waits on the database (invariant 13).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -56,6 +57,10 @@ CLAIM_SECONDS = 0.5
 CLAIM_CHUNK = 256
 
 
+# A step of reminders planned, and those of it this worker won the claims of.
+_Step = tuple[tuple[Delivery, ...], dict[DeliveryKey, Claim]]
+
+
 class DeliveryPass:
     """One pass: claim what is owed at `now`, compose it, send it, settle each result.
 
@@ -85,6 +90,8 @@ class DeliveryPass:
         # carries whatever changed in the config since.
         self.claims: dict[DeliveryKey, Claim] = {}
         self.unsettled: set[DeliveryKey] = set()  # claimed by this pass, not yet settled
+        # The next step of reminders, being planned and claimed while this one is sent.
+        self.ahead: asyncio.Future[_Step | None] | None = None
         # What most of a batch is told, and its deadline, by (session, link, SEQUENCE).
         self._told: dict[tuple[int, str | None, int], tuple[Told, datetime]] = {}
 
@@ -150,23 +157,48 @@ class DeliveryPass:
     async def claimed_reminders(self) -> AsyncIterator[Delivery]:
         """The batch's reminders, planned and claimed a step at a time as composing
         reaches them: the first leaves after one chunk's plan and claim, not the whole
-        batch's. Both run in the ledger's thread while the loop sends the step before."""
+        batch's. Both run in the ledger's thread, one step ahead: the next step is
+        claimed while this one is sent, so the connections do not wait on a claim's
+        commit (20-40 ms for 1,024 claims on PostgreSQL) between two steps."""
         handed = 0
-        while part := await self.thread.call(
-            self.reminders.take, self._supersede, self.step.next(time.monotonic(), handed)
-        ):
-            if not self.may_send():
-                self.reminders.put_back(part)
-                return  # the lease lapsed: another worker may hold these claims now
-            won = self._won(await self.thread.call(self._claim_reminders, part))
+        self.ahead = asyncio.ensure_future(self._claim_step(handed))
+        while (step := await self.ahead) is not None:
+            part, won = step
             # Settled claims are let go: at 1,000,000 the batch's claims would not fit.
             for key in [k for k in self.claims if k not in self.unsettled]:
                 del self.claims[key]
+            # `handed`: the step before this one, all gone to sending since it was claimed.
+            self.ahead = asyncio.ensure_future(self._claim_step(handed))
             handed = 0
             for delivery in part:
                 if delivery.key in won:
                     handed += 1
                     yield delivery
+
+    async def _claim_step(self, handed: int) -> _Step | None:
+        """Plan and claim the next step, sized by the pace at which `handed` went to
+        sending; None when nothing more is owed, or the lease lapsed."""
+        part = await self.thread.call(
+            self.reminders.take, self._supersede, self.step.next(time.monotonic(), handed)
+        )
+        if not part:
+            return None
+        if not self.may_send():
+            self.reminders.put_back(part)
+            return None  # the lease lapsed: another worker may hold these claims now
+        return part, self._won(await self.thread.call(self._claim_reminders, part))
+
+    async def _claimed_ahead(self, wait: bool) -> None:
+        """The step claimed ahead, once sending stopped: awaited, so that `_finish`
+        hands back what it won; or, when the pass failed, cancelled (a claim that had
+        not started never runs; one that had is due again after its lease)."""
+        ahead, self.ahead = self.ahead, None
+        if ahead is None:
+            return
+        if not wait:
+            ahead.cancel()
+        with contextlib.suppress(Exception, asyncio.CancelledError):
+            await ahead  # its failure, if any, stopped sending already or comes again
 
     def _claim_reminders(self, part: Sequence[Delivery]) -> list[Claim]:
         return self._claim([self._reminder_claim(d) for d in part])
@@ -263,7 +295,12 @@ class DeliveryPass:
     # -- send ------------------------------------------------------------------------
 
     async def send(self, stopping: asyncio.Event | None) -> None:
-        await self.dispatcher.transport.deliver(self.envelopes(), self.settle, stopping)
+        try:
+            await self.dispatcher.transport.deliver(self.envelopes(), self.settle, stopping)
+        except BaseException as exc:
+            await self._claimed_ahead(wait=isinstance(exc, TransportConfigError))
+            raise
+        await self._claimed_ahead(wait=True)
 
     # -- settle: each result made durable before its connection's next transaction ------
 
