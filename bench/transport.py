@@ -175,7 +175,7 @@ def measure(
     started = time.perf_counter()
     send(port, messages)
     rate = len(messages) / (time.perf_counter() - started)
-    print(f"  {name:<46} {rate:8.0f} messages/s", flush=True)
+    print(f"  {name:<56} {rate:8.0f} messages/s", flush=True)
     return rate
 
 
