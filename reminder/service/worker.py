@@ -8,8 +8,9 @@ Three mechanisms time it, and they stay three because each answers a different c
   not multiply. As scheduler interval jobs they would follow the wall clock instead.
 - The busy lock times nothing: it makes passes and reloads take turns and folds a wake-up
   that comes during a pass into one more pass, so no timer needs to know about another.
-Nothing polls faster than the watch interval: waits are on events (stopping, started,
-a retry coming due in the transport).
+The heartbeat (`heartbeat.py`) renews the lease on the same monotonic clock. Nothing
+polls faster than the watch interval: waits are on events (stopping, started, a retry
+coming due in the transport).
 
 Nothing on the loop waits on a database or a file (invariant 13): the ledger lives in its
 own thread (`LedgerThread`), and files are read in `files.py`'s threads, with a deadline.
@@ -58,6 +59,7 @@ from .composing import helper_count
 from .dispatcher import Dispatcher
 from .faults import Fault
 from .files import off_loop
+from .heartbeat import Heartbeat
 from .logs import use_zone
 from .lookahead import owed_count, still_owed
 from .monitor import Monitor
@@ -136,7 +138,6 @@ class Worker:
         # Faults that last, each told once, then once a minute, then when it ends.
         self.pass_fault = Fault("wake-ups")
         self.ledger_fault = Fault("the ledger")
-        self.heart_fault = Fault("the heartbeat fails; not sending until it succeeds")
         self.bounce_fault = Fault("reading bounce reports")
         self.watch_fault = Fault("watching the input files fails; still serving the last good")
         self.failure: ReminderError | None = None  # why the worker stopped on its own
@@ -171,6 +172,10 @@ class Worker:
     @property
     def presence(self) -> Presence:
         return self._opened().presence
+
+    @property
+    def heartbeat(self) -> Heartbeat:
+        return self._opened().heartbeat
 
     @property
     def transport(self) -> Transport:
@@ -208,6 +213,7 @@ class Worker:
                 self._open = opened
                 opened.transport = self._transport(config)
                 opened.dispatcher = self._dispatcher()
+                opened.heartbeat = Heartbeat(thread, presence, self._trigger)
                 presence.in_flight = lambda: self.dispatcher.in_flight
                 self.monitor.serving(self.snapshot)
                 try:
@@ -237,7 +243,7 @@ class Worker:
         self.ledger_fault.cleared("answers again; resuming")
         if self._open is not None and not self.stopping.is_set():
             # Sending resumes now, not at the next heartbeat or sweep.
-            self._spawn(self._beat_now())
+            self._spawn(self.heartbeat.now())
 
     def _transport(self, config: Config) -> Transport:
         return self.transport_factory(config, self.clock, self._budget)
@@ -300,7 +306,7 @@ class Worker:
             background = [
                 asyncio.create_task(self._watch()),
                 asyncio.create_task(self._read_bounces()),
-                asyncio.create_task(self._heartbeat()),
+                asyncio.create_task(self.heartbeat.run(self.stopping)),
                 asyncio.create_task(self.monitor.keep_alive(self.stopping)),
                 asyncio.create_task(self.monitor.measure_lag(self.stopping)),
                 asyncio.create_task(self.monitor.watch_ledger(self.thread, self.stopping)),
@@ -446,58 +452,6 @@ class Worker:
             if sweep and loop.time() >= next_sweep + sweep.total_seconds():
                 next_sweep = loop.time()
                 await self._trigger("sweep")
-
-    async def _heartbeat(self) -> None:
-        """Renew the lease every third of it; adopt the claims of workers whose lease ran out."""
-        interval = self.presence.lease.total_seconds() / 3
-        while not self.stopping.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), timeout=interval)
-            if self.stopping.is_set():
-                return
-            await self._beat(interval)
-
-    async def _beat(self, deadline: float) -> None:
-        # A beat slower than `deadline` (the workers' lock held by a frozen worker's
-        # transaction, until the server ends it) is a fault to tell, but it is awaited
-        # all the same: once under way, its adoption is made, and must be told and sent.
-        beat = asyncio.ensure_future(self.thread.call(self.presence.beat, patient=False))
-        try:
-            try:
-                held, kept, adopted = await asyncio.wait_for(asyncio.shield(beat), deadline)
-            except TimeoutError:
-                self.heart_fault.seen(
-                    f"the ledger did not answer within {deadline:g} s (busy, or its storage hangs)"
-                )
-                held, kept, adopted = await beat
-        except asyncio.CancelledError:
-            beat.cancel()
-            raise
-        except ReminderError as exc:
-            if not isinstance(exc, LedgerUnreachable) and self.thread.outage is None:
-                self.heart_fault.seen(str(exc))  # else the ledger's own line tells it, once
-            return
-        self.heart_fault.cleared("succeeds again")
-        if not kept:
-            log.warning(
-                "this worker's lease had expired and other workers adopted its claims; "
-                "it sends again under a new lease, nothing they took"
-            )
-        elif not held:
-            log.warning("this worker's lease was renewed after it lapsed; sending again")
-        if adopted:
-            log.info(
-                "adopted %d deliveries of a worker whose lease expired; sending them "
-                "with their recorded Message-ID",
-                adopted,
-            )
-        if adopted or not held:
-            await self._trigger("adoption" if adopted else "lease renewed")
-
-    async def _beat_now(self) -> None:
-        """The ledger answers again: renew the lease, and send what waited."""
-        await self._beat(self.presence.lease.total_seconds() / 3)
-        await self._trigger("the ledger answers again")
 
     async def _read_bounces(self) -> None:
         """Read the bounce mailbox every bounces.interval, when one is configured.
@@ -758,6 +712,7 @@ class _Open:
     ledger_identity: tuple[int, int] | None  # the SQLite file locked at start
     transport: Transport = field(init=False)
     dispatcher: Dispatcher = field(init=False)
+    heartbeat: Heartbeat = field(init=False)
 
 
 def _ledger_file(ledger: Ledger) -> tuple[int, int] | None:
