@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import random
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
@@ -44,6 +45,8 @@ RETRY_FIRST = timedelta(seconds=5)
 RETRY_AFTER = timedelta(minutes=5)
 # Below this, no time is left for another try: the delivery fails.
 RETRY_AT_LEAST = timedelta(seconds=1)
+# Retries fall on instants an eighth of their back-off apart (`_retry_at`).
+RETRY_STEPS = 8
 # On a shared ledger, reminders are claimed in steps of about CLAIM_SECONDS of sending
 # (ClaimStep): from SHARED_CLAIM_STEP at the start of a batch up to SHARED_CLAIM_MOST
 # while the connections keep up, never longer than the lease (what a killed worker
@@ -428,11 +431,20 @@ def claim_step(shared: bool, lease: timedelta) -> ClaimStep:
 def _retry_at(now: datetime, not_after: datetime, tries: int = 0) -> datetime | None:
     """When a transient failure is tried again: RETRY_FIRST doubled for each of the
     `tries` recorded before this pass, at most RETRY_AFTER (jittered), or half the time
-    left before the deadline when that comes sooner; None when no time is left."""
+    left before the deadline when that comes sooner; None when no time is left.
+
+    A back-off's instant is taken down to a step of RETRY_STEPS per back-off (at least
+    RETRY_AT_LEAST), the same steps for every worker: a relay that refused a whole batch
+    for a moment has it tried again in a few passes, not in a pass per message."""
     jitter = random.uniform(0.8, 1.2)  # noqa: S311 - spreading retries, not a secret
     backoff = min(RETRY_AFTER, RETRY_FIRST * 2 ** min(tries, 16))
-    wait = min(backoff * jitter, (not_after - now) / 2)
-    return now + wait if wait >= RETRY_AT_LEAST else None
+    left = (not_after - now) / 2
+    if backoff * jitter >= left:
+        return now + left if left >= RETRY_AT_LEAST else None
+    at = now + backoff * jitter
+    step = max(RETRY_AT_LEAST, backoff / RETRY_STEPS).total_seconds()
+    stepped = datetime.fromtimestamp(math.floor(at.timestamp() / step) * step, now.tzinfo)
+    return stepped if stepped - now >= RETRY_AT_LEAST else at
 
 
 class _MessageIds(Mapping[DeliveryKey, str]):

@@ -12,6 +12,8 @@ from reminder.inputs.registrants import redacted
 from reminder.service.delivery import RETRY_AFTER, RETRY_FIRST, _retry_at
 from reminder.service.faults import Fault
 
+SECOND = timedelta(seconds=1)
+
 
 def test_a_lasting_fault_is_told_once_then_once_a_minute_with_a_count_then_its_end(
     caplog: pytest.LogCaptureFixture,
@@ -38,17 +40,33 @@ def test_a_transient_failure_is_tried_again_before_the_deadline_while_time_is_le
     now = datetime(2023, 3, 1, 16, tzinfo=UTC)
     # A relay that refused for a moment is tried again seconds later; each try recorded
     # doubles the wait, up to five minutes for a relay down for good.
+    # (Within the jitter, less the step its instant is taken down to.)
     first = _retry_at(now, now + timedelta(days=1))
-    assert first is not None and RETRY_FIRST * 0.8 <= first - now <= RETRY_FIRST * 1.2
+    assert first is not None and RETRY_FIRST * 0.8 - SECOND <= first - now <= RETRY_FIRST * 1.2
     fourth = _retry_at(now, now + timedelta(days=1), tries=3)
-    assert fourth is not None and RETRY_FIRST * 8 * 0.8 <= fourth - now <= RETRY_FIRST * 8 * 1.2
+    wait = RETRY_FIRST * 8
+    assert fourth is not None and wait * (0.8 - 1 / 8) <= fourth - now <= wait * 1.2
     far = _retry_at(now, now + timedelta(days=1), tries=12)
-    assert far is not None and RETRY_AFTER * 0.8 <= far - now <= RETRY_AFTER * 1.2
+    assert far is not None and RETRY_AFTER * (0.8 - 1 / 8) <= far - now <= RETRY_AFTER * 1.2
     assert _retry_at(now, now + timedelta(days=1), tries=10**6) is not None
     # A reminder due 30 s before its deadline: a relay refusing for 10 s must not fail it.
     near = _retry_at(now, now + timedelta(seconds=30), tries=8)
     assert near == now + timedelta(seconds=15)
     assert _retry_at(now, now + timedelta(seconds=1)) is None  # no time left: it fails
+
+
+def test_a_burst_of_transient_failures_comes_back_in_a_few_passes_not_one_per_message() -> None:
+    # A relay answered 451 to a whole batch: 200 results over two seconds. Each retry's
+    # instant is a wake-up, and each wake-up a pass and its log line: they must share a
+    # few instants (a pass each), not come back one by one over seconds.
+    now = datetime(2023, 3, 1, 16, 0, 0, 123_456, tzinfo=UTC)
+    deadline = now + timedelta(days=1)
+    for tries in (0, 3, 12):
+        instants = {
+            _retry_at(now + timedelta(milliseconds=10 * n), deadline, tries) for n in range(200)
+        }
+        assert None not in instants
+        assert len(instants) <= 6, (tries, len(instants))
 
 
 def test_masking_an_address_keeps_the_path_it_sits_in() -> None:
