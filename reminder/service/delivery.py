@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import math
 import random
@@ -111,7 +112,7 @@ class DeliveryPass:
         if not await call(self._plan, notices) and not notices.owed:
             return self.tally
         if notices.owed:
-            won = self._won(await call(self._claim_notices, notices.owed))
+            won = self._won(await call(self._claim_notices, notices.owed, itertools.count()))
             self.notices = [n for n in notices.owed if n.key in won]
         try:
             await self.send(stopping)
@@ -141,9 +142,10 @@ class DeliveryPass:
         """Claims still open at their deadline can no longer be sent: they failed."""
         self.tally.expired = self.ledger.expire(self.now)
 
-    def _claim_notices(self, owed: Sequence[Notice]) -> list[Claim]:
+    def _claim_notices(self, owed: Sequence[Notice], tries: Iterator[int]) -> list[Claim]:
         """Claim the change notices owed: they go first, before any reminder."""
         return self._claim(
+            tries,
             [
                 Claim(
                     n.key,
@@ -154,7 +156,7 @@ class DeliveryPass:
                     Told(n.facts, n.sequence, self.now),
                 )
                 for n in owed
-            ]
+            ],
         )
 
     async def claimed_reminders(self) -> AsyncIterator[Delivery]:
@@ -189,7 +191,8 @@ class DeliveryPass:
         if not self.may_send():
             self.reminders.put_back(part)
             return None  # the lease lapsed: another worker may hold these claims now
-        return part, self._won(await self.thread.call(self._claim_reminders, part))
+        claimed = await self.thread.call(self._claim_reminders, part, itertools.count())
+        return part, self._won(claimed)
 
     async def _claimed_ahead(self, wait: bool) -> None:
         """The step claimed ahead, once sending stopped: awaited, so that `_finish`
@@ -203,8 +206,8 @@ class DeliveryPass:
         with contextlib.suppress(Exception, asyncio.CancelledError):
             await ahead  # its failure, if any, stopped sending already or comes again
 
-    def _claim_reminders(self, part: Sequence[Delivery]) -> list[Claim]:
-        return self._claim([self._reminder_claim(d) for d in part])
+    def _claim_reminders(self, part: Sequence[Delivery], tries: Iterator[int]) -> list[Claim]:
+        return self._claim(tries, [self._reminder_claim(d) for d in part])
 
     def _reminder_claim(self, delivery: Delivery) -> Claim:
         session = delivery.slot.session
@@ -225,9 +228,14 @@ class DeliveryPass:
             told,
         )
 
-    def _claim(self, claims: list[Claim]) -> list[Claim]:
-        """Claim in the ledger: those this worker won."""
-        return self.ledger.claim(claims, self.now)
+    def _claim(self, tries: Iterator[int], claims: list[Claim]) -> list[Claim]:
+        """Claim in the ledger: those this worker won.
+
+        `tries` counts the calls: the ledger's thread calls again while the database is
+        unreachable, and a try that failed may have committed its claims (the answer
+        lost with the connection): a later try wins this worker's own open claims too,
+        or they would wait out the claim's lease (10 minutes), unsent."""
+        return self.ledger.claim(claims, self.now, ours=next(tries) > 0)
 
     def _won(self, claims: list[Claim]) -> dict[DeliveryKey, Claim]:
         """Claims won are this pass's to send (kept on the loop's side, which settles them)."""

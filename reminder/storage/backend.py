@@ -51,7 +51,9 @@ class DeliveryLedger(Protocol):
 
     def release(self, keys: Iterable[DeliveryKey], now: datetime) -> None: ...
 
-    def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]: ...
+    def claim(
+        self, claims: Sequence[Claim], now: datetime, *, ours: bool = False
+    ) -> list[Claim]: ...
 
     def supersede(
         self,

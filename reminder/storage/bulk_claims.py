@@ -72,7 +72,7 @@ _AGAIN = f"""{_WITH_CHUNK},
 due AS (
     SELECT d.id, chunk.* FROM chunk JOIN deliveries d ON d.session = chunk.session
         AND d.kind = chunk.kind AND d.lead = chunk.lead AND d.recipient = chunk.recipient
-    WHERE d.status = 'claimed' AND d.next_attempt_at <= ?
+    WHERE d.status = 'claimed' AND (d.next_attempt_at <= ? OR d.claimed_by = ?)
     ORDER BY chunk.place FOR UPDATE OF d
 )
 UPDATE deliveries d SET claimed_by = ?, next_attempt_at = ?, updated_at = ?, fault = NULL,
@@ -103,9 +103,15 @@ def _chunk(claims: Sequence[Claim]) -> tuple[str, str]:
 
 
 def claim_in_bulk(
-    db: Database, claims: Sequence[Claim], worker: str, lease_end: str, at: str
+    db: Database,
+    claims: Sequence[Claim],
+    worker: str,
+    lease_end: str,
+    at: str,
+    mine: str | None = None,
 ) -> list[Claim]:
-    """Claim a chunk sorted by key; return those this worker won, in its order."""
+    """Claim a chunk sorted by key; return those this worker won, in its order (open
+    claims held by `mine` too, whatever their next attempt)."""
     if not claims:
         return []
     # Keys as the ledger stores them: its key columns.
@@ -115,7 +121,7 @@ def claim_in_bulk(
         rest = [c for c in claims if c.key.stored not in won]
         again = {
             tuple(row[:4]): (row[4], row[5])
-            for row in db.execute(_AGAIN, (*_chunk(rest), at, worker, lease_end, at))
+            for row in db.execute(_AGAIN, (*_chunk(rest), at, mine, worker, lease_end, at))
         }
     taken: list[Claim] = []
     for c in claims:

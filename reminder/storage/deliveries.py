@@ -66,19 +66,23 @@ class Deliveries:
                     settled[session, lead] = recipients
         return LedgerView(settled, dict(claims))
 
-    def claim(self, claims: Sequence[Claim], now: datetime) -> list[Claim]:
+    def claim(self, claims: Sequence[Claim], now: datetime, *, ours: bool = False) -> list[Claim]:
         """Claim deliveries durably before sending; return those this worker won.
 
         A new delivery is won by inserting its row; an open claim whose back-off has
         passed is won by moving its next attempt past the lease, compare-and-set, so two
-        workers on one ledger never both win a delivery.
+        workers on one ledger never both win a delivery. With `ours`, for a claim tried
+        again after a failure whose commit may have gone through (its answer lost with
+        the connection), an open claim of this worker's is won too, whatever its next
+        attempt: else it would wait out the lease, unsent.
         """
         lease_end, at = stamp(now + CLAIM_LEASE), stamp(now)
+        mine = self.worker if ours else None  # claimed_by = NULL is never true
         # One order for every worker: two batches that overlap take their rows' locks in
         # the same order, so PostgreSQL never has to break a deadlock between them.
         claims = sorted(claims, key=lambda c: c.key)
         if self.db.bulk:  # PostgreSQL: the chunk in one statement
-            return claim_in_bulk(self.db, claims, self.worker, lease_end, at)
+            return claim_in_bulk(self.db, claims, self.worker, lease_end, at, mine)
         # A chunk's claims share a few instants and facts: each is written out once.
         stamps: dict[datetime, str] = {}
         facts: dict[tuple[str, int], tuple[object, ...]] = {}  # by the Told object itself
@@ -120,8 +124,9 @@ class Deliveries:
                         "updated_at = ?, fault = NULL, session_id = ?, fact_start = ?, "
                         "fact_end = ?, fact_join_url = ?, fact_status = ?, fact_topic = ?, "
                         "sequence = ? WHERE session = ? AND kind = ? AND lead = ? "
-                        "AND recipient = ? AND status = 'claimed' AND next_attempt_at <= ?",
-                        (self.worker, lease_end, at, *c.fact_values(), *c.key.stored, at),
+                        "AND recipient = ? AND status = 'claimed' "
+                        "AND (next_attempt_at <= ? OR claimed_by = ?)",
+                        (self.worker, lease_end, at, *c.fact_values(), *c.key.stored, at, mine),
                     )
                     for c in retries
                 ]

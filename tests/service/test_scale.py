@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from reminder.core import plan
-from reminder.core.errors import LedgerError
+from reminder.core.errors import LedgerError, LedgerUnreachable
 from reminder.core.mailing import DeliveryKey, DeliveryState
 from reminder.core.plan import Delivery
 from reminder.core.planned import Tally
@@ -378,6 +378,49 @@ async def test_a_step_claimed_ahead_of_a_stop_is_handed_back_at_once(
     # the step claimed ahead included, for the next pass or another worker.
     assert held == 0
     assert released == 2 * CLAIM_CHUNK - tally.sent
+
+
+class LosesAnAnswer(Ledger):
+    """A ledger whose first claim is committed and its answer then lost, as when the
+    connection drops between the commit and its reply (a database restart)."""
+
+    lost = 0
+
+    def claim(self, claims: Sequence[Claim], now: datetime, **options: Any) -> list[Claim]:
+        won = super().claim(claims, now, **options)
+        if not LosesAnAnswer.lost:
+            LosesAnAnswer.lost = len(won)
+            raise LedgerUnreachable("the ledger cannot be reached", cause="connection lost")
+        return won
+
+
+async def test_claims_whose_answer_was_lost_are_sent_in_the_same_pass(
+    project: Project, monkeypatch: Any
+) -> None:
+    # The try that follows finds the rows already claimed by this worker: they were
+    # held, unsent, for the claim's lease (10 minutes), and failed if the session began.
+    monkeypatch.setattr("reminder.storage.thread.RETRY_EVERY", 0.01)
+    people = 2 * CLAIM_CHUNK
+    project.registrants([person(n) for n in range(people)])
+    handler = FaultyRecorder()
+    LosesAnAnswer.lost = 0
+    with SmtpSink(handler=handler) as sink:
+        use_server(project, Server(sink, handler))
+        snapshot = project.snapshot()
+        thread: LedgerThread[Ledger] = LedgerThread(patience=10)
+        ledger_file = project.root / "state" / "ledger.sqlite"
+        await thread.open(lambda: LosesAnAnswer(ledger_file, worker="test"))
+        transport = SmtpTransport(snapshot.config.smtp)
+        try:
+            tally = await Dispatcher(thread, transport, Clock(snapshot.slots[0].due_at)).run(
+                snapshot
+            )
+        finally:
+            await transport.close()
+            await thread.close(Ledger.close)
+    assert LosesAnAnswer.lost == CLAIM_CHUNK
+    assert tally.sent == people
+    assert sorted(handler.recipients()) == sorted(f"alex{n}@example.org" for n in range(people))
 
 
 def put_back(backup: Path, ledger_file: Path) -> None:

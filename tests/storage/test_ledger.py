@@ -376,6 +376,19 @@ def test_a_chunk_of_new_claims_retries_and_others_claims_is_won_where_it_may_be(
         ]
 
 
+def test_a_claim_tried_again_after_its_answer_was_lost_wins_what_the_lost_try_claimed(
+    ledger_target: str | Path,
+) -> None:
+    with Ledger(ledger_target, worker="w") as ledger:
+        ledger.claim([claim(1), claim(2)], NOW)  # committed; its answer lost on the way
+        # An ordinary claim never wins a delivery twice, not even for the same worker...
+        assert ledger.claim([claim(1), claim(3)], NOW) == [claim(3)]
+        # ...but the try after a lost answer wins what its lost try claimed.
+        assert ledger.claim([claim(1), claim(2)], NOW, ours=True) == [claim(1), claim(2)]
+    with Ledger(ledger_target, worker="other") as other:
+        assert other.claim([claim(1), claim(4)], NOW, ours=True) == [claim(4)]
+
+
 def test_two_workers_taking_the_same_open_claims_again_each_win_one(
     ledger_target: str | Path,
 ) -> None:
