@@ -277,9 +277,11 @@ async def test_on_a_shared_ledger_too_the_first_claims_come_before_the_batch_is_
     steps: list[int] = []
     claim = Ledger.claim
 
-    def sized(ledger: Ledger, claims: Sequence[Claim], now: datetime) -> list[Claim]:
+    def sized(
+        ledger: Ledger, claims: Sequence[Claim], now: datetime, **options: Any
+    ) -> list[Claim]:
         steps.append(len(claims))
-        return claim(ledger, claims, now)
+        return claim(ledger, claims, now, **options)
 
     monkeypatch.setattr(Ledger, "claim", sized)
     with SmtpSink(handler=handler) as sink:
@@ -319,10 +321,12 @@ def timed_claims(monkeypatch: Any, handler: Timeline) -> None:
     """Each claim of the ledger goes on the handler's timeline as it starts."""
     claim = Ledger.claim
 
-    def noted(ledger: Ledger, claims: Sequence[Claim], now: datetime) -> list[Claim]:
+    def noted(
+        ledger: Ledger, claims: Sequence[Claim], now: datetime, **options: Any
+    ) -> list[Claim]:
         with handler.lock:
             handler.events.append("claim")
-        return claim(ledger, claims, now)
+        return claim(ledger, claims, now, **options)
 
     monkeypatch.setattr(Ledger, "claim", noted)
 
