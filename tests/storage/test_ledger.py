@@ -389,6 +389,22 @@ def test_a_claim_tried_again_after_its_answer_was_lost_wins_what_the_lost_try_cl
         assert other.claim([claim(1), claim(4)], NOW, ours=True) == [claim(4)]
 
 
+def test_outcomes_written_together_are_all_written_or_none(ledger: Ledger) -> None:
+    # A group of outcomes is one transaction (on PostgreSQL, one message the server runs
+    # as an implicit transaction): a statement that fails takes the others back with it.
+    ledger.claim([claim(1), claim(2)], NOW)
+    sent = (
+        "UPDATE deliveries SET status = 'sent' WHERE session = ? AND kind = ? AND lead = ? "
+        "AND recipient = ?"
+    )
+    with pytest.raises(LedgerError):
+        ledger.db.write([(sent, claim(1).key.stored), ("UPDATE no_such_table SET x = 1", ())])
+    assert {row.state for row in ledger.rows()} == {DeliveryState.CLAIMED}
+    counts = ledger.db.write([(sent, claim(1).key.stored), (sent, claim(9).key.stored)])
+    assert counts == [1, 0]  # each statement's own row count, in order
+    assert ledger.claim([claim(1), claim(2)], NOW) == []
+
+
 def test_two_workers_taking_the_same_open_claims_again_each_win_one(
     ledger_target: str | Path,
 ) -> None:
