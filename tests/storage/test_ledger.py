@@ -405,6 +405,22 @@ def test_outcomes_written_together_are_all_written_or_none(ledger: Ledger) -> No
     assert ledger.claim([claim(1), claim(2)], NOW) == []
 
 
+def test_replies_written_together_come_back_as_the_server_wrote_them(ledger: Ledger) -> None:
+    # On PostgreSQL a group's values are bound into one message on this side: a relay's
+    # reply with quotes, backslashes, a semicolon or SQL is kept as text, nothing more.
+    odd = "550 5.1.1 <o'brien@example.org>: it's \\ gone; DROP TABLE deliveries; -- $1 %s ?"
+    ledger.claim([claim(1), claim(2)], NOW)
+    ledger.record(
+        [
+            Outcome(claim(1).key, DeliveryState.FAILED, odd, NOW),
+            Outcome(claim(2).key, DeliveryState.SENT, "250 2.0.0 Ok: queued as 'x'", NOW),
+        ],
+        NOW,
+    )
+    replies = {row.recipient: row.last_reply for row in ledger.rows()}
+    assert replies == {"p1@example.org": odd, "p2@example.org": "250 2.0.0 Ok: queued as 'x'"}
+
+
 def test_two_workers_taking_the_same_open_claims_again_each_win_one(
     ledger_target: str | Path,
 ) -> None:
