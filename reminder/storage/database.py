@@ -514,7 +514,9 @@ class PostgresDatabase:
             # BEGIN and COMMIT cost a round trip each: 385 µs a group of two where that
             # took 572 (a script, not kept).
             cursor = self.psycopg.ClientCursor(connection)
-            cursor.execute(";\n".join(sql for sql, _ in batch), list(chain(*(p for _, p in batch))))
+            cursor.execute(
+                ";\n".join(sql for sql, _ in batch), list(chain.from_iterable(p for _, p in batch))
+            )
             counts = [cursor.rowcount]
             while cursor.nextset():
                 counts.append(cursor.rowcount)
